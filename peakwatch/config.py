@@ -1,0 +1,240 @@
+"""Configuration: process settings (environment / CLI) and the site registry (YAML).
+
+Both are built once at start-up by the composition root (``cli``) and passed down; nothing here is
+created at import time.
+
+* ``Settings`` (pydantic-settings, env prefix ``PEAKWATCH_``): where things run.
+* ``Registry`` (YAML, see docs/configuration.md): sites, meters, alert rules and factor overrides.
+  It is mirrored into the database (``sites``/``meters`` tables) so the API and SQL users see it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from peakwatch.domain.factors import DEFAULT_FACTORS, Factor, FactorLibrary
+from peakwatch.domain.models import Carrier, Meter, Register, Role, Site
+from peakwatch.domain.rules import KPI_FIELDS, ThresholdRule
+from peakwatch.domain.units import meter_quantity
+from peakwatch.errors import ConfigError
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "peakwatch"
+
+
+class Settings(BaseSettings):
+    """Where peakwatch runs and how it behaves; every field can be set as ``PEAKWATCH_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="PEAKWATCH_", extra="ignore")
+
+    config_file: Path | None = None
+    """YAML registry; ``None`` uses the bundled demo registry (two demo sites)."""
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Embedded PostgreSQL data and other local state; kept across restarts."""
+    database_url: str | None = None
+    """``postgresql://...``; ``None`` starts embedded PostgreSQL in ``data_dir``."""
+    mqtt_url: str | None = None
+    """``mqtt://host:port``; ``None`` starts the embedded broker on ``mqtt_port``."""
+    mqtt_port: int = 1883
+    mqtt_topic_prefix: str = "telemetry"
+    mqtt_client_id: str = "peakwatch-collector"
+    mqtt_qos: Literal[0, 1] = 1
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    db_port: int = 5433
+    """TCP port of embedded PostgreSQL (loopback only)."""
+    bus_url: str = "memory://"
+    window_ms: int = 60_000
+    allowed_lateness_ms: int = 10_000
+    """How long after a window's end readings are still accepted into it (event time)."""
+    idle_close_ms: int = 5_000
+    """When a site has been silent this long (wall clock), its event time is advanced by the silence,
+    so windows close even if no further reading arrives."""
+    max_future_ms: int = 300_000
+    """Readings stamped further than this ahead of the collector's clock are dead-lettered."""
+    max_payload_bytes: int = 1_048_576
+    demo: bool = True
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1000}
+
+
+def parse_duration_ms(value: str | int | float) -> int:
+    """``"5m"`` -> 300000. Bare numbers are seconds."""
+    if isinstance(value, int | float):
+        return int(value * 1000)
+    match = _DURATION.match(value)
+    if not match:
+        raise ConfigError(f"invalid duration {value!r}: use e.g. 30s, 5m, 1h")
+    return int(float(match.group(1)) * _DURATION_MS[match.group(2)])
+
+
+class _MeterDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    carrier: Carrier
+    role: Role
+    register: Register = Register.CUMULATIVE
+    unit: str = "kWh"
+    register_max: float | None = None
+
+
+class _SiteDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    name: str
+    kind: str
+    timezone: str = "Asia/Shanghai"
+    grid_factor: str = "grid.cn.hunan.2023"
+    meters: list[_MeterDoc] = []
+
+
+class _RuleDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename={"for_": "for"}):
+    name: str
+    kpi: str
+    op: str
+    threshold: float
+    for_: str | int = 0
+    severity: str = "warning"
+    summary: str = ""
+    site_kinds: list[str] = []
+    site_ids: list[str] = []
+
+
+class _FactorDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    value: float
+    unit: str
+    source: str
+    data_year: int | None = None
+    published: str | None = None
+    status: str = "unverified"
+
+
+class _RegistryDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    sites: list[_SiteDoc] = []
+    rules: list[_RuleDoc] = []
+    factors: list[_FactorDoc] = []
+
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Registry:
+    """Sites, meters, rules and factors, validated and indexed for the hot path."""
+
+    def __init__(
+        self,
+        sites: Iterable[Site],
+        meters: Iterable[Meter],
+        rules: Iterable[ThresholdRule] = (),
+        factors: FactorLibrary | None = None,
+    ) -> None:
+        self.sites: dict[str, Site] = {s.id: s for s in sites}
+        self.meters: dict[tuple[str, str], Meter] = {(m.site_id, m.id): m for m in meters}
+        self.rules: tuple[ThresholdRule, ...] = tuple(rules)
+        self.factors: FactorLibrary = factors or FactorLibrary()
+        self._by_site: dict[str, tuple[Meter, ...]] = {
+            sid: tuple(m for m in self.meters.values() if m.site_id == sid) for sid in self.sites
+        }
+
+    def meter(self, site_id: str, meter_id: str) -> Meter | None:
+        return self.meters.get((site_id, meter_id))
+
+    def site_meters(self, site_id: str) -> tuple[Meter, ...]:
+        return self._by_site.get(site_id, ())
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> Registry:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read registry {path}: {exc}") from exc
+        return cls.from_text(text, source=str(path))
+
+    @classmethod
+    def bundled_demo(cls) -> Registry:
+        text = resources.files("peakwatch.demo").joinpath("sites.yaml").read_text(encoding="utf-8")
+        return cls.from_text(text, source="bundled demo registry")
+
+    @classmethod
+    def from_text(cls, text: str, *, source: str = "<text>") -> Registry:
+        try:
+            raw: Any = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+        return cls.from_mapping(raw, source=source)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], *, source: str = "<mapping>") -> Registry:
+        try:
+            doc = msgspec.convert(raw, _RegistryDoc)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
+        overrides = tuple(
+            msgspec.convert(msgspec.to_builtins(f), Factor) for f in doc.factors
+        ) if doc.factors else ()
+        factors = FactorLibrary(DEFAULT_FACTORS).with_overrides(overrides)
+        sites: list[Site] = []
+        meters: list[Meter] = []
+        for s in doc.sites:
+            if not _ID.match(s.id):
+                raise ConfigError(f"{source}: site id {s.id!r} must match {_ID.pattern}")
+            if s.grid_factor not in factors:
+                raise ConfigError(f"{source}: site {s.id}: unknown grid_factor {s.grid_factor!r}")
+            try:
+                site = msgspec.convert({"id": s.id, "name": s.name, "kind": s.kind, "timezone": s.timezone,
+                                        "grid_factor": s.grid_factor}, Site)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(f"{source}: site {s.id}: {exc}") from exc
+            _check_timezone(site, source)
+            sites.append(site)
+            seen: set[str] = set()
+            for m in s.meters:
+                if not _ID.match(m.id):
+                    raise ConfigError(f"{source}: meter id {m.id!r} must match {_ID.pattern}")
+                if m.id in seen:
+                    raise ConfigError(f"{source}: site {s.id}: duplicate meter id {m.id!r}")
+                seen.add(m.id)
+                try:
+                    meter_quantity(m.unit)
+                except KeyError as exc:
+                    raise ConfigError(f"{source}: meter {s.id}/{m.id}: {exc.args[0]}") from None
+                meters.append(Meter(id=m.id, site_id=s.id, carrier=m.carrier, role=m.role,
+                                    register=m.register, unit=m.unit, register_max=m.register_max))
+        if len({s.id for s in sites}) != len(sites):
+            raise ConfigError(f"{source}: duplicate site ids")
+        rules: list[ThresholdRule] = []
+        for r in doc.rules:
+            if r.kpi not in KPI_FIELDS:
+                raise ConfigError(f"{source}: rule {r.name}: unknown kpi {r.kpi!r}; known: {sorted(KPI_FIELDS)}")
+            try:
+                rules.append(msgspec.convert({
+                    "name": r.name, "kpi": r.kpi, "op": r.op, "threshold": r.threshold,
+                    "for_ms": parse_duration_ms(r.for_), "severity": r.severity, "summary": r.summary,
+                    "site_kinds": r.site_kinds, "site_ids": r.site_ids}, ThresholdRule))
+            except msgspec.ValidationError as exc:
+                raise ConfigError(f"{source}: rule {r.name}: {exc}") from exc
+        return cls(sites, meters, rules, factors)
+
+
+def _check_timezone(site: Site, source: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(site.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{source}: site {site.id}: unknown time zone {site.timezone!r}") from exc

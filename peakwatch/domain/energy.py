@@ -1,0 +1,72 @@
+"""From meter registers to interval amounts: differencing, reset and rollover, splitting over windows.
+
+Rules (docs/kpis.md repeats them for operators):
+
+* A cumulative register is differenced: ``delta = value - previous``.
+* A negative delta is never negative energy. When ``register_max`` is configured and the previous
+  value was in the top 10 % of the register, it is a **rollover**: ``delta = register_max - previous
+  + value``. Otherwise it is a **reset** (the register restarted at zero): ``delta = value``. Both are
+  flagged.
+* An interval's amount is spread linearly over the windows the interval ``[t0, t1)`` overlaps, so a
+  meter reporting every 5 minutes still fills 1-minute windows in proportion to time.
+"""
+
+from __future__ import annotations
+
+from peakwatch.domain.models import MeterFlag
+
+ROLLOVER_ZONE = 0.9
+"""A drop from above this share of ``register_max`` is a rollover; from below it, a reset."""
+
+
+def register_delta(
+    previous: float, value: float, register_max: float | None
+) -> tuple[float, MeterFlag | None]:
+    """The amount between two successive register values, never negative, with the event if any."""
+    delta = value - previous
+    if delta >= 0:
+        return delta, None
+    if register_max is not None and previous >= ROLLOVER_ZONE * register_max:
+        return (register_max - previous) + max(value, 0.0), MeterFlag.ROLLOVER
+    return max(value, 0.0), MeterFlag.RESET
+
+
+def window_start_ms(ts_ms: int, size_ms: int) -> int:
+    """Start of the tumbling window (aligned to the epoch) that contains ``ts_ms``."""
+    return ts_ms - ts_ms % size_ms
+
+
+def split_interval(t0_ms: int, t1_ms: int, amount: float, size_ms: int) -> list[tuple[int, float]]:
+    """Spread ``amount`` consumed over ``[t0_ms, t1_ms)`` linearly across tumbling windows.
+
+    Returns ``(window_start_ms, share)`` pairs whose shares add up to ``amount`` (the last share takes
+    the rounding remainder, so the sum is exact to the float). ``t0_ms == t1_ms`` puts it all in the
+    window containing ``t0_ms``.
+    """
+    if t1_ms <= t0_ms:
+        return [(window_start_ms(t0_ms, size_ms), amount)]
+    span = t1_ms - t0_ms
+    first = window_start_ms(t0_ms, size_ms)
+    last = window_start_ms(t1_ms - 1, size_ms)
+    if first == last:
+        return [(first, amount)]
+    parts: list[tuple[int, float]] = []
+    assigned = 0.0
+    start = first
+    while start < last:
+        lo = max(start, t0_ms)
+        hi = start + size_ms
+        share = amount * (hi - lo) / span
+        parts.append((start, share))
+        assigned += share
+        start += size_ms
+    parts.append((last, amount - assigned))
+    return parts
+
+
+def interval_window_ms(ts_ms: int, size_ms: int) -> int:
+    """Window of an interval-register reading, which measures the period *ending* at ``ts_ms``.
+
+    A reading stamped exactly on a boundary (12:01:00) belongs to the window that ends there (12:00).
+    """
+    return window_start_ms(ts_ms - 1, size_ms)

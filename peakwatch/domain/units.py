@@ -1,0 +1,56 @@
+"""Units: payload field names and meter units mapped to canonical quantities.
+
+A payload quantity field is ``<quantity>_<unit>`` (``energy_mwh``, ``power_w`` ...). The collector
+multiplies the value by the scale below to obtain the canonical field (``energy_kwh`` ...). Keeping the
+table here, not in the collector, lets the registry validate meter units with the same rules.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from peakwatch.domain.models import Quantity
+
+# field name in a payload -> (canonical quantity, multiply by)
+PAYLOAD_FIELDS: Final[dict[str, tuple[Quantity, float]]] = {
+    "energy_wh": (Quantity.ENERGY_KWH, 0.001),
+    "energy_kwh": (Quantity.ENERGY_KWH, 1.0),
+    "energy_mwh": (Quantity.ENERGY_KWH, 1000.0),
+    "power_w": (Quantity.POWER_KW, 0.001),
+    "power_kw": (Quantity.POWER_KW, 1.0),
+    "power_mw": (Quantity.POWER_KW, 1000.0),
+    "volume_l": (Quantity.VOLUME_M3, 0.001),
+    "volume_m3": (Quantity.VOLUME_M3, 1.0),
+    "heat_mj": (Quantity.HEAT_GJ, 0.001),
+    "heat_gj": (Quantity.HEAT_GJ, 1.0),
+    "mass_kg": (Quantity.MASS_T, 0.001),
+    "mass_t": (Quantity.MASS_T, 1.0),
+    "count": (Quantity.COUNT, 1.0),
+}
+
+# meter register unit (as written in the registry, case-insensitive) -> (canonical quantity, scale)
+METER_UNITS: Final[dict[str, tuple[Quantity, float]]] = {
+    "wh": (Quantity.ENERGY_KWH, 0.001),
+    "kwh": (Quantity.ENERGY_KWH, 1.0),
+    "mwh": (Quantity.ENERGY_KWH, 1000.0),
+    "l": (Quantity.VOLUME_M3, 0.001),
+    "m3": (Quantity.VOLUME_M3, 1.0),
+    "mj": (Quantity.HEAT_GJ, 0.001),
+    "gj": (Quantity.HEAT_GJ, 1.0),
+    "kg": (Quantity.MASS_T, 0.001),
+    "t": (Quantity.MASS_T, 1.0),
+    "count": (Quantity.COUNT, 1.0),
+}
+
+KWH_PER_GJ: Final = 1000.0 / 3.6
+
+
+def meter_quantity(unit: str) -> tuple[Quantity, float]:
+    """The canonical quantity of a meter's main register and the scale from its unit.
+
+    Raises ``KeyError`` naming the unit when it is not known, so the registry can report it.
+    """
+    try:
+        return METER_UNITS[unit.lower()]
+    except KeyError:
+        raise KeyError(f"unknown meter unit {unit!r}; known: {', '.join(sorted(METER_UNITS))}") from None

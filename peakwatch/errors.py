@@ -1,0 +1,33 @@
+"""The one exception root of peakwatch.
+
+Tree::
+
+    PeakwatchError
+    ├── ConfigError          the YAML registry or the settings are invalid (fatal at start-up)
+    ├── StoreError           the database refused or is unreachable (retryable: ``retryable`` says so)
+    └── BusError             the bus refused a batch (e.g. closed while shutting down)
+
+Third-party exceptions are translated at the edge with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class PeakwatchError(Exception):
+    """Root of every error peakwatch raises on purpose."""
+
+
+class ConfigError(PeakwatchError):
+    """Configuration that cannot be used; the message names the file and field."""
+
+
+class StoreError(PeakwatchError):
+    """The database failed; ``retryable`` tells the caller whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class BusError(PeakwatchError):
+    """The bus cannot take or deliver a batch."""
