@@ -1,0 +1,258 @@
+"""``peakwatch`` command line: run the whole stack (``up``) or one component at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from peakwatch.config import Registry, Settings
+from peakwatch.errors import PeakwatchError
+
+app = typer.Typer(
+    name="peakwatch",
+    help="Real-time energy and carbon monitoring for parks and data centres.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Site/meter registry YAML "
+                                                "(default: the bundled demo registry).", exists=True,
+                                                dir_okay=False)]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embedded PostgreSQL keeps its data "
+                                                 "(kept across restarts). Default ~/.local/share/peakwatch.")]
+DbUrlOpt = Annotated[str | None, typer.Option("--database-url", envvar="PEAKWATCH_DATABASE_URL",
+                                              help="postgresql://… of an existing server; omit to start "
+                                              "embedded PostgreSQL.")]
+MqttUrlOpt = Annotated[str | None, typer.Option("--mqtt-url", envvar="PEAKWATCH_MQTT_URL",
+                                                help="mqtt://host:port of an existing broker; omit to start "
+                                                "the embedded broker.")]
+BusOpt = Annotated[str, typer.Option("--bus", envvar="PEAKWATCH_BUS_URL", help="Bus between collector and "
+                                     "processor: memory:// (in-process).")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Environment (PEAKWATCH_*) first, then explicit command-line options on top."""
+    base = Settings()
+    values = {k: v for k, v in overrides.items() if v is not None}
+    return base.model_copy(update=values)
+
+
+def _run(main: Any) -> None:
+    """Run ``main`` until it returns or Ctrl-C / SIGTERM, which cancel it so its cleanup runs."""
+
+    async def runner() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(main)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("amqtt").setLevel(logging.WARNING)
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+    try:
+        asyncio.run(runner())
+    except PeakwatchError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def up(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbUrlOpt = None,
+    mqtt_url: MqttUrlOpt = None,
+    mqtt_port: Annotated[int, typer.Option(help="Port of the embedded MQTT broker.")] = 1883,
+    api_host: Annotated[str, typer.Option(help="Address the API and dashboard listen on.")] = "127.0.0.1",
+    api_port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
+    db_port: Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")] = 5433,
+    bus: BusOpt = "memory://",
+    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Feed the two demo sites with the "
+                                       "simulators (10 minutes of backfill, then real time).")] = True,
+) -> None:
+    """Start everything: database, broker, collector, processor, API and (by default) the demo feed."""
+    settings = _settings(config_file=config, data_dir=data_dir, database_url=database_url, mqtt_url=mqtt_url,
+                         mqtt_port=mqtt_port, api_host=api_host, api_port=api_port, db_port=db_port,
+                         bus_url=bus, demo=demo)
+    _run(_up(settings))
+
+
+async def _up(settings: Settings) -> None:
+    from cli.stack import load_registry, port_is_free, running_stack
+
+    registry = load_registry(settings)
+    for what, host, port, needed in (
+        ("API", settings.api_host, settings.api_port, True),
+        ("embedded MQTT broker", "127.0.0.1", settings.mqtt_port, settings.mqtt_url is None),
+        ("embedded PostgreSQL", "127.0.0.1", settings.db_port, settings.database_url is None),
+    ):
+        if needed and not port_is_free(host, port):
+            raise PeakwatchError(f"port {port} for the {what} is taken; choose another with the matching "
+                                 f"--*-port option (see peakwatch up --help)")
+    with console.status("starting peakwatch…"):
+        stack_cm = running_stack(settings, registry)
+        stack = await stack_cm.__aenter__()
+    try:
+        if settings.demo:
+            from simulators.options import SimulationOptions
+            from simulators.publisher import run_simulation
+
+            options = SimulationOptions.demo(registry_sites=list(registry.sites))
+            stack.spawn("simulators", run_simulation(options, mqtt_url=stack.mqtt_url))
+        site_lines = "\n".join(
+            f"  {site.id:<16} {site.kind.value:<12} {stack.api_url}/api/v1/sites/{site.id}/kpis/latest"
+            for site in registry.sites.values()
+        )
+        console.print(Panel.fit(
+            f"[bold]peakwatch is running[/bold]\n\n"
+            f"API docs      {stack.api_url}/docs\n"
+            f"Health        {stack.api_url}/healthz\n"
+            f"Metrics       {stack.api_url}/metrics\n"
+            f"MQTT          {stack.mqtt_url}  (topic {settings.mqtt_topic_prefix}/<site>/<meter>)\n"
+            f"Database      {_redact(stack.database_url)}\n\n"
+            f"Sites (KPIs appear after the first 1-minute window closes):\n{site_lines}\n\n"
+            f"{'Demo simulators are feeding both sites. ' if settings.demo else ''}Press Ctrl-C to stop.",
+            title="peakwatch"))
+        await stack.wait()
+    finally:
+        console.print("stopping…")
+        await stack_cm.__aexit__(None, None, None)
+        console.print("stopped cleanly.")
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL before printing it."""
+    if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+        scheme, rest = url.split("//", 1)
+        creds, host = rest.split("@", 1)
+        return f"{scheme}//{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+@app.command()
+def collector(
+    config: ConfigOpt = None,
+    mqtt_url: MqttUrlOpt = None,
+    database_url: DbUrlOpt = None,
+    bus: BusOpt = "memory://",
+) -> None:
+    """Run only the collector (MQTT -> bus). Needs a bus shared between processes."""
+    settings = _settings(config_file=config, mqtt_url=mqtt_url, database_url=database_url, bus_url=bus)
+    _require_shared_bus(settings, "collector")
+    _run(_component(settings, collector=True, processor=False, api=False))
+
+
+@app.command()
+def processor(
+    config: ConfigOpt = None,
+    database_url: DbUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    bus: BusOpt = "memory://",
+) -> None:
+    """Run only the processor (bus -> KPIs -> database). Needs a bus shared between processes."""
+    settings = _settings(config_file=config, database_url=database_url, data_dir=data_dir, bus_url=bus)
+    _require_shared_bus(settings, "processor")
+    _run(_component(settings, collector=False, processor=True, api=False))
+
+
+@app.command("api")
+def api_command(
+    config: ConfigOpt = None,
+    database_url: DbUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    api_host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    api_port: Annotated[int, typer.Option(help="Listen port.")] = 8000,
+    db_port: Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")] = 5433,
+) -> None:
+    """Run only the API against the database (embedded PostgreSQL in --data-dir unless --database-url)."""
+    settings = _settings(config_file=config, database_url=database_url, data_dir=data_dir, api_host=api_host,
+                         api_port=api_port, db_port=db_port)
+    _run(_component(settings, collector=False, processor=False, api=True))
+
+
+def _require_shared_bus(settings: Settings, name: str) -> None:
+    if settings.bus_url.startswith("memory://"):
+        console.print(
+            f"[red]error:[/red] the {name} alone needs a bus shared between processes, and memory:// lives "
+            f"inside one process. Run the whole pipeline in one process with [bold]peakwatch up[/bold] "
+            f"(add --no-demo and --mqtt-url/--database-url for your own broker and database), or pass "
+            f"--bus kafka://host:9092 once the Kafka bus is installed.")
+        raise typer.Exit(2)
+
+
+async def _component(settings: Settings, *, collector: bool, processor: bool, api: bool) -> None:
+    from cli.stack import load_registry, running_stack
+
+    registry = load_registry(settings)
+    async with running_stack(settings, registry, collector=collector, processor=processor, api=api,
+                             broker=False) as stack:
+        console.print(f"running: {', '.join(t.get_name() for t in stack._tasks) or 'collector'}")
+        await stack.wait()
+
+
+@db_app.command("migrate")
+def db_migrate(
+    database_url: DbUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    db_port: Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")] = 5433,
+) -> None:
+    """Apply schema migrations (and TimescaleDB extras when available) and sync the site registry."""
+    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
+    _run(_migrate(settings))
+
+
+async def _migrate(settings: Settings) -> None:
+    from cli.stack import load_registry
+    from peakwatch.embedded.postgres import EmbeddedPostgres
+    from peakwatch.store import Store
+
+    registry: Registry = load_registry(settings)
+    pg = None
+    url = settings.database_url
+    if url is None:
+        pg = EmbeddedPostgres(settings.data_dir / "postgres", port=settings.db_port)
+        url = await asyncio.to_thread(pg.start)
+    try:
+        store = await Store.connect(url)
+        try:
+            applied = await store.migrate()
+            await store.sync_registry(registry)
+            console.print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}; "
+                          f"TimescaleDB: {'yes' if store.timescale else 'no (plain PostgreSQL)'}; "
+                          f"registry: {len(registry.sites)} sites, {len(registry.meters)} meters")
+        finally:
+            await store.close()
+    finally:
+        if pg is not None:
+            await asyncio.to_thread(pg.stop)
+
+
+def _mount_simulate() -> None:
+    from cli.simulate import simulate
+
+    app.command("simulate")(simulate)
+
+
+def main() -> None:
+    _mount_simulate()
+    app()
+
+
+if __name__ == "__main__":
+    main()

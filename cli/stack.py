@@ -1,0 +1,231 @@
+"""Start and stop peakwatch's components in the right order, in one event loop.
+
+This is where the data flow is wired, so it reads top to bottom like docs/architecture.md:
+
+    embedded PostgreSQL -> Store (migrate, sync registry)
+    embedded MQTT broker -> MqttSource -> Collector -> Bus -> Processor -> Store
+    Store -> API (uvicorn)
+    simulators -> MQTT broker (demo)
+
+Shutdown runs in reverse so that nothing accepted is lost: simulators stop publishing, the MQTT
+source unsubscribes, the bus drains into the processor, the processor flushes what the watermark
+allows, then the API, the store and the embedded servers stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from api.app import create_app
+from api.health import ComponentStatus
+from collector.decode import DecodeContext
+from collector.metrics import CollectorMetrics
+from collector.mqtt import MqttSource
+from collector.service import Collector
+from peakwatch.bus import Bus, open_bus
+from peakwatch.config import Registry, Settings
+from peakwatch.embedded.mqtt import EmbeddedBroker
+from peakwatch.embedded.postgres import EmbeddedPostgres
+from peakwatch.store import Store
+from processor.metrics import ProcessorMetrics
+from processor.service import Processor
+
+log = logging.getLogger("peakwatch")
+
+
+def load_registry(settings: Settings) -> Registry:
+    return Registry.from_yaml(settings.config_file) if settings.config_file else Registry.bundled_demo()
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handlers: the stack owns Ctrl-C and stops the API last."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Stack:
+    """Running components and how to stop them. Built by ``start_stack``; ``stop()`` is idempotent."""
+
+    settings: Settings
+    registry: Registry
+    database_url: str = ""
+    mqtt_url: str = ""
+    api_url: str = ""
+    store: Store | None = None
+    bus: Bus | None = None
+    processor: Processor | None = None
+    source: MqttSource | None = None
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    _stoppers: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def on_stop(self, name: str, stopper: Callable[[], Awaitable[None]]) -> None:
+        self._stoppers.append((name, stopper))
+
+    def spawn(self, name: str, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.append(task)
+        return task
+
+    def components(self) -> list[ComponentStatus]:
+        """What /healthz reports besides the database."""
+        out: list[ComponentStatus] = []
+        if self.source is not None:
+            out.append(ComponentStatus(name="mqtt", ok=self.source.connected,
+                                       detail=f"{self.mqtt_url} connected={self.source.connected}"))
+        if self.bus is not None:
+            out.append(ComponentStatus(name="bus", ok=True, detail=f"lag={self.bus.lag}"))
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                out.append(ComponentStatus(name=task.get_name(), ok=False, detail=repr(task.exception())))
+        return out
+
+    async def wait(self) -> None:
+        """Return when any component task ends (normally only at shutdown); re-raise its failure."""
+        if not self._tasks:
+            await asyncio.Event().wait()
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def stop(self) -> None:
+        while self._stoppers:
+            name, stopper = self._stoppers.pop()
+            try:
+                await stopper()
+            except Exception:
+                log.exception("stopping %s failed", name)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+
+async def _start_database(stack: Stack) -> None:
+    settings = stack.settings
+    if settings.database_url:
+        stack.database_url = settings.database_url
+    else:
+        pg = EmbeddedPostgres(settings.data_dir / "postgres", port=settings.db_port)
+        stack.database_url = await asyncio.to_thread(pg.start)
+        stack.on_stop("embedded postgres", lambda: asyncio.to_thread(pg.stop))
+    store = await Store.connect(stack.database_url)
+    stack.on_stop("store", store.close)
+    await store.migrate()
+    await store.sync_registry(stack.registry)
+    stack.store = store
+
+
+async def _start_broker(stack: Stack) -> None:
+    settings = stack.settings
+    if settings.mqtt_url:
+        stack.mqtt_url = settings.mqtt_url
+        return
+    broker = EmbeddedBroker(host="127.0.0.1", port=settings.mqtt_port)
+    await broker.start()
+    stack.on_stop("embedded mqtt broker", broker.stop)
+    stack.mqtt_url = f"mqtt://127.0.0.1:{settings.mqtt_port}"
+
+
+async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> None:
+    settings, registry = stack.settings, stack.registry
+    bus = open_bus(settings.bus_url)
+    stack.bus = bus
+    if processor:
+        assert stack.store is not None
+        proc = Processor(bus, stack.store, registry, settings, ProcessorMetrics(stack.metrics))
+        stack.processor = proc
+        stack.spawn("processor", proc.run())
+
+        async def stop_processor() -> None:
+            await bus.close()
+            await proc.stop()
+
+        stack.on_stop("processor", stop_processor)
+    if collector:
+        ctx = DecodeContext(registry=registry, topic_prefix=settings.mqtt_topic_prefix,
+                            max_future_ms=settings.max_future_ms, max_payload_bytes=settings.max_payload_bytes)
+        coll = Collector(bus, ctx, CollectorMetrics(stack.metrics))
+        source = MqttSource(stack.mqtt_url, client_id=settings.mqtt_client_id,
+                            topic_filter=f"{settings.mqtt_topic_prefix}/+/+", qos=settings.mqtt_qos,
+                            handler=coll.handle)
+        await source.start()
+        stack.source = source
+        stack.on_stop("collector", source.stop)
+
+
+async def _start_api(stack: Stack) -> None:
+    settings = stack.settings
+    assert stack.store is not None
+    app = create_app(stack.store, stack.registry, settings, health=stack.components,
+                     metrics_registry=stack.metrics)
+    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning",
+                            lifespan="on")
+    server = _Uvicorn(config)
+    task = stack.spawn("api", server.serve())
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("API server exited during start-up")
+        if time.monotonic() > deadline:
+            raise RuntimeError("API server did not start within 15 s")
+        await asyncio.sleep(0.05)
+    stack.api_url = f"http://{settings.api_host}:{settings.api_port}"
+
+    async def stop_api() -> None:
+        server.should_exit = True
+
+    stack.on_stop("api", stop_api)
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    settings: Settings,
+    registry: Registry,
+    *,
+    collector: bool = True,
+    processor: bool = True,
+    api: bool = True,
+    broker: bool = True,
+) -> AsyncIterator[Stack]:
+    """Start the chosen components; stop them all (in reverse) when the block exits."""
+    stack = Stack(settings=settings, registry=registry)
+    try:
+        await _start_database(stack)
+        if broker and collector:
+            await _start_broker(stack)
+        elif collector:
+            stack.mqtt_url = settings.mqtt_url or f"mqtt://127.0.0.1:{settings.mqtt_port}"
+        if collector or processor:
+            await _start_pipeline(stack, collector=collector, processor=processor)
+        if api:
+            await _start_api(stack)
+        yield stack
+    finally:
+        await stack.stop()
