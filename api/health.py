@@ -1,13 +1,14 @@
 """What the API needs to know about the rest of the process to answer ``/healthz``.
 
 The API cannot see the collector, the bus or the processor (services never import each other), so
-the composition root implements ``HealthProbe`` and passes it to ``create_app``. Without a probe,
-``/healthz`` reports the database only.
+the composition root passes a ``HealthProbe`` to ``create_app``. Without one, ``/healthz`` reports
+the database only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,8 +18,8 @@ class ComponentStatus:
     """One component's state as the probe sees it right now.
 
     ``ok=False`` makes ``/healthz`` answer ``degraded`` (still 200: the API itself can serve data);
-    ``detail`` is shown to the operator as is, so say what is wrong and since when, e.g.
-    ``"not connected to mqtt://broker:1883 since 12:03:10Z"`` or ``"bus lag 48211 readings"``.
+    ``detail`` is shown to the operator as is, so say what is wrong, e.g.
+    ``"mqtt://broker:1883 connected=False"`` or ``"lag=48211"``.
     """
 
     name: str
@@ -27,12 +28,24 @@ class ComponentStatus:
 
 
 class HealthProbe(Protocol):
-    """Reports the state of the components running next to the API (collector connected to the
-    broker, bus lag, time of the processor's last write ...).
+    """Reports the components running next to the API (collector connected to the broker, bus lag,
+    processor's last write ...). Any zero-argument callable fits: a plain function, a bound method,
+    or a coroutine function when answering needs to await something.
 
-    Called once per ``/healthz`` request, concurrently with other requests, on the API's event loop:
-    it must answer fast and must not block (read flags and counters, do not dial out for long). An
-    exception it raises is reported as a failed ``health_probe`` component, never as a 500.
+    Called once per ``/healthz`` request on the API's event loop, concurrently with other requests:
+    it must answer fast and must not block (read flags and counters; do not dial out). An exception
+    it raises is reported as a failed ``health_probe`` component, never as a 500.
     """
 
-    async def components(self) -> Sequence[ComponentStatus]: ...
+    def __call__(self) -> Sequence[ComponentStatus] | Awaitable[Sequence[ComponentStatus]]: ...
+
+
+async def probe_components(probe: HealthProbe) -> list[ComponentStatus]:
+    """Call a sync or async probe; its failure becomes a component status."""
+    try:
+        result = probe()
+        if inspect.isawaitable(result):
+            result = await result
+        return list(result)
+    except Exception as exc:  # a broken probe is reported, not raised
+        return [ComponentStatus(name="health_probe", ok=False, detail=f"{type(exc).__name__}: {exc}")]

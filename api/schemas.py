@@ -104,11 +104,6 @@ class SitePublic(BaseModel):
                    grid_factor_id=site.grid_factor)
 
 
-class SitesPublic(BaseModel):
-    data: list[SitePublic]
-    count: int
-
-
 class MeterCountsPublic(BaseModel):
     ok: int
     stale: int
@@ -191,56 +186,40 @@ class KpiWindowPublic(BaseModel):
         )
 
 
-class KpiSeriesPublic(BaseModel):
-    site_id: str
-    from_: datetime = Field(alias="from", description="Effective start of the range (inclusive).")
-    to: datetime = Field(description="Effective end of the range (exclusive).")
-    from_ms: int
-    to_ms: int
-    data: list[KpiWindowPublic] = Field(description="Windows with from <= window_start < to, oldest first.")
-    count: int
-    truncated: bool = Field(description="true when `limit` cut the series; continue from `next_from_ms`.")
-    next_from_ms: int | None
-
-    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
-
-
 # ------------------------------------------------------------------------------------------ meters
 
 
 class MeterPublic(BaseModel):
+    # "register" would shadow BaseModel.register (ABC), hence the trailing underscore and the alias.
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
     id: str
     site_id: str
     carrier: Carrier
     role: Role
-    register: Register
+    register_: Register = Field(alias="register", description="cumulative (differenced) or interval.")
     unit: str = Field(examples=["kWh"])
     register_max: float | None
     last_seen: datetime | None = Field(description="Wall-clock time the last reading was received.")
     last_seen_ms: int | None
     last_reading_ts: datetime | None = Field(description="Event time (meter clock) of the last reading.")
     last_reading_ts_ms: int | None
-    last_value: float | None = Field(description="Last accepted register value, in the meter's canonical unit.")
+    last_value: float | None = Field(
+        description="Last accepted register value, in the canonical unit of the meter's quantity."
+    )
     status: MeterHealth = Field(
-        description="ok: seen within stale_after_s; stale: not seen for longer; never: no reading yet."
+        description="ok: seen within the last 5 min; stale: not seen for longer; never: no reading yet."
     )
 
     @classmethod
     def from_status(cls, s: MeterStatus, status: MeterHealth) -> MeterPublic:
         m = s.meter
         return cls(
-            id=m.id, site_id=m.site_id, carrier=m.carrier, role=m.role, register=m.register, unit=m.unit,
+            id=m.id, site_id=m.site_id, carrier=m.carrier, role=m.role, register_=m.register, unit=m.unit,
             register_max=m.register_max, last_seen=_dt(s.last_seen_ms), last_seen_ms=s.last_seen_ms,
             last_reading_ts=_dt(s.last_ts_ms), last_reading_ts_ms=s.last_ts_ms, last_value=s.last_value,
             status=status,
         )
-
-
-class MetersPublic(BaseModel):
-    site_id: str
-    stale_after_s: float
-    data: list[MeterPublic]
-    count: int
 
 
 # ------------------------------------------------------------------------------------------ alerts
@@ -255,13 +234,13 @@ class AlertPublic(BaseModel):
     severity: str = Field(examples=["critical"])
     summary: str
     value: float | None
-    started: datetime
+    started_at: datetime = Field(description="Start of the first breaching window.")
     started_ms: int
-    fired: datetime | None
+    fired_at: datetime | None = Field(description="When the alert went from pending to firing.")
     fired_ms: int | None
-    resolved: datetime | None
+    resolved_at: datetime | None
     resolved_ms: int | None
-    updated: datetime
+    updated_at: datetime
     updated_ms: int
 
     @classmethod
@@ -269,16 +248,11 @@ class AlertPublic(BaseModel):
         return cls(
             id=a.id, fingerprint=a.fingerprint, rule=a.rule, site_id=a.site_id, state=a.state,
             severity=a.severity, summary=a.summary, value=a.value,
-            started=datetime_from_ms(a.started_ms), started_ms=a.started_ms,
-            fired=_dt(a.fired_ms), fired_ms=a.fired_ms,
-            resolved=_dt(a.resolved_ms), resolved_ms=a.resolved_ms,
-            updated=datetime_from_ms(a.updated_ms), updated_ms=a.updated_ms,
+            started_at=datetime_from_ms(a.started_ms), started_ms=a.started_ms,
+            fired_at=_dt(a.fired_ms), fired_ms=a.fired_ms,
+            resolved_at=_dt(a.resolved_ms), resolved_ms=a.resolved_ms,
+            updated_at=datetime_from_ms(a.updated_ms), updated_ms=a.updated_ms,
         )
-
-
-class AlertsPublic(BaseModel):
-    data: list[AlertPublic]
-    count: int
 
 
 # ------------------------------------------------------------------------------------------ dead letters
@@ -286,7 +260,7 @@ class AlertsPublic(BaseModel):
 
 class DeadLetterPublic(BaseModel):
     id: int
-    received: datetime
+    received_at: datetime
     received_ms: int
     source: str = Field(examples=["telemetry/dc-xiangjiang/it"])
     reason: str = Field(examples=["malformed_json"])
@@ -302,13 +276,8 @@ class DeadLetterPublic(BaseModel):
     def from_record(cls, d: DeadLetterRecord) -> DeadLetterPublic:
         preview = preview_payload(d.payload)
         return cls(
-            id=d.id, received=datetime_from_ms(d.received_ms), received_ms=d.received_ms, source=d.source,
+            id=d.id, received_at=datetime_from_ms(d.received_ms), received_ms=d.received_ms, source=d.source,
             reason=d.reason, detail=d.detail, site_id=d.site_id, meter_id=d.meter_id,
             payload=preview.text, payload_encoding=preview.encoding, payload_size_bytes=preview.size_bytes,
             payload_truncated=preview.truncated,
         )
-
-
-class DeadLettersPublic(BaseModel):
-    data: list[DeadLetterPublic]
-    count: int

@@ -50,7 +50,7 @@ def parse_timestamp_ms(text: str) -> int:
             )
         return ms
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows "t" and "z"
     except ValueError:
         hint = ""
         if _SPACE_FOR_PLUS.search(value):

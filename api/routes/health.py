@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Final
+from typing import Final, Literal
 
 from fastapi import APIRouter, Response, status
 
 from api.deps import HealthProbeDep, StoreDep
-from api.health import ComponentStatus
+from api.health import ComponentStatus, probe_components
 from api.schemas import ComponentPublic, HealthPublic, ReadyPublic
 from peakwatch.store import Store
 
@@ -47,12 +47,8 @@ async def ping_database(store: Store) -> ComponentStatus:
 )
 async def healthz(store: StoreDep, probe: HealthProbeDep, response: Response) -> HealthPublic:
     database = await ping_database(store)
-    components: list[ComponentStatus] = []
-    if probe is not None:
-        try:
-            components = list(await probe.components())
-        except Exception as exc:  # a broken probe is reported, not raised
-            components = [ComponentStatus(name="health_probe", ok=False, detail=f"{type(exc).__name__}: {exc}")]
+    components = [] if probe is None else await probe_components(probe)
+    state: Literal["ok", "degraded", "down"]
     if not database.ok:
         state = "down"
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

@@ -71,9 +71,12 @@ def energy_balance(
 ) -> EnergyBalance:
     """Sum per-meter amounts (canonical units) into the site balance.
 
-    Electricity consumed is, in order of preference: the ``facility_total`` meters; else the grid
-    balance ``import - export + PV + wind + storage discharge - storage charge``; else the sum of load
-    meters. Renewable generation is consumed on site before any export.
+    Electricity consumed is, in order of preference: the ``facility_total`` meters; else, when a grid
+    import meter exists, the grid balance ``import - export + PV + wind + storage discharge - storage
+    charge``; else the sum of electric load meters when there are any (docs/configuration.md: loads
+    are the consumption when there is neither a facility nor a grid meter; a generation-only balance
+    would ignore the unmetered purchases); else the generation balance. Renewable generation is
+    consumed on site before any export.
     """
     by_role: dict[Role, float] = {}
     has_role: set[Role] = set()
@@ -101,7 +104,7 @@ def energy_balance(
     renewable_generation = total(Role.PV_GENERATION, Role.WIND_GENERATION)
     if Role.FACILITY_TOTAL in has_role:
         electricity = total(Role.FACILITY_TOTAL)
-    elif Role.GRID_IMPORT in has_role or renewable_generation > 0:
+    elif Role.GRID_IMPORT in has_role or not (has_role & _ELECTRIC_LOADS):
         electricity = (grid_import - grid_export + renewable_generation
                        + total(Role.STORAGE_DISCHARGE) - total(Role.STORAGE_CHARGE))
     else:
@@ -156,7 +159,8 @@ def site_kpis(
         electricity_emissions_kg=electricity_emissions,
         pue=pue(balance.facility_kwh, balance.it_kwh) if site.kind is SiteKind.DATA_CENTRE else None,
         electrification_rate=electrification_rate(electricity_kgce, total_kgce),
-        carbon_intensity_kg_per_kwh=carbon_intensity_kg_per_kwh(electricity_emissions, balance.electricity_kwh),
+        carbon_intensity_kg_per_kwh=carbon_intensity_kg_per_kwh(
+            electricity_emissions, balance.electricity_kwh),
         green_power_share=green_power_share(balance.renewable_consumed_kwh, balance.electricity_kwh),
         completeness=completeness,
         flags=tuple(sorted(set(flags))),

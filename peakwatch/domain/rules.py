@@ -49,7 +49,8 @@ class ThresholdRule(msgspec.Struct, frozen=True, kw_only=True):
     """Empty means every site."""
 
     def applies_to(self, site_id: str, kind: SiteKind) -> bool:
-        return (not self.site_ids or site_id in self.site_ids) and (not self.site_kinds or kind in self.site_kinds)
+        return ((not self.site_ids or site_id in self.site_ids)
+                and (not self.site_kinds or kind in self.site_kinds))
 
     def breaches(self, value: float) -> bool:
         return _OPS[self.op](value, self.threshold)

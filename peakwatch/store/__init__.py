@@ -7,5 +7,6 @@ root; the API reads through its query methods (no SQL in handlers), the processo
 
 from peakwatch.store.records import AlertRecord, DeadLetterRecord, MeterStatus
 from peakwatch.store.store import Store
+from peakwatch.store.timescale import TimescalePolicy
 
-__all__ = ["AlertRecord", "DeadLetterRecord", "MeterStatus", "Store"]
+__all__ = ["AlertRecord", "DeadLetterRecord", "MeterStatus", "Store", "TimescalePolicy"]

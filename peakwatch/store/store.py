@@ -2,38 +2,147 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Final, TypeVar
+
+import asyncpg
+import msgspec
+
 from peakwatch.config import Registry
 from peakwatch.domain.models import KpiWindow, MeterInterval, MeterState, ProcessedBatch, Site
+from peakwatch.errors import StoreError
+from peakwatch.store.codec import register_codecs
+from peakwatch.store.conn import Conn
+from peakwatch.store.errors import STORE_FAILURES, translate
+from peakwatch.store.migrate import apply_migrations
 from peakwatch.store.records import AlertRecord, DeadLetterRecord, MeterStatus
+from peakwatch.store.timescale import TimescalePolicy
+from peakwatch.store.writes import KPI_COLUMNS, create_staging_tables, write_batch
+
+_T = TypeVar("_T")
+
+CONNECT_TIMEOUT_S: Final = 10.0
+COMMAND_TIMEOUT_S: Final = 120.0
+_REGISTRY_LOCK_KEY: Final = 0x7065616B77726567  # "peakwreg"
+
+_KPI_SELECT: Final = "SELECT " + ", ".join(
+    {"window_start": "window_start AS start_ms", "window_end": "window_end AS end_ms"}.get(c, c)
+    for c in KPI_COLUMNS
+) + " FROM kpi_windows"
+_SITE_SELECT: Final = "SELECT id, name, kind, timezone, grid_factor FROM sites"
+_METER_COLUMNS: Final = ("id", "site_id", "carrier", "role", "register", "unit", "register_max")
+_ALERT_SELECT: Final = """
+SELECT id, fingerprint, rule, site_id, state, severity, summary, value, started_at AS started_ms,
+       fired_at AS fired_ms, resolved_at AS resolved_ms, updated_at AS updated_ms
+FROM alerts"""
+
+
+async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    await register_codecs(conn)
+    await create_staging_tables(conn)
+
+
+def _convert(row: asyncpg.Record, kind: type[_T]) -> _T:
+    return msgspec.convert(dict(row), kind)
 
 
 class Store:
     """A connection pool plus every query peakwatch runs. One instance per process; safe for
     concurrent use by many tasks (each call takes its own pooled connection)."""
 
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, timescale: bool = False) -> None:
+        """Use ``Store.connect``; this wraps an already configured pool."""
+        self._pool = pool
+        self._timescale = timescale
+
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> Store:
         """Open a pool. Raises StoreError(retryable=True) when the server cannot be reached."""
-        raise NotImplementedError
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=min_size, max_size=max_size, init=_init_connection,
+                timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S,
+            )
+        except STORE_FAILURES as exc:
+            raise translate(exc, "connecting to the database") from exc
+        except ValueError as exc:  # a malformed URL
+            raise StoreError(f"connecting to the database: {exc}", retryable=False) from exc
+        store = cls(pool)
+        try:
+            async with store._connection("connecting to the database") as conn:
+                store._timescale = bool(await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"))
+        except StoreError:
+            await store.close()
+            raise
+        return store
 
     async def close(self) -> None:
-        raise NotImplementedError
+        """Wait for borrowed connections to come back, then close them all (terminate after 30 s)."""
+        try:
+            async with asyncio.timeout(30):
+                await self._pool.close()
+        except TimeoutError:
+            self._pool.terminate()
 
-    async def migrate(self) -> list[str]:
+    async def migrate(self, *, policy: TimescalePolicy | None = None) -> list[str]:
         """Apply pending migrations (idempotent; safe to run on every start) and, when the timescaledb
         extension is available, hypertables, compression, retention and continuous aggregates.
         Returns the names of what was applied."""
-        raise NotImplementedError
+        async with self._connection("migrating the schema") as conn:
+            result = await apply_migrations(conn, policy or TimescalePolicy())
+        self._timescale = result.timescale
+        return result.applied
 
     @property
     def timescale(self) -> bool:
         """Whether the TimescaleDB path is active (known after ``migrate``)."""
-        raise NotImplementedError
+        return self._timescale
 
     async def sync_registry(self, registry: Registry) -> None:
         """Mirror the YAML registry into ``sites`` and ``meters`` (upsert; meters no longer in the
         registry are deleted, their readings kept)."""
-        raise NotImplementedError
+        sites = list(registry.sites.values())
+        meters = list(registry.meters.values())
+        async with self._connection("syncing the registry") as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _REGISTRY_LOCK_KEY)
+            await conn.execute(
+                """
+                INSERT INTO sites AS s (id, name, kind, timezone, grid_factor)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+                    timezone = EXCLUDED.timezone, grid_factor = EXCLUDED.grid_factor, updated_at = now()
+                WHERE (s.name, s.kind, s.timezone, s.grid_factor)
+                      IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.timezone, EXCLUDED.grid_factor)
+                """,
+                [s.id for s in sites], [s.name for s in sites], [s.kind.value for s in sites],
+                [s.timezone for s in sites], [s.grid_factor for s in sites],
+            )
+            await conn.execute("DELETE FROM sites WHERE NOT (id = ANY($1::text[]))", [s.id for s in sites])
+            await conn.execute(
+                """
+                INSERT INTO meters AS m (site_id, id, carrier, role, register, unit, register_max)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                     $7::float8[])
+                ON CONFLICT (site_id, id) DO UPDATE SET carrier = EXCLUDED.carrier, role = EXCLUDED.role,
+                    register = EXCLUDED.register, unit = EXCLUDED.unit, register_max = EXCLUDED.register_max
+                WHERE (m.carrier, m.role, m.register, m.unit, m.register_max) IS DISTINCT FROM (
+                    EXCLUDED.carrier, EXCLUDED.role, EXCLUDED.register, EXCLUDED.unit, EXCLUDED.register_max)
+                """,
+                [m.site_id for m in meters], [m.id for m in meters], [m.carrier.value for m in meters],
+                [m.role.value for m in meters], [m.register.value for m in meters], [m.unit for m in meters],
+                [m.register_max for m in meters],
+            )
+            await conn.execute(
+                """
+                DELETE FROM meters m WHERE NOT EXISTS (
+                    SELECT 1 FROM unnest($1::text[], $2::text[]) AS k(site_id, id)
+                    WHERE k.site_id = m.site_id AND k.id = m.id)
+                """,
+                [m.site_id for m in meters], [m.id for m in meters],
+            )
 
     # ---------------------------------------------------------------- processor side
 
@@ -42,51 +151,119 @@ class Store:
         reading already stored for the same (site, meter, ts) is ignored), meter states (upsert),
         intervals (COPY, then added to existing rows), events, KPI windows (upsert: replace),
         alert changes (upsert by fingerprint), dead letters. Raises StoreError."""
-        raise NotImplementedError
+        async with self._connection("writing a processed batch") as conn:
+            await write_batch(conn, batch)
 
     async def load_meter_states(self) -> list[MeterState]:
         """Every meter's last accepted register value, for a processor that starts or restarts."""
-        raise NotImplementedError
+        rows = await self._fetch(
+            "loading meter states",
+            "SELECT site_id, meter_id, last_ts AS last_ts_ms, last_value, last_seen AS last_seen_ms "
+            "FROM meter_state ORDER BY site_id, meter_id")
+        return [_convert(r, MeterState) for r in rows]
 
     async def load_intervals(self, since_ms: int) -> list[MeterInterval]:
         """Per-meter amounts of windows starting at or after ``since_ms`` (restores open windows)."""
-        raise NotImplementedError
+        rows = await self._fetch(
+            "loading meter intervals",
+            "SELECT site_id, meter_id, window_start AS window_start_ms, amount FROM meter_intervals "
+            "WHERE window_start >= $1 ORDER BY window_start, site_id, meter_id", since_ms)
+        return [_convert(r, MeterInterval) for r in rows]
 
     async def load_open_alerts(self) -> list[AlertRecord]:
         """Alerts in state pending or firing (restores rule state after a restart)."""
-        raise NotImplementedError
+        rows = await self._fetch("loading open alerts",
+                                 _ALERT_SELECT + " WHERE state IN ('pending', 'firing') ORDER BY id")
+        return [_convert(r, AlertRecord) for r in rows]
 
     # ---------------------------------------------------------------- API side
 
     async def ping(self) -> None:
         """Raise StoreError when the database does not answer ``SELECT 1``."""
-        raise NotImplementedError
+        async with self._connection("pinging the database") as conn:
+            await conn.fetchval("SELECT 1", timeout=5)
 
     async def list_sites(self) -> list[Site]:
-        raise NotImplementedError
+        rows = await self._fetch("listing sites", _SITE_SELECT + " ORDER BY id")
+        return [_convert(r, Site) for r in rows]
 
     async def get_site(self, site_id: str) -> Site | None:
-        raise NotImplementedError
+        rows = await self._fetch("reading a site", _SITE_SELECT + " WHERE id = $1", site_id)
+        return _convert(rows[0], Site) if rows else None
 
     async def latest_kpis(self, site_id: str) -> KpiWindow | None:
         """The most recent closed window of the site."""
-        raise NotImplementedError
+        rows = await self._fetch(
+            "reading the latest KPIs",
+            _KPI_SELECT + " WHERE site_id = $1 ORDER BY window_start DESC, window_end DESC LIMIT 1", site_id)
+        return _convert(rows[0], KpiWindow) if rows else None
 
-    async def kpi_series(self, site_id: str, from_ms: int, to_ms: int, limit: int = 10_000) -> list[KpiWindow]:
+    async def kpi_series(
+        self, site_id: str, from_ms: int, to_ms: int, limit: int = 10_000
+    ) -> list[KpiWindow]:
         """Windows with ``from_ms <= start < to_ms``, oldest first."""
-        raise NotImplementedError
+        rows = await self._fetch(
+            "reading a KPI series",
+            _KPI_SELECT + " WHERE site_id = $1 AND window_start >= $2 AND window_start < $3 "
+            "ORDER BY window_start, window_end LIMIT $4", site_id, from_ms, to_ms, limit)
+        return [_convert(r, KpiWindow) for r in rows]
 
     async def meter_statuses(self, site_id: str) -> list[MeterStatus]:
-        raise NotImplementedError
+        rows = await self._fetch(
+            "reading meter statuses",
+            """
+            SELECT m.id, m.site_id, m.carrier, m.role, m.register, m.unit, m.register_max,
+                   s.last_ts AS last_ts_ms, s.last_seen AS last_seen_ms, s.last_value
+            FROM meters m
+            LEFT JOIN meter_state s ON s.site_id = m.site_id AND s.meter_id = m.id
+            WHERE m.site_id = $1
+            ORDER BY m.id
+            """, site_id)
+        return [
+            msgspec.convert({"meter": {k: r[k] for k in _METER_COLUMNS}, "last_ts_ms": r["last_ts_ms"],
+                             "last_seen_ms": r["last_seen_ms"], "last_value": r["last_value"]}, MeterStatus)
+            for r in rows
+        ]
 
     async def list_alerts(self, *, site_id: str | None = None, state: str | None = None,
                           limit: int = 500) -> list[AlertRecord]:
         """Newest first."""
-        raise NotImplementedError
+        rows = await self._fetch(
+            "listing alerts",
+            _ALERT_SELECT + " WHERE ($1::text IS NULL OR site_id = $1) AND ($2::text IS NULL OR state = $2) "
+            "ORDER BY updated_at DESC, id DESC LIMIT $3", site_id, state, limit)
+        return [_convert(r, AlertRecord) for r in rows]
 
-    async def list_dead_letters(self, *, reason: str | None = None, limit: int = 500) -> list[DeadLetterRecord]:
+    async def list_dead_letters(
+        self, *, reason: str | None = None, limit: int = 500
+    ) -> list[DeadLetterRecord]:
         """Newest first."""
-        raise NotImplementedError
+        rows = await self._fetch(
+            "listing dead letters",
+            "SELECT id, received_at AS received_ms, source, reason, detail, payload, site_id, meter_id "
+            "FROM dead_letters WHERE ($1::text IS NULL OR reason = $1) "
+            "ORDER BY received_at DESC, id DESC LIMIT $2", reason, limit)
+        return [_convert(r, DeadLetterRecord) for r in rows]
 
     async def count_readings(self, site_id: str | None = None) -> int:
-        raise NotImplementedError
+        async with self._connection("counting readings") as conn:
+            if site_id is None:
+                count = await conn.fetchval("SELECT count(*) FROM readings")
+            else:
+                count = await conn.fetchval("SELECT count(*) FROM readings WHERE site_id = $1", site_id)
+        return int(count)
+
+    # ---------------------------------------------------------------- plumbing
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, action: str) -> AsyncIterator[Conn]:
+        """A pooled connection; asyncpg and socket errors inside become StoreError naming ``action``."""
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except STORE_FAILURES as exc:
+            raise translate(exc, action) from exc
+
+    async def _fetch(self, action: str, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._connection(action) as conn:
+            return await conn.fetch(query, *args)

@@ -1,0 +1,62 @@
+"""The application factory. The composition root owns and closes the store; the app only borrows it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from prometheus_client import CollectorRegistry
+
+import peakwatch
+from api.errors import store_error_handler
+from api.health import HealthProbe
+from api.routes import alerts, dead_letters, kpis, meters, metrics, sites
+from api.routes import health as health_routes
+from peakwatch.config import Registry, Settings
+from peakwatch.errors import StoreError
+from peakwatch.store import Store
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    store: Store,
+    registry: Registry,
+    settings: Settings,
+    *,
+    health: HealthProbe | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """A FastAPI app serving ``store`` (connected and migrated by the caller).
+
+    ``registry`` supplies the factor library behind site details; ``settings`` the window size and
+    lateness quoted in messages and range limits; ``health`` the status of the other components for
+    ``/healthz``; ``metrics_registry``, when given, is exposed at ``/metrics`` (absent otherwise).
+    """
+    app = FastAPI(
+        title="peakwatch",
+        version=peakwatch.__version__,
+        summary="Live PUE, electrification rate and carbon intensity of industrial parks and data centres.",
+        openapi_tags=[
+            {"name": "health", "description": "Liveness, readiness and component status."},
+            {"name": "sites", "description": "Sites and their grid emission factor."},
+            {"name": "kpis", "description": "KPI windows (interim values: see `interim_note`)."},
+            {"name": "meters", "description": "Meters and whether they report."},
+            {"name": "alerts", "description": "Threshold-rule alerts."},
+            {"name": "dead letters", "description": "Refused input, kept with the reason."},
+            {"name": "metrics", "description": "Prometheus exposition."},
+        ],
+    )
+    app.state.store = store
+    app.state.registry = registry
+    app.state.settings = settings
+    app.state.health = health
+    app.state.metrics_registry = metrics_registry
+    app.add_exception_handler(StoreError, store_error_handler)
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (sites, kpis, meters, alerts, dead_letters):
+        api.include_router(module.router)
+    app.include_router(health_routes.router)
+    app.include_router(api)
+    if metrics_registry is not None:
+        app.include_router(metrics.router)
+    return app

@@ -1,0 +1,36 @@
+"""Sites as stored (mirrored from the YAML registry), with the grid factor their carbon KPIs use."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from fastapi import APIRouter
+
+from api.deps import RegistryDep, SiteDep, StoreDep, now_ms
+from api.errors import DATABASE_DOWN, UNKNOWN_SITE
+from api.meter_health import meter_health
+from api.schemas import GridFactorPublic, MeterCountsPublic, SiteDetailPublic, SitePublic
+
+router = APIRouter(prefix="/sites", tags=["sites"])
+
+
+@router.get("", response_model=list[SitePublic], summary="List sites", responses={**DATABASE_DOWN})
+async def list_sites(store: StoreDep) -> list[SitePublic]:
+    return [SitePublic.from_site(s) for s in await store.list_sites()]
+
+
+@router.get(
+    "/{site_id}", response_model=SiteDetailPublic, summary="One site, its meters and grid factor",
+    responses={**UNKNOWN_SITE, **DATABASE_DOWN},
+)
+async def get_site(site: SiteDep, store: StoreDep, registry: RegistryDep) -> SiteDetailPublic:
+    statuses = await store.meter_statuses(site.id)
+    now = now_ms()
+    counts = Counter(meter_health(s.last_seen_ms, now) for s in statuses)
+    factor = registry.factors.get(site.grid_factor) if site.grid_factor in registry.factors else None
+    return SiteDetailPublic(
+        id=site.id, name=site.name, kind=site.kind, timezone=site.timezone, grid_factor_id=site.grid_factor,
+        meters_count=len(statuses),
+        meters_by_status=MeterCountsPublic(ok=counts["ok"], stale=counts["stale"], never=counts["never"]),
+        grid_factor=None if factor is None else GridFactorPublic.from_factor(factor),
+    )

@@ -1,0 +1,445 @@
+"""``peakwatch simulate``: feed a broker with simulated parks and data centres (or synthetic load).
+
+The command function ``simulate`` is mounted by ``cli.main``; nothing runs at import time. Options
+are parsed here into ``simulators.options.SimulationOptions``; the run itself is
+``simulators.publisher.run_simulation``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from peakwatch.config import parse_duration_ms
+from peakwatch.errors import PeakwatchError
+from simulators.faults import MALFORMED_KINDS, FaultConfig
+from simulators.fleet import build_fleet, registry_yaml
+from simulators.options import SimStats, SimulationOptions
+from simulators.pacing import parse_speed
+
+_BROKER = "Broker"
+_FLEET = "Fleet"
+_TIME = "Time"
+_FAULTS = "Fault injection"
+_OUTPUT = "Output"
+_FAULT_KINDS = ("dropped", "duplicated", "reordered", "malformed", "resets", "skewed_readings")
+
+
+def _duration_ms(value: str | None, option: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration_ms(value)
+    except PeakwatchError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+def parse_time_ms(value: str, *, now_ms: int) -> int:
+    """Epoch milliseconds, an ISO 8601 time with a UTC offset, or ``+5m`` / ``-1h`` relative to now."""
+    text = value.strip()
+    if text[:1] in "+-" and not text[1:].isdigit():
+        delta = parse_duration_ms(text[1:])
+        return now_ms + delta if text[0] == "+" else now_ms - delta
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"invalid time {value!r}: use epoch ms, ISO 8601 with offset, or +5m / -1h"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"time {value!r} has no UTC offset; add one, e.g. 2026-01-15T08:00:00+08:00")
+    return int(moment.timestamp() * 1000)
+
+
+def _time_ms(value: str | None, option: str, now_ms: int) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_time_ms(value, now_ms=now_ms)
+    except (ValueError, PeakwatchError) as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+def _probability(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise typer.BadParameter(f"{value} is not a probability between 0 and 1")
+    return value
+
+
+def _progress_line(stats: SimStats) -> Text:
+    sim = "-"
+    if stats.last_ts_ms is not None:
+        sim = datetime.fromtimestamp(stats.last_ts_ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
+    line = Text()
+    line.append("simulating ", style="bold")
+    line.append(
+        f"event time {sim}  steps {stats.steps:,}  messages {stats.published:,}  "
+        f"readings {stats.readings:,}  "
+    )
+    line.append(f"{stats.messages_per_s:,.0f} msg/s  {stats.readings_per_s:,.0f} readings/s", style="cyan")
+    injected = sum(stats.faults.get(k, 0) for k in _FAULT_KINDS)
+    if injected:
+        line.append(f"  faults {injected:,}", style="yellow")
+    return line
+
+
+def _summary(stats: SimStats) -> Table:
+    table = Table(title="simulation finished", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows = [
+        ("steps", f"{stats.steps:,}"),
+        ("readings generated", f"{stats.readings:,}"),
+        ("messages produced", f"{stats.messages:,}"),
+        ("messages published", f"{stats.published:,}"),
+        ("readings published", f"{stats.readings_published:,}"),
+        ("unacknowledged at exit", f"{stats.unacknowledged:,}"),
+        ("elapsed", f"{stats.elapsed_s:,.1f} s"),
+        ("rate", f"{stats.messages_per_s:,.0f} msg/s, {stats.readings_per_s:,.0f} readings/s"),
+    ]
+    rows += [(f"fault: {k}", f"{v:,}") for k, v in stats.faults.items() if v]
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+async def _run(options: SimulationOptions, mqtt_url: str, console: Console, quiet: bool) -> SimStats:
+    from simulators.publisher import run_simulation
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def request_stop(sig: signal.Signals) -> None:
+        # first Ctrl-C: finish cleanly (flush, wait for acks); a second one interrupts
+        stop.set()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, request_stop, sig)
+    try:
+        if quiet:
+            return await run_simulation(options, mqtt_url=mqtt_url, stop=stop)
+        with Live(Text("connecting…"), console=console, refresh_per_second=4, transient=False) as live:
+            return await run_simulation(
+                options, mqtt_url=mqtt_url, stop=stop, progress=lambda s: live.update(_progress_line(s))
+            )
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+def simulate(
+    mqtt_url: Annotated[
+        str,
+        typer.Option(
+            "--mqtt-url",
+            envvar="PEAKWATCH_MQTT_URL",
+            rich_help_panel=_BROKER,
+            help="Broker to publish to: mqtt://[user[:password]@]host[:port] (mqtts:// for TLS).",
+        ),
+    ] = "mqtt://127.0.0.1:1883",
+    topic_prefix: Annotated[
+        str,
+        typer.Option(
+            envvar="PEAKWATCH_MQTT_TOPIC_PREFIX",
+            rich_help_panel=_BROKER,
+            help="Topics are <prefix>/<site_id>/<meter_id>; must match the collector's prefix.",
+        ),
+    ] = "telemetry",
+    qos: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=2,
+            rich_help_panel=_BROKER,
+            help="MQTT QoS of every message (0, 1 or 2). At 1 and 2 unacknowledged messages are bounded by "
+            "--max-inflight and the broker's receive maximum.",
+        ),
+    ] = 1,
+    max_inflight: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            rich_help_panel=_BROKER,
+            help="At most this many QoS 1/2 messages awaiting acknowledgement (messages).",
+        ),
+    ] = 1000,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            rich_help_panel=_BROKER,
+            help="Readings per message: consecutive readings of one meter sent as one JSON array "
+            "(a meter's message leaves when its batch is full, so batches add latency).",
+        ),
+    ] = 1,
+    sites: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            rich_help_panel=_FLEET,
+            help="Number of sites. Template fleet: park-changsha, dc-xiangjiang, park-2, dc-2, park-3 … "
+            "(2 = the demo registry). Synthetic fleet: load-site-0001 …",
+        ),
+    ] = 2,
+    synthetic_meters: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            rich_help_panel=_FLEET,
+            help="Load-test mode: this many flat-load meters (load-0001 …) per site instead of the park and "
+            "data-centre models; 0 uses the models.",
+        ),
+    ] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=_FLEET,
+            help="Seed of every random process (weather, loads, faults): same seed, same data.",
+        ),
+    ] = 0,
+    write_registry: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            rich_help_panel=_FLEET,
+            help="Write the registry YAML of the simulated fleet to this file, then publish. Give it to "
+            "peakwatch with --config so every simulated meter is known.",
+        ),
+    ] = None,
+    print_registry: Annotated[
+        bool,
+        typer.Option(
+            "--print-registry",
+            rich_help_panel=_FLEET,
+            help="Print the fleet's registry YAML to stdout and exit without publishing.",
+        ),
+    ] = False,
+    speed: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=_TIME,
+            help="realtime (event time = wall clock), max (as fast as possible) or a factor such as 60x "
+            "(60 simulated seconds per wall second; from now this runs ahead of the clock, and the "
+            "collector rejects readings more than 5 min in the future, so combine with --start in "
+            "the past).",
+        ),
+    ] = "realtime",
+    step: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=_TIME,
+            help="Simulated time between two readings of a meter, e.g. 10s, 1m (bare number = seconds).",
+        ),
+    ] = "10s",
+    start: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=_TIME,
+            help="Event time of the first reading: epoch ms, ISO 8601 with offset "
+            "(2026-01-15T08:00:00+08:00) or relative to now (-1d). Default: now.",
+        ),
+    ] = None,
+    backfill: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=_TIME,
+            help="Publish this much of the recent past as fast as possible first (e.g. 10m), then continue "
+            "at --speed. What the demo uses so KPIs appear at once. Not with --start.",
+        ),
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=_TIME,
+            help="Stop after this much simulated time from the first reading, backfill included "
+            "(e.g. 1h). Default: run until Ctrl-C.",
+        ),
+    ] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            min=0, rich_help_panel=_TIME, help="Stop after this many steps (one reading per meter each)."
+        ),
+    ] = None,
+    drop: Annotated[
+        float,
+        typer.Option(
+            callback=_probability, rich_help_panel=_FAULTS, help="Probability (0-1) that a message is lost."
+        ),
+    ] = 0.0,
+    duplicate: Annotated[
+        float,
+        typer.Option(
+            callback=_probability,
+            rich_help_panel=_FAULTS,
+            help="Probability (0-1) that a message is sent twice.",
+        ),
+    ] = 0.0,
+    reorder: Annotated[
+        float,
+        typer.Option(
+            callback=_probability,
+            rich_help_panel=_FAULTS,
+            help="Probability (0-1) that a message is held back and sent after the next --reorder-depth "
+            "messages of the same meter (so that meter's readings arrive out of order).",
+        ),
+    ] = 0.0,
+    reorder_depth: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            rich_help_panel=_FAULTS,
+            help="How many later messages of the same topic overtake a held-back one (messages).",
+        ),
+    ] = 3,
+    malformed: Annotated[
+        float,
+        typer.Option(
+            callback=_probability,
+            rich_help_panel=_FAULTS,
+            help="Probability (0-1) that a payload is corrupted: invalid JSON, a value of the wrong type, "
+            "NaN, or a missing ts (see --malformed-kinds).",
+        ),
+    ] = 0.0,
+    malformed_kinds: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=_FAULTS,
+            help=f"Comma-separated corruptions to choose from: {', '.join(MALFORMED_KINDS)}.",
+        ),
+    ] = ",".join(MALFORMED_KINDS),
+    reset: Annotated[
+        float,
+        typer.Option(
+            callback=_probability,
+            rich_help_panel=_FAULTS,
+            help="Probability (0-1), per reading, that the meter's cumulative register restarts at 0 "
+            "(and keeps counting from there).",
+        ),
+    ] = 0.0,
+    reset_at: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=_FAULTS,
+            help="Event time at which registers restart at 0 once: epoch ms, ISO 8601 with offset, or "
+            "relative to now (+5m). Applies to --reset-meter, or every meter.",
+        ),
+    ] = None,
+    reset_meter: Annotated[
+        list[str] | None,
+        typer.Option(
+            rich_help_panel=_FAULTS,
+            help="SITE/METER that --reset-at applies to (repeatable), e.g. dc-xiangjiang/it.",
+        ),
+    ] = None,
+    clock_skew: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=_FAULTS,
+            help="Largest clock error of a skewed meter (e.g. 30s); each skewed meter keeps a constant "
+            "offset drawn from [-skew, +skew].",
+        ),
+    ] = None,
+    clock_skew_share: Annotated[
+        float,
+        typer.Option(
+            callback=_probability,
+            rich_help_panel=_FAULTS,
+            help="Share (0-1) of meters whose clock is skewed when --clock-skew is set.",
+        ),
+    ] = 1.0,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", rich_help_panel=_OUTPUT, help="No live progress line; only the final summary."
+        ),
+    ] = False,
+) -> None:
+    """Publish simulated meter telemetry to an MQTT broker.
+
+    The park model (PV, wind, battery, heat pump, gas boiler, process loads, grid import/export) and
+    the data-centre model (IT, cooling, UPS losses, lighting, facility) are physically consistent:
+    the grid balance and facility = sum of sub-meters hold at every step. Each meter publishes its
+    cumulative register (energy_kwh, or volume_m3 for gas) and power_kw on
+    <prefix>/<site_id>/<meter_id>, with ts in epoch ms.
+
+    Examples:
+
+      peakwatch simulate --backfill 10m                      # the demo feed
+
+      peakwatch simulate --speed max --start -1d --duration 1d
+
+      peakwatch simulate --sites 20 --write-registry fleet.yaml --drop 0.01 --reorder 0.01
+
+      peakwatch simulate --synthetic-meters 500 --sites 10 --speed max --count 100 --qos 0
+    """
+    console = Console(stderr=True)
+    now_ms = int(time.time() * 1000)
+    step_ms = _duration_ms(step, "--step") or 0
+    if step_ms <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--step")
+    try:
+        options = SimulationOptions(
+            sites=sites,
+            synthetic_meters=synthetic_meters,
+            seed=seed,
+            speed=parse_speed(speed),
+            step_ms=step_ms,
+            start_ms=_time_ms(start, "--start", now_ms),
+            backfill_ms=_duration_ms(backfill, "--backfill") or 0,
+            duration_ms=_duration_ms(duration, "--duration"),
+            count=count,
+            batch_size=batch_size,
+            qos=qos,
+            topic_prefix=topic_prefix,
+            max_inflight=max_inflight,
+            faults=FaultConfig(
+                drop=drop,
+                duplicate=duplicate,
+                reorder=reorder,
+                reorder_depth=reorder_depth,
+                malformed=malformed,
+                malformed_kinds=tuple(k.strip() for k in malformed_kinds.split(",") if k.strip()),
+                reset=reset,
+                reset_at_ms=_time_ms(reset_at, "--reset-at", now_ms),
+                reset_meters=frozenset(reset_meter or ()),
+                clock_skew_ms=_duration_ms(clock_skew, "--clock-skew") or 0,
+                clock_skew_share=clock_skew_share,
+            ),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    if print_registry or write_registry is not None:
+        text = registry_yaml(build_fleet(options.fleet_spec))
+        if print_registry:
+            sys.stdout.write(text)
+            return
+        assert write_registry is not None
+        write_registry.write_text(text, encoding="utf-8")
+        console.print(f"wrote the registry of {sites} site(s) to {write_registry}")
+
+    try:
+        stats = asyncio.run(_run(options, mqtt_url, console, quiet))
+    except PeakwatchError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(_summary(stats))

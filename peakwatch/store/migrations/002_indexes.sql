@@ -1,0 +1,10 @@
+-- Indexes for the range scans peakwatch runs (identical on plain PostgreSQL and TimescaleDB; the
+-- timescale step creates hypertables without default time indexes because these cover them).
+
+-- Time range scans over all meters; readings arrive roughly in time order, so BRIN stays small.
+CREATE INDEX IF NOT EXISTS readings_ts_brin ON readings USING brin (ts);
+-- Restoring open windows after a restart: window_start >= since, across all meters.
+CREATE INDEX IF NOT EXISTS meter_intervals_window_start ON meter_intervals (window_start);
+-- Newest first, unfiltered.
+CREATE INDEX IF NOT EXISTS dead_letters_received_at ON dead_letters (received_at DESC);
+CREATE INDEX IF NOT EXISTS alerts_updated_at ON alerts (updated_at DESC);

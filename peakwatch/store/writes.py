@@ -1,0 +1,197 @@
+"""The processor's write path: one ``ProcessedBatch`` in one transaction, bulk rows by COPY.
+
+Rows go to COPY as ``msgspec.structs.astuple(struct)``: the domain Structs list their fields in the
+same order as the table columns below (checked by ``layout_mismatches``, see the unit tests), and
+timestamps stay int ms thanks to the connection codec (``peakwatch.store.codec``). So the hot path
+builds one tuple per row in C and nothing else.
+
+Staging tables are session-local temp tables created once per pooled connection
+(``create_staging_tables``) and emptied at every commit (``ON COMMIT DELETE ROWS``).
+
+Upserts from staging are ORDER BY key so that concurrent writers touching the same rows lock them in
+the same order (no deadlocks; a deadlock would surface as a retryable StoreError anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import asyncpg
+import msgspec
+
+from peakwatch.domain.models import (
+    AlertChange,
+    DeadLetter,
+    KpiWindow,
+    MeterEvent,
+    MeterInterval,
+    MeterState,
+    ProcessedBatch,
+    Reading,
+)
+from peakwatch.store.conn import Conn
+
+_astuple = msgspec.structs.astuple
+
+READING_COLUMNS: Final = ("site_id", "meter_id", "ts", "energy_kwh", "power_kw", "volume_m3", "heat_gj",
+                          "mass_t", "count")
+METER_STATE_COLUMNS: Final = ("site_id", "meter_id", "last_ts", "last_value", "last_seen")
+INTERVAL_COLUMNS: Final = ("site_id", "meter_id", "window_start", "amount")
+EVENT_COLUMNS: Final = ("site_id", "meter_id", "ts", "kind", "detail", "previous", "value")
+KPI_COLUMNS: Final = (
+    "site_id", "window_start", "window_end", "electricity_kwh", "facility_kwh", "it_kwh",
+    "renewable_generation_kwh", "renewable_consumed_kwh", "grid_import_kwh", "grid_export_kwh",
+    "electricity_kgce", "total_kgce", "emissions_kg", "electricity_emissions_kg", "pue",
+    "electrification_rate", "carbon_intensity_kg_per_kwh", "green_power_share", "completeness", "flags",
+    "interim",
+)
+DEAD_LETTER_COLUMNS: Final = ("received_at", "source", "reason", "detail", "payload", "site_id", "meter_id")
+
+_FIELD_TO_COLUMN: Final = {"ts_ms": "ts", "last_ts_ms": "last_ts", "last_seen_ms": "last_seen",
+                           "window_start_ms": "window_start", "start_ms": "window_start",
+                           "end_ms": "window_end", "received_ms": "received_at"}
+
+LAYOUTS: Final[tuple[tuple[type[msgspec.Struct], tuple[str, ...]], ...]] = (
+    (Reading, READING_COLUMNS),
+    (MeterState, METER_STATE_COLUMNS),
+    (MeterInterval, INTERVAL_COLUMNS),
+    (MeterEvent, EVENT_COLUMNS),
+    (KpiWindow, KPI_COLUMNS),
+    (DeadLetter, DEAD_LETTER_COLUMNS),
+)
+
+
+def layout_mismatches() -> list[str]:
+    """Structs whose field order no longer matches the COPY column order (must be empty)."""
+    problems: list[str] = []
+    for struct, columns in LAYOUTS:
+        fields = tuple(_FIELD_TO_COLUMN.get(f, f) for f in struct.__struct_fields__)
+        if fields != columns:
+            problems.append(f"{struct.__name__}: fields {fields} != columns {columns}")
+    return problems
+
+
+_STAGING_DDL: Final = """
+CREATE TEMP TABLE IF NOT EXISTS pw_readings_in (
+    site_id text, meter_id text, ts timestamptz, energy_kwh float8, power_kw float8, volume_m3 float8,
+    heat_gj float8, mass_t float8, count float8
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS pw_meter_state_in (
+    site_id text, meter_id text, last_ts timestamptz, last_value float8, last_seen timestamptz
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS pw_intervals_in (
+    site_id text, meter_id text, window_start timestamptz, amount float8
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS pw_kpi_windows_in (
+    site_id text, window_start timestamptz, window_end timestamptz, electricity_kwh float8,
+    facility_kwh float8, it_kwh float8, renewable_generation_kwh float8, renewable_consumed_kwh float8,
+    grid_import_kwh float8, grid_export_kwh float8, electricity_kgce float8, total_kgce float8,
+    emissions_kg float8, electricity_emissions_kg float8, pue float8, electrification_rate float8,
+    carbon_intensity_kg_per_kwh float8, green_power_share float8, completeness float8, flags text[],
+    interim boolean
+) ON COMMIT DELETE ROWS;
+"""
+
+
+async def create_staging_tables(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    await conn.execute(_STAGING_DDL)
+
+
+_READINGS_MERGE: Final = f"""
+INSERT INTO readings ({", ".join(READING_COLUMNS)})
+SELECT {", ".join(READING_COLUMNS)} FROM pw_readings_in ORDER BY site_id, meter_id, ts
+ON CONFLICT (site_id, meter_id, ts) DO NOTHING"""
+
+# Several states of one meter in a batch collapse to the newest; last_seen is the latest of all.
+_METER_STATE_UPSERT: Final = """
+INSERT INTO meter_state AS m (site_id, meter_id, last_ts, last_value, last_seen)
+SELECT DISTINCT ON (site_id, meter_id) site_id, meter_id, last_ts, last_value,
+       max(last_seen) OVER (PARTITION BY site_id, meter_id)
+FROM pw_meter_state_in
+ORDER BY site_id, meter_id, last_ts DESC
+ON CONFLICT (site_id, meter_id) DO UPDATE SET
+    last_value = CASE WHEN EXCLUDED.last_ts >= m.last_ts THEN EXCLUDED.last_value ELSE m.last_value END,
+    last_ts = GREATEST(m.last_ts, EXCLUDED.last_ts),
+    last_seen = GREATEST(m.last_seen, EXCLUDED.last_seen)"""
+
+_INTERVALS_ADD: Final = """
+INSERT INTO meter_intervals AS t (site_id, meter_id, window_start, amount)
+SELECT site_id, meter_id, window_start, sum(amount)
+FROM pw_intervals_in
+GROUP BY site_id, meter_id, window_start
+ORDER BY site_id, meter_id, window_start
+ON CONFLICT (site_id, meter_id, window_start) DO UPDATE SET amount = t.amount + EXCLUDED.amount"""
+
+_KPI_UPSERT: Final = f"""
+INSERT INTO kpi_windows ({", ".join(KPI_COLUMNS)}, computed_at)
+SELECT {", ".join(KPI_COLUMNS)}, now() FROM pw_kpi_windows_in ORDER BY site_id, window_start, window_end
+ON CONFLICT (site_id, window_start, window_end) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in KPI_COLUMNS[3:])}, computed_at = EXCLUDED.computed_at"""
+
+# One statement per change, applied in order (executemany): close the open alert, or open/advance it
+# (a close with no open alert changes nothing).
+# $1 fingerprint $2 rule $3 site_id $4 state $5 severity $6 summary $7 value $8 started $9 at
+_ALERT_CHANGE: Final = """
+WITH closed AS (
+    UPDATE alerts
+    SET state = $4, severity = $5, summary = $6, value = $7, resolved_at = $9, updated_at = $9
+    WHERE $4 IN ('resolved', 'inactive') AND fingerprint = $1 AND state IN ('pending', 'firing')
+    RETURNING id
+)
+INSERT INTO alerts AS a (fingerprint, rule, site_id, state, severity, summary, value, started_at, fired_at,
+                         updated_at)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $4 = 'firing' THEN $9 END, $9
+WHERE $4 NOT IN ('resolved', 'inactive')  -- an unknown state fails the table's CHECK
+ON CONFLICT (fingerprint) WHERE state IN ('pending', 'firing') DO UPDATE SET
+    state = EXCLUDED.state, severity = EXCLUDED.severity, summary = EXCLUDED.summary, value = EXCLUDED.value,
+    fired_at = COALESCE(a.fired_at, EXCLUDED.fired_at), updated_at = EXCLUDED.updated_at"""
+
+
+async def write_batch(conn: Conn, batch: ProcessedBatch) -> None:
+    """Everything in ``batch`` or nothing. Raises asyncpg errors (the caller translates them)."""
+    async with conn.transaction():
+        if batch.readings:
+            await _write_readings(conn, batch.readings)
+        if batch.meter_states:
+            await conn.copy_records_to_table("pw_meter_state_in", records=map(_astuple, batch.meter_states),
+                                             columns=METER_STATE_COLUMNS)
+            await conn.execute(_METER_STATE_UPSERT)
+        if batch.intervals:
+            await conn.copy_records_to_table("pw_intervals_in", records=map(_astuple, batch.intervals),
+                                             columns=INTERVAL_COLUMNS)
+            await conn.execute(_INTERVALS_ADD)
+        if batch.events:
+            await conn.copy_records_to_table("meter_events", records=map(_astuple, batch.events),
+                                             columns=EVENT_COLUMNS)
+        if batch.kpi_windows:
+            await _write_kpi_windows(conn, batch.kpi_windows)
+        if batch.alerts:
+            await conn.executemany(_ALERT_CHANGE, [_alert_args(a) for a in batch.alerts])
+        if batch.dead_letters:
+            await conn.copy_records_to_table("dead_letters", records=map(_astuple, batch.dead_letters),
+                                             columns=DEAD_LETTER_COLUMNS)
+
+
+async def _write_readings(conn: Conn, readings: Sequence[Reading]) -> None:
+    records = list(map(_astuple, readings))
+    try:
+        # Fast path: nothing in the batch is stored yet (the normal case). The savepoint keeps the
+        # transaction usable when COPY hits a duplicate (a replay after a restart or a bus redelivery).
+        async with conn.transaction():
+            await conn.copy_records_to_table("readings", records=records, columns=READING_COLUMNS)
+    except asyncpg.UniqueViolationError:
+        await conn.copy_records_to_table("pw_readings_in", records=records, columns=READING_COLUMNS)
+        await conn.execute(_READINGS_MERGE)
+
+
+async def _write_kpi_windows(conn: Conn, windows: Sequence[KpiWindow]) -> None:
+    # A window recomputed within one batch: the last one wins (ON CONFLICT cannot touch a row twice).
+    latest = {(w.site_id, w.start_ms, w.end_ms): w for w in windows}
+    await conn.copy_records_to_table("pw_kpi_windows_in", records=map(_astuple, latest.values()),
+                                     columns=KPI_COLUMNS)
+    await conn.execute(_KPI_UPSERT)
+
+
+def _alert_args(a: AlertChange) -> tuple[object, ...]:
+    return (a.fingerprint, a.rule, a.site_id, a.state, a.severity, a.summary, a.value, a.started_ms, a.at_ms)

@@ -1,0 +1,338 @@
+"""The processor service: bus -> meters -> windows -> KPIs -> rules -> store, one transaction per step.
+
+One step::
+
+    polled = await bus.poll()              # up to max_poll_readings, waits up to poll_timeout_s
+    batch  = step(polled, now)             # pure CPU: MeterTracker, SiteWindows, RuleEngine
+    await store.write(batch)               # one transaction; retried while the error is retryable
+    await bus.commit(polled)               # only after the write: at-least-once, idempotent store
+
+Back-pressure: while a retryable ``StoreError`` is being retried, the processor does not poll, so the
+bus fills up and the collector's ``publish`` blocks. Only one step runs at a time (a lock), so
+``flush`` can be called while ``run`` is going.
+
+Restart (``start``): meter baselines come from ``load_meter_states``; each site's event time is set
+to at least the end of its latest stored KPI window plus the allowed lateness (so no written window
+is closed again) and at least its newest meter reading; the amounts of windows that can still be open
+(starting at or after the smallest restored watermark minus one window) are reloaded with
+``load_intervals`` so the window spanning the restart is completed, not restarted; rule states come
+from ``load_open_alerts``. Window flags (reset, rollover ...) of windows open at the restart are not
+restored: they stay in the meter events table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from prometheus_client import CollectorRegistry
+
+from peakwatch.bus import Bus, Polled
+from peakwatch.config import Registry, Settings
+from peakwatch.domain.energy import interval_window_ms, window_start_ms
+from peakwatch.domain.models import (
+    AlertChange,
+    DeadLetter,
+    KpiWindow,
+    MeterEvent,
+    MeterFlag,
+    MeterInterval,
+    MeterState,
+    ProcessedBatch,
+)
+from peakwatch.errors import StoreError
+from processor.alerts import RuleEngine
+from processor.meters import DEFAULT_DEDUP_RETENTION_MS, MeterTracker, StepOutput
+from processor.metrics import ProcessorMetrics
+from processor.windows import SiteWindows
+
+if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs the record's shape
+    from peakwatch.store.records import AlertRecord
+
+log = logging.getLogger(__name__)
+
+
+class ProcessorStore(Protocol):
+    """The part of ``peakwatch.store.Store`` the processor uses (tests pass an in-memory fake)."""
+
+    async def write(self, batch: ProcessedBatch) -> None: ...
+
+    async def load_meter_states(self) -> list[MeterState]: ...
+
+    async def load_intervals(self, since_ms: int) -> list[MeterInterval]: ...
+
+    async def load_open_alerts(self) -> list[AlertRecord]: ...
+
+    async def latest_kpis(self, site_id: str) -> KpiWindow | None: ...
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Processor:
+    """Runs the processing loop. Create one per process; ``run`` until ``stop``."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        store: ProcessorStore,
+        registry: Registry,
+        settings: Settings,
+        metrics: ProcessorMetrics | None = None,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        on_written: Callable[[ProcessedBatch], None] | None = None,
+        poll_timeout_s: float = 0.5,
+        max_poll_readings: int = 50_000,
+        retry_initial_s: float = 0.1,
+        retry_max_s: float = 5.0,
+        dedup_retention_ms: int = DEFAULT_DEDUP_RETENTION_MS,
+    ) -> None:
+        self._bus = bus
+        self._store = store
+        self._registry = registry
+        self._settings = settings
+        self.metrics = metrics or ProcessorMetrics(CollectorRegistry())
+        self._clock_ms = clock_ms
+        self._on_written = on_written
+        self._poll_timeout_s = poll_timeout_s
+        self._max_poll_readings = max_poll_readings
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self.window_ms = settings.window_ms
+        self.tracker = MeterTracker(registry, settings.window_ms, dedup_retention_ms=dedup_retention_ms)
+        self.windows: dict[str, SiteWindows] = {
+            site.id: SiteWindows(
+                site,
+                registry.site_meters(site.id),
+                registry.factors,
+                window_ms=settings.window_ms,
+                allowed_lateness_ms=settings.allowed_lateness_ms,
+                idle_close_ms=settings.idle_close_ms,
+            )
+            for site in registry.sites.values()
+        }
+        self.rules = RuleEngine(registry)
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._started = False
+        self._written = asyncio.Condition()
+        self._written_end_ms: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Restore state from the store (idempotent; ``run`` calls it)."""
+        async with self._lock:
+            if self._started:
+                return
+            await self._restore()
+            self._started = True
+
+    async def run(self) -> None:
+        """Process until ``stop``; then close what the watermark allows and write it."""
+        await self.start()
+        while not self._stop.is_set():
+            await self.run_once()
+        await self.flush()
+
+    def stop(self) -> None:
+        """Ask ``run`` to finish after the current step (and a write being retried to give up)."""
+        self._stop.set()
+
+    async def run_once(self, timeout_s: float | None = None) -> ProcessedBatch | None:
+        """One step: poll, process, write, commit. Returns what was written (``None``: nothing)."""
+        if not self._started:
+            await self.start()
+        async with self._lock:
+            polled = await self._bus.poll(
+                self._max_poll_readings, self._poll_timeout_s if timeout_s is None else timeout_s
+            )
+            batch = self.step(polled, self._clock_ms())
+            written = await self._write(batch)
+            if polled:
+                await self._bus.commit(polled)
+            return batch if written else None
+
+    async def flush(self) -> ProcessedBatch | None:
+        """Close whatever the watermark (with idle advance at the current clock) allows and write it,
+        without polling."""
+        if not self._started:
+            await self.start()
+        async with self._lock:
+            batch = self.step(None, self._clock_ms())
+            return batch if await self._write(batch) else None
+
+    async def wait_for_window(self, site_id: str, end_ms: int) -> None:
+        """Return once a KPI window of ``site_id`` ending at or after ``end_ms`` has been written.
+        Wrap in ``asyncio.wait_for`` for a deadline."""
+        async with self._written:
+            await self._written.wait_for(lambda: self._written_end_ms.get(site_id, end_ms - 1) >= end_ms)
+
+    # ------------------------------------------------------------------ the step (pure CPU)
+
+    def step(self, polled: Polled | None, now_ms: int) -> ProcessedBatch:
+        """Everything one poll produces, plus the windows that close at ``now_ms``. No I/O."""
+        started = time.perf_counter()
+        out = StepOutput(now_ms)
+        dead_letters: list[DeadLetter] = []
+        if polled is not None:
+            dead_letters.extend(polled.dead_letters)
+            for b in polled.batches:
+                self.tracker.apply_batch(b, out)
+        intervals, states = self.tracker.drain(out, now_ms)
+        windows = self.windows
+        late: dict[tuple[str, str], list[MeterInterval]] = {}
+        for iv in intervals:
+            sw = windows.get(iv.site_id)
+            if sw is not None and not sw.add(iv.meter_id, iv.window_start_ms, iv.amount):
+                late.setdefault((iv.site_id, iv.meter_id), []).append(iv)
+        for (site_id, meter_id), ivs in late.items():
+            first = min(ivs, key=lambda iv: iv.window_start_ms)
+            total = sum(iv.amount for iv in ivs)
+            out.event_for(
+                site_id,
+                meter_id,
+                MeterFlag.LATE,
+                first.window_start_ms,
+                f"{total:.6g} for {len(ivs)} closed window(s) from {first.window_start_ms}: "
+                "stored as intervals, KPI windows not restated",
+                None,
+                total,
+            )
+        events: list[MeterEvent] = out.events()
+        for ev in events:
+            if ev.kind is not MeterFlag.LATE:
+                sw = windows.get(ev.site_id)
+                if sw is not None:
+                    # a reading at ts closes the period ending at ts; a first reading opens the one after it
+                    start = (
+                        window_start_ms(ev.ts_ms, self.window_ms)
+                        if ev.kind is MeterFlag.FIRST
+                        else interval_window_ms(ev.ts_ms, self.window_ms)
+                    )
+                    sw.flag(start, ev.kind.value)
+        for site_id, max_ts in out.site_max_ts.items():
+            windows[site_id].observe(max_ts, now_ms)
+        kpi_windows: list[KpiWindow] = []
+        alerts: list[AlertChange] = []
+        for sw in windows.values():
+            sw.tick(now_ms)
+            for w in sw.close_ready():
+                kpi_windows.append(w)
+                alerts.extend(self.rules.evaluate(w))
+        self.tracker.prune(now_ms)
+        dead_letters.extend(out.dead_letters)
+        m = self.metrics
+        if polled is not None:
+            m.readings_processed.inc(polled.reading_count)
+        if out.duplicates:
+            m.readings_duplicate.inc(out.duplicates)
+        m.step_seconds.observe(time.perf_counter() - started)
+        return ProcessedBatch(
+            readings=out.readings,
+            meter_states=states,
+            intervals=intervals,
+            events=events,
+            kpi_windows=kpi_windows,
+            alerts=alerts,
+            dead_letters=dead_letters,
+        )
+
+    # ------------------------------------------------------------------ store
+
+    async def _write(self, batch: ProcessedBatch) -> bool:
+        if not (
+            batch.readings
+            or batch.meter_states
+            or batch.intervals
+            or batch.events
+            or batch.kpi_windows
+            or batch.alerts
+            or batch.dead_letters
+        ):
+            return False
+        delay_s = self._retry_initial_s
+        m = self.metrics
+        while True:
+            t0 = time.perf_counter()
+            try:
+                await self._store.write(batch)
+            except StoreError as exc:
+                m.store_errors.labels(retryable=str(exc.retryable).lower()).inc()
+                if not exc.retryable:
+                    raise
+                if self._stop.is_set():
+                    log.error(
+                        "store write failed while stopping; giving up on %d readings: %s",
+                        len(batch.readings),
+                        exc,
+                    )
+                    raise
+                log.warning("store write failed (retrying in %.1f s): %s", delay_s, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay_s)
+                delay_s = min(delay_s * 2, self._retry_max_s)
+                continue
+            m.store_write_seconds.observe(time.perf_counter() - t0)
+            break
+        await self._after_write(batch)
+        return True
+
+    async def _after_write(self, batch: ProcessedBatch) -> None:
+        m = self.metrics
+        for ev in batch.events:
+            m.meter_events.labels(kind=ev.kind.value).inc()
+        for ch in batch.alerts:
+            m.alert_changes.labels(state=ch.state).inc()
+        if batch.kpi_windows:
+            m.windows_closed.inc(len(batch.kpi_windows))
+            newest = max(w.end_ms for w in batch.kpi_windows)
+            m.last_window_end.set(newest / 1000)
+            for w in batch.kpi_windows:
+                if w.end_ms > self._written_end_ms.get(w.site_id, w.end_ms - 1):
+                    self._written_end_ms[w.site_id] = w.end_ms
+            async with self._written:
+                self._written.notify_all()
+        if self._on_written is not None:
+            self._on_written(batch)
+
+    # ------------------------------------------------------------------ restart
+
+    async def _restore(self) -> None:
+        now_ms = self._clock_ms()
+        states = await self._store.load_meter_states()
+        self.tracker.restore(states)
+        newest_ts: dict[str, int] = {}
+        for st in states:
+            if st.last_ts_ms > newest_ts.get(st.site_id, st.last_ts_ms - 1):
+                newest_ts[st.site_id] = st.last_ts_ms
+        lateness = self._settings.allowed_lateness_ms
+        watermarks: list[int] = []
+        for site_id, sw in self.windows.items():
+            candidates: list[int] = []
+            latest = await self._store.latest_kpis(site_id)
+            if latest is not None:
+                candidates.append(latest.end_ms + lateness)
+                self._written_end_ms[site_id] = latest.end_ms
+            if site_id in newest_ts:
+                candidates.append(newest_ts[site_id])
+            if candidates:
+                sw.restore(max(candidates), now_ms)
+                watermarks.append(max(candidates) - lateness)
+        if watermarks:
+            restored = 0
+            for iv in await self._store.load_intervals(min(watermarks) - self.window_ms):
+                site_windows = self.windows.get(iv.site_id)
+                if site_windows is None or self._registry.meter(iv.site_id, iv.meter_id) is None:
+                    continue
+                if not site_windows.is_closed(iv.window_start_ms):
+                    site_windows.add(iv.meter_id, iv.window_start_ms, iv.amount)
+                    restored += 1
+            log.info("restored %d meter states, %d open-window amounts", len(states), restored)
+        self.rules.restore(await self._store.load_open_alerts())

@@ -1,0 +1,122 @@
+"""The TimescaleDB path: hypertables, compression, retention, the hourly continuous aggregate.
+
+Skipped when the test server cannot load timescaledb. The write path and every query also run on
+TimescaleDB in test_store.py (its ``[timescale]`` cases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from peakwatch.domain.models import MeterInterval, ProcessedBatch, Reading
+from peakwatch.store import Store, TimescalePolicy
+
+pytestmark = [pytest.mark.integration, pytest.mark.timescale]
+
+DAY = 86_400_000
+HOUR = 3_600_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: older than the 7-day compression horizon
+
+
+@pytest.fixture
+async def raw(timescale_database_url: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+    conn = await asyncpg.connect(timescale_database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def jobs(raw: asyncpg.Connection[asyncpg.Record], proc: str) -> dict[str, str]:
+    rows = await raw.fetch(
+        "SELECT hypertable_name, config::text AS config FROM timescaledb_information.jobs "
+        "WHERE proc_name = $1", proc)
+    return {r["hypertable_name"]: r["config"] for r in rows}
+
+
+async def test_hypertables_and_policies(
+    timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    assert timescale_store.timescale
+    hypertables = {r["hypertable_name"]: r["compression_enabled"] for r in await raw.fetch(
+        "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables "
+        "WHERE hypertable_schema = 'public'")}
+    assert hypertables == {"readings": True, "meter_intervals": True, "kpi_windows": True,
+                           "meter_events": True, "dead_letters": False}
+    segmentby = await raw.fetch(
+        "SELECT attname FROM timescaledb_information.compression_settings "
+        "WHERE hypertable_name = 'readings' AND segmentby_column_index IS NOT NULL "
+        "ORDER BY segmentby_column_index")
+    assert [r["attname"] for r in segmentby] == ["site_id", "meter_id"]
+    compression = await jobs(raw, "policy_compression")
+    assert sorted(compression) == ["kpi_windows", "meter_events", "meter_intervals", "readings"]
+    assert all('"compress_after": "7 days"' in c for c in compression.values())
+    retention = await jobs(raw, "policy_retention")
+    assert sorted(retention) == ["dead_letters", "readings"]
+    assert '"drop_after": "400 days"' in retention["readings"]
+    assert '"drop_after": "90 days"' in retention["dead_letters"]
+    assert list(await jobs(raw, "policy_refresh_continuous_aggregate")) == ["meter_energy_hourly"]
+    assert await timescale_store.migrate() == []
+
+
+async def test_policy_changes_are_applied_once(
+    timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    policy = TimescalePolicy(readings_retention_days=30, dead_letters_retention_days=None)
+    assert await timescale_store.migrate(policy=policy) == [
+        "timescale:retention:readings", "timescale:retention:dead_letters"]
+    assert await timescale_store.migrate(policy=policy) == []
+    retention = await jobs(raw, "policy_retention")
+    assert list(retention) == ["readings"]
+    assert '"drop_after": "30 days"' in retention["readings"]
+
+
+async def test_hourly_aggregate_sums_intervals(
+    timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    await timescale_store.write(ProcessedBatch(intervals=[
+        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0 + minute * 60_000, amount=1.5)
+        for minute in range(90)]))
+    query = ("SELECT extract(epoch FROM hour)::bigint * 1000 AS hour_ms, amount, windows "
+             "FROM meter_energy_hourly WHERE site_id = 'dc-1' AND meter_id = 'it' ORDER BY hour")
+    expected = [(T0, 90.0, 60), (T0 + HOUR, 45.0, 30)]
+    realtime = await raw.fetch(query)  # not refreshed yet: computed on read
+    assert [tuple(r) for r in realtime] == expected
+    await raw.execute("CALL refresh_continuous_aggregate('meter_energy_hourly', NULL, NULL)")
+    assert [tuple(r) for r in await raw.fetch(query)] == expected
+
+
+async def test_writes_into_compressed_chunks(
+    timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    readings = [Reading(site_id="dc-1", meter_id="it", ts_ms=T0 + i * 1000, energy_kwh=float(i))
+                for i in range(10)]
+    interval = MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0, amount=2.0)
+    await timescale_store.write(ProcessedBatch(readings=readings, intervals=[interval]))
+    compressed = await raw.fetchval(
+        "SELECT count(compress_chunk(c)) FROM (SELECT show_chunks('readings') AS c UNION ALL "
+        "SELECT show_chunks('meter_intervals')) chunks")
+    assert compressed == 2
+    # A replay overlapping the compressed chunk, plus a new reading in it; intervals still add up.
+    late = Reading(site_id="dc-1", meter_id="it", ts_ms=T0 + 500, energy_kwh=0.5)
+    await timescale_store.write(ProcessedBatch(readings=[*readings, late], intervals=[interval]))
+    assert await timescale_store.count_readings() == 11
+    assert await timescale_store.load_intervals(T0) == [
+        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0, amount=4.0)]
+
+
+async def test_disabled_policy_keeps_plain_tables(
+    blank_database_url: str, pg_timescale_template: str | None
+) -> None:
+    if pg_timescale_template is None:
+        pytest.skip("timescaledb is not available on the test server")
+    store = await Store.connect(blank_database_url)
+    try:
+        applied = await store.migrate(policy=TimescalePolicy(enabled=False))
+        assert not any(step.startswith("timescale:") for step in applied)
+        assert store.timescale is False
+    finally:
+        await store.close()

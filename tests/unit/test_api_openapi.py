@@ -1,0 +1,105 @@
+"""The OpenAPI contract: generated, every JSON route declares its response model and its errors."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry
+
+from api import create_app
+from peakwatch.config import Registry, Settings
+from peakwatch.store import Store
+
+# Building the schema never touches the store, so a placeholder stands in for a connected one.
+UNUSED_STORE = cast(Store, object())
+
+
+def make_app(*, metrics: bool) -> FastAPI:
+    return create_app(UNUSED_STORE, Registry.bundled_demo(), Settings(),
+                      metrics_registry=CollectorRegistry() if metrics else None)
+
+
+@pytest.fixture(scope="module")
+def app() -> FastAPI:
+    return make_app(metrics=True)
+
+
+@pytest.fixture(scope="module")
+def schema(app: FastAPI) -> dict[str, Any]:
+    return app.openapi()
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    return [r for r in app.routes if isinstance(r, APIRoute)]
+
+
+EXPECTED_PATHS = {
+    "/healthz", "/readyz", "/metrics", "/api/v1/sites", "/api/v1/sites/{site_id}",
+    "/api/v1/sites/{site_id}/kpis/latest", "/api/v1/sites/{site_id}/kpis", "/api/v1/sites/{site_id}/meters",
+    "/api/v1/alerts", "/api/v1/dead-letters",
+}
+
+
+def test_schema_lists_every_route(schema: dict[str, Any]) -> None:
+    assert schema["info"]["title"] == "peakwatch"
+    assert set(schema["paths"]) == EXPECTED_PATHS
+
+
+def test_every_json_route_declares_a_response_model(app: FastAPI) -> None:
+    missing = [r.path for r in api_routes(app) if r.response_model is None and r.path != "/metrics"]
+    assert missing == []
+
+
+def test_every_route_documents_its_200_content(schema: dict[str, Any]) -> None:
+    for path, item in schema["paths"].items():
+        content = item["get"]["responses"]["200"]["content"]
+        assert content, path
+        media, body = next(iter(content.items()))
+        if path == "/metrics":
+            assert media.startswith("text/plain")
+        else:
+            assert media == "application/json"
+            assert "$ref" in body["schema"] or body["schema"].get("type") == "array", path
+
+
+@pytest.mark.parametrize("path", sorted(p for p in EXPECTED_PATHS if p.startswith("/api/v1/sites/")))
+def test_site_routes_document_unknown_site(schema: dict[str, Any], path: str) -> None:
+    responses = schema["paths"][path]["get"]["responses"]
+    assert responses["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorPublic")
+    assert "422" in responses  # site_id and query parameters are validated
+
+
+@pytest.mark.parametrize("path", sorted(p for p in EXPECTED_PATHS if p.startswith("/api/v1/")))
+def test_data_routes_document_database_down(schema: dict[str, Any], path: str) -> None:
+    assert "503" in schema["paths"][path]["get"]["responses"]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_document_503(schema: dict[str, Any], path: str) -> None:
+    assert "503" in schema["paths"][path]["get"]["responses"]
+
+
+def test_kpi_window_schema_names_units_and_interim(schema: dict[str, Any]) -> None:
+    fields = set(schema["components"]["schemas"]["KpiWindowPublic"]["properties"])
+    assert {
+        "pue", "electrification_rate", "carbon_intensity_kg_per_kwh", "emissions_kg", "green_power_share",
+        "window_start", "window_end", "window_start_ms", "window_end_ms", "completeness", "interim",
+        "interim_note", "electricity_kwh", "facility_kwh", "it_kwh", "renewable_generation_kwh",
+        "renewable_consumed_kwh", "grid_import_kwh", "grid_export_kwh", "electricity_kgce", "total_kgce",
+        "flags",
+    } <= fields
+
+
+def test_series_query_parameters(schema: dict[str, Any]) -> None:
+    params = {p["name"] for p in schema["paths"]["/api/v1/sites/{site_id}/kpis"]["get"]["parameters"]}
+    assert params == {"site_id", "from", "to", "limit"}
+    alert_params = schema["paths"]["/api/v1/alerts"]["get"]["parameters"]
+    alert_state = next(p for p in alert_params if p["name"] == "state")
+    assert alert_state["schema"]["anyOf"][0]["enum"] == ["pending", "firing", "resolved"]
+
+
+def test_metrics_route_only_with_a_registry() -> None:
+    assert "/metrics" not in make_app(metrics=False).openapi()["paths"]

@@ -1,0 +1,97 @@
+"""Register deltas and window splitting: hand-computed vectors (peakwatch.domain.energy)."""
+
+from __future__ import annotations
+
+import pytest
+
+from peakwatch.domain.energy import interval_window_ms, register_delta, split_interval, window_start_ms
+from peakwatch.domain.models import MeterFlag
+
+MIN = 60_000
+DLT645_MAX = 999_999.99
+
+
+@pytest.mark.parametrize(
+    ("previous", "value", "register_max", "delta", "flag"),
+    [
+        pytest.param(100.0, 150.5, None, 50.5, None, id="normal"),
+        pytest.param(100.0, 100.0, None, 0.0, None, id="unchanged"),
+        pytest.param(100.0, 150.5, DLT645_MAX, 50.5, None, id="normal-with-max"),
+        # restarted at zero: the energy since the restart is the new value
+        pytest.param(500.0, 20.0, None, 20.0, MeterFlag.RESET, id="reset"),
+        # a negative register after a reset is never negative energy
+        pytest.param(500.0, -3.0, None, 0.0, MeterFlag.RESET, id="reset-negative-value"),
+        # 999999.99 - 999990.00 + 15.00 = 24.99
+        pytest.param(999_990.0, 15.0, DLT645_MAX, 24.99, MeterFlag.ROLLOVER, id="rollover"),
+        # previous exactly at 90 % of max: rollover, 1000 - 900 + 10 = 110
+        pytest.param(900.0, 10.0, 1000.0, 110.0, MeterFlag.ROLLOVER, id="rollover-zone-edge"),
+        # previous 899 < 900 (90 % of 1000): a reset, delta = value
+        pytest.param(899.0, 10.0, 1000.0, 10.0, MeterFlag.RESET, id="below-zone-is-reset"),
+        # a drop from a low value is a reset even when register_max is configured
+        pytest.param(1000.0, 5.0, DLT645_MAX, 5.0, MeterFlag.RESET, id="drop-from-low-value-is-reset"),
+    ],
+)
+def test_register_delta(
+    previous: float, value: float, register_max: float | None, delta: float, flag: MeterFlag | None
+) -> None:
+    got_delta, got_flag = register_delta(previous, value, register_max)
+    assert got_delta == pytest.approx(delta, abs=1e-6)
+    assert got_delta >= 0
+    assert got_flag is flag
+
+
+@pytest.mark.parametrize(
+    ("t0_ms", "t1_ms", "amount", "expected"),
+    [
+        pytest.param(10_000, 50_000, 8.0, [(0, 8.0)], id="inside-one-window"),
+        # [0, 60000) ends exactly on the boundary: all of it is in window 0
+        pytest.param(0, MIN, 6.0, [(0, 6.0)], id="ends-on-boundary"),
+        pytest.param(MIN, 90_000, 3.0, [(MIN, 3.0)], id="starts-on-boundary"),
+        # [30 s, 150 s) = 120 s: 30 s in window 0, 60 s in window 1, 30 s in window 2 -> 12 x 30/120 ...
+        pytest.param(30_000, 150_000, 12.0, [(0, 3.0), (MIN, 6.0), (2 * MIN, 3.0)], id="spans-three"),
+        # a meter reporting every 5 minutes fills five 1-minute windows equally
+        pytest.param(0, 5 * MIN, 10.0, [(i * MIN, 2.0) for i in range(5)], id="five-minutes"),
+        # zero-length interval: all of it in the window that contains t0
+        pytest.param(MIN, MIN, 1.0, [(MIN, 1.0)], id="zero-length"),
+    ],
+)
+def test_split_interval(t0_ms: int, t1_ms: int, amount: float, expected: list[tuple[int, float]]) -> None:
+    parts = split_interval(t0_ms, t1_ms, amount, MIN)
+    assert [w for w, _ in parts] == [w for w, _ in expected]
+    assert [share for _, share in parts] == pytest.approx([share for _, share in expected])
+
+
+@pytest.mark.parametrize(
+    ("t0_ms", "t1_ms", "amount"),
+    [(7, 190_003, 0.1), (12_345, 1_000_000, 123.456), (1, 179_999, 1 / 3), (59_999, 60_001, 0.7)],
+)
+def test_split_interval_sum_is_exact(t0_ms: int, t1_ms: int, amount: float) -> None:
+    parts = split_interval(t0_ms, t1_ms, amount, MIN)
+    assert sum(share for _, share in parts) == amount
+    # shares are proportional to the overlap of each window with [t0, t1)
+    span = t1_ms - t0_ms
+    for start, share in parts[:-1]:
+        overlap = min(start + MIN, t1_ms) - max(start, t0_ms)
+        assert share == pytest.approx(amount * overlap / span)
+
+
+@pytest.mark.parametrize(
+    ("ts_ms", "window_ms"),
+    [
+        pytest.param(1, 0, id="just-after-epoch"),
+        pytest.param(MIN, 0, id="on-boundary-belongs-to-window-ending-there"),
+        pytest.param(MIN + 1, MIN, id="just-after-boundary"),
+        pytest.param(2 * MIN - 1, MIN, id="end-of-window"),
+        pytest.param(0, -MIN, id="epoch-itself"),
+    ],
+)
+def test_interval_window_ms(ts_ms: int, window_ms: int) -> None:
+    assert interval_window_ms(ts_ms, MIN) == window_ms
+
+
+@pytest.mark.parametrize(
+    ("ts_ms", "start_ms"),
+    [(0, 0), (59_999, 0), (MIN, MIN), (1_700_000_123_456, 1_700_000_100_000)],
+)
+def test_window_start_ms(ts_ms: int, start_ms: int) -> None:
+    assert window_start_ms(ts_ms, MIN) == start_ms

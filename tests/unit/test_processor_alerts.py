@@ -1,0 +1,151 @@
+"""RuleEngine: rules over closed KPI windows -> alert changes (processor/alerts.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from peakwatch.config import Registry
+from peakwatch.domain.models import KpiWindow
+from peakwatch.domain.rules import ThresholdRule
+from peakwatch.store.records import AlertRecord
+from processor.alerts import RuleEngine, render_summary, template_is_safe
+from tests.unit.fakes import make_registry
+
+MIN = 60_000
+W0 = 1_699_999_980_000
+
+
+def window(i: int, pue: float | None, site_id: str = "dc") -> KpiWindow:
+    """The i-th 1-minute window from W0 with the given PUE (other fields are irrelevant here)."""
+    return KpiWindow(
+        site_id=site_id,
+        start_ms=W0 + i * MIN,
+        end_ms=W0 + (i + 1) * MIN,
+        electricity_kwh=1.0,
+        facility_kwh=None,
+        it_kwh=None,
+        renewable_generation_kwh=0.0,
+        renewable_consumed_kwh=0.0,
+        grid_import_kwh=0.0,
+        grid_export_kwh=0.0,
+        electricity_kgce=0.0,
+        total_kgce=0.0,
+        emissions_kg=0.0,
+        electricity_emissions_kg=0.0,
+        pue=pue,
+        electrification_rate=None,
+        carbon_intensity_kg_per_kwh=None,
+        green_power_share=None,
+        completeness=1.0,
+    )
+
+
+def run(engine: RuleEngine, pues: list[float | None], first: int = 0) -> list[tuple[int, str]]:
+    """(window index, new state) of every change."""
+    changes = []
+    for i, pue in enumerate(pues, start=first):
+        changes += [(i, c.state) for c in engine.evaluate(window(i, pue))]
+    return changes
+
+
+def test_pue_rule_fires_after_five_minutes_and_resolves() -> None:
+    engine = RuleEngine(make_registry())
+    changes = []
+    for i, pue in enumerate([1.6, 1.7, 1.8, 1.6, 1.9, 1.7, 1.2, 1.2]):
+        changes += engine.evaluate(window(i, pue))
+    assert [(c.state, c.at_ms) for c in changes] == [
+        ("pending", W0 + MIN),
+        ("firing", W0 + 5 * MIN),
+        ("resolved", W0 + 7 * MIN),
+    ]
+    pending, firing, resolved = changes
+    assert {c.fingerprint for c in changes} == {"pue_retrofit_line@dc"}
+    assert {c.started_ms for c in changes} == {W0}
+    assert firing.severity == "critical"
+    assert firing.summary == "PUE 1.90 above the 1.5 retrofit line at dc"
+    assert resolved.value == 1.2
+    assert pending.rule == "pue_retrofit_line"
+
+
+def test_only_changes_are_emitted() -> None:
+    engine = RuleEngine(make_registry())
+    # pending at 0, inactive at 2 (never fired), nothing for the good and None windows in between
+    assert run(engine, [1.6, None, 1.4, 1.3, None, 1.2]) == [(0, "pending"), (2, "inactive")]
+
+
+def test_rule_applies_to_data_centres_only() -> None:
+    engine = RuleEngine(make_registry())
+    assert engine.evaluate(window(0, 2.0, site_id="park")) == []
+
+
+def test_window_evaluated_twice_moves_state_once() -> None:
+    engine = RuleEngine(make_registry())
+    run(engine, [1.6, 1.6, 1.6, 1.6])
+    assert run(engine, [1.6], first=3) == []  # window 3 again (e.g. closed again after a restart)
+    assert run(engine, [1.6], first=4) == [(4, "firing")]
+
+
+def test_restore_open_alert() -> None:
+    engine = RuleEngine(make_registry())
+    engine.restore(
+        [
+            AlertRecord(
+                id=1,
+                fingerprint="pue_retrofit_line@dc",
+                rule="pue_retrofit_line",
+                site_id="dc",
+                state="pending",
+                severity="critical",
+                summary="",
+                value=1.6,
+                started_ms=W0,
+                fired_ms=None,
+                resolved_ms=None,
+                updated_ms=W0 + 3 * MIN,
+            )
+        ]
+    )
+    # the breach started at W0: window 4 makes it 5 minutes
+    assert run(engine, [1.6], first=4) == [(4, "firing")]
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param("PUE {value:.2f} at {site_name}", "PUE 1.60 at Test DC", id="ok"),
+        pytest.param(
+            "{threshold} {op} {kpi} {rule} {state} {severity}", "1.5 > pue r firing critical", id="all"
+        ),
+        pytest.param("PUE {valu}", "FALLBACK", id="unknown-field"),
+        pytest.param("PUE {value.__class__}", "FALLBACK", id="attribute-access"),
+        pytest.param("PUE {0}", "FALLBACK", id="positional"),
+        pytest.param("PUE {value:%%}", "FALLBACK", id="bad-spec"),
+        pytest.param("PUE {value", "FALLBACK", id="unbalanced"),
+        pytest.param("", "FALLBACK", id="empty"),
+    ],
+)
+def test_render_summary_never_raises(template: str, expected: str) -> None:
+    values = {
+        "value": 1.6,
+        "site": "dc",
+        "site_name": "Test DC",
+        "threshold": 1.5,
+        "rule": "r",
+        "kpi": "pue",
+        "op": ">",
+        "state": "firing",
+        "severity": "critical",
+    }
+    assert render_summary(template, values, "FALLBACK") == expected
+
+
+def test_bad_template_uses_default_summary() -> None:
+    reg = make_registry()
+    bad = Registry(
+        reg.sites.values(),
+        reg.meters.values(),
+        [ThresholdRule(name="r", kpi="pue", op=">", threshold=1.5, summary="{value:.2f")],
+    )
+    assert not template_is_safe("{value:.2f")
+    [change] = RuleEngine(bad).evaluate(window(0, 1.6))
+    assert change.summary == "r firing at dc: pue = 1.6 (rule: > 1.5)"

@@ -1,0 +1,236 @@
+"""MeterTracker: registers to per-window amounts (processor/meters.py)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import pytest
+
+from peakwatch.domain.models import MeterFlag, MeterState, Reading, ReadingBatch
+from processor.meters import MeterTracker, StepOutput
+from tests.unit.fakes import make_registry
+
+MIN = 60_000
+T0 = 1_700_000_020_000  # 40 s into the minute that starts at W0
+W0 = T0 - T0 % MIN
+
+
+def tracker(**kwargs: int) -> MeterTracker:
+    return MeterTracker(make_registry(), MIN, **kwargs)
+
+
+def fac(ts_ms: int, kwh: float | None, **fields: float) -> Reading:
+    return Reading(site_id="dc", meter_id="facility", ts_ms=ts_ms, energy_kwh=kwh, **fields)
+
+
+def cool(ts_ms: int, kwh: float) -> Reading:
+    return Reading(site_id="dc", meter_id="cooling", ts_ms=ts_ms, energy_kwh=kwh)
+
+
+@dataclass
+class Step:
+    amounts: dict[int, float]
+    """Amount per window start."""
+    out: StepOutput
+    states: list[MeterState]
+
+
+def feed(t: MeterTracker, readings: list[Reading], now_ms: int = 0) -> Step:
+    out = StepOutput(now_ms)
+    t.apply_batch(ReadingBatch("dc", readings), out)
+    intervals, states = t.drain(out, now_ms)
+    amounts: dict[int, float] = defaultdict(float)
+    for iv in intervals:
+        amounts[iv.window_start_ms] += iv.amount
+    return Step(dict(amounts), out, states)
+
+
+def test_first_reading_sets_baseline_then_deltas() -> None:
+    t = tracker()
+    intervals, events = t.apply(fac(T0, 100.0))
+    assert intervals == []
+    assert [e.kind for e in events] == [MeterFlag.FIRST]
+    intervals, events = t.apply(fac(T0 + 10_000, 101.5))
+    assert [(iv.window_start_ms, iv.amount) for iv in intervals] == [(W0, 1.5)]
+    assert events == []
+
+
+def test_five_minute_meter_fills_one_minute_windows_proportionally() -> None:
+    t = tracker()
+    t.apply(fac(W0 + 30_000, 1000.0))
+    # 10 kWh over [W0+30 s, W0+330 s): 30 s in the first and last window, 60 s in four between
+    amounts = feed(t, [fac(W0 + 330_000, 1010.0)]).amounts
+    assert sorted(amounts) == [W0 + i * MIN for i in range(6)]
+    assert [amounts[W0 + i * MIN] for i in range(6)] == pytest.approx([1.0, 2.0, 2.0, 2.0, 2.0, 1.0])
+    assert sum(amounts.values()) == 10.0
+
+
+@pytest.mark.parametrize(
+    ("values", "total", "flags"),
+    [
+        # 100 -> 150 (+50) -> reset to 5 (+5) -> 20 (+15) = 70
+        pytest.param([100.0, 150.0, 5.0, 20.0], 70.0, [MeterFlag.RESET], id="reset"),
+        # 999990 -> 999999 (+9) -> rollover at 999999.99 to 3 (+0.99 + 3) = 12.99
+        pytest.param([999_990.0, 999_999.0, 3.0], 12.99, [MeterFlag.ROLLOVER], id="rollover"),
+        # a reset to 0 exactly, then normal counting: 50 + 0 + 7 = 57
+        pytest.param([10.0, 60.0, 0.0, 7.0], 57.0, [MeterFlag.RESET], id="reset-to-zero"),
+    ],
+)
+def test_reset_and_rollover_never_negative(values: list[float], total: float, flags: list[MeterFlag]) -> None:
+    t = tracker()
+    got = 0.0
+    kinds: list[MeterFlag] = []
+    for i, v in enumerate(values):
+        intervals, events = t.apply(fac(T0 + i * 10_000, v))
+        assert all(iv.amount >= 0 for iv in intervals)
+        got += sum(iv.amount for iv in intervals)
+        kinds += [e.kind for e in events if e.kind is not MeterFlag.FIRST]
+    assert got == pytest.approx(total)
+    assert kinds == flags
+
+
+def test_reset_delivered_twice_is_not_doubled() -> None:
+    t = tracker()
+    readings = [
+        fac(T0, 100.0),
+        fac(T0 + 10_000, 150.0),
+        fac(T0 + 20_000, 5.0),
+        fac(T0 + 20_000, 5.0),
+        fac(T0 + 30_000, 20.0),
+        fac(T0 + 20_000, 5.0),
+    ]
+    step = feed(t, readings)
+    amounts, out = step.amounts, step.out
+    # 50 + 5 + 15: neither the duplicate (same ts) nor the late copy (older ts) adds energy
+    assert sum(amounts.values()) == pytest.approx(70.0)
+    assert out.duplicates == 1
+    kinds = sorted(e.kind.value for e in out.events())
+    assert kinds == ["first", "out_of_order", "reset"]
+    # the same-ts duplicate is not stored again; the out-of-order copy is stored raw (the store ignores it)
+    assert len(out.readings) == 5
+
+
+def test_replayed_sequence_changes_nothing() -> None:
+    t = tracker()
+    seq = [fac(T0 + i * 10_000, 100.0 + 2 * i) for i in range(12)]
+    first = feed(t, seq).amounts
+    step = feed(t, seq)
+    replay, out = step.amounts, step.out
+    assert sum(first.values()) == pytest.approx(22.0)
+    assert replay == {}
+    assert out.duplicates == 1  # the newest reading; the others are older than the baseline
+    # eleven out-of-order readings give a single aggregated event
+    events = out.events()
+    assert [e.kind for e in events] == [MeterFlag.OUT_OF_ORDER]
+    assert "10 more" in events[0].detail
+
+
+def test_conflicting_duplicate_keeps_first_value_and_reports() -> None:
+    t = tracker()
+    feed(t, [fac(T0, 100.0), fac(T0 + 10_000, 110.0)])
+    step = feed(t, [fac(T0 + 10_000, 111.0), fac(T0 + 20_000, 112.0)])
+    amounts, out = step.amounts, step.out
+    assert sum(amounts.values()) == pytest.approx(2.0)  # from the kept 110
+    [event] = out.events()
+    assert (event.kind, event.previous, event.value) == (MeterFlag.DUPLICATE, 110.0, 111.0)
+
+
+def test_reading_without_main_quantity_is_stored_without_energy() -> None:
+    t = tracker()
+    feed(t, [fac(T0, 100.0)])
+    step = feed(t, [fac(T0 + 5_000, None, power_kw=42.0), fac(T0 + 10_000, 101.0)])
+    amounts, out = step.amounts, step.out
+    assert amounts == {W0: 1.0}  # the power-only reading does not move the baseline
+    assert len(out.readings) == 2
+
+
+def test_power_only_meter_gets_no_state() -> None:
+    t = tracker()
+    assert feed(t, [fac(T0, None, power_kw=42.0)]).states == []
+
+
+def test_interval_register_goes_to_window_ending_at_ts() -> None:
+    t = tracker()
+    # 3 kWh for the minute ending on the boundary W0 + 60 s belongs to window W0
+    amounts = feed(t, [cool(W0 + MIN, 3.0), cool(W0 + 2 * MIN, 4.0)]).amounts
+    assert amounts == {W0: 3.0, W0 + MIN: 4.0}
+
+
+def test_interval_register_duplicates_and_late_within_retention() -> None:
+    t = tracker()
+    feed(t, [cool(W0 + MIN, 3.0), cool(W0 + 3 * MIN, 5.0)])
+    # replay of both, and the missing minute arriving late (still within the de-duplication retention)
+    step = feed(t, [cool(W0 + MIN, 3.0), cool(W0 + 3 * MIN, 5.0), cool(W0 + 2 * MIN, 4.0)])
+    amounts, out = step.amounts, step.out
+    assert amounts == {W0 + MIN: 4.0}
+    assert out.duplicates == 2
+    assert len(out.readings) == 1
+
+
+def test_interval_register_older_than_retention_is_refused() -> None:
+    t = tracker(dedup_retention_ms=5 * MIN)
+    feed(t, [cool(W0 + MIN, 3.0), cool(W0 + 10 * MIN, 5.0)])
+    t.prune(now_ms=10**13)
+    assert list(t.slot("dc", "cooling").recent) == [W0 + 10 * MIN]  # type: ignore[union-attr]
+    # the first reading again: it may have been counted, but the tracker no longer knows -> no energy
+    step = feed(t, [cool(W0 + MIN, 3.0), cool(W0 + 6 * MIN, 1.0)])
+    amounts, out = step.amounts, step.out
+    assert amounts == {W0 + 5 * MIN: 1.0}
+    assert [e.kind for e in out.events()] == [MeterFlag.OUT_OF_ORDER]
+    assert len(out.readings) == 2  # stored raw all the same
+
+
+def test_restore_continues_from_stored_baseline() -> None:
+    t = tracker()
+    t.restore(
+        [
+            MeterState(site_id="dc", meter_id="facility", last_ts_ms=T0, last_value=500.0, last_seen_ms=1),
+            MeterState(site_id="dc", meter_id="cooling", last_ts_ms=W0 + MIN, last_value=3.0, last_seen_ms=1),
+            MeterState(site_id="dc", meter_id="gone", last_ts_ms=T0, last_value=1.0, last_seen_ms=1),
+        ]
+    )
+    step = feed(
+        t, [fac(T0 + 10_000, 502.0), cool(W0 + MIN, 3.0), cool(W0 + 30_000, 9.0), cool(W0 + 2 * MIN, 4.0)]
+    )
+    amounts, out = step.amounts, step.out
+    # facility: 2 kWh from the stored baseline, no FIRST event; cooling: the replay is a duplicate, an
+    # older reading cannot be de-duplicated after a restart and is refused; the next minute counts
+    assert amounts == {W0: 2.0, W0 + MIN: 4.0}
+    assert [e.kind for e in out.events()] == [MeterFlag.OUT_OF_ORDER]
+
+
+@pytest.mark.parametrize(
+    ("reading", "reason"),
+    [
+        (Reading(site_id="dc", meter_id="nope", ts_ms=T0, energy_kwh=1.0), "unknown_meter"),
+        (Reading(site_id="dc", meter_id="cooling", ts_ms=T0, energy_kwh=-1.0), "negative_interval_amount"),
+    ],
+)
+def test_dead_letters(reading: Reading, reason: str) -> None:
+    t = tracker()
+    out = StepOutput(now_ms=123)
+    t.apply_batch(ReadingBatch("dc", [reading]), out)
+    assert [(d.reason, d.received_ms, d.meter_id) for d in out.dead_letters] == [
+        (reason, 123, reading.meter_id)
+    ]
+    assert out.readings == []
+
+
+def test_unknown_site_is_dead_lettered() -> None:
+    t = tracker()
+    out = StepOutput()
+    t.apply_batch(ReadingBatch("elsewhere", [Reading(site_id="elsewhere", meter_id="m", ts_ms=T0)]), out)
+    assert [d.reason for d in out.dead_letters] == ["unknown_site"]
+
+
+def test_states_and_max_ts_per_step() -> None:
+    t = tracker()
+    out = StepOutput(now_ms=777)
+    t.apply_batch(ReadingBatch("dc", [fac(T0, 100.0), fac(T0 + 10_000, 101.0), cool(T0 + 5_000, 1.0)]), out)
+    _, states = t.drain(out, 777)
+    assert out.site_max_ts == {"dc": T0 + 10_000}
+    assert {(s.meter_id, s.last_ts_ms, s.last_value, s.last_seen_ms) for s in states} == {
+        ("facility", T0 + 10_000, 101.0, 777),
+        ("cooling", T0 + 5_000, 1.0, 777),
+    }

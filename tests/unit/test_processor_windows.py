@@ -1,0 +1,122 @@
+"""SiteWindows: watermark, lateness, idle advance, completeness and flags (processor/windows.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from processor.windows import SiteWindows
+from tests.unit.fakes import make_registry
+
+MIN = 60_000
+W0 = 1_699_999_980_000  # a window boundary
+LATENESS = 10_000
+IDLE = 5_000
+
+
+def dc_windows() -> SiteWindows:
+    reg = make_registry()
+    return SiteWindows(
+        reg.sites["dc"],
+        reg.site_meters("dc"),
+        reg.factors,
+        window_ms=MIN,
+        allowed_lateness_ms=LATENESS,
+        idle_close_ms=IDLE,
+    )
+
+
+@pytest.mark.parametrize(
+    ("event_ms", "closes"),
+    [
+        pytest.param(W0 + MIN + LATENESS - 1, False, id="watermark-1ms-short"),
+        pytest.param(W0 + MIN + LATENESS, True, id="watermark-at-end"),
+    ],
+)
+def test_window_closes_when_watermark_passes_end(event_ms: int, closes: bool) -> None:
+    sw = dc_windows()
+    sw.add("facility", W0, 15.0)
+    sw.observe(event_ms, now_ms=0)
+    closed = sw.close_ready()
+    assert [w.start_ms for w in closed] == ([W0] if closes else [])
+    assert (W0 in sw.open) is not closes
+
+
+def test_kpis_completeness_and_flags_of_closed_window() -> None:
+    sw = dc_windows()
+    sw.add("facility", W0, 10.0)
+    sw.add("facility", W0, 5.0)
+    sw.add("it", W0, 10.0)
+    sw.flag(W0, "reset")
+    sw.flag(W0, "reset")
+    sw.flag(W0 + MIN, "first")
+    sw.observe(W0 + MIN + LATENESS, now_ms=0)
+    [w] = sw.close_ready()
+    assert (w.site_id, w.start_ms, w.end_ms) == ("dc", W0, W0 + MIN)
+    assert w.facility_kwh == pytest.approx(15.0)
+    assert w.pue == pytest.approx(1.5)
+    # facility and it covered the window; the cooling meter (3 configured) did not: 2/3
+    assert w.completeness == pytest.approx(2 / 3)
+    assert w.flags == ("reset",)
+
+
+def test_late_amount_does_not_reopen_window() -> None:
+    sw = dc_windows()
+    sw.add("facility", W0, 1.0)
+    sw.observe(W0 + MIN + LATENESS, now_ms=0)
+    assert len(sw.close_ready()) == 1
+    assert sw.add("it", W0, 2.0) is False
+    assert sw.open == {}
+    assert sw.close_ready() == []
+    # within lateness of the next window it still counts
+    assert sw.add("it", W0 + MIN, 2.0) is True
+
+
+def test_watermark_never_goes_back() -> None:
+    sw = dc_windows()
+    sw.observe(W0 + 2 * MIN, now_ms=0)
+    sw.observe(W0, now_ms=1)
+    assert sw.watermark_ms == W0 + 2 * MIN - LATENESS
+
+
+def test_idle_advance_closes_without_new_readings() -> None:
+    sw = dc_windows()
+    sw.add("facility", W0, 1.0)
+    sw.observe(W0 + 30_000, now_ms=1_000)  # last reading 30 s into the window, received at wall 1 s
+    sw.tick(1_000 + IDLE - 1)
+    assert sw.event_ms == W0 + 30_000  # not idle yet
+    sw.tick(1_000 + IDLE)
+    assert sw.event_ms == W0 + 30_000 + IDLE  # advanced by the whole silence
+    sw.tick(1_000 + IDLE + 500)
+    assert sw.event_ms == W0 + 30_000 + IDLE + 500  # and keeps following the clock
+    assert sw.close_ready() == []
+    # the window closes once event time reached end + lateness: 40 s of silence after the last reading
+    sw.tick(1_000 + 40_000 - 1)
+    assert sw.close_ready() == []
+    sw.tick(1_000 + 40_000)
+    assert [w.start_ms for w in sw.close_ready()] == [W0]
+
+
+def test_arrival_stops_idle_advance() -> None:
+    sw = dc_windows()
+    sw.observe(W0, now_ms=0)
+    sw.tick(IDLE)
+    assert sw.event_ms == W0 + IDLE
+    sw.observe(W0 + 1_000, now_ms=IDLE + 100)  # a reading behind the advanced event time
+    sw.tick(IDLE + 200)
+    assert sw.event_ms == W0 + IDLE
+
+
+def test_no_idle_advance_before_any_reading() -> None:
+    sw = dc_windows()
+    sw.tick(10**9)
+    assert sw.event_ms is None
+    assert sw.close_ready() == []
+
+
+def test_restore_sets_event_time_and_idle_clock() -> None:
+    sw = dc_windows()
+    sw.restore(W0 + MIN + LATENESS, now_ms=50)
+    assert sw.is_closed(W0)
+    assert not sw.is_closed(W0 + MIN)
+    sw.tick(50 + IDLE - 1)
+    assert sw.event_ms == W0 + MIN + LATENESS
