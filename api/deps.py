@@ -91,13 +91,21 @@ _TIME_DOC = "RFC 3339 with an offset (2024-06-01T08:00:00+08:00, ...Z) or epoch 
 
 async def get_kpi_range(
     settings: SettingsDep,
-    from_: Annotated[str | None, Query(
-        alias="from", description=f"Inclusive start. {_TIME_DOC} Default: `to` minus 1 h.",
-        examples=["2024-06-01T00:00:00Z"],
-    )] = None,
-    to: Annotated[str | None, Query(
-        description=f"Exclusive end. {_TIME_DOC} Default: now.", examples=["1717200000000"],
-    )] = None,
+    from_: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            description=f"Inclusive start. {_TIME_DOC} Default: `to` minus 1 h.",
+            examples=["2024-06-01T00:00:00Z"],
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        Query(
+            description=f"Exclusive end. {_TIME_DOC} Default: now.",
+            examples=["1717200000000"],
+        ),
+    ] = None,
 ) -> TimeRange:
     """Parse and check ``from``/``to``; every refusal names the parameter and the fix."""
     errors: list[dict[str, Any]] = []
@@ -114,14 +122,20 @@ async def get_kpi_range(
     to_ms = parsed.get("to", now_ms())
     from_ms = parsed.get("from", to_ms - DEFAULT_RANGE_MS)
     if from_ms >= to_ms:
-        raise invalid_query("from", f"from ({from_ms} ms) must be before to ({to_ms} ms)",
-                            from_ if from_ is not None else from_ms)
+        raise invalid_query(
+            "from",
+            f"from ({from_ms} ms) must be before to ({to_ms} ms)",
+            from_ if from_ is not None else from_ms,
+        )
     limit_ms = max_range_ms(settings.window_ms)
     if to_ms - from_ms > limit_ms:
         raise invalid_query(
-            "to", f"range of {(to_ms - from_ms) / 86_400_000:g} days is longer than the maximum "
+            "to",
+            f"range of {(to_ms - from_ms) / 86_400_000:g} days is longer than the maximum "
             f"{limit_ms / 86_400_000:g} days ({MAX_RANGE_WINDOWS} windows of {settings.window_ms} ms); "
-            "split the request", to if to is not None else to_ms)
+            "split the request",
+            to if to is not None else to_ms,
+        )
     return TimeRange(from_ms, to_ms)
 
 

@@ -21,7 +21,8 @@ UNKNOWN_SITE: Final[Responses] = {
 }
 DATABASE_DOWN: Final[Responses] = {
     status.HTTP_503_SERVICE_UNAVAILABLE: {
-        "model": ErrorPublic, "description": "The database did not answer; retry later.",
+        "model": ErrorPublic,
+        "description": "The database did not answer; retry later.",
     },
 }
 

@@ -87,8 +87,15 @@ class GridFactorPublic(BaseModel):
 
     @classmethod
     def from_factor(cls, factor: Factor) -> GridFactorPublic:
-        return cls(id=factor.id, value=factor.value, unit=factor.unit, source=factor.source,
-                   data_year=factor.data_year, published=factor.published, status=factor.status)
+        return cls(
+            id=factor.id,
+            value=factor.value,
+            unit=factor.unit,
+            source=factor.source,
+            data_year=factor.data_year,
+            published=factor.published,
+            status=factor.status,
+        )
 
 
 class SitePublic(BaseModel):
@@ -100,8 +107,13 @@ class SitePublic(BaseModel):
 
     @classmethod
     def from_site(cls, site: Site) -> SitePublic:
-        return cls(id=site.id, name=site.name, kind=site.kind, timezone=site.timezone,
-                   grid_factor_id=site.grid_factor)
+        return cls(
+            id=site.id,
+            name=site.name,
+            kind=site.kind,
+            timezone=site.timezone,
+            grid_factor_id=site.grid_factor,
+        )
 
 
 class MeterCountsPublic(BaseModel):
@@ -215,9 +227,18 @@ class MeterPublic(BaseModel):
     def from_status(cls, s: MeterStatus, status: MeterHealth) -> MeterPublic:
         m = s.meter
         return cls(
-            id=m.id, site_id=m.site_id, carrier=m.carrier, role=m.role, register_=m.register, unit=m.unit,
-            register_max=m.register_max, last_seen=_dt(s.last_seen_ms), last_seen_ms=s.last_seen_ms,
-            last_reading_ts=_dt(s.last_ts_ms), last_reading_ts_ms=s.last_ts_ms, last_value=s.last_value,
+            id=m.id,
+            site_id=m.site_id,
+            carrier=m.carrier,
+            role=m.role,
+            register_=m.register,
+            unit=m.unit,
+            register_max=m.register_max,
+            last_seen=_dt(s.last_seen_ms),
+            last_seen_ms=s.last_seen_ms,
+            last_reading_ts=_dt(s.last_ts_ms),
+            last_reading_ts_ms=s.last_ts_ms,
+            last_value=s.last_value,
             status=status,
         )
 
@@ -246,12 +267,22 @@ class AlertPublic(BaseModel):
     @classmethod
     def from_record(cls, a: AlertRecord) -> AlertPublic:
         return cls(
-            id=a.id, fingerprint=a.fingerprint, rule=a.rule, site_id=a.site_id, state=a.state,
-            severity=a.severity, summary=a.summary, value=a.value,
-            started_at=datetime_from_ms(a.started_ms), started_ms=a.started_ms,
-            fired_at=_dt(a.fired_ms), fired_ms=a.fired_ms,
-            resolved_at=_dt(a.resolved_ms), resolved_ms=a.resolved_ms,
-            updated_at=datetime_from_ms(a.updated_ms), updated_ms=a.updated_ms,
+            id=a.id,
+            fingerprint=a.fingerprint,
+            rule=a.rule,
+            site_id=a.site_id,
+            state=a.state,
+            severity=a.severity,
+            summary=a.summary,
+            value=a.value,
+            started_at=datetime_from_ms(a.started_ms),
+            started_ms=a.started_ms,
+            fired_at=_dt(a.fired_ms),
+            fired_ms=a.fired_ms,
+            resolved_at=_dt(a.resolved_ms),
+            resolved_ms=a.resolved_ms,
+            updated_at=datetime_from_ms(a.updated_ms),
+            updated_ms=a.updated_ms,
         )
 
 
@@ -276,8 +307,16 @@ class DeadLetterPublic(BaseModel):
     def from_record(cls, d: DeadLetterRecord) -> DeadLetterPublic:
         preview = preview_payload(d.payload)
         return cls(
-            id=d.id, received_at=datetime_from_ms(d.received_ms), received_ms=d.received_ms, source=d.source,
-            reason=d.reason, detail=d.detail, site_id=d.site_id, meter_id=d.meter_id,
-            payload=preview.text, payload_encoding=preview.encoding, payload_size_bytes=preview.size_bytes,
+            id=d.id,
+            received_at=datetime_from_ms(d.received_ms),
+            received_ms=d.received_ms,
+            source=d.source,
+            reason=d.reason,
+            detail=d.detail,
+            site_id=d.site_id,
+            meter_id=d.meter_id,
+            payload=preview.text,
+            payload_encoding=preview.encoding,
+            payload_size_bytes=preview.size_bytes,
             payload_truncated=preview.truncated,
         )

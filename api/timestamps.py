@@ -59,7 +59,5 @@ def parse_timestamp_ms(text: str) -> int:
             f"{value!r} is neither RFC 3339 (e.g. 2024-06-01T08:00:00+08:00) nor epoch milliseconds{hint}"
         ) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise TimestampError(
-            f"{value!r} has no UTC offset; add one (Z or +08:00) so the time is not guessed"
-        )
+        raise TimestampError(f"{value!r} has no UTC offset; add one (Z or +08:00) so the time is not guessed")
     return ms_from_datetime(parsed)

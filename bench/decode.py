@@ -23,19 +23,43 @@ TOPIC = "telemetry/dc-xiangjiang/it"
 
 def _payloads(now_ms: int) -> dict[str, tuple[list[bytes], int]]:
     """name -> (messages, readings per message)."""
-    single = [msgspec.json.encode({"ts": now_ms - i * 1000, "energy_kwh": 1234.5 + i, "power_kw": 42.1})
-              for i in range(1000)]
-    batch_ms = [msgspec.json.encode([{"ts": now_ms - (j * 50 + i) * 1000, "energy_kwh": 1000.0 + i * 0.25,
-                                      "power_kw": 40.0 + i % 7} for i in range(50)]) for j in range(20)]
+    single = [
+        msgspec.json.encode({"ts": now_ms - i * 1000, "energy_kwh": 1234.5 + i, "power_kw": 42.1})
+        for i in range(1000)
+    ]
+    batch_ms = [
+        msgspec.json.encode(
+            [
+                {
+                    "ts": now_ms - (j * 50 + i) * 1000,
+                    "energy_kwh": 1000.0 + i * 0.25,
+                    "power_kw": 40.0 + i % 7,
+                }
+                for i in range(50)
+            ]
+        )
+        for j in range(20)
+    ]
     cst = timezone(timedelta(hours=8))
 
     def stamp(age_s: int) -> str:
         return datetime.fromtimestamp(now_ms / 1000 - age_s, cst).isoformat(timespec="milliseconds")
 
-    batch_rfc = [msgspec.json.encode([{"ts": stamp(j * 50 + i), "energy_mwh": 1.0 + i, "power_w": 40_000.0}
-                                      for i in range(50)]) for j in range(20)]
-    bad = [msgspec.json.encode([*[{"ts": now_ms - i * 1000, "energy_kwh": 1.0 + i} for i in range(49)],
-                                {"ts": now_ms, "energy_kwh": "oops"}]) for _ in range(20)]
+    batch_rfc = [
+        msgspec.json.encode(
+            [{"ts": stamp(j * 50 + i), "energy_mwh": 1.0 + i, "power_w": 40_000.0} for i in range(50)]
+        )
+        for j in range(20)
+    ]
+    bad = [
+        msgspec.json.encode(
+            [
+                *[{"ts": now_ms - i * 1000, "energy_kwh": 1.0 + i} for i in range(49)],
+                {"ts": now_ms, "energy_kwh": "oops"},
+            ]
+        )
+        for _ in range(20)
+    ]
     return {
         "single reading (epoch ms)": (single, 1),
         "50-reading batch (epoch ms)": (batch_ms, 50),

@@ -45,8 +45,11 @@ def _mosquitto() -> Iterator[str]:
         port = sock.getsockname()[1]
     directory = Path(tempfile.mkdtemp(prefix="peakwatch-bench-mqtt-"))
     config = directory / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                      "max_queued_messages 0\nmax_inflight_messages 0\nlog_dest none\n", encoding="utf-8")
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 0\nmax_inflight_messages 0\nlog_dest none\n",
+        encoding="utf-8",
+    )
     proc = subprocess.Popen([exe, "-c", str(config)])
     try:
         deadline = time.monotonic() + 10
@@ -76,8 +79,9 @@ async def _publisher(url: str) -> AsyncIterator[gmqtt.Client]:
         await client.disconnect()
 
 
-async def _run(url: str, protocol: ProtocolVersion, receive_maximum: int, messages: int,
-               per_message: int = 1) -> float:
+async def _run(
+    url: str, protocol: ProtocolVersion, receive_maximum: int, messages: int, per_message: int = 1
+) -> float:
     registry = Registry.bundled_demo()
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     ctx = DecodeContext(registry=registry, topic_prefix=prefix)
@@ -86,8 +90,15 @@ async def _run(url: str, protocol: ProtocolVersion, receive_maximum: int, messag
     client_id = f"bench-collector-{uuid.uuid4().hex[:8]}"
 
     def source() -> MqttSource:
-        return MqttSource(url, client_id, ctx.topic_filter, 1, collector.handle, protocol=protocol,
-                          receive_maximum=receive_maximum)
+        return MqttSource(
+            url,
+            client_id,
+            ctx.topic_filter,
+            1,
+            collector.handle,
+            protocol=protocol,
+            receive_maximum=receive_maximum,
+        )
 
     first = source()
     await first.start()  # creates the persistent session, then goes away
@@ -95,8 +106,10 @@ async def _run(url: str, protocol: ProtocolVersion, receive_maximum: int, messag
     now_ms = time.time_ns() // 1_000_000
     async with _publisher(url) as pub:
         for i in range(messages):
-            samples = [{"ts": now_ms - i * per_message - j, "energy_kwh": 1000.0 + j, "power_kw": 42.0}
-                       for j in range(per_message)]
+            samples = [
+                {"ts": now_ms - i * per_message - j, "energy_kwh": 1000.0 + j, "power_kw": 42.0}
+                for j in range(per_message)
+            ]
             payload = msgspec.json.encode(samples if per_message > 1 else samples[0])
             pub.publish(f"{prefix}/dc-xiangjiang/it", payload, qos=1)
             if i % 2000 == 1999:
@@ -123,13 +136,20 @@ async def _main(url: str | None, messages: int, per_message: int) -> None:
     with contextlib.ExitStack() as stack:
         broker = url or stack.enter_context(_mosquitto())
         settings: list[tuple[ProtocolVersion, int]] = [
-            ("auto", 20), ("auto", 100), ("auto", 1000), ("auto", 65535), ("3.1.1", 0)]
+            ("auto", 20),
+            ("auto", 100),
+            ("auto", 1000),
+            ("auto", 65535),
+            ("3.1.1", 0),
+        ]
         for protocol, receive_maximum in settings:
             rate = await _run(broker, protocol, receive_maximum or 1000, messages, per_message)
             window = f"receive_maximum={receive_maximum}" if receive_maximum else "broker's window"
             readings = rate * per_message
-            print(f"protocol={protocol:5s} {window:24s} {rate:>9,.0f} msg/s {readings:>10,.0f} readings/s "
-                  f"({per_message} per message)")
+            print(
+                f"protocol={protocol:5s} {window:24s} {rate:>9,.0f} msg/s {readings:>10,.0f} readings/s "
+                f"({per_message} per message)"
+            )
 
 
 def main() -> None:

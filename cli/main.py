@@ -27,19 +27,48 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console(stderr=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Site/meter registry YAML "
-                                                "(default: the bundled demo registry).", exists=True,
-                                                dir_okay=False)]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where embedded PostgreSQL keeps its data "
-                                                 "(kept across restarts). Default ~/.local/share/peakwatch.")]
-DbUrlOpt = Annotated[str | None, typer.Option("--database-url", envvar="PEAKWATCH_DATABASE_URL",
-                                              help="postgresql://… of an existing server; omit to start "
-                                              "embedded PostgreSQL.")]
-MqttUrlOpt = Annotated[str | None, typer.Option("--mqtt-url", envvar="PEAKWATCH_MQTT_URL",
-                                                help="mqtt://host:port of an existing broker; omit to start "
-                                                "the embedded broker.")]
-BusOpt = Annotated[str, typer.Option("--bus", envvar="PEAKWATCH_BUS_URL", help="Bus between collector and "
-                                     "processor: memory:// (in-process).")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Site/meter registry YAML (default: the bundled demo registry).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where embedded PostgreSQL keeps its data "
+        "(kept across restarts). Default ~/.local/share/peakwatch.",
+    ),
+]
+DbUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="PEAKWATCH_DATABASE_URL",
+        help="postgresql://… of an existing server; omit to start embedded PostgreSQL.",
+    ),
+]
+MqttUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mqtt-url",
+        envvar="PEAKWATCH_MQTT_URL",
+        help="mqtt://host:port of an existing broker; omit to start the embedded broker.",
+    ),
+]
+BusOpt = Annotated[
+    str,
+    typer.Option(
+        "--bus",
+        envvar="PEAKWATCH_BUS_URL",
+        help="Bus between collector and processor: memory:// (in-process).",
+    ),
+]
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -82,13 +111,27 @@ def up(
     api_port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
     db_port: Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")] = 5433,
     bus: BusOpt = "memory://",
-    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Feed the two demo sites with the "
-                                       "simulators (10 minutes of backfill, then real time).")] = True,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo/--no-demo",
+            help="Feed the two demo sites with the simulators (10 minutes of backfill, then real time).",
+        ),
+    ] = True,
 ) -> None:
     """Start everything: database, broker, collector, processor, API and (by default) the demo feed."""
-    settings = _settings(config_file=config, data_dir=data_dir, database_url=database_url, mqtt_url=mqtt_url,
-                         mqtt_port=mqtt_port, api_host=api_host, api_port=api_port, db_port=db_port,
-                         bus_url=bus, demo=demo)
+    settings = _settings(
+        config_file=config,
+        data_dir=data_dir,
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        mqtt_port=mqtt_port,
+        api_host=api_host,
+        api_port=api_port,
+        db_port=db_port,
+        bus_url=bus,
+        demo=demo,
+    )
     _run(_up(settings))
 
 
@@ -102,8 +145,10 @@ async def _up(settings: Settings) -> None:
         ("embedded PostgreSQL", "127.0.0.1", settings.db_port, settings.database_url is None),
     ):
         if needed and not port_is_free(host, port):
-            raise PeakwatchError(f"port {port} for the {what} is taken; choose another with the matching "
-                                 f"--*-port option (see peakwatch up --help)")
+            raise PeakwatchError(
+                f"port {port} for the {what} is taken; choose another with the matching "
+                f"--*-port option (see peakwatch up --help)"
+            )
     with console.status("starting peakwatch…"):
         stack_cm = running_stack(settings, registry)
         stack = await stack_cm.__aenter__()
@@ -113,21 +158,33 @@ async def _up(settings: Settings) -> None:
             from simulators.publisher import run_simulation
 
             options = SimulationOptions.demo(registry_sites=list(registry.sites))
-            stack.spawn("simulators", run_simulation(options, mqtt_url=stack.mqtt_url))
+            sim_stop = asyncio.Event()
+            sim = stack.spawn(
+                "simulators", run_simulation(options, mqtt_url=stack.mqtt_url, stop=sim_stop), essential=False
+            )
+
+            async def stop_simulators() -> None:
+                sim_stop.set()
+                await asyncio.wait({sim}, timeout=10)
+
+            stack.on_stop("simulators", stop_simulators)
         site_lines = "\n".join(
             f"  {site.id:<16} {site.kind.value:<12} {stack.api_url}/api/v1/sites/{site.id}/kpis/latest"
             for site in registry.sites.values()
         )
-        console.print(Panel.fit(
-            f"[bold]peakwatch is running[/bold]\n\n"
-            f"API docs      {stack.api_url}/docs\n"
-            f"Health        {stack.api_url}/healthz\n"
-            f"Metrics       {stack.api_url}/metrics\n"
-            f"MQTT          {stack.mqtt_url}  (topic {settings.mqtt_topic_prefix}/<site>/<meter>)\n"
-            f"Database      {_redact(stack.database_url)}\n\n"
-            f"Sites (KPIs appear after the first 1-minute window closes):\n{site_lines}\n\n"
-            f"{'Demo simulators are feeding both sites. ' if settings.demo else ''}Press Ctrl-C to stop.",
-            title="peakwatch"))
+        console.print(
+            Panel.fit(
+                f"[bold]peakwatch is running[/bold]\n\n"
+                f"API docs      {stack.api_url}/docs\n"
+                f"Health        {stack.api_url}/healthz\n"
+                f"Metrics       {stack.api_url}/metrics\n"
+                f"MQTT          {stack.mqtt_url}  (topic {settings.mqtt_topic_prefix}/<site>/<meter>)\n"
+                f"Database      {_redact(stack.database_url)}\n\n"
+                f"Sites (KPIs appear after the first 1-minute window closes):\n{site_lines}\n\n"
+                f"{'Demo simulators are feeding both sites. ' if settings.demo else ''}Press Ctrl-C to stop.",
+                title="peakwatch",
+            )
+        )
         await stack.wait()
     finally:
         console.print("stopping…")
@@ -180,8 +237,14 @@ def api_command(
     db_port: Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")] = 5433,
 ) -> None:
     """Run only the API against the database (embedded PostgreSQL in --data-dir unless --database-url)."""
-    settings = _settings(config_file=config, database_url=database_url, data_dir=data_dir, api_host=api_host,
-                         api_port=api_port, db_port=db_port)
+    settings = _settings(
+        config_file=config,
+        database_url=database_url,
+        data_dir=data_dir,
+        api_host=api_host,
+        api_port=api_port,
+        db_port=db_port,
+    )
     _run(_component(settings, collector=False, processor=False, api=True))
 
 
@@ -191,7 +254,8 @@ def _require_shared_bus(settings: Settings, name: str) -> None:
             f"[red]error:[/red] the {name} alone needs a bus shared between processes, and memory:// lives "
             f"inside one process. Run the whole pipeline in one process with [bold]peakwatch up[/bold] "
             f"(add --no-demo and --mqtt-url/--database-url for your own broker and database), or pass "
-            f"--bus kafka://host:9092 once the Kafka bus is installed.")
+            f"--bus kafka://host:9092 once the Kafka bus is installed."
+        )
         raise typer.Exit(2)
 
 
@@ -199,8 +263,9 @@ async def _component(settings: Settings, *, collector: bool, processor: bool, ap
     from cli.stack import load_registry, running_stack
 
     registry = load_registry(settings)
-    async with running_stack(settings, registry, collector=collector, processor=processor, api=api,
-                             broker=False) as stack:
+    async with running_stack(
+        settings, registry, collector=collector, processor=processor, api=api, broker=False
+    ) as stack:
         console.print(f"running: {', '.join(t.get_name() for t in stack._tasks) or 'collector'}")
         await stack.wait()
 
@@ -233,9 +298,11 @@ async def _migrate(settings: Settings) -> None:
         try:
             applied = await store.migrate()
             await store.sync_registry(registry)
-            console.print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}; "
-                          f"TimescaleDB: {'yes' if store.timescale else 'no (plain PostgreSQL)'}; "
-                          f"registry: {len(registry.sites)} sites, {len(registry.meters)} meters")
+            console.print(
+                f"migrations applied: {', '.join(applied) or 'none (up to date)'}; "
+                f"TimescaleDB: {'yes' if store.timescale else 'no (plain PostgreSQL)'}; "
+                f"registry: {len(registry.sites)} sites, {len(registry.meters)} meters"
+            )
         finally:
             await store.close()
     finally:

@@ -74,6 +74,7 @@ class Stack:
     database_url: str = ""
     mqtt_url: str = ""
     api_url: str = ""
+    embedded_broker: bool = False
     store: Store | None = None
     bus: Bus | None = None
     processor: Processor | None = None
@@ -81,22 +82,34 @@ class Stack:
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     _stoppers: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _essential: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def on_stop(self, name: str, stopper: Callable[[], Awaitable[None]]) -> None:
         self._stoppers.append((name, stopper))
 
-    def spawn(self, name: str, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+    def spawn(self, name: str, coro: Awaitable[Any], *, essential: bool = True) -> asyncio.Task[Any]:
+        """Run ``coro`` as part of the stack. When an essential task ends, ``wait`` returns (and the
+        stack stops); a non-essential one (the demo feed) only logs how it ended."""
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.append(task)
+        if essential:
+            self._essential.append(task)
+        else:
+            task.add_done_callback(_log_end)
         return task
 
     def components(self) -> list[ComponentStatus]:
         """What /healthz reports besides the database."""
         out: list[ComponentStatus] = []
         if self.source is not None:
-            out.append(ComponentStatus(name="mqtt", ok=self.source.connected,
-                                       detail=f"{self.mqtt_url} connected={self.source.connected}"))
+            out.append(
+                ComponentStatus(
+                    name="mqtt",
+                    ok=self.source.connected,
+                    detail=f"{self.mqtt_url} connected={self.source.connected}",
+                )
+            )
         if self.bus is not None:
             out.append(ComponentStatus(name="bus", ok=True, detail=f"lag={self.bus.lag}"))
         for task in self._tasks:
@@ -106,9 +119,9 @@ class Stack:
 
     async def wait(self) -> None:
         """Return when any component task ends (normally only at shutdown); re-raise its failure."""
-        if not self._tasks:
+        if not self._essential:
             await asyncio.Event().wait()
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(self._essential, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
@@ -124,6 +137,15 @@ class Stack:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+
+def _log_end(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    if task.exception() is not None:
+        log.error("%s stopped: %r", task.get_name(), task.exception())
+    else:
+        log.info("%s finished: %s", task.get_name(), task.result())
 
 
 async def _start_database(stack: Stack) -> None:
@@ -149,7 +171,8 @@ async def _start_broker(stack: Stack) -> None:
     broker = EmbeddedBroker(host="127.0.0.1", port=settings.mqtt_port)
     await broker.start()
     stack.on_stop("embedded mqtt broker", broker.stop)
-    stack.mqtt_url = f"mqtt://127.0.0.1:{settings.mqtt_port}"
+    stack.mqtt_url = broker.url
+    stack.embedded_broker = True
 
 
 async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> None:
@@ -160,20 +183,32 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
         assert stack.store is not None
         proc = Processor(bus, stack.store, registry, settings, ProcessorMetrics(stack.metrics))
         stack.processor = proc
-        stack.spawn("processor", proc.run())
+        task = stack.spawn("processor", proc.run())
 
         async def stop_processor() -> None:
+            # The collector has stopped by now (stoppers run in reverse): let the processor drain what
+            # the bus still holds, then stop it and wait for its final flush, so nothing accepted is lost.
+            deadline = time.monotonic() + 30
+            while bus.lag and not task.done() and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # the bus offers no "drained" event; lag is a cheap counter
+            proc.stop()
             await bus.close()
-            await proc.stop()
+            await asyncio.wait_for(asyncio.shield(task), timeout=30)
 
         stack.on_stop("processor", stop_processor)
     if collector:
-        ctx = DecodeContext(registry=registry, topic_prefix=settings.mqtt_topic_prefix,
-                            max_future_ms=settings.max_future_ms, max_payload_bytes=settings.max_payload_bytes)
-        coll = Collector(bus, ctx, CollectorMetrics(stack.metrics))
-        source = MqttSource(stack.mqtt_url, client_id=settings.mqtt_client_id,
-                            topic_filter=f"{settings.mqtt_topic_prefix}/+/+", qos=settings.mqtt_qos,
-                            handler=coll.handle)
+        ctx = DecodeContext.from_settings(settings, registry)
+        collector_metrics = CollectorMetrics(stack.metrics)
+        coll = Collector(bus, ctx, collector_metrics)
+        source = MqttSource(
+            stack.mqtt_url,
+            client_id=settings.mqtt_client_id,
+            topic_filter=ctx.topic_filter,
+            qos=settings.mqtt_qos,
+            handler=coll.handle,
+            metrics=collector_metrics,
+            protocol="3.1.1" if stack.embedded_broker else "auto",
+        )
         await source.start()
         stack.source = source
         stack.on_stop("collector", source.stop)
@@ -182,10 +217,12 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
 async def _start_api(stack: Stack) -> None:
     settings = stack.settings
     assert stack.store is not None
-    app = create_app(stack.store, stack.registry, settings, health=stack.components,
-                     metrics_registry=stack.metrics)
-    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning",
-                            lifespan="on")
+    app = create_app(
+        stack.store, stack.registry, settings, health=stack.components, metrics_registry=stack.metrics
+    )
+    config = uvicorn.Config(
+        app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
+    )
     server = _Uvicorn(config)
     task = stack.spawn("api", server.serve())
     deadline = time.monotonic() + 15

@@ -65,11 +65,14 @@ class DecodeContext:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 
     @classmethod
-    def from_settings(cls, settings: Settings, registry: Registry, *,
-                      max_age_ms: int = DEFAULT_MAX_AGE_MS) -> DecodeContext:
-        return cls(registry=registry, topic_prefix=settings.mqtt_topic_prefix,
-                   max_future_ms=settings.max_future_ms, max_age_ms=max_age_ms,
-                   max_payload_bytes=settings.max_payload_bytes)
+    def from_settings(cls, settings: Settings, registry: Registry) -> DecodeContext:
+        return cls(
+            registry=registry,
+            topic_prefix=settings.mqtt_topic_prefix,
+            max_future_ms=settings.max_future_ms,
+            max_age_ms=settings.max_age_ms,
+            max_payload_bytes=settings.max_payload_bytes,
+        )
 
     @property
     def topic_filter(self) -> str:
@@ -99,8 +102,9 @@ _astuple = msgspec.structs.astuple
 _isfinite = math.isfinite
 
 
-def _fast_reading(sample: msgspec.Struct, site_id: str, meter_id: str, lo_ms: int,
-                  hi_ms: int) -> Reading | None:
+def _fast_reading(
+    sample: msgspec.Struct, site_id: str, meter_id: str, lo_ms: int, hi_ms: int
+) -> Reading | None:
     """The reading, or ``None`` when anything is wrong (the generic path then says what)."""
     values = _astuple(sample)
     ts = values[0]
@@ -178,14 +182,17 @@ def _ts_ms(ts: object) -> int | str:
         try:
             parsed = msgspec.convert(ts, datetime)
         except msgspec.ValidationError:
-            return (f"'ts' {_short(ts)} is not an RFC 3339 date-time "
-                    "(e.g. 2024-05-01T08:00:00+08:00 or 2024-05-01T00:00:00Z)")
+            return (
+                f"'ts' {_short(ts)} is not an RFC 3339 date-time "
+                "(e.g. 2024-05-01T08:00:00+08:00 or 2024-05-01T00:00:00Z)"
+            )
         if parsed.tzinfo is None:
-            return (f"'ts' {_short(ts)} has no time zone: add Z or an offset such as +08:00 "
-                    "(local times are ambiguous)")
+            return (
+                f"'ts' {_short(ts)} has no time zone: add Z or an offset such as +08:00 "
+                "(local times are ambiguous)"
+            )
         return (parsed - _EPOCH) // _ONE_MS
-    return (f"'ts' must be integer epoch milliseconds or an RFC 3339 string, got {_json_type(ts)} "
-            f"{_short(ts)}")
+    return f"'ts' must be integer epoch milliseconds or an RFC 3339 string, got {_json_type(ts)} {_short(ts)}"
 
 
 def _unknown_field_detail(names: list[str]) -> str:
@@ -199,8 +206,9 @@ def _unknown_field_detail(names: list[str]) -> str:
     return text + (f"; did you mean {'; '.join(hints)}" if hints else "")
 
 
-def _judge(element: object, site_id: str, meter_id: str, received_ms: int,
-           ctx: DecodeContext) -> Reading | tuple[Reason, str]:
+def _judge(
+    element: object, site_id: str, meter_id: str, received_ms: int, ctx: DecodeContext
+) -> Reading | tuple[Reason, str]:
     """One element: the reading, or the first thing wrong with it (reason, detail)."""
     if not isinstance(element, dict):
         return Reason.NOT_AN_OBJECT, f"expected a JSON object, got {_json_type(element)}"
@@ -213,8 +221,11 @@ def _judge(element: object, site_id: str, meter_id: str, received_ms: int,
     if unknown:
         return Reason.UNKNOWN_FIELD, _unknown_field_detail(unknown)
     # one pass per reason, so that the reported reason follows the order of the docs' table
-    present = [(name, quantity, scale, element[name]) for name, (quantity, scale) in PAYLOAD_FIELDS.items()
-               if element.get(name) is not None]  # absent or null: not measured
+    present = [
+        (name, quantity, scale, element[name])
+        for name, (quantity, scale) in PAYLOAD_FIELDS.items()
+        if element.get(name) is not None
+    ]  # absent or null: not measured
     for name, _, _, value in present:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return Reason.WRONG_TYPE, f"{name!r} must be a number, got {_json_type(value)} {_short(value)}"
@@ -233,28 +244,37 @@ def _judge(element: object, site_id: str, meter_id: str, received_ms: int,
     source: dict[str, str] = {}
     for name, quantity, _, _ in numbers:
         if quantity.value in source:
-            return (Reason.CONFLICTING_FIELDS, f"{source[quantity.value]!r} and {name!r} both give "
-                    f"{quantity.value}: send one unit per quantity")
+            return (
+                Reason.CONFLICTING_FIELDS,
+                f"{source[quantity.value]!r} and {name!r} both give "
+                f"{quantity.value}: send one unit per quantity",
+            )
         source[quantity.value] = name
     for name, quantity, number, _ in numbers:
         if quantity in _REGISTERS and number < 0:
-            return (Reason.NEGATIVE_REGISTER,
-                    f"{name!r} = {number!r}: {quantity.value} is a register or amount and cannot be negative "
-                    "(only power may be negative)")
+            return (
+                Reason.NEGATIVE_REGISTER,
+                f"{name!r} = {number!r}: {quantity.value} is a register or amount and cannot be negative "
+                "(only power may be negative)",
+            )
     out = {quantity.value: scaled for _, quantity, _, scaled in numbers}
     if not out:
         return Reason.NO_QUANTITY, f"no quantity with a value; allowed: {', '.join(sorted(PAYLOAD_FIELDS))}"
     if ts_ms > received_ms + ctx.max_future_ms:
         ahead_s = (ts_ms - received_ms) / 1000
-        return (Reason.TS_IN_FUTURE,
-                f"ts {ts_ms} is {ahead_s:.3f} s ahead of the collector clock "
-                f"(limit {ctx.max_future_ms / 1000:g} s): check the device clock (NTP) and that ts is in "
-                "milliseconds")
+        return (
+            Reason.TS_IN_FUTURE,
+            f"ts {ts_ms} is {ahead_s:.3f} s ahead of the collector clock "
+            f"(limit {ctx.max_future_ms / 1000:g} s): check the device clock (NTP) and that ts is in "
+            "milliseconds",
+        )
     if ts_ms < received_ms - ctx.max_age_ms:
         age_days = (received_ms - ts_ms) / DAY_MS
         hint = "; it looks like epoch seconds, ts must be milliseconds" if 10**9 <= ts_ms < 10**11 else ""
-        return (Reason.TS_TOO_OLD,
-                f"ts {ts_ms} is {age_days:.1f} days old (limit {ctx.max_age_ms / DAY_MS:g} days){hint}")
+        return (
+            Reason.TS_TOO_OLD,
+            f"ts {ts_ms} is {age_days:.1f} days old (limit {ctx.max_age_ms / DAY_MS:g} days){hint}",
+        )
     return Reading(site_id=site_id, meter_id=meter_id, ts_ms=ts_ms, **out)
 
 
@@ -268,11 +288,19 @@ def _element_json(element: object, payload: bytes) -> bytes:
             return payload
 
 
-def _decode_generic(topic: str, payload: bytes, received_ms: int, ctx: DecodeContext,
-                    site_id: str, meter_id: str) -> Decoded:
+def _decode_generic(
+    topic: str, payload: bytes, received_ms: int, ctx: DecodeContext, site_id: str, meter_id: str
+) -> Decoded:
     def letter(reason: Reason, detail: str, body: bytes = payload) -> DeadLetter:
-        return DeadLetter(received_ms=received_ms, source=topic, reason=reason.value, detail=detail,
-                          payload=body, site_id=site_id, meter_id=meter_id)
+        return DeadLetter(
+            received_ms=received_ms,
+            source=topic,
+            reason=reason.value,
+            detail=detail,
+            payload=body,
+            site_id=site_id,
+            meter_id=meter_id,
+        )
 
     doc, error = _parse_any(payload)
     if error is not None:
@@ -307,9 +335,9 @@ def _decode_generic(topic: str, payload: bytes, received_ms: int, ctx: DecodeCon
 def _split_topic(topic: str, prefix: str) -> tuple[str, str] | None:
     prefix = prefix.strip("/")
     if prefix:
-        if not topic.startswith(prefix) or topic[len(prefix): len(prefix) + 1] != "/":
+        if not topic.startswith(prefix) or topic[len(prefix) : len(prefix) + 1] != "/":
             return None
-        rest = topic[len(prefix) + 1:]
+        rest = topic[len(prefix) + 1 :]
     else:
         rest = topic
     parts = rest.split("/")
@@ -318,29 +346,46 @@ def _split_topic(topic: str, prefix: str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
-def _rejected(topic: str, payload: bytes, received_ms: int, ctx: DecodeContext,
-              ids: tuple[str, str] | None) -> Decoded:
+def _rejected(
+    topic: str, payload: bytes, received_ms: int, ctx: DecodeContext, ids: tuple[str, str] | None
+) -> Decoded:
     """The one dead letter for a message refused as a whole (called only for such a message)."""
     site_id, meter_id = ids if ids is not None else (None, None)
 
     def whole(reason: Reason, detail: str, body: bytes = payload) -> Decoded:
-        return Decoded([], [DeadLetter(received_ms=received_ms, source=topic, reason=reason.value,
-                                       detail=detail, payload=body, site_id=site_id, meter_id=meter_id)])
+        return Decoded(
+            [],
+            [
+                DeadLetter(
+                    received_ms=received_ms,
+                    source=topic,
+                    reason=reason.value,
+                    detail=detail,
+                    payload=body,
+                    site_id=site_id,
+                    meter_id=meter_id,
+                )
+            ],
+        )
 
     if len(payload) > ctx.max_payload_bytes:
-        return whole(Reason.PAYLOAD_TOO_LARGE,
-                     f"payload is {len(payload)} bytes, the limit is {ctx.max_payload_bytes}; split it into "
-                     f"smaller batches (only the first {KEPT_BYTES_OF_OVERSIZED} bytes are kept here)",
-                     payload[:KEPT_BYTES_OF_OVERSIZED])
+        return whole(
+            Reason.PAYLOAD_TOO_LARGE,
+            f"payload is {len(payload)} bytes, the limit is {ctx.max_payload_bytes}; split it into "
+            f"smaller batches (only the first {KEPT_BYTES_OF_OVERSIZED} bytes are kept here)",
+            payload[:KEPT_BYTES_OF_OVERSIZED],
+        )
     if site_id is None or meter_id is None:
         prefix = ctx.topic_prefix.strip("/")
         expected = f"{prefix}/<site_id>/<meter_id>" if prefix else "<site_id>/<meter_id>"
         return whole(Reason.BAD_TOPIC, f"topic {topic!r} does not match {expected}")
     if site_id not in ctx.registry.sites:
         return whole(Reason.UNKNOWN_SITE, f"site {site_id!r} is not in the registry")
-    return whole(Reason.UNKNOWN_METER,
-                 f"meter {meter_id!r} is not registered at site {site_id!r}; add it to the registry "
-                 "(its data is kept here until then)")
+    return whole(
+        Reason.UNKNOWN_METER,
+        f"meter {meter_id!r} is not registered at site {site_id!r}; add it to the registry "
+        "(its data is kept here until then)",
+    )
 
 
 def decode_message(topic: str, payload: bytes, received_ms: int, ctx: DecodeContext) -> Decoded:

@@ -79,8 +79,9 @@ class BrokerAddress:
         """``mqtt://[user[:password]@]host[:port]`` (1883) or ``mqtts://`` (TLS, 8883)."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
-            raise MqttError(f"invalid MQTT url {url!r}: use mqtt://host:port or mqtts://host:port",
-                            retryable=False)
+            raise MqttError(
+                f"invalid MQTT url {url!r}: use mqtt://host:port or mqtts://host:port", retryable=False
+            )
         tls = parts.scheme in ("mqtts", "ssl")
         try:
             port = parts.port or (8883 if tls else 1883)
@@ -275,19 +276,27 @@ class MqttSource:
                     if version is None:
                         version = self._version = await probe_protocol(address)
                         log.info("MQTT broker %s speaks MQTT %s", self._where(), self.protocol_version)
-                    await client.connect(address.host, address.port, ssl=address.tls,
-                                         keepalive=self._keepalive_s, version=version)
+                    await client.connect(
+                        address.host,
+                        address.port,
+                        ssl=address.tls,
+                        keepalive=self._keepalive_s,
+                        version=version,
+                    )
                     await self._settled.wait()
                 break
             except gmqtt.MQTTConnectError as exc:
-                raise MqttError(f"MQTT broker {self._where()} refused the connection: {exc}",
-                                retryable=False) from exc
+                raise MqttError(
+                    f"MQTT broker {self._where()} refused the connection: {exc}", retryable=False
+                ) from exc
             except OSError as exc:  # nobody listening (yet), or the deadline (TimeoutError is an OSError)
                 delay = self._backoff.next_delay_s()
                 if loop.time() + delay >= deadline:
-                    raise MqttError(f"MQTT broker {self._where()} not usable within "
-                                    f"{self._connect_timeout_s:g} s: {exc or type(exc).__name__}",
-                                    retryable=True) from exc
+                    raise MqttError(
+                        f"MQTT broker {self._where()} not usable within "
+                        f"{self._connect_timeout_s:g} s: {exc or type(exc).__name__}",
+                        retryable=True,
+                    ) from exc
                 log.info("MQTT broker %s not reachable (%s); retrying in %.1f s", self._where(), exc, delay)
                 await asyncio.sleep(delay)
         if self._sub_failed is not None:
@@ -323,10 +332,17 @@ class MqttSource:
     def _new_client(self) -> _Client:
         properties: dict[str, Any] = {}
         if self._protocol != "3.1.1":  # gmqtt leaves these out of a 3.1.1 CONNECT
-            properties = {"session_expiry_interval": self._session_expiry_s,
-                          "receive_maximum": self._receive_maximum}
-        client = _Client(self._client_id, self._backoff, clean_session=False,
-                         optimistic_acknowledgement=False, **properties)
+            properties = {
+                "session_expiry_interval": self._session_expiry_s,
+                "receive_maximum": self._receive_maximum,
+            }
+        client = _Client(
+            self._client_id,
+            self._backoff,
+            clean_session=False,
+            optimistic_acknowledgement=False,
+            **properties,
+        )
         if self._address.username is not None:
             client.set_auth_credentials(self._address.username, self._address.password)
         client.on_connect = self._on_connect
@@ -349,8 +365,12 @@ class MqttSource:
         self._backoff.reset()
         if self._metrics is not None:
             self._metrics.mqtt_connects.inc()
-        log.info("MQTT connected to %s as %r (session present: %s)", self._where(), self._client_id,
-                 bool(session_present))
+        log.info(
+            "MQTT connected to %s as %r (session present: %s)",
+            self._where(),
+            self._client_id,
+            bool(session_present),
+        )
         if session_present and self._subscribed_once:
             self._set_ready(True)  # the broker kept our subscription with the session
             self._settled.set()
@@ -365,8 +385,13 @@ class MqttSource:
             self._settled.set()
             return
         if granted and granted[0] < self._qos:
-            log.warning("MQTT broker granted QoS %d for %r (asked %d): messages may be lost while the "
-                        "collector is away", granted[0], self._topic_filter, self._qos)
+            log.warning(
+                "MQTT broker granted QoS %d for %r (asked %d): messages may be lost while the "
+                "collector is away",
+                granted[0],
+                self._topic_filter,
+                self._qos,
+            )
         self._subscribed_once = True
         self._set_ready(True)
         self._settled.set()
@@ -376,8 +401,9 @@ class MqttSource:
             log.warning("MQTT connection to %s lost; reconnecting", self._where())
         self._set_ready(False)
 
-    async def _on_message(self, client: _Client, topic: str | bytes, payload: bytes, qos: int,
-                          properties: dict[str, Any]) -> int:
+    async def _on_message(
+        self, client: _Client, topic: str | bytes, payload: bytes, qos: int, properties: dict[str, Any]
+    ) -> int:
         received_ms = time.time_ns() // 1_000_000
         if isinstance(topic, bytes):  # gmqtt hands over raw bytes when the topic is not UTF-8
             topic = topic.decode("utf-8", errors="replace")
@@ -406,12 +432,14 @@ class MqttSource:
 
     async def _redeliver(self) -> None:
         delay = self._redelivery_backoff.next_delay_s()
-        log.warning("handing a message to the bus failed; reconnecting to %s in %.1f s for a re-delivery",
-                    self._where(), delay)
+        log.warning(
+            "handing a message to the bus failed; reconnecting to %s in %.1f s for a re-delivery",
+            self._where(),
+            delay,
+        )
         await asyncio.sleep(delay)
         client = self._client
         if client is None or self._stopping:
             return
         self._set_ready(False)
         await client.drop_connection()
-

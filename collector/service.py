@@ -56,8 +56,9 @@ class Collector:
     dead letter rather than an exception. Use from one event loop only.
     """
 
-    def __init__(self, bus: Bus, ctx: DecodeContext, metrics: CollectorMetrics, *,
-                 max_batch_readings: int = 5_000) -> None:
+    def __init__(
+        self, bus: Bus, ctx: DecodeContext, metrics: CollectorMetrics, *, max_batch_readings: int = 5_000
+    ) -> None:
         self._bus = bus
         self._ctx = ctx
         self._metrics = metrics
@@ -70,10 +71,18 @@ class Collector:
             decoded = decode_message(topic, payload, received_ms, self._ctx)
         except Exception as exc:  # a decoder bug must neither lose the message nor stop the collector
             log.exception("decoder failed on a message from %s", topic)
-            decoded = Decoded([], [DeadLetter(received_ms=received_ms, source=topic,
-                                              reason=Reason.INTERNAL_ERROR.value,
-                                              detail=f"collector failed: {type(exc).__name__}: {exc}",
-                                              payload=bytes(payload))])
+            decoded = Decoded(
+                [],
+                [
+                    DeadLetter(
+                        received_ms=received_ms,
+                        source=topic,
+                        reason=Reason.INTERNAL_ERROR.value,
+                        detail=f"collector failed: {type(exc).__name__}: {exc}",
+                        payload=bytes(payload),
+                    )
+                ],
+            )
         group = self._open
         if group is None:
             group = self._open = _Group(asyncio.get_running_loop().create_future())
@@ -121,7 +130,7 @@ class Collector:
                 await self._bus.publish(ReadingBatch(site_id, site_readings))
                 continue
             for start in range(0, len(site_readings), size):
-                await self._bus.publish(ReadingBatch(site_id, site_readings[start:start + size]))
+                await self._bus.publish(ReadingBatch(site_id, site_readings[start : start + size]))
         if group.letters:
             await self._bus.publish_dead_letters(group.letters)
         metrics = self._metrics

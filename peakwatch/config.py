@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     so windows close even if no further reading arrives."""
     max_future_ms: int = 300_000
     """Readings stamped further than this ahead of the collector's clock are dead-lettered."""
+    max_age_ms: int = 400 * 86_400_000
+    """Readings older than this (against the collector's clock) are dead-lettered as ``ts_too_old``."""
     max_payload_bytes: int = 1_048_576
     demo: bool = True
 
@@ -184,9 +186,9 @@ class Registry:
             doc = msgspec.convert(raw, _RegistryDoc)
         except msgspec.ValidationError as exc:
             raise ConfigError(f"{source}: {exc}") from exc
-        overrides = tuple(
-            msgspec.convert(msgspec.to_builtins(f), Factor) for f in doc.factors
-        ) if doc.factors else ()
+        overrides = (
+            tuple(msgspec.convert(msgspec.to_builtins(f), Factor) for f in doc.factors) if doc.factors else ()
+        )
         factors = FactorLibrary(DEFAULT_FACTORS).with_overrides(overrides)
         sites: list[Site] = []
         meters: list[Meter] = []
@@ -196,8 +198,16 @@ class Registry:
             if s.grid_factor not in factors:
                 raise ConfigError(f"{source}: site {s.id}: unknown grid_factor {s.grid_factor!r}")
             try:
-                site = msgspec.convert({"id": s.id, "name": s.name, "kind": s.kind, "timezone": s.timezone,
-                                        "grid_factor": s.grid_factor}, Site)
+                site = msgspec.convert(
+                    {
+                        "id": s.id,
+                        "name": s.name,
+                        "kind": s.kind,
+                        "timezone": s.timezone,
+                        "grid_factor": s.grid_factor,
+                    },
+                    Site,
+                )
             except msgspec.ValidationError as exc:
                 raise ConfigError(f"{source}: site {s.id}: {exc}") from exc
             _check_timezone(site, source)
@@ -213,19 +223,42 @@ class Registry:
                     meter_quantity(m.unit)
                 except KeyError as exc:
                     raise ConfigError(f"{source}: meter {s.id}/{m.id}: {exc.args[0]}") from None
-                meters.append(Meter(id=m.id, site_id=s.id, carrier=m.carrier, role=m.role,
-                                    register=m.register, unit=m.unit, register_max=m.register_max))
+                meters.append(
+                    Meter(
+                        id=m.id,
+                        site_id=s.id,
+                        carrier=m.carrier,
+                        role=m.role,
+                        register=m.register,
+                        unit=m.unit,
+                        register_max=m.register_max,
+                    )
+                )
         if len({s.id for s in sites}) != len(sites):
             raise ConfigError(f"{source}: duplicate site ids")
         rules: list[ThresholdRule] = []
         for r in doc.rules:
             if r.kpi not in KPI_FIELDS:
-                raise ConfigError(f"{source}: rule {r.name}: unknown kpi {r.kpi!r}; known: {sorted(KPI_FIELDS)}")
+                raise ConfigError(
+                    f"{source}: rule {r.name}: unknown kpi {r.kpi!r}; known: {sorted(KPI_FIELDS)}"
+                )
             try:
-                rules.append(msgspec.convert({
-                    "name": r.name, "kpi": r.kpi, "op": r.op, "threshold": r.threshold,
-                    "for_ms": parse_duration_ms(r.for_), "severity": r.severity, "summary": r.summary,
-                    "site_kinds": r.site_kinds, "site_ids": r.site_ids}, ThresholdRule))
+                rules.append(
+                    msgspec.convert(
+                        {
+                            "name": r.name,
+                            "kpi": r.kpi,
+                            "op": r.op,
+                            "threshold": r.threshold,
+                            "for_ms": parse_duration_ms(r.for_),
+                            "severity": r.severity,
+                            "summary": r.summary,
+                            "site_kinds": r.site_kinds,
+                            "site_ids": r.site_ids,
+                        },
+                        ThresholdRule,
+                    )
+                )
             except msgspec.ValidationError as exc:
                 raise ConfigError(f"{source}: rule {r.name}: {exc}") from exc
         return cls(sites, meters, rules, factors)

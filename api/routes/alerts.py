@@ -14,7 +14,9 @@ router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 
 @router.get(
-    "", response_model=list[AlertPublic], summary="List alerts, newest first",
+    "",
+    response_model=list[AlertPublic],
+    summary="List alerts, newest first",
     responses={**UNKNOWN_SITE, **DATABASE_DOWN},
 )
 async def list_alerts(
@@ -25,5 +27,6 @@ async def list_alerts(
 ) -> list[AlertPublic]:
     if site_id is not None and await store.get_site(site_id) is None:
         raise unknown_site(site_id)
-    return [AlertPublic.from_record(a)
-            for a in await store.list_alerts(site_id=site_id, state=state, limit=limit)]
+    return [
+        AlertPublic.from_record(a) for a in await store.list_alerts(site_id=site_id, state=state, limit=limit)
+    ]

@@ -15,7 +15,9 @@ router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
 
 @router.get(
-    "", response_model=list[DeadLetterPublic], summary="List dead letters, newest first",
+    "",
+    response_model=list[DeadLetterPublic],
+    summary="List dead letters, newest first",
     description=(
         f"Payloads are shown up to their first {PAYLOAD_PREVIEW_BYTES} bytes: as text when those bytes "
         "are UTF-8, else base64 (`payload_encoding`); `payload_truncated` says whether bytes were cut."
@@ -24,8 +26,9 @@ router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 )
 async def list_dead_letters(
     store: StoreDep,
-    reason: Annotated[str | None, Query(max_length=100, description="Only this reason code.",
-                                        examples=["malformed_json"])] = None,
+    reason: Annotated[
+        str | None, Query(max_length=100, description="Only this reason code.", examples=["malformed_json"])
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeadLetterPublic]:
     letters = await store.list_dead_letters(reason=reason, limit=limit)

@@ -41,9 +41,12 @@ async def ping_database(store: Store) -> ComponentStatus:
     "/healthz",
     response_model=HealthPublic,
     summary="Liveness and component status",
-    responses={status.HTTP_503_SERVICE_UNAVAILABLE: {
-        "model": HealthPublic, "description": "The database does not answer (status `down`).",
-    }},
+    responses={
+        status.HTTP_503_SERVICE_UNAVAILABLE: {
+            "model": HealthPublic,
+            "description": "The database does not answer (status `down`).",
+        }
+    },
 )
 async def healthz(store: StoreDep, probe: HealthProbeDep, response: Response) -> HealthPublic:
     database = await ping_database(store)
@@ -67,9 +70,12 @@ async def healthz(store: StoreDep, probe: HealthProbeDep, response: Response) ->
     "/readyz",
     response_model=ReadyPublic,
     summary="Readiness: can this instance serve data now?",
-    responses={status.HTTP_503_SERVICE_UNAVAILABLE: {
-        "model": ReadyPublic, "description": "Not ready: the database does not answer.",
-    }},
+    responses={
+        status.HTTP_503_SERVICE_UNAVAILABLE: {
+            "model": ReadyPublic,
+            "description": "Not ready: the database does not answer.",
+        }
+    },
 )
 async def readyz(store: StoreDep, response: Response) -> ReadyPublic:
     database = await ping_database(store)

@@ -17,7 +17,9 @@ router = APIRouter(prefix="/sites/{site_id}/kpis", tags=["kpis"])
 
 
 @router.get(
-    "/latest", response_model=KpiWindowPublic, summary="The most recent closed KPI window",
+    "/latest",
+    response_model=KpiWindowPublic,
+    summary="The most recent closed KPI window",
     responses={
         status.HTTP_404_NOT_FOUND: {
             "model": ErrorPublic,
@@ -39,17 +41,24 @@ async def latest_kpis(site: SiteDep, store: StoreDep, settings: SettingsDep) -> 
 
 
 @router.get(
-    "", response_model=list[KpiWindowPublic], summary="KPI windows over a time range",
+    "",
+    response_model=list[KpiWindowPublic],
+    summary="KPI windows over a time range",
     description=(
         "Windows with `from <= window_start < to`, oldest first. Without `from`/`to`: the last hour. "
         f"The range may span at most {MAX_RANGE_WINDOWS} windows (31 days of 1-minute windows). "
-        "When `limit` cuts the series, the response carries `Link: <...>; rel=\"next\"` (same query, "
+        'When `limit` cuts the series, the response carries `Link: <...>; rel="next"` (same query, '
         "`from` set past the last window returned)."
     ),
     responses={
-        status.HTTP_200_OK: {"headers": {"Link": {
-            "description": "`<url>; rel=\"next\"` when `limit` cut the series.", "schema": {"type": "string"},
-        }}},
+        status.HTTP_200_OK: {
+            "headers": {
+                "Link": {
+                    "description": '`<url>; rel="next"` when `limit` cut the series.',
+                    "schema": {"type": "string"},
+                }
+            }
+        },
         **UNKNOWN_SITE,
         **DATABASE_DOWN,
     },
@@ -60,8 +69,9 @@ async def kpi_series(
     time_range: KpiRangeDep,
     request: Request,
     response: Response,
-    limit: Annotated[int, Query(ge=1, le=MAX_SERIES_LIMIT, description="Maximum windows returned.")]
-    = DEFAULT_SERIES_LIMIT,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_SERIES_LIMIT, description="Maximum windows returned.")
+    ] = DEFAULT_SERIES_LIMIT,
 ) -> list[KpiWindowPublic]:
     windows = await store.kpi_series(site.id, time_range.from_ms, time_range.to_ms, limit=limit)
     if len(windows) >= limit:

@@ -13,12 +13,16 @@ router = APIRouter(prefix="/sites/{site_id}/meters", tags=["meters"])
 
 
 @router.get(
-    "", response_model=list[MeterPublic], summary="Meters of a site with last reading and status",
+    "",
+    response_model=list[MeterPublic],
+    summary="Meters of a site with last reading and status",
     description=f"`status` is `stale` when a meter has not been heard from for {STALE_AFTER_MS // 1000} s "
     "(wall clock), `never` before its first reading.",
     responses={**UNKNOWN_SITE, **DATABASE_DOWN},
 )
 async def list_meters(site: SiteDep, store: StoreDep) -> list[MeterPublic]:
     now = now_ms()
-    return [MeterPublic.from_status(s, meter_health(s.last_seen_ms, now))
-            for s in await store.meter_statuses(site.id)]
+    return [
+        MeterPublic.from_status(s, meter_health(s.last_seen_ms, now))
+        for s in await store.meter_statuses(site.id)
+    ]

@@ -12,8 +12,12 @@ router = APIRouter(tags=["metrics"])
     "/metrics",
     response_class=Response,
     summary="Prometheus metrics",
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
-                     "description": "Prometheus text exposition format."}},
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition format.",
+        }
+    },
 )
 async def metrics(request: Request) -> Response:
     registry: CollectorRegistry = request.app.state.metrics_registry

@@ -36,8 +36,11 @@ class MemoryBus(Bus):
     async def poll(self, max_readings: int = 50_000, timeout_s: float = 0.5) -> Polled:
         polled = Polled()
         try:
-            first = await asyncio.wait_for(self._queue.get(), timeout_s) if self._queue.empty() \
+            first = (
+                await asyncio.wait_for(self._queue.get(), timeout_s)
+                if self._queue.empty()
                 else self._queue.get_nowait()
+            )
         except TimeoutError:
             return polled
         item: _Item | None = first

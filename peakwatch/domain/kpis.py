@@ -46,8 +46,17 @@ def green_power_share(renewable_consumed_kwh: float, electricity_kwh: float) -> 
 
 _NOT_CONSUMPTION = frozenset({Role.PRODUCTION_OUTPUT, Role.WATER_SUPPLY})
 _ELECTRIC_LOADS = frozenset(
-    {Role.IT_LOAD, Role.COOLING, Role.LIGHTING, Role.UPS_LOSSES, Role.PROCESS_LOAD, Role.HEAT_PUMP,
-     Role.OTHER_LOAD, Role.PROCESS_HEAT, Role.BOILER}
+    {
+        Role.IT_LOAD,
+        Role.COOLING,
+        Role.LIGHTING,
+        Role.UPS_LOSSES,
+        Role.PROCESS_LOAD,
+        Role.HEAT_PUMP,
+        Role.OTHER_LOAD,
+        Role.PROCESS_HEAT,
+        Role.BOILER,
+    }
 )
 
 
@@ -105,8 +114,13 @@ def energy_balance(
     if Role.FACILITY_TOTAL in has_role:
         electricity = total(Role.FACILITY_TOTAL)
     elif Role.GRID_IMPORT in has_role or not (has_role & _ELECTRIC_LOADS):
-        electricity = (grid_import - grid_export + renewable_generation
-                       + total(Role.STORAGE_DISCHARGE) - total(Role.STORAGE_CHARGE))
+        electricity = (
+            grid_import
+            - grid_export
+            + renewable_generation
+            + total(Role.STORAGE_DISCHARGE)
+            - total(Role.STORAGE_CHARGE)
+        )
     else:
         electricity = sum(by_role.get(r, 0.0) for r in _ELECTRIC_LOADS)
     electricity = max(electricity, 0.0)
@@ -160,7 +174,8 @@ def site_kpis(
         pue=pue(balance.facility_kwh, balance.it_kwh) if site.kind is SiteKind.DATA_CENTRE else None,
         electrification_rate=electrification_rate(electricity_kgce, total_kgce),
         carbon_intensity_kg_per_kwh=carbon_intensity_kg_per_kwh(
-            electricity_emissions, balance.electricity_kwh),
+            electricity_emissions, balance.electricity_kwh
+        ),
         green_power_share=green_power_share(balance.renewable_consumed_kwh, balance.electricity_kwh),
         completeness=completeness,
         flags=tuple(sorted(set(flags))),

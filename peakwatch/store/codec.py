@@ -27,5 +27,10 @@ def decode_timestamptz(value: tuple[int]) -> int:
 
 async def register_codecs(conn: asyncpg.Connection[Any]) -> None:
     """Install the ms codec on a connection (called from the pool's ``init``)."""
-    await conn.set_type_codec("timestamptz", schema="pg_catalog", encoder=encode_timestamptz,
-                              decoder=decode_timestamptz, format="tuple")
+    await conn.set_type_codec(
+        "timestamptz",
+        schema="pg_catalog",
+        encoder=encode_timestamptz,
+        decoder=decode_timestamptz,
+        format="tuple",
+    )

@@ -11,13 +11,15 @@ from peakwatch.errors import StoreError
 STORE_FAILURES: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 """What ``translate`` understands; catch these at the edge and nothing wider."""
 
-_RETRYABLE_SQLSTATE_CLASSES: Final = frozenset({
-    "08",  # connection exception
-    "40",  # transaction rollback: serialization failure, deadlock
-    "53",  # insufficient resources: disk full, out of memory, too many connections
-    "57",  # operator intervention: admin shutdown, cannot connect now, query canceled
-    "58",  # system error (I/O)
-})
+_RETRYABLE_SQLSTATE_CLASSES: Final = frozenset(
+    {
+        "08",  # connection exception
+        "40",  # transaction rollback: serialization failure, deadlock
+        "53",  # insufficient resources: disk full, out of memory, too many connections
+        "57",  # operator intervention: admin shutdown, cannot connect now, query canceled
+        "58",  # system error (I/O)
+    }
+)
 
 
 def translate(exc: BaseException, action: str) -> StoreError:

@@ -25,7 +25,6 @@ _LOCK_TIMEOUT_S: Final = 300.0
 _STATEMENT_TIMEOUT_S: Final = 3600.0
 
 
-
 @dataclass(frozen=True, slots=True)
 class Migration:
     name: str
@@ -71,13 +70,17 @@ async def apply_migrations(
         for migration in todo:
             if migration.name in done:
                 if done[migration.name] != migration.checksum:
-                    _log.warning("migration %s changed after it was applied; not re-applying it",
-                                 migration.name)
+                    _log.warning(
+                        "migration %s changed after it was applied; not re-applying it", migration.name
+                    )
                 continue
             async with conn.transaction():
                 await conn.execute(migration.sql, timeout=_STATEMENT_TIMEOUT_S)
-                await conn.execute("INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
-                                   migration.name, migration.checksum)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
+                    migration.name,
+                    migration.checksum,
+                )
             _log.info("applied migration %s", migration.name)
             applied.append(migration.name)
         timescale, steps = await setup_timescale(conn, policy)

@@ -27,10 +27,14 @@ CONNECT_TIMEOUT_S: Final = 10.0
 COMMAND_TIMEOUT_S: Final = 120.0
 _REGISTRY_LOCK_KEY: Final = 0x7065616B77726567  # "peakwreg"
 
-_KPI_SELECT: Final = "SELECT " + ", ".join(
-    {"window_start": "window_start AS start_ms", "window_end": "window_end AS end_ms"}.get(c, c)
-    for c in KPI_COLUMNS
-) + " FROM kpi_windows"
+_KPI_SELECT: Final = (
+    "SELECT "
+    + ", ".join(
+        {"window_start": "window_start AS start_ms", "window_end": "window_end AS end_ms"}.get(c, c)
+        for c in KPI_COLUMNS
+    )
+    + " FROM kpi_windows"
+)
 _SITE_SELECT: Final = "SELECT id, name, kind, timezone, grid_factor FROM sites"
 _METER_COLUMNS: Final = ("id", "site_id", "carrier", "role", "register", "unit", "register_max")
 _ALERT_SELECT: Final = """
@@ -62,8 +66,12 @@ class Store:
         """Open a pool. Raises StoreError(retryable=True) when the server cannot be reached."""
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=min_size, max_size=max_size, init=_init_connection,
-                timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S,
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                timeout=CONNECT_TIMEOUT_S,
+                command_timeout=COMMAND_TIMEOUT_S,
             )
         except STORE_FAILURES as exc:
             raise translate(exc, "connecting to the database") from exc
@@ -72,8 +80,11 @@ class Store:
         store = cls(pool)
         try:
             async with store._connection("connecting to the database") as conn:
-                store._timescale = bool(await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"))
+                store._timescale = bool(
+                    await conn.fetchval(
+                        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
+                    )
+                )
         except StoreError:
             await store.close()
             raise
@@ -117,8 +128,11 @@ class Store:
                 WHERE (s.name, s.kind, s.timezone, s.grid_factor)
                       IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.timezone, EXCLUDED.grid_factor)
                 """,
-                [s.id for s in sites], [s.name for s in sites], [s.kind.value for s in sites],
-                [s.timezone for s in sites], [s.grid_factor for s in sites],
+                [s.id for s in sites],
+                [s.name for s in sites],
+                [s.kind.value for s in sites],
+                [s.timezone for s in sites],
+                [s.grid_factor for s in sites],
             )
             await conn.execute("DELETE FROM sites WHERE NOT (id = ANY($1::text[]))", [s.id for s in sites])
             await conn.execute(
@@ -131,8 +145,12 @@ class Store:
                 WHERE (m.carrier, m.role, m.register, m.unit, m.register_max) IS DISTINCT FROM (
                     EXCLUDED.carrier, EXCLUDED.role, EXCLUDED.register, EXCLUDED.unit, EXCLUDED.register_max)
                 """,
-                [m.site_id for m in meters], [m.id for m in meters], [m.carrier.value for m in meters],
-                [m.role.value for m in meters], [m.register.value for m in meters], [m.unit for m in meters],
+                [m.site_id for m in meters],
+                [m.id for m in meters],
+                [m.carrier.value for m in meters],
+                [m.role.value for m in meters],
+                [m.register.value for m in meters],
+                [m.unit for m in meters],
                 [m.register_max for m in meters],
             )
             await conn.execute(
@@ -141,7 +159,8 @@ class Store:
                     SELECT 1 FROM unnest($1::text[], $2::text[]) AS k(site_id, id)
                     WHERE k.site_id = m.site_id AND k.id = m.id)
                 """,
-                [m.site_id for m in meters], [m.id for m in meters],
+                [m.site_id for m in meters],
+                [m.id for m in meters],
             )
 
     # ---------------------------------------------------------------- processor side
@@ -159,7 +178,8 @@ class Store:
         rows = await self._fetch(
             "loading meter states",
             "SELECT site_id, meter_id, last_ts AS last_ts_ms, last_value, last_seen AS last_seen_ms "
-            "FROM meter_state ORDER BY site_id, meter_id")
+            "FROM meter_state ORDER BY site_id, meter_id",
+        )
         return [_convert(r, MeterState) for r in rows]
 
     async def load_intervals(self, since_ms: int) -> list[MeterInterval]:
@@ -167,13 +187,16 @@ class Store:
         rows = await self._fetch(
             "loading meter intervals",
             "SELECT site_id, meter_id, window_start AS window_start_ms, amount FROM meter_intervals "
-            "WHERE window_start >= $1 ORDER BY window_start, site_id, meter_id", since_ms)
+            "WHERE window_start >= $1 ORDER BY window_start, site_id, meter_id",
+            since_ms,
+        )
         return [_convert(r, MeterInterval) for r in rows]
 
     async def load_open_alerts(self) -> list[AlertRecord]:
         """Alerts in state pending or firing (restores rule state after a restart)."""
-        rows = await self._fetch("loading open alerts",
-                                 _ALERT_SELECT + " WHERE state IN ('pending', 'firing') ORDER BY id")
+        rows = await self._fetch(
+            "loading open alerts", _ALERT_SELECT + " WHERE state IN ('pending', 'firing') ORDER BY id"
+        )
         return [_convert(r, AlertRecord) for r in rows]
 
     # ---------------------------------------------------------------- API side
@@ -195,7 +218,9 @@ class Store:
         """The most recent closed window of the site."""
         rows = await self._fetch(
             "reading the latest KPIs",
-            _KPI_SELECT + " WHERE site_id = $1 ORDER BY window_start DESC, window_end DESC LIMIT 1", site_id)
+            _KPI_SELECT + " WHERE site_id = $1 ORDER BY window_start DESC, window_end DESC LIMIT 1",
+            site_id,
+        )
         return _convert(rows[0], KpiWindow) if rows else None
 
     async def kpi_series(
@@ -205,7 +230,12 @@ class Store:
         rows = await self._fetch(
             "reading a KPI series",
             _KPI_SELECT + " WHERE site_id = $1 AND window_start >= $2 AND window_start < $3 "
-            "ORDER BY window_start, window_end LIMIT $4", site_id, from_ms, to_ms, limit)
+            "ORDER BY window_start, window_end LIMIT $4",
+            site_id,
+            from_ms,
+            to_ms,
+            limit,
+        )
         return [_convert(r, KpiWindow) for r in rows]
 
     async def meter_statuses(self, site_id: str) -> list[MeterStatus]:
@@ -218,20 +248,34 @@ class Store:
             LEFT JOIN meter_state s ON s.site_id = m.site_id AND s.meter_id = m.id
             WHERE m.site_id = $1
             ORDER BY m.id
-            """, site_id)
+            """,
+            site_id,
+        )
         return [
-            msgspec.convert({"meter": {k: r[k] for k in _METER_COLUMNS}, "last_ts_ms": r["last_ts_ms"],
-                             "last_seen_ms": r["last_seen_ms"], "last_value": r["last_value"]}, MeterStatus)
+            msgspec.convert(
+                {
+                    "meter": {k: r[k] for k in _METER_COLUMNS},
+                    "last_ts_ms": r["last_ts_ms"],
+                    "last_seen_ms": r["last_seen_ms"],
+                    "last_value": r["last_value"],
+                },
+                MeterStatus,
+            )
             for r in rows
         ]
 
-    async def list_alerts(self, *, site_id: str | None = None, state: str | None = None,
-                          limit: int = 500) -> list[AlertRecord]:
+    async def list_alerts(
+        self, *, site_id: str | None = None, state: str | None = None, limit: int = 500
+    ) -> list[AlertRecord]:
         """Newest first."""
         rows = await self._fetch(
             "listing alerts",
             _ALERT_SELECT + " WHERE ($1::text IS NULL OR site_id = $1) AND ($2::text IS NULL OR state = $2) "
-            "ORDER BY updated_at DESC, id DESC LIMIT $3", site_id, state, limit)
+            "ORDER BY updated_at DESC, id DESC LIMIT $3",
+            site_id,
+            state,
+            limit,
+        )
         return [_convert(r, AlertRecord) for r in rows]
 
     async def list_dead_letters(
@@ -242,7 +286,10 @@ class Store:
             "listing dead letters",
             "SELECT id, received_at AS received_ms, source, reason, detail, payload, site_id, meter_id "
             "FROM dead_letters WHERE ($1::text IS NULL OR reason = $1) "
-            "ORDER BY received_at DESC, id DESC LIMIT $2", reason, limit)
+            "ORDER BY received_at DESC, id DESC LIMIT $2",
+            reason,
+            limit,
+        )
         return [_convert(r, DeadLetterRecord) for r in rows]
 
     async def count_readings(self, site_id: str | None = None) -> int:

@@ -38,8 +38,12 @@ class TimescalePolicy(msgspec.Struct, frozen=True, kw_only=True):
     readings_chunk_hours: int = 24
 
     def __post_init__(self) -> None:
-        for name in ("readings_retention_days", "dead_letters_retention_days", "compress_after_days",
-                     "readings_chunk_hours"):
+        for name in (
+            "readings_retention_days",
+            "dead_letters_retention_days",
+            "compress_after_days",
+            "readings_chunk_hours",
+        ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"TimescalePolicy.{name} must be a positive int, got {value!r}")
@@ -75,13 +79,17 @@ async def setup_timescale(conn: Conn, policy: TimescalePolicy) -> tuple[bool, li
         return installed is not None, steps
     if installed is None:
         available = await conn.fetchval(
-            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'")
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+        )
         if available is None:
             return False, steps
         preload = str(await conn.fetchval("SELECT current_setting('shared_preload_libraries')"))
         if "timescaledb" not in preload:
-            _log.warning("timescaledb %s is installed but not in shared_preload_libraries; "
-                         "using plain PostgreSQL tables", available)
+            _log.warning(
+                "timescaledb %s is installed but not in shared_preload_libraries; "
+                "using plain PostgreSQL tables",
+                available,
+            )
             return False, steps
         await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         steps.append("timescale:extension")
@@ -92,11 +100,20 @@ async def setup_timescale(conn: Conn, policy: TimescalePolicy) -> tuple[bool, li
     for ht in tables:
         if ht.segmentby is not None:
             steps.extend(await _compression(conn, ht, policy.compress_after_days))
-    retention = {"readings": policy.readings_retention_days,
-                 "dead_letters": policy.dead_letters_retention_days}
+    retention = {
+        "readings": policy.readings_retention_days,
+        "dead_letters": policy.dead_letters_retention_days,
+    }
     for table, days in retention.items():
-        if await _policy(conn, "policy_retention", table, "drop_after", days,
-                         "add_retention_policy", "remove_retention_policy"):
+        if await _policy(
+            conn,
+            "policy_retention",
+            table,
+            "drop_after",
+            days,
+            "add_retention_policy",
+            "remove_retention_policy",
+        ):
             steps.append(f"timescale:retention:{table}")
     steps.extend(await _hourly_aggregate(conn))
     for step in steps:
@@ -110,7 +127,8 @@ async def _make_hypertable(conn: Conn, ht: _Hypertable) -> bool:
     async with conn.transaction():
         if ht.primary_key is not None:
             pk = await conn.fetchval(
-                "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'", ht.table)
+                "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'", ht.table
+            )
             if pk is not None:
                 await conn.execute(f'ALTER TABLE {ht.table} DROP CONSTRAINT "{pk}"')
             await conn.execute(f"ALTER TABLE {ht.table} ADD PRIMARY KEY ({', '.join(ht.primary_key)})")
@@ -118,14 +136,17 @@ async def _make_hypertable(conn: Conn, ht: _Hypertable) -> bool:
         await conn.execute(
             f"SELECT create_hypertable('{ht.table}', by_range('{ht.time_column}', "
             f"INTERVAL '{ht.chunk_hours} hours'), migrate_data => true, create_default_indexes => false)",
-            timeout=3600)
+            timeout=3600,
+        )
     return True
 
 
 async def _is_hypertable(conn: Conn, table: str) -> bool:
     found = await conn.fetchval(
         "SELECT 1 FROM timescaledb_information.hypertables "
-        "WHERE hypertable_schema = current_schema() AND hypertable_name = $1", table)
+        "WHERE hypertable_schema = current_schema() AND hypertable_name = $1",
+        table,
+    )
     return found is not None
 
 
@@ -133,15 +154,25 @@ async def _compression(conn: Conn, ht: _Hypertable, after_days: int) -> list[str
     steps: list[str] = []
     enabled = await conn.fetchval(
         "SELECT compression_enabled FROM timescaledb_information.hypertables "
-        "WHERE hypertable_schema = current_schema() AND hypertable_name = $1", ht.table)
+        "WHERE hypertable_schema = current_schema() AND hypertable_name = $1",
+        ht.table,
+    )
     if not enabled:
         await conn.execute(
             f"ALTER TABLE {ht.table} SET (timescaledb.compress, "
             f"timescaledb.compress_segmentby = '{ht.segmentby}', "
-            f"timescaledb.compress_orderby = '{ht.orderby}')")
+            f"timescaledb.compress_orderby = '{ht.orderby}')"
+        )
         steps.append(f"timescale:compression:{ht.table}")
-    if await _policy(conn, "policy_compression", ht.table, "compress_after", after_days,
-                     "add_compression_policy", "remove_compression_policy"):
+    if await _policy(
+        conn,
+        "policy_compression",
+        ht.table,
+        "compress_after",
+        after_days,
+        "add_compression_policy",
+        "remove_compression_policy",
+    ):
         steps.append(f"timescale:compression_policy:{ht.table}")
     return steps
 
@@ -155,7 +186,10 @@ async def _policy(
         f"SELECT (config ->> '{key}')::interval = make_interval(days => $3::int) "
         "FROM timescaledb_information.jobs "
         "WHERE proc_name = $1 AND hypertable_schema = current_schema() AND hypertable_name = $2",
-        proc, table, days or 0)
+        proc,
+        table,
+        days or 0,
+    )
     if current is True:
         return False
     if current is None and days is None:
@@ -172,7 +206,9 @@ async def _hourly_aggregate(conn: Conn) -> list[str]:
     steps: list[str] = []
     exists = await conn.fetchval(
         "SELECT 1 FROM timescaledb_information.continuous_aggregates "
-        "WHERE view_schema = current_schema() AND view_name = $1", HOURLY_VIEW)
+        "WHERE view_schema = current_schema() AND view_name = $1",
+        HOURLY_VIEW,
+    )
     if exists is None:
         # Real-time (materialized_only = false): the newest hour, not yet refreshed, is computed on read.
         await conn.execute(f"""
@@ -187,10 +223,13 @@ async def _hourly_aggregate(conn: Conn) -> list[str]:
     job = await conn.fetchval(
         "SELECT job_id FROM timescaledb_information.jobs "
         "WHERE proc_name = 'policy_refresh_continuous_aggregate' "
-        "AND hypertable_schema = current_schema() AND hypertable_name = $1", HOURLY_VIEW)
+        "AND hypertable_schema = current_schema() AND hypertable_name = $1",
+        HOURLY_VIEW,
+    )
     if job is None:
         await conn.execute(
             f"SELECT add_continuous_aggregate_policy('{HOURLY_VIEW}', start_offset => INTERVAL '3 days', "
-            "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes')")
+            "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes')"
+        )
         steps.append(f"timescale:refresh_policy:{HOURLY_VIEW}")
     return steps

@@ -34,23 +34,54 @@ from peakwatch.store.conn import Conn
 
 _astuple = msgspec.structs.astuple
 
-READING_COLUMNS: Final = ("site_id", "meter_id", "ts", "energy_kwh", "power_kw", "volume_m3", "heat_gj",
-                          "mass_t", "count")
+READING_COLUMNS: Final = (
+    "site_id",
+    "meter_id",
+    "ts",
+    "energy_kwh",
+    "power_kw",
+    "volume_m3",
+    "heat_gj",
+    "mass_t",
+    "count",
+)
 METER_STATE_COLUMNS: Final = ("site_id", "meter_id", "last_ts", "last_value", "last_seen")
 INTERVAL_COLUMNS: Final = ("site_id", "meter_id", "window_start", "amount")
 EVENT_COLUMNS: Final = ("site_id", "meter_id", "ts", "kind", "detail", "previous", "value")
 KPI_COLUMNS: Final = (
-    "site_id", "window_start", "window_end", "electricity_kwh", "facility_kwh", "it_kwh",
-    "renewable_generation_kwh", "renewable_consumed_kwh", "grid_import_kwh", "grid_export_kwh",
-    "electricity_kgce", "total_kgce", "emissions_kg", "electricity_emissions_kg", "pue",
-    "electrification_rate", "carbon_intensity_kg_per_kwh", "green_power_share", "completeness", "flags",
+    "site_id",
+    "window_start",
+    "window_end",
+    "electricity_kwh",
+    "facility_kwh",
+    "it_kwh",
+    "renewable_generation_kwh",
+    "renewable_consumed_kwh",
+    "grid_import_kwh",
+    "grid_export_kwh",
+    "electricity_kgce",
+    "total_kgce",
+    "emissions_kg",
+    "electricity_emissions_kg",
+    "pue",
+    "electrification_rate",
+    "carbon_intensity_kg_per_kwh",
+    "green_power_share",
+    "completeness",
+    "flags",
     "interim",
 )
 DEAD_LETTER_COLUMNS: Final = ("received_at", "source", "reason", "detail", "payload", "site_id", "meter_id")
 
-_FIELD_TO_COLUMN: Final = {"ts_ms": "ts", "last_ts_ms": "last_ts", "last_seen_ms": "last_seen",
-                           "window_start_ms": "window_start", "start_ms": "window_start",
-                           "end_ms": "window_end", "received_ms": "received_at"}
+_FIELD_TO_COLUMN: Final = {
+    "ts_ms": "ts",
+    "last_ts_ms": "last_ts",
+    "last_seen_ms": "last_seen",
+    "window_start_ms": "window_start",
+    "start_ms": "window_start",
+    "end_ms": "window_end",
+    "received_ms": "received_at",
+}
 
 LAYOUTS: Final[tuple[tuple[type[msgspec.Struct], tuple[str, ...]], ...]] = (
     (Reading, READING_COLUMNS),
@@ -154,23 +185,27 @@ async def write_batch(conn: Conn, batch: ProcessedBatch) -> None:
         if batch.readings:
             await _write_readings(conn, batch.readings)
         if batch.meter_states:
-            await conn.copy_records_to_table("pw_meter_state_in", records=map(_astuple, batch.meter_states),
-                                             columns=METER_STATE_COLUMNS)
+            await conn.copy_records_to_table(
+                "pw_meter_state_in", records=map(_astuple, batch.meter_states), columns=METER_STATE_COLUMNS
+            )
             await conn.execute(_METER_STATE_UPSERT)
         if batch.intervals:
-            await conn.copy_records_to_table("pw_intervals_in", records=map(_astuple, batch.intervals),
-                                             columns=INTERVAL_COLUMNS)
+            await conn.copy_records_to_table(
+                "pw_intervals_in", records=map(_astuple, batch.intervals), columns=INTERVAL_COLUMNS
+            )
             await conn.execute(_INTERVALS_ADD)
         if batch.events:
-            await conn.copy_records_to_table("meter_events", records=map(_astuple, batch.events),
-                                             columns=EVENT_COLUMNS)
+            await conn.copy_records_to_table(
+                "meter_events", records=map(_astuple, batch.events), columns=EVENT_COLUMNS
+            )
         if batch.kpi_windows:
             await _write_kpi_windows(conn, batch.kpi_windows)
         if batch.alerts:
             await conn.executemany(_ALERT_CHANGE, [_alert_args(a) for a in batch.alerts])
         if batch.dead_letters:
-            await conn.copy_records_to_table("dead_letters", records=map(_astuple, batch.dead_letters),
-                                             columns=DEAD_LETTER_COLUMNS)
+            await conn.copy_records_to_table(
+                "dead_letters", records=map(_astuple, batch.dead_letters), columns=DEAD_LETTER_COLUMNS
+            )
 
 
 async def _write_readings(conn: Conn, readings: Sequence[Reading]) -> None:
@@ -188,8 +223,9 @@ async def _write_readings(conn: Conn, readings: Sequence[Reading]) -> None:
 async def _write_kpi_windows(conn: Conn, windows: Sequence[KpiWindow]) -> None:
     # A window recomputed within one batch: the last one wins (ON CONFLICT cannot touch a row twice).
     latest = {(w.site_id, w.start_ms, w.end_ms): w for w in windows}
-    await conn.copy_records_to_table("pw_kpi_windows_in", records=map(_astuple, latest.values()),
-                                     columns=KPI_COLUMNS)
+    await conn.copy_records_to_table(
+        "pw_kpi_windows_in", records=map(_astuple, latest.values()), columns=KPI_COLUMNS
+    )
     await conn.execute(_KPI_UPSERT)
 
 

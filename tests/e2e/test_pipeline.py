@@ -81,8 +81,13 @@ async def eventually(check: Callable[[], Awaitable[Any]], *, timeout_s: float = 
 @pytest.fixture
 async def stack(database_url: str, mqtt_url: str, tmp_path: Any) -> AsyncIterator[Stack]:
     settings = Settings(
-        database_url=database_url, mqtt_url=mqtt_url, api_port=free_port(), data_dir=tmp_path,
-        mqtt_client_id=f"pw-e2e-{uuid.uuid4().hex[:8]}", allowed_lateness_ms=1_000, idle_close_ms=300,
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        api_port=free_port(),
+        data_dir=tmp_path,
+        mqtt_client_id=f"pw-e2e-{uuid.uuid4().hex[:8]}",
+        allowed_lateness_ms=1_000,
+        idle_close_ms=300,
         demo=False,
     )
     async with running_stack(settings, Registry.from_text(REGISTRY), broker=False) as running:
@@ -126,12 +131,17 @@ async def kpi_at(api: httpx.AsyncClient, site: str, start_ms: int) -> dict[str, 
     return rows[0] if rows else None
 
 
-async def test_data_centre_pue_from_known_energies(stack: Stack, publish: Any, api: httpx.AsyncClient) -> None:
+async def test_data_centre_pue_from_known_energies(
+    stack: Stack, publish: Any, api: httpx.AsyncClient
+) -> None:
     t0 = window_start(5)
-    await publish("telemetry/dc-e2e/facility", [{"ts": t0, "energy_kwh": 10_000.0},
-                                                {"ts": t0 + MIN, "energy_kwh": 11_350.0}])
-    await publish("telemetry/dc-e2e/it", [{"ts": t0, "energy_kwh": 5_000.0},
-                                          {"ts": t0 + MIN, "energy_kwh": 6_000.0}])
+    await publish(
+        "telemetry/dc-e2e/facility",
+        [{"ts": t0, "energy_kwh": 10_000.0}, {"ts": t0 + MIN, "energy_kwh": 11_350.0}],
+    )
+    await publish(
+        "telemetry/dc-e2e/it", [{"ts": t0, "energy_kwh": 5_000.0}, {"ts": t0 + MIN, "energy_kwh": 6_000.0}]
+    )
     row = await eventually(lambda: kpi_at(api, "dc-e2e", t0))
     assert row["facility_kwh"] == pytest.approx(1350.0)
     assert row["it_kwh"] == pytest.approx(1000.0)
@@ -148,13 +158,22 @@ async def test_park_electrification_carbon_and_green_share(
 ) -> None:
     t0 = window_start(4)
     # Energy over the window, per meter (kWh; gas in m3).
-    deltas = {"grid-in": 800.0, "grid-out": 100.0, "pv": 500.0, "wind": 100.0, "bess-charge": 50.0,
-              "bess-discharge": 30.0}
+    deltas = {
+        "grid-in": 800.0,
+        "grid-out": 100.0,
+        "pv": 500.0,
+        "wind": 100.0,
+        "bess-charge": 50.0,
+        "bess-discharge": 30.0,
+    }
     for meter, delta in deltas.items():
-        await publish(f"telemetry/park-e2e/{meter}", [{"ts": t0, "energy_kwh": 1000.0},
-                                                       {"ts": t0 + MIN, "energy_kwh": 1000.0 + delta}])
-    await publish("telemetry/park-e2e/boiler-gas", [{"ts": t0, "volume_m3": 20.0},
-                                                     {"ts": t0 + MIN, "volume_m3": 120.0}])
+        await publish(
+            f"telemetry/park-e2e/{meter}",
+            [{"ts": t0, "energy_kwh": 1000.0}, {"ts": t0 + MIN, "energy_kwh": 1000.0 + delta}],
+        )
+    await publish(
+        "telemetry/park-e2e/boiler-gas", [{"ts": t0, "volume_m3": 20.0}, {"ts": t0 + MIN, "volume_m3": 120.0}]
+    )
     # Hand computation:
     # electricity consumed = import - export + PV + wind + discharge - charge
     #                      = 800 - 100 + 500 + 100 + 30 - 50 = 1280 kWh
@@ -173,7 +192,9 @@ async def test_park_electrification_carbon_and_green_share(
     assert row["pue"] is None
 
 
-async def test_replayed_duplicates_and_counter_reset(stack: Stack, publish: Any, api: httpx.AsyncClient) -> None:
+async def test_replayed_duplicates_and_counter_reset(
+    stack: Stack, publish: Any, api: httpx.AsyncClient
+) -> None:
     assert stack.store is not None
     t0 = window_start(8)
     readings = [{"ts": t0 + i * 10_000, "energy_kwh": 100.0 + 10.0 * i} for i in range(7)]  # 60 kWh
@@ -190,8 +211,11 @@ async def test_replayed_duplicates_and_counter_reset(stack: Stack, publish: Any,
 
     # Next window: the facility register resets to 0 mid-window and keeps counting.
     t1 = t0 + MIN
-    after_reset = [{"ts": t1 + 10_000, "energy_kwh": 1.0}, {"ts": t1 + 20_000, "energy_kwh": 11.0},
-                   {"ts": t1 + 60_000, "energy_kwh": 51.0}]
+    after_reset = [
+        {"ts": t1 + 10_000, "energy_kwh": 1.0},
+        {"ts": t1 + 20_000, "energy_kwh": 11.0},
+        {"ts": t1 + 60_000, "energy_kwh": 51.0},
+    ]
     await publish("telemetry/dc-e2e/facility", after_reset)
     await publish("telemetry/dc-e2e/it", [{"ts": t1 + 60_000, "energy_kwh": 98.0 + 40.0}])
     row = await eventually(lambda: kpi_at(api, "dc-e2e", t1))
@@ -202,7 +226,9 @@ async def test_replayed_duplicates_and_counter_reset(stack: Stack, publish: Any,
     assert row["facility_kwh"] >= 0
 
 
-async def test_malformed_payloads_are_dead_lettered(stack: Stack, publish: Any, api: httpx.AsyncClient) -> None:
+async def test_malformed_payloads_are_dead_lettered(
+    stack: Stack, publish: Any, api: httpx.AsyncClient
+) -> None:
     now = int(time.time() * 1000)
     await publish("telemetry/dc-e2e/facility", b"{not json")
     await publish("telemetry/dc-e2e/facility", {"energy_kwh": 1.0})
@@ -216,8 +242,11 @@ async def test_malformed_payloads_are_dead_lettered(stack: Stack, publish: Any, 
         response = await api.get("/api/v1/dead-letters")
         response.raise_for_status()
         got = {row["reason"] for row in response.json()}
-        return got if expected <= got and ({"non_finite", "malformed_json"} & got) and len(response.json()) >= 6 \
+        return (
+            got
+            if expected <= got and ({"non_finite", "malformed_json"} & got) and len(response.json()) >= 6
             else None
+        )
 
     got = await eventually(reasons)
     assert expected <= got

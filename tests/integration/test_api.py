@@ -62,8 +62,13 @@ def build_registry(suffix: str) -> Sites:
         Site(id=empty, name="No data yet", kind=SiteKind.DATA_CENTRE, timezone="UTC"),
     ]
     meters = [
-        Meter(id="facility", site_id=dc, carrier=Carrier.ELECTRICITY, role=Role.FACILITY_TOTAL,
-              register_max=999_999.99),
+        Meter(
+            id="facility",
+            site_id=dc,
+            carrier=Carrier.ELECTRICITY,
+            role=Role.FACILITY_TOTAL,
+            register_max=999_999.99,
+        ),
         Meter(id="it", site_id=dc, carrier=Carrier.ELECTRICITY, role=Role.IT_LOAD),
         Meter(id="cooling", site_id=dc, carrier=Carrier.ELECTRICITY, role=Role.COOLING),
         Meter(id="grid-in", site_id=park, carrier=Carrier.ELECTRICITY, role=Role.GRID_IMPORT),
@@ -72,18 +77,34 @@ def build_registry(suffix: str) -> Sites:
     return Sites(dc, park, empty, Registry(sites, meters))
 
 
-def kpi_window(site_id: str, start_ms: int, *, facility_kwh: float, it_kwh: float,
-               flags: tuple[str, ...] = ()) -> KpiWindow:
+def kpi_window(
+    site_id: str, start_ms: int, *, facility_kwh: float, it_kwh: float, flags: tuple[str, ...] = ()
+) -> KpiWindow:
     """A data-centre window fed by the grid only, computed by hand from the two energies."""
     emissions = facility_kwh * HUNAN_2023
     kgce = facility_kwh * 0.1229
     return KpiWindow(
-        site_id=site_id, start_ms=start_ms, end_ms=start_ms + MIN,
-        electricity_kwh=facility_kwh, facility_kwh=facility_kwh, it_kwh=it_kwh,
-        renewable_generation_kwh=0.0, renewable_consumed_kwh=0.0, grid_import_kwh=0.0, grid_export_kwh=0.0,
-        electricity_kgce=kgce, total_kgce=kgce, emissions_kg=emissions, electricity_emissions_kg=emissions,
-        pue=facility_kwh / it_kwh, electrification_rate=1.0, carbon_intensity_kg_per_kwh=HUNAN_2023,
-        green_power_share=0.0, completeness=2 / 3, flags=flags, interim=True,
+        site_id=site_id,
+        start_ms=start_ms,
+        end_ms=start_ms + MIN,
+        electricity_kwh=facility_kwh,
+        facility_kwh=facility_kwh,
+        it_kwh=it_kwh,
+        renewable_generation_kwh=0.0,
+        renewable_consumed_kwh=0.0,
+        grid_import_kwh=0.0,
+        grid_export_kwh=0.0,
+        electricity_kgce=kgce,
+        total_kgce=kgce,
+        emissions_kg=emissions,
+        electricity_emissions_kg=emissions,
+        pue=facility_kwh / it_kwh,
+        electrification_rate=1.0,
+        carbon_intensity_kg_per_kwh=HUNAN_2023,
+        green_power_share=0.0,
+        completeness=2 / 3,
+        flags=flags,
+        interim=True,
     )
 
 
@@ -116,6 +137,7 @@ async def client(store: Store, sites: Sites) -> AsyncIterator[httpx.AsyncClient]
 def probe_of(*components: ComponentStatus) -> HealthProbe:
     def probe() -> Sequence[ComponentStatus]:
         return list(components)
+
     return probe
 
 
@@ -132,9 +154,14 @@ def broken_probe() -> Sequence[ComponentStatus]:
     [
         (None, "ok", []),
         (probe_of(ComponentStatus(name="mqtt", ok=True, detail="connected")), "ok", [("mqtt", True)]),
-        (probe_of(ComponentStatus(name="mqtt", ok=False, detail="connected=False"),
-                  ComponentStatus(name="bus", ok=True, detail="lag=0")),
-         "degraded", [("mqtt", False), ("bus", True)]),
+        (
+            probe_of(
+                ComponentStatus(name="mqtt", ok=False, detail="connected=False"),
+                ComponentStatus(name="bus", ok=True, detail="lag=0"),
+            ),
+            "degraded",
+            [("mqtt", False), ("bus", True)],
+        ),
         (async_probe, "ok", [("processor", True)]),
         (broken_probe, "degraded", [("health_probe", False)]),
     ],
@@ -187,8 +214,13 @@ async def test_list_sites(client: httpx.AsyncClient, sites: Sites) -> None:
     response = await client.get("/api/v1/sites")
     assert response.status_code == 200
     by_id = {s["id"]: s for s in response.json()}
-    assert by_id[sites.dc] == {"id": sites.dc, "name": "API data centre", "kind": "data_centre",
-                               "timezone": "Asia/Shanghai", "grid_factor_id": "grid.cn.hunan.2023"}
+    assert by_id[sites.dc] == {
+        "id": sites.dc,
+        "name": "API data centre",
+        "kind": "data_centre",
+        "timezone": "Asia/Shanghai",
+        "grid_factor_id": "grid.cn.hunan.2023",
+    }
     assert by_id[sites.park]["kind"] == "park"
     assert by_id[sites.empty]["timezone"] == "UTC"
 
@@ -212,8 +244,13 @@ async def test_site_detail_with_meters_and_grid_factor(client: httpx.AsyncClient
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/sites/{x}", "/api/v1/sites/{x}/kpis/latest", "/api/v1/sites/{x}/kpis",
-     "/api/v1/sites/{x}/meters", "/api/v1/alerts?site_id={x}"],
+    [
+        "/api/v1/sites/{x}",
+        "/api/v1/sites/{x}/kpis/latest",
+        "/api/v1/sites/{x}/kpis",
+        "/api/v1/sites/{x}/meters",
+        "/api/v1/alerts?site_id={x}",
+    ],
 )
 async def test_unknown_site_is_404(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path.format(x="no-such-site"))
@@ -296,7 +333,7 @@ async def test_kpi_series_limit_links_to_the_next_page(
         assert response.status_code == 200
         seen += [w["window_start_ms"] for w in response.json()]
         link = response.headers.get("link")
-        url = link[1:link.index(">")] if link else None
+        url = link[1 : link.index(">")] if link else None
         pages += 1
     assert seen == [JUNE_1_MS + i * MIN for i in range(5)]
     assert pages == 3  # 2 + 2 + 1
@@ -308,10 +345,14 @@ async def test_kpi_series_defaults_to_the_last_hour(
     now = now_ms()
     recent = now - now % MIN - 30 * MIN
     old = recent - 2 * HOUR
-    await store.write(ProcessedBatch(kpi_windows=[
-        kpi_window(sites.dc, recent, facility_kwh=10.0, it_kwh=8.0),
-        kpi_window(sites.dc, old, facility_kwh=10.0, it_kwh=8.0),
-    ]))
+    await store.write(
+        ProcessedBatch(
+            kpi_windows=[
+                kpi_window(sites.dc, recent, facility_kwh=10.0, it_kwh=8.0),
+                kpi_window(sites.dc, old, facility_kwh=10.0, it_kwh=8.0),
+            ]
+        )
+    )
     response = await client.get(f"/api/v1/sites/{sites.dc}/kpis")
     assert response.status_code == 200
     assert [w["window_start_ms"] for w in response.json()] == [recent]
@@ -350,8 +391,9 @@ async def test_kpi_series_reports_every_bad_parameter(client: httpx.AsyncClient,
 
 
 async def test_kpi_series_accepts_exactly_31_days(client: httpx.AsyncClient, sites: Sites) -> None:
-    response = await client.get(f"/api/v1/sites/{sites.dc}/kpis",
-                                params={"from": JUNE_1_MS, "to": JUNE_1_MS + 31 * 24 * HOUR})
+    response = await client.get(
+        f"/api/v1/sites/{sites.dc}/kpis", params={"from": JUNE_1_MS, "to": JUNE_1_MS + 31 * 24 * HOUR}
+    )
     assert response.status_code == 200
     assert response.json() == []
 
@@ -361,12 +403,26 @@ async def test_kpi_series_accepts_exactly_31_days(client: httpx.AsyncClient, sit
 
 async def test_meters_last_seen_and_status(store: Store, client: httpx.AsyncClient, sites: Sites) -> None:
     now = now_ms()
-    await store.write(ProcessedBatch(meter_states=[
-        MeterState(site_id=sites.dc, meter_id="facility", last_ts_ms=JUNE_1_MS, last_value=1234.5,
-                   last_seen_ms=now - 1_000),
-        MeterState(site_id=sites.dc, meter_id="it", last_ts_ms=JUNE_1_MS - MIN, last_value=800.0,
-                   last_seen_ms=now - 10 * MIN),
-    ]))
+    await store.write(
+        ProcessedBatch(
+            meter_states=[
+                MeterState(
+                    site_id=sites.dc,
+                    meter_id="facility",
+                    last_ts_ms=JUNE_1_MS,
+                    last_value=1234.5,
+                    last_seen_ms=now - 1_000,
+                ),
+                MeterState(
+                    site_id=sites.dc,
+                    meter_id="it",
+                    last_ts_ms=JUNE_1_MS - MIN,
+                    last_value=800.0,
+                    last_seen_ms=now - 10 * MIN,
+                ),
+            ]
+        )
+    )
     response = await client.get(f"/api/v1/sites/{sites.dc}/meters")
     assert response.status_code == 200
     by_id = {m["id"]: m for m in response.json()}
@@ -400,22 +456,38 @@ async def test_meters_last_seen_and_status(store: Store, client: httpx.AsyncClie
 
 
 def alert(site_id: str, state: str, *, rule: str, at_ms: int, value: float) -> AlertChange:
-    return AlertChange(fingerprint=f"{rule}/{site_id}", rule=rule, site_id=site_id, state=state,
-                       severity="critical", summary=f"{rule} breached", value=value,
-                       started_ms=JUNE_1_MS, at_ms=at_ms)
+    return AlertChange(
+        fingerprint=f"{rule}/{site_id}",
+        rule=rule,
+        site_id=site_id,
+        state=state,
+        severity="critical",
+        summary=f"{rule} breached",
+        value=value,
+        started_ms=JUNE_1_MS,
+        at_ms=at_ms,
+    )
 
 
 async def test_alerts_filtered_by_site_and_state(
     store: Store, client: httpx.AsyncClient, sites: Sites
 ) -> None:
-    await store.write(ProcessedBatch(alerts=[
-        alert(sites.dc, "firing", rule="pue_high", at_ms=JUNE_1_MS + 5 * MIN, value=1.6),
-        alert(sites.dc, "pending", rule="completeness_low", at_ms=JUNE_1_MS + MIN, value=0.5),
-        alert(sites.park, "firing", rule="carbon_high", at_ms=JUNE_1_MS + 5 * MIN, value=0.6),
-    ]))
-    await store.write(ProcessedBatch(alerts=[
-        alert(sites.park, "resolved", rule="carbon_high", at_ms=JUNE_1_MS + 9 * MIN, value=0.4),
-    ]))
+    await store.write(
+        ProcessedBatch(
+            alerts=[
+                alert(sites.dc, "firing", rule="pue_high", at_ms=JUNE_1_MS + 5 * MIN, value=1.6),
+                alert(sites.dc, "pending", rule="completeness_low", at_ms=JUNE_1_MS + MIN, value=0.5),
+                alert(sites.park, "firing", rule="carbon_high", at_ms=JUNE_1_MS + 5 * MIN, value=0.6),
+            ]
+        )
+    )
+    await store.write(
+        ProcessedBatch(
+            alerts=[
+                alert(sites.park, "resolved", rule="carbon_high", at_ms=JUNE_1_MS + 9 * MIN, value=0.4),
+            ]
+        )
+    )
 
     response = await client.get("/api/v1/alerts", params={"site_id": sites.dc})
     assert response.status_code == 200
@@ -465,16 +537,42 @@ async def test_dead_letters_text_binary_and_truncated(
     reason = f"test_{uuid.uuid4().hex[:8]}"
     binary = bytes([0x08, 0x96, 0x01, 0xFF, 0xFE, 0x00])
     big = b'{"ts": 1, "pad": "' + b"x" * 5000 + b'"}'
-    await store.write(ProcessedBatch(dead_letters=[
-        DeadLetter(received_ms=JUNE_1_MS + 1, source="telemetry/x/y", reason=reason, detail="not JSON",
-                   payload=b"{not json", site_id=sites.dc, meter_id="facility"),
-        DeadLetter(received_ms=JUNE_1_MS + 2, source="spBv1.0/g/DDATA/n", reason=reason, detail="protobuf",
-                   payload=binary),
-        DeadLetter(received_ms=JUNE_1_MS + 3, source="telemetry/x/y", reason=reason, detail="too big",
-                   payload=big),
-        DeadLetter(received_ms=JUNE_1_MS + 4, source="telemetry/x/y", reason=f"{reason}_other", detail="",
-                   payload=b"{}"),
-    ]))
+    await store.write(
+        ProcessedBatch(
+            dead_letters=[
+                DeadLetter(
+                    received_ms=JUNE_1_MS + 1,
+                    source="telemetry/x/y",
+                    reason=reason,
+                    detail="not JSON",
+                    payload=b"{not json",
+                    site_id=sites.dc,
+                    meter_id="facility",
+                ),
+                DeadLetter(
+                    received_ms=JUNE_1_MS + 2,
+                    source="spBv1.0/g/DDATA/n",
+                    reason=reason,
+                    detail="protobuf",
+                    payload=binary,
+                ),
+                DeadLetter(
+                    received_ms=JUNE_1_MS + 3,
+                    source="telemetry/x/y",
+                    reason=reason,
+                    detail="too big",
+                    payload=big,
+                ),
+                DeadLetter(
+                    received_ms=JUNE_1_MS + 4,
+                    source="telemetry/x/y",
+                    reason=f"{reason}_other",
+                    detail="",
+                    payload=b"{}",
+                ),
+            ]
+        )
+    )
 
     response = await client.get("/api/v1/dead-letters", params={"reason": reason})
     assert response.status_code == 200
@@ -523,4 +621,3 @@ async def test_openapi_and_docs_are_served(client: httpx.AsyncClient) -> None:
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
-

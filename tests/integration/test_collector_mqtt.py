@@ -33,12 +33,21 @@ from tests.fixtures.mqtt import (
 
 pytestmark = pytest.mark.integration
 
-REGISTRY = Registry.from_mapping({"sites": [
-    {"id": "park-1", "name": "Park", "kind": "park", "meters": [
-        {"id": "grid-in", "carrier": "electricity", "role": "grid_import"},
-        {"id": "gas", "carrier": "natural_gas", "role": "boiler", "unit": "m3"},
-    ]},
-]})
+REGISTRY = Registry.from_mapping(
+    {
+        "sites": [
+            {
+                "id": "park-1",
+                "name": "Park",
+                "kind": "park",
+                "meters": [
+                    {"id": "grid-in", "carrier": "electricity", "role": "grid_import"},
+                    {"id": "gas", "carrier": "natural_gas", "role": "boiler", "unit": "m3"},
+                ],
+            },
+        ]
+    }
+)
 
 _DEFAULT_BROKER_VERSION = "5" if mosquitto_path() is not None else "3.1.1"
 BROKERS = [  # (fixture, protocol asked, version expected)
@@ -85,9 +94,18 @@ class Rig:
 
     def source(self, handler: Handler | None = None) -> MqttSource:
         handler = handler or self.collector.handle
-        return MqttSource(self.url, self.client_id, self.ctx.topic_filter, 1, handler,
-                          protocol=self.protocol, connect_timeout_s=15, backoff_initial_s=0.05,
-                          backoff_max_s=0.5, metrics=self.metrics)
+        return MqttSource(
+            self.url,
+            self.client_id,
+            self.ctx.topic_filter,
+            1,
+            handler,
+            protocol=self.protocol,
+            connect_timeout_s=15,
+            backoff_initial_s=0.05,
+            backoff_max_s=0.5,
+            metrics=self.metrics,
+        )
 
     def topic(self, meter_id: str, site_id: str = "park-1") -> str:
         return f"{self.prefix}/{site_id}/{meter_id}"
@@ -99,8 +117,10 @@ class Rig:
         while len(self.readings) < readings or len(self.dead_letters) < dead_letters:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise AssertionError(f"bus gave {len(self.readings)}/{readings} readings, "
-                                     f"{len(self.dead_letters)}/{dead_letters} dead letters in {timeout_s} s")
+                raise AssertionError(
+                    f"bus gave {len(self.readings)}/{readings} readings, "
+                    f"{len(self.dead_letters)}/{dead_letters} dead letters in {timeout_s} s"
+                )
             polled = await self.bus.poll(timeout_s=min(remaining, 0.5))
             for batch in polled.batches:
                 assert all(r.site_id == batch.site_id for r in batch.readings)
@@ -162,7 +182,8 @@ async def test_messages_published_while_the_collector_is_down_arrive_after_resta
 
 @pytest.mark.parametrize("protocol", ["auto", "3.1.1"])
 async def test_a_failed_hand_over_is_not_acknowledged_and_the_broker_redelivers_it(
-        mqtt_url: str, protocol: ProtocolVersion) -> None:
+    mqtt_url: str, protocol: ProtocolVersion
+) -> None:
     if mosquitto_path() is None:
         pytest.skip("needs mosquitto: amqtt drops unacknowledged in-flight messages on disconnect")
     rig = Rig(mqtt_url, protocol)
@@ -212,8 +233,15 @@ async def test_the_source_reconnects_when_the_broker_comes_back() -> None:
 
 
 async def test_start_gives_up_with_a_clear_error_when_nothing_listens() -> None:
-    source = MqttSource(f"mqtt://127.0.0.1:{free_port()}", "c", "t/+/+", 1, Rig("mqtt://x").collector.handle,
-                        connect_timeout_s=0.3, backoff_initial_s=0.05)
+    source = MqttSource(
+        f"mqtt://127.0.0.1:{free_port()}",
+        "c",
+        "t/+/+",
+        1,
+        Rig("mqtt://x").collector.handle,
+        connect_timeout_s=0.3,
+        backoff_initial_s=0.05,
+    )
     with pytest.raises(MqttError, match="not usable within") as info:
         await source.start()
     assert info.value.retryable

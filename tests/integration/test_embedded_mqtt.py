@@ -26,9 +26,16 @@ def _host_port(url: str) -> tuple[str, int]:
     return address.host, address.port
 
 
-async def _subscriber(url: str, client_id: str, topic: str, received: Received, *, clean_session: bool,
-                      on_message: Callable[..., Awaitable[int]] | None = None,
-                      optimistic: bool = True) -> gmqtt.Client:
+async def _subscriber(
+    url: str,
+    client_id: str,
+    topic: str,
+    received: Received,
+    *,
+    clean_session: bool,
+    on_message: Callable[..., Awaitable[int]] | None = None,
+    optimistic: bool = True,
+) -> gmqtt.Client:
     """A 3.1.1 gmqtt subscriber putting every payload into ``received``; returns once subscribed."""
     subscribed = asyncio.Event()
 
@@ -55,7 +62,8 @@ async def test_the_probe_finds_mqtt_3_1_1(embedded_mqtt_url: str) -> None:
 
 
 async def test_a_persistent_session_gets_the_qos1_messages_published_while_it_was_away(
-        embedded_mqtt_url: str) -> None:
+    embedded_mqtt_url: str,
+) -> None:
     topic = f"{unique_prefix()}/site/meter"
     client_id = f"persistent-{uuid.uuid4().hex[:8]}"
     received: Received = asyncio.Queue()
@@ -90,7 +98,8 @@ async def test_a_clean_session_gets_nothing_from_while_it_was_away(embedded_mqtt
 
 
 async def test_known_limit_an_unacknowledged_in_flight_message_is_dropped_on_disconnect(
-        embedded_mqtt_url: str) -> None:
+    embedded_mqtt_url: str,
+) -> None:
     """amqtt 0.12 forgets a delivered but unacknowledged QoS 1 message when the subscriber goes away
     (mosquitto re-sends it, see test_collector_mqtt). If this starts failing, amqtt fixed it: update
     docs/ingest.md and peakwatch/embedded/mqtt.py."""
@@ -104,8 +113,9 @@ async def test_known_limit_an_unacknowledged_in_flight_message_is_dropped_on_dis
         await never.wait()  # never acknowledged
         return 0
 
-    holding = await _subscriber(embedded_mqtt_url, client_id, topic, received, clean_session=False,
-                                on_message=hold, optimistic=False)
+    holding = await _subscriber(
+        embedded_mqtt_url, client_id, topic, received, clean_session=False, on_message=hold, optimistic=False
+    )
     async with publisher(embedded_mqtt_url) as pub:
         pub.publish(topic, b"held", qos=1)
         assert await _next(received) == b"held"

@@ -43,11 +43,22 @@ MIN = 60_000
 
 DC = Site(id="dc-1", name="Data centre 1", kind=SiteKind.DATA_CENTRE)
 PARK = Site(id="park-1", name="Park 1", kind=SiteKind.PARK, grid_factor="grid.cn.hunan.2023")
-FACILITY = Meter(id="facility", site_id="dc-1", carrier=Carrier.ELECTRICITY, role=Role.FACILITY_TOTAL,
-                 register_max=999_999.99)
+FACILITY = Meter(
+    id="facility",
+    site_id="dc-1",
+    carrier=Carrier.ELECTRICITY,
+    role=Role.FACILITY_TOTAL,
+    register_max=999_999.99,
+)
 IT = Meter(id="it", site_id="dc-1", carrier=Carrier.ELECTRICITY, role=Role.IT_LOAD)
-GAS = Meter(id="gas", site_id="park-1", carrier=Carrier.NATURAL_GAS, role=Role.BOILER, unit="m3",
-            register=Register.INTERVAL)
+GAS = Meter(
+    id="gas",
+    site_id="park-1",
+    carrier=Carrier.NATURAL_GAS,
+    role=Role.BOILER,
+    unit="m3",
+    register=Register.INTERVAL,
+)
 
 
 def registry(*meters: Meter, sites: tuple[Site, ...] = (DC, PARK)) -> Registry:
@@ -60,28 +71,58 @@ def reading(meter: str, ts_ms: int, energy_kwh: float, site: str = "dc-1") -> Re
 
 def kpi(start_ms: int, electricity_kwh: float = 100.0, site: str = "dc-1", **extra: object) -> KpiWindow:
     fields: dict[str, object] = {
-        "site_id": site, "start_ms": start_ms, "end_ms": start_ms + MIN, "electricity_kwh": electricity_kwh,
-        "facility_kwh": electricity_kwh, "it_kwh": electricity_kwh / 1.25, "renewable_generation_kwh": 0.0,
-        "renewable_consumed_kwh": 0.0, "grid_import_kwh": electricity_kwh, "grid_export_kwh": 0.0,
-        "electricity_kgce": electricity_kwh * 0.1229, "total_kgce": electricity_kwh * 0.1229,
-        "emissions_kg": electricity_kwh * 0.4976, "electricity_emissions_kg": electricity_kwh * 0.4976,
-        "pue": 1.25, "electrification_rate": 1.0, "carbon_intensity_kg_per_kwh": 0.4976,
-        "green_power_share": None, "completeness": 1.0, "flags": ("late",), "interim": True,
+        "site_id": site,
+        "start_ms": start_ms,
+        "end_ms": start_ms + MIN,
+        "electricity_kwh": electricity_kwh,
+        "facility_kwh": electricity_kwh,
+        "it_kwh": electricity_kwh / 1.25,
+        "renewable_generation_kwh": 0.0,
+        "renewable_consumed_kwh": 0.0,
+        "grid_import_kwh": electricity_kwh,
+        "grid_export_kwh": 0.0,
+        "electricity_kgce": electricity_kwh * 0.1229,
+        "total_kgce": electricity_kwh * 0.1229,
+        "emissions_kg": electricity_kwh * 0.4976,
+        "electricity_emissions_kg": electricity_kwh * 0.4976,
+        "pue": 1.25,
+        "electrification_rate": 1.0,
+        "carbon_intensity_kg_per_kwh": 0.4976,
+        "green_power_share": None,
+        "completeness": 1.0,
+        "flags": ("late",),
+        "interim": True,
     }
     fields.update(extra)
     return KpiWindow(**fields)  # type: ignore[arg-type]
 
 
-def alert(state: str, at_ms: int, started_ms: int = T0, value: float = 1.7,
-          fingerprint: str = "pue_high/dc-1") -> AlertChange:
-    return AlertChange(fingerprint=fingerprint, rule="pue_high", site_id="dc-1", state=state,
-                       severity="critical", summary=f"PUE {value}", value=value, started_ms=started_ms,
-                       at_ms=at_ms)
+def alert(
+    state: str, at_ms: int, started_ms: int = T0, value: float = 1.7, fingerprint: str = "pue_high/dc-1"
+) -> AlertChange:
+    return AlertChange(
+        fingerprint=fingerprint,
+        rule="pue_high",
+        site_id="dc-1",
+        state=state,
+        severity="critical",
+        summary=f"PUE {value}",
+        value=value,
+        started_ms=started_ms,
+        at_ms=at_ms,
+    )
 
 
 def dead(received_ms: int, reason: str, payload: bytes = b"{oops") -> DeadLetter:
-    return DeadLetter(received_ms=received_ms, source="telemetry/dc-1/it", reason=reason,
-                      detail=f"{reason} here", payload=payload, site_id="dc-1", meter_id=None)
+    return DeadLetter(
+        received_ms=received_ms,
+        source="telemetry/dc-1/it",
+        reason=reason,
+        detail=f"{reason} here",
+        payload=payload,
+        site_id="dc-1",
+        meter_id=None,
+    )
 
 
 @pytest.fixture(params=["plain", pytest.param("timescale", marks=pytest.mark.timescale)])
@@ -151,8 +192,14 @@ async def test_sync_registry_updates_and_deletes_but_keeps_readings(store: Store
     await store.sync_registry(registry(FACILITY, IT, GAS))
     await store.write(ProcessedBatch(readings=[reading("it", T0, 5.0)]))
     renamed = Site(id="dc-1", name="Renamed", kind=SiteKind.DATA_CENTRE, timezone="UTC")
-    bigger = Meter(id="facility", site_id="dc-1", carrier=Carrier.ELECTRICITY, role=Role.FACILITY_TOTAL,
-                   unit="MWh", register_max=None)
+    bigger = Meter(
+        id="facility",
+        site_id="dc-1",
+        carrier=Carrier.ELECTRICITY,
+        role=Role.FACILITY_TOTAL,
+        unit="MWh",
+        register_max=None,
+    )
     await store.sync_registry(registry(bigger, sites=(renamed,)))
     assert await store.list_sites() == [renamed]
     assert [s.meter for s in await store.meter_statuses("dc-1")] == [bigger]
@@ -168,11 +215,27 @@ async def test_write_round_trip_every_table(store: Store, raw: asyncpg.Connectio
     batch = ProcessedBatch(
         readings=[reading("it", T0 + i * 10_000, 100.0 + i) for i in range(6)]
         + [Reading(site_id="park-1", meter_id="gas", ts_ms=T0, volume_m3=1.5)],
-        meter_states=[MeterState(site_id="dc-1", meter_id="it", last_ts_ms=T0 + 50_000, last_value=105.0,
-                                 last_seen_ms=T0 + 50_123)],
+        meter_states=[
+            MeterState(
+                site_id="dc-1",
+                meter_id="it",
+                last_ts_ms=T0 + 50_000,
+                last_value=105.0,
+                last_seen_ms=T0 + 50_123,
+            )
+        ],
         intervals=[MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0, amount=5.0)],
-        events=[MeterEvent(site_id="dc-1", meter_id="it", ts_ms=T0 + 20_000, kind=MeterFlag.RESET,
-                           detail="register went from 101 to 0", previous=101.0, value=0.0)],
+        events=[
+            MeterEvent(
+                site_id="dc-1",
+                meter_id="it",
+                ts_ms=T0 + 20_000,
+                kind=MeterFlag.RESET,
+                detail="register went from 101 to 0",
+                previous=101.0,
+                value=0.0,
+            )
+        ],
         kpi_windows=[kpi(T0)],
         alerts=[alert("pending", T0 + MIN)],
         dead_letters=[dead(T0 + 1, "malformed_json")],
@@ -190,14 +253,23 @@ async def test_write_round_trip_every_table(store: Store, raw: asyncpg.Connectio
     event = await raw.fetchrow("SELECT ts, kind, detail, previous, value FROM meter_events")
     assert event is not None
     assert (event["kind"], event["detail"], event["previous"], event["value"]) == (
-        "reset", "register went from 101 to 0", 101.0, 0.0)
+        "reset",
+        "register went from 101 to 0",
+        101.0,
+        0.0,
+    )
     assert event["ts"].timestamp() * 1000 == T0 + 20_000
     assert await store.latest_kpis("dc-1") == kpi(T0)
     (open_alert,) = await store.load_open_alerts()
     assert (open_alert.state, open_alert.started_ms, open_alert.updated_ms) == ("pending", T0, T0 + MIN)
     (letter,) = await store.list_dead_letters()
     assert (letter.received_ms, letter.reason, letter.payload, letter.site_id, letter.meter_id) == (
-        T0 + 1, "malformed_json", b"{oops", "dc-1", None)
+        T0 + 1,
+        "malformed_json",
+        b"{oops",
+        "dc-1",
+        None,
+    )
 
 
 async def test_empty_batch_is_a_no_op(store: Store) -> None:
@@ -211,15 +283,21 @@ async def test_replayed_readings_are_ignored(store: Store, raw: asyncpg.Connecti
     # A replay overlapping what is stored, with different values, plus new readings and an in-batch duplicate.
     replay = [reading("it", T0 + i * 1000, 999.0) for i in range(50, 150)]
     replay.append(reading("it", T0 + 149_000, 7.0))
-    await store.write(ProcessedBatch(readings=replay, intervals=[
-        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0, amount=1.0)]))
+    await store.write(
+        ProcessedBatch(
+            readings=replay,
+            intervals=[MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0, amount=1.0)],
+        )
+    )
     assert await store.count_readings() == 150
-    kept = await raw.fetchval("SELECT energy_kwh FROM readings WHERE ts = to_timestamp($1::float8 / 1000)",
-                              T0 + 60_000)
+    kept = await raw.fetchval(
+        "SELECT energy_kwh FROM readings WHERE ts = to_timestamp($1::float8 / 1000)", T0 + 60_000
+    )
     assert kept == 60.0  # the first write wins
     # The rest of the batch went in with the fallback path, in the same transaction.
     assert await store.load_intervals(T0) == [
-        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0, amount=1.0)]
+        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0, amount=1.0)
+    ]
     # The staging table was emptied at commit: a second replay does not see stale rows.
     await store.write(ProcessedBatch(readings=replay[:10]))
     assert await store.count_readings() == 150
@@ -243,8 +321,9 @@ async def test_intervals_add_up_within_and_across_writes(store: Store) -> None:
 
 async def test_meter_state_keeps_the_newest_reading(store: Store) -> None:
     def st(last_ts: int, value: float, seen: int) -> MeterState:
-        return MeterState(site_id="dc-1", meter_id="it", last_ts_ms=last_ts, last_value=value,
-                          last_seen_ms=seen)
+        return MeterState(
+            site_id="dc-1", meter_id="it", last_ts_ms=last_ts, last_value=value, last_seen_ms=seen
+        )
 
     await store.write(ProcessedBatch(meter_states=[st(T0 + 10, 10.0, T0 + 100), st(T0 + 20, 20.0, T0 + 90)]))
     assert await store.load_meter_states() == [st(T0 + 20, 20.0, T0 + 100)]
@@ -278,10 +357,17 @@ async def test_alert_lifecycle(store: Store) -> None:
     (resolved,) = await store.list_alerts()
     assert resolved.id == firing.id
     assert (resolved.state, resolved.fired_ms, resolved.resolved_ms, resolved.value) == (
-        "resolved", T0 + 5 * MIN, T0 + 7 * MIN, 1.3)
+        "resolved",
+        T0 + 5 * MIN,
+        T0 + 7 * MIN,
+        1.3,
+    )
     # The same rule breaching again opens a new alert; a resolve with nothing open changes nothing.
-    await store.write(ProcessedBatch(alerts=[
-        alert("resolved", T0 + 8 * MIN), alert("pending", T0 + 10 * MIN, started_ms=T0 + 9 * MIN)]))
+    await store.write(
+        ProcessedBatch(
+            alerts=[alert("resolved", T0 + 8 * MIN), alert("pending", T0 + 10 * MIN, started_ms=T0 + 9 * MIN)]
+        )
+    )
     newest, oldest = await store.list_alerts()
     assert oldest == resolved
     assert (newest.state, newest.started_ms, newest.fired_ms) == ("pending", T0 + 9 * MIN, None)
@@ -292,9 +378,16 @@ async def test_alert_lifecycle(store: Store) -> None:
 
 
 async def test_alert_changes_in_one_batch_apply_in_order(store: Store) -> None:
-    await store.write(ProcessedBatch(alerts=[
-        alert("pending", T0 + MIN), alert("firing", T0 + 2 * MIN), alert("resolved", T0 + 3 * MIN),
-        alert("firing", T0 + 4 * MIN, started_ms=T0 + 4 * MIN)]))
+    await store.write(
+        ProcessedBatch(
+            alerts=[
+                alert("pending", T0 + MIN),
+                alert("firing", T0 + 2 * MIN),
+                alert("resolved", T0 + 3 * MIN),
+                alert("firing", T0 + 4 * MIN, started_ms=T0 + 4 * MIN),
+            ]
+        )
+    )
     newest, oldest = await store.list_alerts()
     assert (oldest.state, oldest.fired_ms, oldest.resolved_ms) == ("resolved", T0 + 2 * MIN, T0 + 3 * MIN)
     assert (newest.state, newest.started_ms, newest.fired_ms) == ("firing", T0 + 4 * MIN, T0 + 4 * MIN)
@@ -327,21 +420,48 @@ async def test_latest_kpis_and_series_bounds(store: Store) -> None:
 
 async def test_meter_statuses_include_meters_never_seen(store: Store) -> None:
     await store.sync_registry(registry(FACILITY, IT, GAS))
-    await store.write(ProcessedBatch(meter_states=[
-        MeterState(site_id="dc-1", meter_id="it", last_ts_ms=T0, last_value=42.0, last_seen_ms=T0 + 7),
-        MeterState(site_id="dc-1", meter_id="retired", last_ts_ms=T0, last_value=1.0, last_seen_ms=T0)]))
+    await store.write(
+        ProcessedBatch(
+            meter_states=[
+                MeterState(
+                    site_id="dc-1", meter_id="it", last_ts_ms=T0, last_value=42.0, last_seen_ms=T0 + 7
+                ),
+                MeterState(
+                    site_id="dc-1", meter_id="retired", last_ts_ms=T0, last_value=1.0, last_seen_ms=T0
+                ),
+            ]
+        )
+    )
     facility, it = await store.meter_statuses("dc-1")
     assert (facility.meter, facility.last_ts_ms, facility.last_seen_ms, facility.last_value) == (
-        FACILITY, None, None, None)
+        FACILITY,
+        None,
+        None,
+        None,
+    )
     assert (it.meter, it.last_ts_ms, it.last_seen_ms, it.last_value) == (IT, T0, T0 + 7, 42.0)
 
 
 async def test_list_alerts_filters(store: Store) -> None:
-    await store.write(ProcessedBatch(alerts=[
-        alert("firing", T0 + MIN, fingerprint="a"),
-        alert("pending", T0 + 2 * MIN, fingerprint="b"),
-        AlertChange(fingerprint="c", rule="ci", site_id="park-1", state="pending", severity="warning",
-                    summary="", value=None, started_ms=T0, at_ms=T0 + 3 * MIN)]))
+    await store.write(
+        ProcessedBatch(
+            alerts=[
+                alert("firing", T0 + MIN, fingerprint="a"),
+                alert("pending", T0 + 2 * MIN, fingerprint="b"),
+                AlertChange(
+                    fingerprint="c",
+                    rule="ci",
+                    site_id="park-1",
+                    state="pending",
+                    severity="warning",
+                    summary="",
+                    value=None,
+                    started_ms=T0,
+                    at_ms=T0 + 3 * MIN,
+                ),
+            ]
+        )
+    )
     await store.write(ProcessedBatch(alerts=[alert("resolved", T0 + 4 * MIN, fingerprint="a")]))
     assert [a.fingerprint for a in await store.list_alerts()] == ["a", "c", "b"]
     assert [a.fingerprint for a in await store.list_alerts(site_id="dc-1")] == ["a", "b"]
@@ -352,12 +472,20 @@ async def test_list_alerts_filters(store: Store) -> None:
 
 
 async def test_list_dead_letters_newest_first_by_reason(store: Store) -> None:
-    await store.write(ProcessedBatch(dead_letters=[
-        dead(T0 + 1, "malformed_json"),
-        dead(T0 + 3, "unknown_meter", b"\x00\xff"),
-        dead(T0 + 2, "malformed_json")]))
+    await store.write(
+        ProcessedBatch(
+            dead_letters=[
+                dead(T0 + 1, "malformed_json"),
+                dead(T0 + 3, "unknown_meter", b"\x00\xff"),
+                dead(T0 + 2, "malformed_json"),
+            ]
+        )
+    )
     assert [(d.received_ms, d.reason) for d in await store.list_dead_letters()] == [
-        (T0 + 3, "unknown_meter"), (T0 + 2, "malformed_json"), (T0 + 1, "malformed_json")]
+        (T0 + 3, "unknown_meter"),
+        (T0 + 2, "malformed_json"),
+        (T0 + 1, "malformed_json"),
+    ]
     newest_malformed = await store.list_dead_letters(reason="malformed_json", limit=1)
     assert [d.received_ms for d in newest_malformed] == [T0 + 2]
     (binary,) = await store.list_dead_letters(reason="unknown_meter")

@@ -33,7 +33,9 @@ async def raw(timescale_database_url: str) -> AsyncIterator[asyncpg.Connection[a
 async def jobs(raw: asyncpg.Connection[asyncpg.Record], proc: str) -> dict[str, str]:
     rows = await raw.fetch(
         "SELECT hypertable_name, config::text AS config FROM timescaledb_information.jobs "
-        "WHERE proc_name = $1", proc)
+        "WHERE proc_name = $1",
+        proc,
+    )
     return {r["hypertable_name"]: r["config"] for r in rows}
 
 
@@ -41,15 +43,25 @@ async def test_hypertables_and_policies(
     timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
 ) -> None:
     assert timescale_store.timescale
-    hypertables = {r["hypertable_name"]: r["compression_enabled"] for r in await raw.fetch(
-        "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables "
-        "WHERE hypertable_schema = 'public'")}
-    assert hypertables == {"readings": True, "meter_intervals": True, "kpi_windows": True,
-                           "meter_events": True, "dead_letters": False}
+    hypertables = {
+        r["hypertable_name"]: r["compression_enabled"]
+        for r in await raw.fetch(
+            "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables "
+            "WHERE hypertable_schema = 'public'"
+        )
+    }
+    assert hypertables == {
+        "readings": True,
+        "meter_intervals": True,
+        "kpi_windows": True,
+        "meter_events": True,
+        "dead_letters": False,
+    }
     segmentby = await raw.fetch(
         "SELECT attname FROM timescaledb_information.compression_settings "
         "WHERE hypertable_name = 'readings' AND segmentby_column_index IS NOT NULL "
-        "ORDER BY segmentby_column_index")
+        "ORDER BY segmentby_column_index"
+    )
     assert [r["attname"] for r in segmentby] == ["site_id", "meter_id"]
     compression = await jobs(raw, "policy_compression")
     assert sorted(compression) == ["kpi_windows", "meter_events", "meter_intervals", "readings"]
@@ -67,7 +79,9 @@ async def test_policy_changes_are_applied_once(
 ) -> None:
     policy = TimescalePolicy(readings_retention_days=30, dead_letters_retention_days=None)
     assert await timescale_store.migrate(policy=policy) == [
-        "timescale:retention:readings", "timescale:retention:dead_letters"]
+        "timescale:retention:readings",
+        "timescale:retention:dead_letters",
+    ]
     assert await timescale_store.migrate(policy=policy) == []
     retention = await jobs(raw, "policy_retention")
     assert list(retention) == ["readings"]
@@ -77,11 +91,18 @@ async def test_policy_changes_are_applied_once(
 async def test_hourly_aggregate_sums_intervals(
     timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
 ) -> None:
-    await timescale_store.write(ProcessedBatch(intervals=[
-        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0 + minute * 60_000, amount=1.5)
-        for minute in range(90)]))
-    query = ("SELECT extract(epoch FROM hour)::bigint * 1000 AS hour_ms, amount, windows "
-             "FROM meter_energy_hourly WHERE site_id = 'dc-1' AND meter_id = 'it' ORDER BY hour")
+    await timescale_store.write(
+        ProcessedBatch(
+            intervals=[
+                MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0 + minute * 60_000, amount=1.5)
+                for minute in range(90)
+            ]
+        )
+    )
+    query = (
+        "SELECT extract(epoch FROM hour)::bigint * 1000 AS hour_ms, amount, windows "
+        "FROM meter_energy_hourly WHERE site_id = 'dc-1' AND meter_id = 'it' ORDER BY hour"
+    )
     expected = [(T0, 90.0, 60), (T0 + HOUR, 45.0, 30)]
     realtime = await raw.fetch(query)  # not refreshed yet: computed on read
     assert [tuple(r) for r in realtime] == expected
@@ -92,20 +113,23 @@ async def test_hourly_aggregate_sums_intervals(
 async def test_writes_into_compressed_chunks(
     timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
 ) -> None:
-    readings = [Reading(site_id="dc-1", meter_id="it", ts_ms=T0 + i * 1000, energy_kwh=float(i))
-                for i in range(10)]
+    readings = [
+        Reading(site_id="dc-1", meter_id="it", ts_ms=T0 + i * 1000, energy_kwh=float(i)) for i in range(10)
+    ]
     interval = MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0, amount=2.0)
     await timescale_store.write(ProcessedBatch(readings=readings, intervals=[interval]))
     compressed = await raw.fetchval(
         "SELECT count(compress_chunk(c)) FROM (SELECT show_chunks('readings') AS c UNION ALL "
-        "SELECT show_chunks('meter_intervals')) chunks")
+        "SELECT show_chunks('meter_intervals')) chunks"
+    )
     assert compressed == 2
     # A replay overlapping the compressed chunk, plus a new reading in it; intervals still add up.
     late = Reading(site_id="dc-1", meter_id="it", ts_ms=T0 + 500, energy_kwh=0.5)
     await timescale_store.write(ProcessedBatch(readings=[*readings, late], intervals=[interval]))
     assert await timescale_store.count_readings() == 11
     assert await timescale_store.load_intervals(T0) == [
-        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0, amount=4.0)]
+        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0, amount=4.0)
+    ]
 
 
 async def test_disabled_policy_keeps_plain_tables(

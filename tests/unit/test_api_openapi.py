@@ -18,8 +18,12 @@ UNUSED_STORE = cast(Store, object())
 
 
 def make_app(*, metrics: bool) -> FastAPI:
-    return create_app(UNUSED_STORE, Registry.bundled_demo(), Settings(),
-                      metrics_registry=CollectorRegistry() if metrics else None)
+    return create_app(
+        UNUSED_STORE,
+        Registry.bundled_demo(),
+        Settings(),
+        metrics_registry=CollectorRegistry() if metrics else None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +41,16 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
 
 
 EXPECTED_PATHS = {
-    "/healthz", "/readyz", "/metrics", "/api/v1/sites", "/api/v1/sites/{site_id}",
-    "/api/v1/sites/{site_id}/kpis/latest", "/api/v1/sites/{site_id}/kpis", "/api/v1/sites/{site_id}/meters",
-    "/api/v1/alerts", "/api/v1/dead-letters",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/api/v1/sites",
+    "/api/v1/sites/{site_id}",
+    "/api/v1/sites/{site_id}/kpis/latest",
+    "/api/v1/sites/{site_id}/kpis",
+    "/api/v1/sites/{site_id}/meters",
+    "/api/v1/alerts",
+    "/api/v1/dead-letters",
 }
 
 
@@ -85,10 +96,27 @@ def test_probes_document_503(schema: dict[str, Any], path: str) -> None:
 def test_kpi_window_schema_names_units_and_interim(schema: dict[str, Any]) -> None:
     fields = set(schema["components"]["schemas"]["KpiWindowPublic"]["properties"])
     assert {
-        "pue", "electrification_rate", "carbon_intensity_kg_per_kwh", "emissions_kg", "green_power_share",
-        "window_start", "window_end", "window_start_ms", "window_end_ms", "completeness", "interim",
-        "interim_note", "electricity_kwh", "facility_kwh", "it_kwh", "renewable_generation_kwh",
-        "renewable_consumed_kwh", "grid_import_kwh", "grid_export_kwh", "electricity_kgce", "total_kgce",
+        "pue",
+        "electrification_rate",
+        "carbon_intensity_kg_per_kwh",
+        "emissions_kg",
+        "green_power_share",
+        "window_start",
+        "window_end",
+        "window_start_ms",
+        "window_end_ms",
+        "completeness",
+        "interim",
+        "interim_note",
+        "electricity_kwh",
+        "facility_kwh",
+        "it_kwh",
+        "renewable_generation_kwh",
+        "renewable_consumed_kwh",
+        "grid_import_kwh",
+        "grid_export_kwh",
+        "electricity_kgce",
+        "total_kgce",
         "flags",
     } <= fields
 

@@ -15,26 +15,52 @@ from collector.reasons import Reason
 from peakwatch.config import Registry
 from peakwatch.domain.units import PAYLOAD_FIELDS
 
-REGISTRY = Registry.from_mapping({"sites": [
-    {"id": "park-1", "name": "Park", "kind": "park", "meters": [
-        {"id": "grid-in", "carrier": "electricity", "role": "grid_import"}]},
-]})
+REGISTRY = Registry.from_mapping(
+    {
+        "sites": [
+            {
+                "id": "park-1",
+                "name": "Park",
+                "kind": "park",
+                "meters": [{"id": "grid-in", "carrier": "electricity", "role": "grid_import"}],
+            },
+        ]
+    }
+)
 CTX = DecodeContext(registry=REGISTRY, max_payload_bytes=64 * 1024)
 TOPIC = "telemetry/park-1/grid-in"
 NOW = 1_714_521_600_000
 REGISTER_FIELDS = ("energy_kwh", "volume_m3", "heat_gj", "mass_t", "count")
 PROFILE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-json_scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
-                | st.text(max_size=20))
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
 
 near_now = st.integers(NOW - 500 * 86_400_000, NOW + 600_000)
-ts_values = (near_now | st.integers() | st.floats() | st.booleans() | st.none()
-             | near_now.map(lambda ms: _rfc3339(ms)) | st.text(max_size=30))
-numbers = (st.floats(allow_nan=False, allow_infinity=False) | st.integers(-10**20, 10**20)
-           | st.floats(min_value=-1e9, max_value=1e9))
+ts_values = (
+    near_now
+    | st.integers()
+    | st.floats()
+    | st.booleans()
+    | st.none()
+    | near_now.map(lambda ms: _rfc3339(ms))
+    | st.text(max_size=30)
+)
+numbers = (
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-(10**20), 10**20)
+    | st.floats(min_value=-1e9, max_value=1e9)
+)
 quantity_values = numbers | st.none() | st.booleans() | st.text(max_size=5) | st.floats()
 # elements with the fields devices really send, with values of every kind (mostly rejected) ...
 odd_elements = st.fixed_dictionaries(
@@ -51,8 +77,9 @@ def valid_elements(draw: st.DrawFn) -> dict[str, Any]:
     """... and elements that pass: ts in the window, one unit per quantity, registers >= 0."""
     in_window = st.integers(NOW - 400 * 86_400_000, NOW + 300_000)
     element: dict[str, Any] = {"ts": draw(in_window | in_window.map(_rfc3339))}
-    for quantity in draw(st.lists(st.sampled_from(sorted(_UNITS_BY_QUANTITY)), min_size=1, max_size=3,
-                                  unique=True)):
+    for quantity in draw(
+        st.lists(st.sampled_from(sorted(_UNITS_BY_QUANTITY)), min_size=1, max_size=3, unique=True)
+    ):
         low = -1e6 if quantity == "power_kw" else 0
         value = draw(st.floats(min_value=low, max_value=1e12) | st.integers(int(low), 10**12))
         element[draw(st.sampled_from(_UNITS_BY_QUANTITY[quantity]))] = value
@@ -66,8 +93,11 @@ def _rfc3339(ms: int) -> str:
     from datetime import UTC, datetime, timedelta, timezone
 
     zone = timezone(timedelta(hours=8))
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).astimezone(zone).isoformat(
-        timespec="milliseconds")
+    return (
+        (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms))
+        .astimezone(zone)
+        .isoformat(timespec="milliseconds")
+    )
 
 
 def _count_in(payload: bytes) -> int:
@@ -83,8 +113,14 @@ def _check_outputs(result: Decoded) -> None:
     for reading in result.readings:
         assert (reading.site_id, reading.meter_id) == ("park-1", "grid-in")
         assert NOW - CTX.max_age_ms <= reading.ts_ms <= NOW + CTX.max_future_ms
-        values = [reading.energy_kwh, reading.power_kw, reading.volume_m3, reading.heat_gj, reading.mass_t,
-                  reading.count]
+        values = [
+            reading.energy_kwh,
+            reading.power_kw,
+            reading.volume_m3,
+            reading.heat_gj,
+            reading.mass_t,
+            reading.count,
+        ]
         assert any(v is not None for v in values)
         assert all(v is None or (type(v) is float and math.isfinite(v)) for v in values)
         assert all((getattr(reading, name) or 0.0) >= 0.0 for name in REGISTER_FIELDS)

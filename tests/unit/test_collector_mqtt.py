@@ -11,22 +11,29 @@ async def _noop(topic: str, payload: bytes, received_ms: int) -> None:
     return None
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("mqtt://127.0.0.1:1883", BrokerAddress("127.0.0.1", 1883, False, None, None)),
-    ("mqtt://broker.example", BrokerAddress("broker.example", 1883, False, None, None)),
-    ("tcp://broker:1884", BrokerAddress("broker", 1884, False, None, None)),
-    ("mqtts://broker", BrokerAddress("broker", 8883, True, None, None)),
-    ("ssl://broker:9999", BrokerAddress("broker", 9999, True, None, None)),
-    ("mqtt://collector:s%40cret@broker:1883", BrokerAddress("broker", 1883, False, "collector", "s@cret")),
-    ("mqtt://collector@broker", BrokerAddress("broker", 1883, False, "collector", None)),
-    ("mqtt://[::1]:1883", BrokerAddress("::1", 1883, False, None, None)),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mqtt://127.0.0.1:1883", BrokerAddress("127.0.0.1", 1883, False, None, None)),
+        ("mqtt://broker.example", BrokerAddress("broker.example", 1883, False, None, None)),
+        ("tcp://broker:1884", BrokerAddress("broker", 1884, False, None, None)),
+        ("mqtts://broker", BrokerAddress("broker", 8883, True, None, None)),
+        ("ssl://broker:9999", BrokerAddress("broker", 9999, True, None, None)),
+        (
+            "mqtt://collector:s%40cret@broker:1883",
+            BrokerAddress("broker", 1883, False, "collector", "s@cret"),
+        ),
+        ("mqtt://collector@broker", BrokerAddress("broker", 1883, False, "collector", None)),
+        ("mqtt://[::1]:1883", BrokerAddress("::1", 1883, False, None, None)),
+    ],
+)
 def test_broker_urls(url: str, expected: BrokerAddress) -> None:
     assert BrokerAddress.parse(url) == expected
 
 
-@pytest.mark.parametrize("url", ["http://broker:1883", "broker:1883", "mqtt://", "mqtt://broker:port",
-                                 "mqtt://broker:70000"])
+@pytest.mark.parametrize(
+    "url", ["http://broker:1883", "broker:1883", "mqtt://", "mqtt://broker:port", "mqtt://broker:70000"]
+)
 def test_bad_broker_urls_are_refused_with_the_url_named(url: str) -> None:
     with pytest.raises(MqttError, match="MQTT url") as info:
         BrokerAddress.parse(url)
@@ -42,11 +49,14 @@ def test_backoff_doubles_up_to_the_maximum_with_jitter_and_resets() -> None:
     assert 0.08 <= backoff.next_delay_s() <= 0.12
 
 
-@pytest.mark.parametrize(("qos", "receive_maximum", "message"), [
-    (2, 100, "qos must be 0 or 1"),
-    (1, 0, "receive_maximum must be 1..65535"),
-    (1, 70000, "receive_maximum must be 1..65535"),
-])
+@pytest.mark.parametrize(
+    ("qos", "receive_maximum", "message"),
+    [
+        (2, 100, "qos must be 0 or 1"),
+        (1, 0, "receive_maximum must be 1..65535"),
+        (1, 70000, "receive_maximum must be 1..65535"),
+    ],
+)
 def test_arguments_are_checked(qos: int, receive_maximum: int, message: str) -> None:
     with pytest.raises(MqttError, match=message):
         MqttSource("mqtt://localhost", "c", "t/+/+", qos, _noop, receive_maximum=receive_maximum)

@@ -16,13 +16,27 @@ from peakwatch.bus import MemoryBus, Polled
 from peakwatch.config import Registry
 from peakwatch.errors import BusError
 
-REGISTRY = Registry.from_mapping({"sites": [
-    {"id": "park-1", "name": "Park", "kind": "park", "meters": [
-        {"id": "grid-in", "carrier": "electricity", "role": "grid_import"},
-        {"id": "pv", "carrier": "electricity", "role": "pv_generation"}]},
-    {"id": "dc-1", "name": "DC", "kind": "data_centre", "meters": [
-        {"id": "it", "carrier": "electricity", "role": "it_load"}]},
-]})
+REGISTRY = Registry.from_mapping(
+    {
+        "sites": [
+            {
+                "id": "park-1",
+                "name": "Park",
+                "kind": "park",
+                "meters": [
+                    {"id": "grid-in", "carrier": "electricity", "role": "grid_import"},
+                    {"id": "pv", "carrier": "electricity", "role": "pv_generation"},
+                ],
+            },
+            {
+                "id": "dc-1",
+                "name": "DC",
+                "kind": "data_centre",
+                "meters": [{"id": "it", "carrier": "electricity", "role": "it_load"}],
+            },
+        ]
+    }
+)
 CTX = DecodeContext(registry=REGISTRY)
 
 
@@ -91,7 +105,11 @@ async def test_dead_letters_go_to_the_bus_and_are_counted_by_reason() -> None:
     polled = await drain(bus)
     assert polled.batches == []
     assert sorted(d.reason for d in polled.dead_letters) == [
-        "malformed_json", "not_an_object", "not_an_object", "unknown_meter"]
+        "malformed_json",
+        "not_an_object",
+        "not_an_object",
+        "unknown_meter",
+    ]
     assert metric(registry, "peakwatch_collector_dead_letters_total", reason="not_an_object") == 2
     assert metric(registry, "peakwatch_collector_dead_letters_total", reason="unknown_meter") == 1
     assert metric(registry, "peakwatch_collector_readings_total") == 0
@@ -126,8 +144,11 @@ async def test_a_refusing_bus_makes_every_waiting_handle_raise() -> None:
     coll, registry = make(bus)
     await bus.close()
     ts = now_ms()
-    results = await asyncio.gather(coll.handle("telemetry/park-1/grid-in", payload(ts), ts),
-                                   coll.handle("telemetry/dc-1/it", payload(ts), ts), return_exceptions=True)
+    results = await asyncio.gather(
+        coll.handle("telemetry/park-1/grid-in", payload(ts), ts),
+        coll.handle("telemetry/dc-1/it", payload(ts), ts),
+        return_exceptions=True,
+    )
     assert [type(r) for r in results] == [BusError, BusError]
     assert metric(registry, "peakwatch_collector_handler_failures_total") == 2
     assert metric(registry, "peakwatch_collector_messages_total") == 0

@@ -12,8 +12,26 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("collector", "processor", "api", "simulators")
 # The pure domain may use the standard library and these value libraries, nothing that does I/O.
 DOMAIN_ALLOWED = {"msgspec", "peakwatch"}
-IO_MODULES = {"asyncio", "socket", "asyncpg", "gmqtt", "amqtt", "fastapi", "uvicorn", "httpx", "aiokafka",
-              "subprocess", "urllib", "http", "requests", "os", "pathlib", "io", "shutil", "sqlite3"}
+IO_MODULES = {
+    "asyncio",
+    "socket",
+    "asyncpg",
+    "gmqtt",
+    "amqtt",
+    "fastapi",
+    "uvicorn",
+    "httpx",
+    "aiokafka",
+    "subprocess",
+    "urllib",
+    "http",
+    "requests",
+    "os",
+    "pathlib",
+    "io",
+    "shutil",
+    "sqlite3",
+}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -50,9 +68,10 @@ def test_core_imports_no_service(path: Path) -> None:
 def test_domain_is_pure(path: Path) -> None:
     stdlib = sys.stdlib_module_names
     bad = {
-        name for name in imports_of(path)
-        if top(name) in IO_MODULES or (top(name) not in stdlib and top(name) not in DOMAIN_ALLOWED
-                                       and top(name) != "__future__")
+        name
+        for name in imports_of(path)
+        if top(name) in IO_MODULES
+        or (top(name) not in stdlib and top(name) not in DOMAIN_ALLOWED and top(name) != "__future__")
     }
     bad -= {"peakwatch.domain", *[n for n in bad if n.startswith("peakwatch.domain.")]}
     assert not bad, f"{path.relative_to(ROOT)} (pure domain) imports {sorted(bad)}"
