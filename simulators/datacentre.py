@@ -24,7 +24,7 @@ from simulators.weather import Weather, WeatherParams
 _KELVIN = 273.15
 
 DATA_CENTRE_METERS: tuple[MeterSpec, ...] = (
-    MeterSpec("facility", Carrier.ELECTRICITY, Role.FACILITY_TOTAL, register_max=999999.99),
+    MeterSpec("facility", Carrier.ELECTRICITY, Role.FACILITY_TOTAL, register_max=1_000_000.0),
     MeterSpec("it", Carrier.ELECTRICITY, Role.IT_LOAD),
     MeterSpec("cooling", Carrier.ELECTRICITY, Role.COOLING),
     MeterSpec("ups-losses", Carrier.ELECTRICITY, Role.UPS_LOSSES),

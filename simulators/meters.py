@@ -85,6 +85,8 @@ class SiteModel(Protocol):
 
     def step(self, ts_ms: int) -> list[MeterSample]: ...
 
+    bank: MeterBank
+
 
 class MeterBank:
     """The registers of one site's meters, integrating power (or flow) over each step.
@@ -99,6 +101,16 @@ class MeterBank:
         self.meters = meters
         self.registers = {m.id: CumulativeRegister(initial.get(m.id, 0.0), m.register_max) for m in meters}
         self._last_ms: int | None = None
+
+    def resume(self, meter_id: str, value: float) -> None:
+        """Continue a register from ``value`` (what peakwatch last stored for it), so a restarted demo
+        keeps counting like a real meter instead of jumping to a new random reading."""
+        register = self.registers.get(meter_id)
+        if register is None or value < 0:
+            return
+        if register.register_max is not None:
+            value %= register.register_max
+        register.value = value
 
     def hours_since_last(self, ts_ms: int) -> float:
         """Length of the step ending at ``ts_ms`` in hours (0 on the first step)."""

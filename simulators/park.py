@@ -26,8 +26,8 @@ NATURAL_GAS_LHV_KWH_PER_M3 = 389.31e9 / 1e4 / 3.6e6
 _KELVIN = 273.15
 
 PARK_METERS: tuple[MeterSpec, ...] = (
-    MeterSpec("grid-in", Carrier.ELECTRICITY, Role.GRID_IMPORT, register_max=999999.99),
-    MeterSpec("grid-out", Carrier.ELECTRICITY, Role.GRID_EXPORT, register_max=999999.99),
+    MeterSpec("grid-in", Carrier.ELECTRICITY, Role.GRID_IMPORT, register_max=1_000_000.0),
+    MeterSpec("grid-out", Carrier.ELECTRICITY, Role.GRID_EXPORT, register_max=1_000_000.0),
     MeterSpec("pv", Carrier.ELECTRICITY, Role.PV_GENERATION),
     MeterSpec("wind", Carrier.ELECTRICITY, Role.WIND_GENERATION),
     MeterSpec("bess-charge", Carrier.ELECTRICITY, Role.STORAGE_CHARGE),

@@ -57,6 +57,10 @@ class StepSource:
                 wanted = set(options.site_ids)
                 fleet = [model for model in fleet if model.info.id in wanted]
         self.fleet = fleet
+        by_site = {model.info.id: model for model in fleet}
+        for site_id, meter_id, value in options.resume_registers:
+            if site_id in by_site:
+                by_site[site_id].bank.resume(meter_id, value)
         self.counts = FaultCounts()
         self._reading_faults = ReadingFaults(options.faults, seed=options.seed, counts=self.counts)
         self._message_faults = MessageFaults(options.faults, seed=options.seed, counts=self.counts)

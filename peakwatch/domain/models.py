@@ -92,7 +92,8 @@ class Meter(msgspec.Struct, frozen=True, kw_only=True):
     unit: str = "kWh"
     """Unit of the meter's main register as configured (kWh, MWh, m3, GJ, MJ, t, kg, count)."""
     register_max: float | None = None
-    """Register value at which the meter rolls over to zero (e.g. 999999.99 for DL/T 645), in ``unit``."""
+    """The register's modulus in ``unit``: it wraps to zero on reaching this value (1,000,000 for a
+    six-digit DL/T 645 kWh register, which shows 999,999.99 and then 0.00)."""
 
 
 class Reading(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -143,6 +144,7 @@ class MeterFlag(enum.StrEnum):
 
     RESET = "reset"
     ROLLOVER = "rollover"
+    REGISTER_DROP = "register_drop"
     DUPLICATE = "duplicate"
     OUT_OF_ORDER = "out_of_order"
     LATE = "late"

@@ -8,7 +8,7 @@ from peakwatch.domain.energy import interval_window_ms, register_delta, split_in
 from peakwatch.domain.models import MeterFlag
 
 MIN = 60_000
-DLT645_MAX = 999_999.99
+DLT645_MAX = 1_000_000.0  # six-digit kWh register: shows 999,999.99, then 0.00
 
 
 @pytest.mark.parametrize(
@@ -21,14 +21,22 @@ DLT645_MAX = 999_999.99
         pytest.param(500.0, 20.0, None, 20.0, MeterFlag.RESET, id="reset"),
         # a negative register after a reset is never negative energy
         pytest.param(500.0, -3.0, None, 0.0, MeterFlag.RESET, id="reset-negative-value"),
-        # 999999.99 - 999990.00 + 15.00 = 24.99
-        pytest.param(999_990.0, 15.0, DLT645_MAX, 24.99, MeterFlag.ROLLOVER, id="rollover"),
+        # 1,000,000 - 999,990.00 + 15.00 = 25.00
+        pytest.param(999_990.0, 15.0, DLT645_MAX, 25.0, MeterFlag.ROLLOVER, id="rollover"),
+        # 999,999.99 -> 0.00 is one 0.01 kWh step
+        pytest.param(999_999.99, 0.0, DLT645_MAX, 0.01, MeterFlag.ROLLOVER, id="rollover-last-step"),
         # previous exactly at 90 % of max: rollover, 1000 - 900 + 10 = 110
         pytest.param(900.0, 10.0, 1000.0, 110.0, MeterFlag.ROLLOVER, id="rollover-zone-edge"),
         # previous 899 < 900 (90 % of 1000): a reset, delta = value
         pytest.param(899.0, 10.0, 1000.0, 10.0, MeterFlag.RESET, id="below-zone-is-reset"),
         # a drop from a low value is a reset even when register_max is configured
         pytest.param(1000.0, 5.0, DLT645_MAX, 5.0, MeterFlag.RESET, id="drop-from-low-value-is-reset"),
+        # exactly 10 % of the previous value is still a reset
+        pytest.param(500.0, 50.0, None, 50.0, MeterFlag.RESET, id="reset-zone-edge"),
+        # a drop to 66 % (a replaced meter, a register set by hand) is no reset: no energy, new baseline
+        pytest.param(150_000.0, 100_000.0, None, 0.0, MeterFlag.REGISTER_DROP, id="register-drop"),
+        pytest.param(150_000.0, 100_000.0, DLT645_MAX, 0.0, MeterFlag.REGISTER_DROP, id="register-drop-with-max"),
+        pytest.param(500.0, 51.0, None, 0.0, MeterFlag.REGISTER_DROP, id="just-above-reset-zone"),
     ],
 )
 def test_register_delta(
