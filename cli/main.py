@@ -90,9 +90,20 @@ def _run(main: Any) -> None:
     async def runner() -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(main)
+        signals: list[int] = []
+
+        def on_signal(sig: int) -> None:
+            # The first signal starts the orderly stop; later ones must not cancel that stop halfway
+            # (which would skip flushing the processor and stopping the database).
+            signals.append(sig)
+            if len(signals) == 1:
+                task.cancel()
+            else:
+                console.print("[yellow]already stopping; waiting for the processor and the database…[/yellow]")
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, task.cancel)
+                loop.add_signal_handler(sig, on_signal, sig)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

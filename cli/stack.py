@@ -7,9 +7,9 @@ This is where the data flow is wired, so it reads top to bottom like docs/archit
     Store -> API (uvicorn)
     simulators -> MQTT broker (demo)
 
-Shutdown runs in reverse so that nothing accepted is lost: simulators stop publishing, the MQTT
-source unsubscribes, the bus drains into the processor, the processor flushes what the watermark
-allows, then the API, the store and the embedded servers stop.
+Shutdown runs in reverse order of start so that nothing accepted is lost: the demo simulators stop
+publishing, the API stops serving, the MQTT source disconnects, the bus drains into the processor,
+which flushes what the watermark allows, then the store and the embedded servers stop.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class _Uvicorn(uvicorn.Server):
-    """uvicorn without its own signal handlers: the stack owns Ctrl-C and stops the API last."""
+    """uvicorn without its own signal handlers: the stack owns Ctrl-C and decides when the API stops."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from peakwatch.domain.factors import DEFAULT_FACTORS, Factor, FactorLibrary
 from peakwatch.domain.models import Carrier, Meter, Register, Role, Site
 from peakwatch.domain.rules import KPI_FIELDS, ThresholdRule
-from peakwatch.domain.units import meter_quantity
+from peakwatch.domain.units import CARRIER_QUANTITIES, METER_UNITS, meter_quantity
 from peakwatch.errors import ConfigError
 
 
@@ -186,10 +186,7 @@ class Registry:
             doc = msgspec.convert(raw, _RegistryDoc)
         except msgspec.ValidationError as exc:
             raise ConfigError(f"{source}: {exc}") from exc
-        overrides = (
-            tuple(msgspec.convert(msgspec.to_builtins(f), Factor) for f in doc.factors) if doc.factors else ()
-        )
-        factors = FactorLibrary(DEFAULT_FACTORS).with_overrides(overrides)
+        factors = _factor_library(doc.factors, source)
         sites: list[Site] = []
         meters: list[Meter] = []
         for s in doc.sites:
@@ -197,6 +194,11 @@ class Registry:
                 raise ConfigError(f"{source}: site id {s.id!r} must match {_ID.pattern}")
             if s.grid_factor not in factors:
                 raise ConfigError(f"{source}: site {s.id}: unknown grid_factor {s.grid_factor!r}")
+            if factors.get(s.grid_factor).unit != GRID_FACTOR_UNIT:
+                raise ConfigError(
+                    f"{source}: site {s.id}: grid_factor {s.grid_factor!r} is in "
+                    f"{factors.get(s.grid_factor).unit}, not {GRID_FACTOR_UNIT}"
+                )
             try:
                 site = msgspec.convert(
                     {
@@ -220,9 +222,16 @@ class Registry:
                     raise ConfigError(f"{source}: site {s.id}: duplicate meter id {m.id!r}")
                 seen.add(m.id)
                 try:
-                    meter_quantity(m.unit)
+                    quantity, _ = meter_quantity(m.unit)
                 except KeyError as exc:
                     raise ConfigError(f"{source}: meter {s.id}/{m.id}: {exc.args[0]}") from None
+                allowed = CARRIER_QUANTITIES[m.carrier]
+                if quantity not in allowed:
+                    units = sorted(u for u, (q, _) in METER_UNITS.items() if q in allowed)
+                    raise ConfigError(
+                        f"{source}: meter {s.id}/{m.id}: unit {m.unit!r} does not fit carrier "
+                        f"{m.carrier.value}; use one of {', '.join(units)}"
+                    )
                 meters.append(
                     Meter(
                         id=m.id,
@@ -262,6 +271,30 @@ class Registry:
             except msgspec.ValidationError as exc:
                 raise ConfigError(f"{source}: rule {r.name}: {exc}") from exc
         return cls(sites, meters, rules, factors)
+
+
+GRID_FACTOR_UNIT = "kgCO2/kWh"
+
+
+def _factor_library(docs: list[_FactorDoc], source: str) -> FactorLibrary:
+    """The shipped factors with the registry's overrides. An override of a shipped factor must keep its
+    unit: the code multiplies by it, so 2.16 kgCO2/kg in place of kgCO2/m3 would be silently wrong."""
+    library = FactorLibrary(DEFAULT_FACTORS)
+    overrides: list[Factor] = []
+    for doc in docs:
+        try:
+            factor = msgspec.convert(msgspec.to_builtins(doc), Factor)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{source}: factor {doc.id}: {exc}") from exc
+        if factor.id in library and library.get(factor.id).unit != factor.unit:
+            raise ConfigError(
+                f"{source}: factor {factor.id}: unit {factor.unit!r} differs from the shipped "
+                f"{library.get(factor.id).unit!r}; convert the value to that unit"
+            )
+        if not (factor.value >= 0 and factor.value < float("inf")):
+            raise ConfigError(f"{source}: factor {factor.id}: value must be a finite number >= 0")
+        overrides.append(factor)
+    return library.with_overrides(tuple(overrides))
 
 
 def _check_timezone(site: Site, source: str) -> None:

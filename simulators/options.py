@@ -43,10 +43,10 @@ class SimulationOptions:
     topic_prefix: str = "telemetry"
     faults: FaultConfig = field(default_factory=FaultConfig)
     max_inflight: int = 1000
+    """Upper bound of QoS 1/2 messages awaiting acknowledgement (the broker may impose a lower one)."""
     resume_registers: tuple[tuple[str, str, float], ...] = ()
     """``(site_id, meter_id, value)``: start these registers from the given values (``peakwatch up``
     passes what the store last holds, so restarting the demo does not look like a counter reset)."""
-    """Upper bound of QoS 1/2 messages awaiting acknowledgement (the broker may impose a lower one)."""
     client_id: str | None = None
     connect_timeout_s: float = 15.0
     stall_timeout_s: float = 60.0

@@ -33,9 +33,9 @@ async def latest_kpis(site: SiteDep, store: StoreDep, settings: SettingsDep) -> 
     if window is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            detail=f"no closed KPI window yet for site {site.id!r}; windows close "
-            f"{settings.window_ms / 1000:g} s + {settings.allowed_lateness_ms / 1000:g} s lateness "
-            "after data arrives",
+            detail=f"no closed KPI window yet for site {site.id!r}; a {settings.window_ms / 1000:g} s "
+            f"window closes {settings.allowed_lateness_ms / 1000:g} s after its end once readings for it "
+            "have arrived",
         )
     return KpiWindowPublic.from_window(window)
 

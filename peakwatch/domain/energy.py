@@ -4,12 +4,13 @@ Rules (docs/kpis.md repeats them for operators):
 
 * A cumulative register is differenced: ``delta = value - previous``.
 * A negative delta is never negative energy. When ``register_max`` (the register's modulus, e.g.
-  1,000,000 for a six-digit kWh register that shows 999,999.99 and then 0) is configured and the
-  previous value was in the top 10 % of the register, it is a **rollover**: ``delta = register_max -
-  previous + value``. Otherwise, a drop to at most 10 % of the previous value is a **reset** (the
-  register restarted at zero): ``delta = value``. Any other drop is a **register drop** (a replaced
-  meter, a glitch, a register set by hand): it moves the baseline and counts no energy, because
-  nothing justifies any particular amount. All three are flagged.
+  1,000,000 for a six-digit kWh register that shows 999,999.99 and then 0) is configured, the
+  previous value was in the top 10 % of the register and the new one is in the bottom 10 %, it is a
+  **rollover**: ``delta = register_max - previous + value``. Otherwise, a drop to at most 10 % of
+  the previous value is a **reset** (the register restarted at zero): ``delta = value``. Any other
+  drop is a **register drop** (a replaced meter, a glitch, a register set by hand): it moves the
+  baseline and counts no energy, because nothing justifies any particular amount. All three are
+  flagged.
 * An interval's amount is spread linearly over the windows the interval ``[t0, t1)`` overlaps, so a
   meter reporting every 5 minutes still fills 1-minute windows in proportion to time.
 """
@@ -18,8 +19,8 @@ from __future__ import annotations
 
 from peakwatch.domain.models import MeterFlag
 
-ROLLOVER_ZONE = 0.9
-"""A drop from above this share of ``register_max`` is a rollover."""
+ROLLOVER_ZONE = 0.1
+"""A rollover goes from the top ``ROLLOVER_ZONE`` share of ``register_max`` to the bottom one."""
 RESET_ZONE = 0.1
 """A drop to at most this share of the previous value is a reset to zero; a smaller drop is not."""
 
@@ -31,7 +32,11 @@ def register_delta(
     delta = value - previous
     if delta >= 0:
         return delta, None
-    if register_max is not None and previous >= ROLLOVER_ZONE * register_max:
+    if (
+        register_max is not None
+        and previous >= (1.0 - ROLLOVER_ZONE) * register_max
+        and value < ROLLOVER_ZONE * register_max
+    ):
         return (register_max - previous) + max(value, 0.0), MeterFlag.ROLLOVER
     if value <= RESET_ZONE * previous:
         return max(value, 0.0), MeterFlag.RESET

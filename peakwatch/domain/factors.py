@@ -32,9 +32,6 @@ class Factor(msgspec.Struct, frozen=True, kw_only=True):
     status: Status
 
 
-KGCE_PER_KWH_EQUIVALENT: Final = 0.1229
-"""Electricity at its equivalent (calorific) value: 3600 kJ ÷ 29,307 kJ/kgce (GB/T 2589-2020)."""
-
 _GB2589 = "GB/T 2589-2020 General principles for calculation of the comprehensive energy consumption"
 
 DEFAULT_FACTORS: Final[tuple[Factor, ...]] = (

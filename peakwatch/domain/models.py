@@ -114,9 +114,6 @@ class Reading(msgspec.Struct, frozen=True, gc=False, kw_only=True):
         return value
 
 
-QUANTITY_FIELDS: tuple[str, ...] = tuple(q.value for q in Quantity)
-
-
 class ReadingBatch(msgspec.Struct, frozen=True, gc=False):
     """Readings of one site, the unit the bus moves. ``site_id`` is the partition key."""
 

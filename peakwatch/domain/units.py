@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from peakwatch.domain.models import Quantity
+from peakwatch.domain.models import Carrier, Quantity
 
 # field name in a payload -> (canonical quantity, multiply by)
 PAYLOAD_FIELDS: Final[dict[str, tuple[Quantity, float]]] = {
@@ -42,7 +42,18 @@ METER_UNITS: Final[dict[str, tuple[Quantity, float]]] = {
     "count": (Quantity.COUNT, 1.0),
 }
 
-KWH_PER_GJ: Final = 1000.0 / 3.6
+# What a meter of each carrier may measure. Another pair (a gas meter in kWh, an electricity meter in
+# m3) would get no conversion factor and silently count as zero, so the registry refuses it.
+CARRIER_QUANTITIES: Final[dict[Carrier, frozenset[Quantity]]] = {
+    Carrier.ELECTRICITY: frozenset({Quantity.ENERGY_KWH}),
+    Carrier.NATURAL_GAS: frozenset({Quantity.VOLUME_M3}),
+    Carrier.HEAT: frozenset({Quantity.HEAT_GJ}),
+    Carrier.STEAM: frozenset({Quantity.HEAT_GJ, Quantity.MASS_T}),
+    Carrier.DIESEL: frozenset({Quantity.MASS_T}),
+    Carrier.COAL: frozenset({Quantity.MASS_T}),
+    Carrier.WATER: frozenset({Quantity.VOLUME_M3}),
+    Carrier.PRODUCT: frozenset({Quantity.COUNT, Quantity.MASS_T, Quantity.VOLUME_M3}),
+}
 
 
 def meter_quantity(unit: str) -> tuple[Quantity, float]:

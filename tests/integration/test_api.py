@@ -265,8 +265,8 @@ async def test_latest_kpis_404_until_a_window_closes(client: httpx.AsyncClient, 
     response = await client.get(f"/api/v1/sites/{sites.empty}/kpis/latest")
     assert response.status_code == 404
     assert response.json()["detail"] == (
-        f"no closed KPI window yet for site '{sites.empty}'; windows close 60 s + 10 s lateness "
-        "after data arrives"
+        f"no closed KPI window yet for site '{sites.empty}'; a 60 s window closes 10 s after its end "
+        "once readings for it have arrived"
     )
 
 

@@ -35,8 +35,12 @@ DLT645_MAX = 1_000_000.0  # six-digit kWh register: shows 999,999.99, then 0.00
         pytest.param(500.0, 50.0, None, 50.0, MeterFlag.RESET, id="reset-zone-edge"),
         # a drop to 66 % (a replaced meter, a register set by hand) is no reset: no energy, new baseline
         pytest.param(150_000.0, 100_000.0, None, 0.0, MeterFlag.REGISTER_DROP, id="register-drop"),
-        pytest.param(150_000.0, 100_000.0, DLT645_MAX, 0.0, MeterFlag.REGISTER_DROP, id="register-drop-with-max"),
+        pytest.param(150_000.0, 100_000.0, DLT645_MAX, 0.0, MeterFlag.REGISTER_DROP, id="drop-with-max"),
         pytest.param(500.0, 51.0, None, 0.0, MeterFlag.REGISTER_DROP, id="just-above-reset-zone"),
+        # a small step back near the top of the register is no rollover (it would count ~1,000,000 kWh)
+        pytest.param(999_990.0, 999_989.99, DLT645_MAX, 0.0, MeterFlag.REGISTER_DROP, id="drop-near-top"),
+        # 950,000 -> 940,000 (a replaced meter): no rollover either
+        pytest.param(950_000.0, 940_000.0, DLT645_MAX, 0.0, MeterFlag.REGISTER_DROP, id="drop-in-top-zone"),
     ],
 )
 def test_register_delta(

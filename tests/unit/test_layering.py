@@ -34,15 +34,28 @@ IO_MODULES = {
 }
 
 
-def imports_of(path: Path) -> set[str]:
+def imports_of(path: Path, root: Path = ROOT) -> set[str]:
+    """Absolute names of every module ``path`` imports; relative imports are resolved against its package."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = list(path.relative_to(root).with_suffix("").parts[:-1])
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                names.add(node.module or "")
+                continue
+            base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+            names.add(".".join([*base, *([node.module] if node.module else [])]))
     return names
+
+
+def test_relative_imports_are_resolved(tmp_path: Path) -> None:
+    module = tmp_path / "api" / "routes" / "x.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("from . import deps\nfrom .. import schemas\nfrom ...processor import meters\n")
+    assert imports_of(module, tmp_path) == {"api.routes", "api", "processor"}
 
 
 def top(name: str) -> str:
