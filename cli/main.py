@@ -99,7 +99,9 @@ def _run(main: Any) -> None:
             if len(signals) == 1:
                 task.cancel()
             else:
-                console.print("[yellow]already stopping; waiting for the processor and the database…[/yellow]")
+                console.print(
+                    "[yellow]already stopping; waiting for the processor and the database…[/yellow]"
+                )
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
@@ -173,7 +175,7 @@ def up(
 def _embedded_ports(settings: Settings, explicit: set[str]) -> dict[str, int]:
     """Ports for the embedded broker and database: the defaults when free, else a free port (with a
     notice), unless the user chose the port, in which case a taken port is an error."""
-    from cli.stack import free_port, port_is_free
+    from peakwatch.net import free_port, port_is_free
 
     chosen: dict[str, int] = {}
     for field, what, needed, option in (
@@ -194,7 +196,8 @@ def _embedded_ports(settings: Settings, explicit: set[str]) -> dict[str, int]:
 
 
 async def _up(settings: Settings, explicit: set[str]) -> None:
-    from cli.stack import load_registry, port_is_free, running_stack
+    from cli.stack import load_registry, running_stack
+    from peakwatch.net import port_is_free
 
     registry = load_registry(settings)
     if not port_is_free(settings.api_host, settings.api_port):

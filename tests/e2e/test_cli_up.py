@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.mqtt import free_port
+from tests.support import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

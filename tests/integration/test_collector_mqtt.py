@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -23,13 +22,13 @@ from peakwatch.config import Registry
 from peakwatch.domain.models import DeadLetter, Reading
 from tests.fixtures.mqtt import (
     acknowledged,
-    free_port,
     mosquitto_path,
     publisher,
     running_embedded_broker,
     running_mosquitto,
     unique_prefix,
 )
+from tests.support import eventually, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -62,16 +61,6 @@ encode = msgspec.json.encode
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    """Poll a state that has no event to await, with a deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

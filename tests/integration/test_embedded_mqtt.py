@@ -14,7 +14,8 @@ import pytest
 from collector.mqtt import BrokerAddress, MQTTv311, probe_protocol
 from peakwatch.embedded.mqtt import EmbeddedBroker
 from peakwatch.errors import ConfigError
-from tests.fixtures.mqtt import acknowledged, free_port, publisher, unique_prefix
+from tests.fixtures.mqtt import acknowledged, publisher, unique_prefix
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,20 +23,12 @@ from simulators.faults import FaultConfig
 from simulators.options import SimStats, SimulationOptions
 from simulators.pacing import MAX, REALTIME, Speed
 from simulators.publisher import SimulationError, run_simulation
-from tests.fixtures.mqtt import free_port, mosquitto_path, running_mosquitto, unique_prefix
+from tests.fixtures.mqtt import mosquitto_path, running_mosquitto, unique_prefix
+from tests.support import eventually, free_port
 
 pytestmark = pytest.mark.integration
 
 START_MS = 1_713_000_000_000  # a fixed past start: the run is reproducible
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
-    """Poll a state that has no event to await, with a deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 @dataclass
