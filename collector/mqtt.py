@@ -14,6 +14,14 @@ Delivery contract (docs/ingest.md, "Delivery"):
   ``receive_maximum`` (unacknowledged messages the broker may send ahead); on MQTT 3.1.1 the broker's
   own setting applies (mosquitto ``max_inflight_messages``, 20 by default).
 
+Grouped acknowledgements: when ``handler`` is the ``handle`` of an object that also offers
+``submit(topic, payload, received_ms) -> Future`` (``collector.Collector``, see ``Batching``), QoS 1
+messages skip gmqtt's task per message: each one is submitted as it is parsed, and when the future of
+its group completes (the bus accepted the group) the PUBACKs of the whole group leave in one write,
+in arrival order, on the connection the messages came on (a connection lost meanwhile gets none: the
+broker re-delivers them on the next). A failed group is not acknowledged, exactly as above. Other
+handlers (plain coroutine functions) keep gmqtt's path: one task, then one PUBACK, per message.
+
 Protocol version: ``"auto"`` (default) asks the broker first (``probe_protocol``: one throw-away
 MQTT 5 CONNECT) and uses MQTT 5 when it is accepted, else 3.1.1 (the embedded amqtt broker speaks
 3.1.1 only); ``"3.1.1"`` skips the probe. gmqtt's own fall-back is not used: amqtt closes the socket
@@ -35,7 +43,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import gmqtt
 
@@ -46,9 +54,21 @@ log = logging.getLogger(__name__)
 
 MQTTv311: Final = 4  # protocol levels as gmqtt's ``connect(version=...)`` takes them
 MQTTv50: Final = 5
+_PUBACK: Final = b"\x40\x02"  # fixed header of a PUBACK without reason code (success, 3.1.1 and 5)
 
 Handler = Callable[[str, bytes, int], Awaitable[None]]
 """``handler(topic, payload, received_ms)``; returning means "on the bus, acknowledge it"."""
+
+
+@runtime_checkable
+class Batching(Protocol):
+    """A handler owner that can take a message without a task of its own (``collector.Collector``)."""
+
+    def submit(self, topic: str, payload: bytes, received_ms: int) -> asyncio.Future[None]:
+        """Take the message; the future completes once it is on the bus (shared by a group of
+        messages), or fails if the bus refused it."""
+        ...
+
 ProtocolVersion = Literal["auto", "3.1.1"]
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 86_400
@@ -158,6 +178,33 @@ class _Client(gmqtt.Client):  # type: ignore[misc]  # gmqtt ships no type hints
     def __init__(self, client_id: str, backoff: _Backoff, **kwargs: Any) -> None:
         super().__init__(client_id, **kwargs)
         self.peakwatch_backoff = backoff
+        self.takes_qos1 = False
+
+    def take_qos1(self, take: Callable[[int, str | bytes, bytes], None]) -> bool:
+        """Route QoS 1 PUBLISHes to ``take(packet_id, topic, payload)`` instead of ``on_message``:
+        nothing is acknowledged for them unless the caller does it (``send_pubacks``). False when
+        this gmqtt has no such hook (the caller then keeps the ``on_message`` path)."""
+        handler: Any = getattr(self, "_package_handler", self)  # gmqtt >= 0.7: a separate object
+        if not callable(getattr(handler, "_handle_qos_1_publish_packet", None)):
+            return False
+
+        def qos1(mid: int, packet: bytes, print_topic: str | bytes, properties: Any) -> None:
+            take(mid, print_topic, packet)
+
+        handler._handle_qos_1_publish_packet = qos1
+        self.takes_qos1 = True
+        return True
+
+    @property
+    def current_connection(self) -> Any:
+        return self._connection
+
+    def send_pubacks(self, connection: Any, packet_ids: list[int]) -> bool:
+        """PUBACK (success) for ``packet_ids`` in one write, if ``connection`` is still the open one."""
+        if connection is None or connection is not self._connection or connection.is_closing():
+            return False
+        connection.send_package(b"".join([_PUBACK + mid.to_bytes(2, "big") for mid in packet_ids]))
+        return True
 
     async def reconnect(self, delay: bool = False) -> None:
         if delay:
@@ -171,6 +218,21 @@ class _Client(gmqtt.Client):  # type: ignore[misc]  # gmqtt ships no type hints
         connection = self._connection
         if connection is not None and not connection.is_closing():
             await connection.close()
+
+
+class _Acks:
+    """Packet ids waiting for one group's hand-over, and the connection they arrived on."""
+
+    __slots__ = ("client", "connection", "done", "packet_ids")
+
+    def __init__(self, done: asyncio.Future[None], client: _Client, connection: Any) -> None:
+        self.done = done
+        self.client = client
+        self.connection = connection
+        self.packet_ids: list[int] = []
+
+    def callback(self, then: Callable[[_Acks], None]) -> Callable[[asyncio.Future[None]], None]:
+        return lambda _future: then(self)
 
 
 class MqttSource:
@@ -227,6 +289,12 @@ class MqttSource:
         self._sub_failed: str | None = None
         self._subscribed_once = False
         self._inflight: set[asyncio.Task[Any]] = set()
+        owner = getattr(handler, "__self__", None)
+        self._batching: Batching | None = (
+            owner if isinstance(owner, Batching) and getattr(handler, "__name__", "") == "handle" else None
+        )
+        self._acks: _Acks | None = None  # the group the next message is likely to join
+        self._pending_acks: set[_Acks] = set()
         self._redelivery: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -236,6 +304,13 @@ class MqttSource:
         if self._version is None:
             return None
         return "5" if self._version == MQTTv50 else "3.1.1"
+
+    @property
+    def grouped_acks(self) -> bool:
+        """Whether QoS 1 messages take the grouped path (no task per message; one PUBACK write per
+        hand-over group): the handler is a ``Batching`` object's ``handle`` and gmqtt offers the hook."""
+        client = self._client
+        return self._batching is not None and (client is None or client.takes_qos1)
 
     @property
     def connected(self) -> bool:
@@ -311,13 +386,19 @@ class MqttSource:
         self._stopping = True
         if self._redelivery is not None:
             self._redelivery.cancel()
-        if self._inflight:  # give the running handlers a moment so that their PUBACKs still go out
-            await asyncio.wait(set(self._inflight), timeout=min(1.0, self._stop_timeout_s))
+        if self._inflight or self._pending_acks:  # a moment for running hand-overs: their PUBACKs go out
+            await asyncio.wait(self._running(), timeout=min(1.0, self._stop_timeout_s))
+            await asyncio.sleep(0)  # the PUBACK callbacks of groups that just completed
         await self._abandon(client)
-        if self._inflight:
-            _, pending = await asyncio.wait(set(self._inflight), timeout=self._stop_timeout_s)
+        if self._inflight or self._pending_acks:
+            _, pending = await asyncio.wait(self._running(), timeout=self._stop_timeout_s)
             if pending:
-                log.warning("%d MQTT handler(s) still running after %g s", len(pending), self._stop_timeout_s)
+                log.warning(
+                    "%d MQTT hand-over(s) still running after %g s", len(pending), self._stop_timeout_s
+                )
+
+    def _running(self) -> set[asyncio.Future[Any]]:
+        return {*self._inflight, *(acks.done for acks in self._pending_acks)}
 
     async def _abandon(self, client: _Client) -> None:
         self._set_ready(False)
@@ -349,6 +430,8 @@ class MqttSource:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        if self._batching is not None and self._qos == 1 and not client.take_qos1(self._on_qos1):
+            log.info("this gmqtt offers no QoS 1 hook: one task per message")
         return client
 
     def _set_ready(self, ready: bool) -> None:
@@ -422,6 +505,44 @@ class MqttSource:
             raise  # gmqtt then sends no PUBACK (asyncio logs the exception): the broker keeps the message
         self._redelivery_backoff.reset()
         return 0  # PUBACK reason "success"
+
+    def _on_qos1(self, mid: int, topic: str | bytes, payload: bytes) -> None:
+        """A QoS 1 message, straight from gmqtt's parser (no task): submit it, remember its packet id
+        with its group's future; ``_group_done`` acknowledges the group."""
+        received_ms = time.time_ns() // 1_000_000
+        if isinstance(topic, bytes):
+            topic = topic.decode("utf-8", errors="replace")
+        client = self._client
+        assert self._batching is not None
+        if client is None:
+            return  # stopping: not acknowledged, the broker keeps it for the next connection
+        try:
+            done = self._batching.submit(topic, payload, received_ms)
+        except Exception:
+            log.exception("handing a message from %s to the collector failed", topic)
+            if self._metrics is not None and not self._stopping:
+                self._metrics.handler_failures.inc()
+            self._schedule_redelivery()
+            return
+        connection = client.current_connection
+        acks = self._acks
+        if acks is None or acks.done is not done or acks.connection is not connection:
+            acks = self._acks = _Acks(done, client, connection)
+            self._pending_acks.add(acks)
+            done.add_done_callback(acks.callback(self._group_done))
+        acks.packet_ids.append(mid)
+
+    def _group_done(self, acks: _Acks) -> None:
+        self._pending_acks.discard(acks)
+        if self._acks is acks:
+            self._acks = None
+        done = acks.done
+        if done.cancelled() or done.exception() is not None:
+            # the submitter counted the failure (Collector: handler_failures); no PUBACK, re-delivery
+            self._schedule_redelivery()
+            return
+        self._redelivery_backoff.reset()
+        acks.client.send_pubacks(acks.connection, acks.packet_ids)
 
     def _schedule_redelivery(self) -> None:
         """After a failed hand-over: re-open the connection (after a back-off) so the broker re-sends

@@ -7,9 +7,15 @@ One step::
     await store.write(batch)               # one transaction; retried while the error is retryable
     await bus.commit(polled)               # only after the write: at-least-once, idempotent store
 
-Back-pressure: while a retryable ``StoreError`` is being retried, the processor does not poll, so the
-bus fills up and the collector's ``publish`` blocks. Only one step runs at a time (a lock), so
-``flush`` can be called while ``run`` is going.
+``run`` pipelines this one step deep: while step N's transaction is in flight, step N+1 is polled and
+computed, so the database and this process work at the same time (on a 2-core machine that is most
+of the throughput). Writes stay strictly in order: each write (and its bus commit) starts only once
+the previous one committed, whoever enqueued it (``run``, ``run_once``, ``flush``), and ``run`` polls
+step N+2 only after write N committed, so at most two steps' output is held in memory.
+
+Back-pressure: while a retryable ``StoreError`` is being retried, the processor does not poll (beyond
+the one step already computed), so the bus fills up and the collector's ``publish`` blocks. Only one
+step is computed at a time (a lock), so ``flush`` can be called while ``run`` is going.
 
 Restart (``start``): meter baselines come from ``load_meter_states``; each site's event time is set
 to at least the end of its latest stored KPI window plus the allowed lateness (so no written window
@@ -74,6 +80,16 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+async def _settle(task: asyncio.Task[bool], *, cancel: bool) -> None:
+    """Wait for ``task`` (cancelled first if ``cancel``), swallowing its outcome: the caller is already
+    failing or being cancelled, and a write in flight is better finished than abandoned."""
+    if cancel:
+        task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved: asyncio would log it as never retrieved
+
+
 class Processor:
     """Runs the processing loop. Create one per process; ``run`` until ``stop``."""
 
@@ -119,6 +135,8 @@ class Processor:
         }
         self.rules = RuleEngine(registry)
         self._lock = asyncio.Lock()
+        self._tail: asyncio.Task[bool] | None = None
+        """The last write enqueued; the next one waits for it (``_enqueue_write``)."""
         self._stop = asyncio.Event()
         self._started = False
         self._written = asyncio.Condition()
@@ -135,10 +153,25 @@ class Processor:
             self._started = True
 
     async def run(self) -> None:
-        """Process until ``stop``; then close what the watermark allows and write it."""
+        """Process until ``stop``; then close what the watermark allows and write it. Step N+1 is
+        polled and computed while step N is being written (see the module docstring)."""
         await self.start()
-        while not self._stop.is_set():
-            await self.run_once()
+        writing: asyncio.Task[bool] | None = None
+        try:
+            while not self._stop.is_set():
+                async with self._lock:
+                    polled = await self._bus.poll(self._max_poll_readings, self._poll_timeout_s)
+                    batch = self.step(polled, self._clock_ms())
+                    previous, writing = writing, self._enqueue_write(batch, polled, after=writing)
+                if previous is not None:
+                    await previous  # write N committed before step N+2 is polled
+            if writing is not None:
+                await writing
+        except BaseException as exc:
+            self._stop.set()  # a write being retried gives up instead of holding the failure back
+            if writing is not None:
+                await _settle(writing, cancel=isinstance(exc, asyncio.CancelledError))
+            raise
         await self.flush()
 
     def stop(self) -> None:
@@ -154,10 +187,7 @@ class Processor:
                 self._max_poll_readings, self._poll_timeout_s if timeout_s is None else timeout_s
             )
             batch = self.step(polled, self._clock_ms())
-            written = await self._write(batch)
-            if polled:
-                await self._bus.commit(polled)
-            return batch if written else None
+            return batch if await self._enqueue_write(batch, polled) else None
 
     async def flush(self) -> ProcessedBatch | None:
         """Close whatever the watermark (with idle advance at the current clock) allows and write it,
@@ -166,7 +196,7 @@ class Processor:
             await self.start()
         async with self._lock:
             batch = self.step(None, self._clock_ms())
-            return batch if await self._write(batch) else None
+            return batch if await self._enqueue_write(batch, None) else None
 
     async def wait_for_window(self, site_id: str, end_ms: int) -> None:
         """Return once a KPI window of ``site_id`` ending at or after ``end_ms`` has been written.
@@ -245,6 +275,32 @@ class Processor:
         )
 
     # ------------------------------------------------------------------ store
+
+    def _enqueue_write(
+        self, batch: ProcessedBatch, polled: Polled | None, after: asyncio.Task[bool] | None = None
+    ) -> asyncio.Task[bool]:
+        """Write ``batch`` and then commit ``polled`` once the write before it ended: the write still
+        in flight if there is one, else ``after``. The task returns whether anything was written; it
+        raises what the write raised, or a StoreError without writing if the write it waited for
+        failed (``run`` passes its previous write as ``after``: a step computed on top of a step that
+        was not stored is not stored either)."""
+        tail = self._tail
+        previous = tail if tail is not None and not tail.done() else after
+        task = asyncio.create_task(self._write_in_turn(previous, batch, polled), name="processor-write")
+        self._tail = task
+        return task
+
+    async def _write_in_turn(
+        self, previous: asyncio.Task[bool] | None, batch: ProcessedBatch, polled: Polled | None
+    ) -> bool:
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})
+        if previous is not None and not previous.cancelled() and previous.exception() is not None:
+            raise StoreError(f"an earlier write failed: {previous.exception()}", retryable=False)
+        written = await self._write(batch)
+        if polled:
+            await self._bus.commit(polled)
+        return written
 
     async def _write(self, batch: ProcessedBatch) -> bool:
         if not (

@@ -248,7 +248,8 @@ async def test_pue_rule_fires_then_resolves(stack: Stack, publish: Any, api: htt
         response = await api.get("/api/v1/alerts", params={"site_id": "dc-alert"})
         response.raise_for_status()
         rows = [r for r in response.json() if r["rule"] == "pue_retrofit_line"]
-        assert rows and rows[0]["state"] == "resolved", rows
+        assert rows, "no alert yet"
+        assert rows[0]["state"] == "resolved", rows
         return rows[0]
 
     alert = await eventually(resolved)

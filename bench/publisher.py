@@ -1,0 +1,303 @@
+"""Load generator of the end-to-end bench: a minimal MQTT 3.1.1 QoS 1 publisher, in its own process.
+
+    python -m bench.publisher --url mqtt://127.0.0.1:1883 --sites 10 --meters 20 --steps 500 \
+        --batch 1 --part 0/1 --start-ms 1700000000000
+
+Why not the simulators' gmqtt publisher: on a 2-core machine the load generator shares the CPU with
+the system under test (broker, collector, processor, PostgreSQL), and a Python MQTT client spends
+about as much CPU per message as the collector does. So every message (topic, payload, packet id) is
+built *before* the clock starts, in the simulators' payload format, and the timed part only writes
+pre-encoded PUBLISH packets and counts PUBACKs. It is still a real QoS 1 client: each message has a
+packet id, stays "in flight" until the broker acknowledges it, at most ``--window`` are in flight,
+and only acknowledged messages count as published.
+
+Readings: the synthetic fleet of ``simulators.fleet`` (sites ``load-site-0001`` ..., meters
+``load-0001`` ...); each meter reports a cumulative kWh register and its power once per second of
+event time (``--step-ms``), so the processor closes 1-minute windows and computes KPIs as it goes.
+With ``--batch B`` a message carries B consecutive readings of one meter (a JSON array).
+
+Protocol with the parent (stdout JSON lines, stdin): ``{"ev": "ready", ...}`` once the messages are
+built; the parent writes a line to start; ``{"ev": "done", ...}`` at the end with what was
+acknowledged and when (``time.time()``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from simulators.fleet import FleetSpec, site_infos
+from simulators.synthetic import synthetic_meter_ids
+
+_CONNACK = 0x20
+_PUBACK = 0x40
+_PINGRESP = 0xD0
+_MAX_ID = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which readings one publisher sends."""
+
+    sites: int
+    meters: int
+    steps: int
+    """Readings per meter."""
+    batch: int
+    start_ms: int
+    step_ms: int = 1000
+    part: int = 0
+    parts: int = 1
+    topic_prefix: str = "telemetry"
+    seed: int = 0
+
+    def site_ids(self) -> list[str]:
+        ids = [info.id for info in site_infos(FleetSpec(sites=self.sites, synthetic_meters=self.meters))]
+        return ids[self.part :: self.parts]
+
+
+def build_messages(plan: Plan) -> tuple[list[bytes], list[int]]:
+    """PUBLISH packets (QoS 1, packet ids 1..65535 in turn) and the readings each carries.
+
+    Order: event time first, then site, then meter, as a fleet reporting in real time would send
+    them; with batches, a meter's message leaves when its batch is full.
+    """
+    meters = synthetic_meter_ids(plan.meters)
+    topics: list[tuple[bytes, list[float]]] = []
+    for site_id in plan.site_ids():
+        for meter_id in meters:
+            rng = random.Random(f"{plan.seed}/{site_id}/{meter_id}")
+            base_kw = rng.uniform(5.0, 50.0)
+            register = round(rng.uniform(100.0, 50_000.0), 2)
+            topics.append((f"{plan.topic_prefix}/{site_id}/{meter_id}".encode(), [base_kw, register]))
+    noise = random.Random(plan.seed)
+    gauss = noise.gauss
+    hours = plan.step_ms / 3_600_000
+    packets: list[bytes] = []
+    counts: list[int] = []
+    for first in range(0, plan.steps, plan.batch):
+        last = min(first + plan.batch, plan.steps)
+        for topic, state in topics:
+            objects: list[str] = []
+            for step in range(first, last):
+                kw = max(state[0] * (1.0 + 0.02 * gauss(0.0, 1.0)), 0.0)
+                if step:
+                    state[1] += kw * hours
+                ts = plan.start_ms + step * plan.step_ms
+                objects.append(f'{{"ts":{ts},"energy_kwh":{state[1]:.4f},"power_kw":{kw:.4f}}}')
+            payload = (objects[0] if len(objects) == 1 else "[" + ",".join(objects) + "]").encode()
+            packets.append(_publish(topic, payload, len(packets) % _MAX_ID + 1))
+            counts.append(len(objects))
+    return packets, counts
+
+
+def _publish(topic: bytes, payload: bytes, packet_id: int) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic + packet_id.to_bytes(2, "big") + payload
+    return bytes([0x32]) + _varint(len(body)) + body
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _connect_packet(client_id: str) -> bytes:
+    cid = client_id.encode()
+    # protocol "MQTT" level 4, clean session, keep-alive 0 (off: the run is short and busy)
+    body = b"\x00\x04MQTT\x04\x02\x00\x00" + len(cid).to_bytes(2, "big") + cid
+    return b"\x10" + _varint(len(body)) + body
+
+
+class _Protocol(asyncio.Protocol):
+    """Counts PUBACKs; tracks which packet ids are in flight and the readings they carry."""
+
+    def __init__(self, counts: Sequence[int]) -> None:
+        self.counts = counts
+        self.transport: asyncio.Transport | None = None
+        self.connack = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
+        self.space = asyncio.Event()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.inflight_index = [-1] * (_MAX_ID + 1)
+        self.inflight = 0
+        self.acked = 0
+        self.acked_readings = 0
+        self.last_ack_s = 0.0
+        self.limit = 1
+        self._buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.connack.done():
+            self.connack.set_exception(ConnectionError(f"broker closed the connection: {exc}"))
+        if not self.closed.done():
+            self.closed.set_result(exc)
+        self.space.set()
+        self.writable.set()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buffer + data if self._buffer else data
+        pos, end = 0, len(buf)
+        index, counts = self.inflight_index, self.counts
+        acked = readings = 0
+        while pos + 2 <= end:
+            kind, length = buf[pos] & 0xF0, buf[pos + 1]  # every packet a publisher receives is short
+            if pos + 2 + length > end:
+                break
+            if kind == _PUBACK:
+                packet_id = (buf[pos + 2] << 8) | buf[pos + 3]
+                i = index[packet_id]
+                if i >= 0:
+                    index[packet_id] = -1
+                    acked += 1
+                    readings += counts[i]
+            elif kind == _CONNACK:
+                if buf[pos + 3] != 0:
+                    self.connack.set_exception(ConnectionError(f"CONNACK return code {buf[pos + 3]}"))
+                else:
+                    self.connack.set_result(None)
+            pos += 2 + length
+        self._buffer = buf[pos:]
+        if acked:
+            self.acked += acked
+            self.acked_readings += readings
+            self.inflight -= acked
+            self.last_ack_s = time.time()
+            if self.inflight < self.limit:
+                self.space.set()
+
+
+async def publish(
+    url: str, packets: list[bytes], counts: list[int], window: int, chunk: int = 256
+) -> dict[str, float | int | bool]:
+    """Send ``packets`` with at most ``window`` unacknowledged; returns the timing and the counts."""
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_connection(
+        lambda: _Protocol(counts), parts.hostname or "127.0.0.1", parts.port or 1883
+    )
+    transport.write(_connect_packet(f"bench-pub-{random.getrandbits(40):010x}"))
+    await asyncio.wait_for(proto.connack, 10)
+    proto.limit = window
+    index = proto.inflight_index
+    total = len(packets)
+    first_s = time.time()
+    i = 0
+    while i < total and not proto.closed.done():
+        if not proto.writable.is_set():
+            await proto.writable.wait()
+            continue
+        room = min(window - proto.inflight, chunk, total - i)
+        if room <= 0:
+            proto.space.clear()
+            await proto.space.wait()
+            continue
+        n = 0
+        for k in range(i, i + room):
+            packet_id = k % _MAX_ID + 1
+            if index[packet_id] >= 0:  # still unacknowledged 65535 messages later
+                break
+            index[packet_id] = k
+            n += 1
+        if n:
+            transport.write(b"".join(packets[i : i + n]))
+            proto.inflight += n
+            i += n
+            await asyncio.sleep(0)  # let PUBACKs in even while the window never fills
+        else:
+            await asyncio.sleep(0.001)
+    sent_s = time.time()
+    deadline = loop.time() + 120
+    proto.limit = 1
+    while proto.inflight > 0 and not proto.closed.done() and loop.time() < deadline:
+        proto.space.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proto.space.wait(), 1.0)
+    if not proto.closed.done():
+        transport.write(b"\xe0\x00")  # DISCONNECT
+        transport.close()
+    return {
+        "first_publish_s": first_s,
+        "last_write_s": sent_s,
+        "last_ack_s": proto.last_ack_s,
+        "messages_sent": i,
+        "messages_acked": proto.acked,
+        "readings_acked": proto.acked_readings,
+        "readings_sent": sum(counts[:i]),
+        "unacknowledged": proto.inflight,
+    }
+
+
+async def _main(args: argparse.Namespace) -> None:
+    part, parts = (int(x) for x in args.part.split("/"))
+    plan = Plan(
+        sites=args.sites,
+        meters=args.meters,
+        steps=args.steps,
+        batch=args.batch,
+        start_ms=args.start_ms,
+        step_ms=args.step_ms,
+        part=part,
+        parts=parts,
+        topic_prefix=args.topic_prefix,
+        seed=args.seed,
+    )
+    t0 = time.perf_counter()
+    packets, counts = build_messages(plan)
+    ready = {
+        "ev": "ready",
+        "messages": len(packets),
+        "readings": sum(counts),
+        "bytes": sum(map(len, packets)),
+        "build_s": time.perf_counter() - t0,
+    }
+    print(json.dumps(ready), flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    cpu0 = time.process_time()
+    result = await publish(args.url, packets, counts, args.window)
+    print(json.dumps({"ev": "done", **result, "cpu_s": time.process_time() - cpu0}), flush=True)
+    await asyncio.to_thread(sys.stdin.read)  # stay until the parent measured our CPU (EOF)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--sites", type=int, required=True)
+    parser.add_argument("--meters", type=int, required=True)
+    parser.add_argument("--steps", type=int, required=True, help="readings per meter")
+    parser.add_argument("--batch", type=int, default=1, help="readings per message")
+    parser.add_argument("--start-ms", type=int, required=True, help="event time of the first reading")
+    parser.add_argument("--step-ms", type=int, default=1000)
+    parser.add_argument("--part", default="0/1", help="i/n: publish every n-th site starting at i")
+    parser.add_argument("--window", type=int, default=4000, help="QoS 1 messages in flight (max)")
+    parser.add_argument("--topic-prefix", default="telemetry")
+    parser.add_argument("--seed", type=int, default=0)
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
