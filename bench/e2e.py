@@ -60,12 +60,15 @@ console = Console()
 class Database:
     """Embedded PostgreSQL (durable unless ``fast``) or an external server; a fresh database per mode."""
 
-    def __init__(self, workdir: Path, url: str | None, *, fast: bool) -> None:
+    def __init__(self, workdir: Path, url: str | None, *, fast: bool, timescale: bool = True) -> None:
         self.external_url = url
         self.embedded: EmbeddedPostgres | None = None
         if url is None:
             self.embedded = EmbeddedPostgres(
-                workdir / "postgres", port=_free_port(), durable=not fast, timescale=None
+                workdir / "postgres",
+                port=_free_port(),
+                durable=not fast,
+                timescale=None if timescale else False,  # None: when the wheel has it
             )
         self.admin_url = url or ""
         self.created: list[str] = []
@@ -589,7 +592,7 @@ async def _main(args: argparse.Namespace) -> int:
     modes = ["single", "batched"] if args.mode == "both" else [args.mode]
     machine = _machine()
     workdir = Path(tempfile.mkdtemp(prefix="peakwatch-bench-"))
-    db = Database(workdir, args.database_url, fast=args.fast_db)
+    db = Database(workdir, args.database_url, fast=args.fast_db, timescale=not args.no_timescale)
     results: list[dict[str, Any]] = []
     try:
         await db.start()
@@ -661,6 +664,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=4000, help="QoS 1 messages in flight per publisher")
     parser.add_argument("--database-url", default=None, help="external server (a fresh database is created)")
     parser.add_argument("--fast-db", action="store_true", help="embedded PostgreSQL without fsync")
+    parser.add_argument(
+        "--no-timescale", action="store_true", help="plain PostgreSQL even when TimescaleDB is installed"
+    )
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="seconds to wait for the pipeline")
     parser.add_argument("--broker-memory-mb", type=int, default=4096, help="mosquitto memory_limit")
     parser.add_argument("--uvloop", action="store_true", help="run the pipeline on uvloop (what-if)")

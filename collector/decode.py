@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -100,6 +101,21 @@ _FAST_DECODER: Final = msgspec.json.Decoder(_Sample | list[_Sample])  # type: ig
 _SPECS: Final = tuple((q.value, scale, q in _REGISTERS) for q, scale in PAYLOAD_FIELDS.values())
 _astuple = msgspec.structs.astuple
 _isfinite = math.isfinite
+# The common payload names every quantity in its canonical unit (energy_kwh, power_kw ...): then no
+# value needs scaling, and msgspec has already refused NaN, infinities and overflow. Positions in
+# _Sample (after ts) of the canonical fields and of the other unit variants:
+_CANONICAL_AT: Final = tuple(i + 1 for i, (_, scale) in enumerate(PAYLOAD_FIELDS.values()) if scale == 1.0)
+_VARIANT_AT: Final = tuple(i + 1 for i, (_, scale) in enumerate(PAYLOAD_FIELDS.values()) if scale != 1.0)
+_canonical = operator.itemgetter(*_CANONICAL_AT)
+_variants = operator.itemgetter(*_VARIANT_AT)
+assert tuple(PAYLOAD_FIELDS[list(PAYLOAD_FIELDS)[i - 1]][0].value for i in _CANONICAL_AT) == (
+    "energy_kwh",
+    "power_kw",
+    "volume_m3",
+    "heat_gj",
+    "mass_t",
+    "count",
+), "canonical payload fields must follow Reading's quantity order"
 
 
 def _fast_reading(
@@ -116,6 +132,28 @@ def _fast_reading(
         ts_ms = (ts - _EPOCH) // _ONE_MS
     if ts_ms < lo_ms or ts_ms > hi_ms:
         return None
+    if _variants(values).count(None) == len(_VARIANT_AT):
+        energy, power, volume, heat, mass, count = _canonical(values)
+        if (
+            (
+                energy is None
+                and power is None
+                and volume is None
+                and heat is None
+                and mass is None
+                and count is None
+            )
+            or (energy is not None and energy < 0)
+            or (volume is not None and volume < 0)
+            or (heat is not None and heat < 0)
+            or (mass is not None and mass < 0)
+            or (count is not None and count < 0)
+        ):
+            return None
+        return Reading(
+            site_id=site_id, meter_id=meter_id, ts_ms=ts_ms, energy_kwh=energy, power_kw=power,
+            volume_m3=volume, heat_gj=heat, mass_t=mass, count=count,
+        )  # fmt: skip
     out: dict[str, float] = {}
     for i, value in enumerate(values):
         if i and value is not None:

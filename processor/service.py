@@ -7,11 +7,17 @@ One step::
     await store.write(batch)               # one transaction; retried while the error is retryable
     await bus.commit(polled)               # only after the write: at-least-once, idempotent store
 
-``run`` pipelines this one step deep: while step N's transaction is in flight, step N+1 is polled and
-computed, so the database and this process work at the same time (on a 2-core machine that is most
-of the throughput). Writes stay strictly in order: each write (and its bus commit) starts only once
-the previous one committed, whoever enqueued it (``run``, ``run_once``, ``flush``), and ``run`` polls
-step N+2 only after write N committed, so at most two steps' output is held in memory.
+``run`` pipelines this one step deep: while step N's transaction is in flight, step N+1 is polled,
+computed and its transaction started on a second pooled connection, so this process and two database
+backends work at the same time (on a 2-core machine that is most of the throughput). ``run`` polls
+step N+2 only after write N committed, so at most two steps' output is in flight.
+
+Two transactions may overlap because what they write commutes: readings are insert-if-absent,
+meter states keep the newest timestamp, interval amounts add up, events and dead letters append, and
+a KPI window is closed once. What does not commute is kept in order: a step carrying alert changes
+starts its transaction only after the previous one committed, and bus commits happen strictly in
+order (commit N+1 waits for write N). If write N fails for good while N+1 was stored, the processor
+stops and N+1's poll is never committed.
 
 Back-pressure: while a retryable ``StoreError`` is being retried, the processor does not poll (beyond
 the one step already computed), so the bus fills up and the collector's ``publish`` blocks. Only one
@@ -29,6 +35,7 @@ restored: they stay in the meter events table.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -105,6 +112,7 @@ class Processor:
         on_written: Callable[[ProcessedBatch], None] | None = None,
         poll_timeout_s: float = 0.5,
         max_poll_readings: int = 50_000,
+        writes_in_flight: int = 3,
         retry_initial_s: float = 0.1,
         retry_max_s: float = 5.0,
         dedup_retention_ms: int = DEFAULT_DEDUP_RETENTION_MS,
@@ -118,6 +126,9 @@ class Processor:
         self._on_written = on_written
         self._poll_timeout_s = poll_timeout_s
         self._max_poll_readings = max_poll_readings
+        if writes_in_flight < 1:
+            raise ValueError("writes_in_flight must be >= 1")
+        self._writes_in_flight = writes_in_flight
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self.window_ms = settings.window_ms
@@ -156,21 +167,22 @@ class Processor:
         """Process until ``stop``; then close what the watermark allows and write it. Step N+1 is
         polled and computed while step N is being written (see the module docstring)."""
         await self.start()
-        writing: asyncio.Task[bool] | None = None
+        in_flight: collections.deque[asyncio.Task[bool]] = collections.deque()
         try:
             while not self._stop.is_set():
                 async with self._lock:
                     polled = await self._bus.poll(self._max_poll_readings, self._poll_timeout_s)
                     batch = self.step(polled, self._clock_ms())
-                    previous, writing = writing, self._enqueue_write(batch, polled, after=writing)
-                if previous is not None:
-                    await previous  # write N committed before step N+2 is polled
-            if writing is not None:
-                await writing
+                    after = in_flight[-1] if in_flight else None
+                    in_flight.append(self._enqueue_write(batch, polled, after=after))
+                while len(in_flight) >= self._writes_in_flight or (in_flight and in_flight[0].done()):
+                    await in_flight.popleft()  # the oldest write committed before another step is polled
+            while in_flight:
+                await in_flight.popleft()
         except BaseException as exc:
             self._stop.set()  # a write being retried gives up instead of holding the failure back
-            if writing is not None:
-                await _settle(writing, cancel=isinstance(exc, asyncio.CancelledError))
+            for task in in_flight:
+                await _settle(task, cancel=isinstance(exc, asyncio.CancelledError))
             raise
         await self.flush()
 
@@ -293,11 +305,13 @@ class Processor:
     async def _write_in_turn(
         self, previous: asyncio.Task[bool] | None, batch: ProcessedBatch, polled: Polled | None
     ) -> bool:
-        if previous is not None and not previous.done():
-            await asyncio.wait({previous})
-        if previous is not None and not previous.cancelled() and previous.exception() is not None:
-            raise StoreError(f"an earlier write failed: {previous.exception()}", retryable=False)
+        if previous is not None and batch.alerts:
+            await _after(previous)  # alert transitions must reach the store in order
+        _raise_if_failed(previous)
         written = await self._write(batch)
+        if previous is not None:
+            await _after(previous)  # bus commits strictly in order
+            _raise_if_failed(previous)
         if polled:
             await self._bus.commit(polled)
         return written
@@ -392,3 +406,14 @@ class Processor:
                     restored += 1
             log.info("restored %d meter states, %d open-window amounts", len(states), restored)
         self.rules.restore(await self._store.load_open_alerts())
+
+
+async def _after(task: asyncio.Task[bool]) -> None:
+    if not task.done():
+        await asyncio.wait({task})
+
+
+def _raise_if_failed(task: asyncio.Task[bool] | None) -> None:
+    """A step computed on top of a step that was not stored is not committed either."""
+    if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+        raise StoreError(f"an earlier write failed: {task.exception()}", retryable=False)

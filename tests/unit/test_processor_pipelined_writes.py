@@ -9,7 +9,7 @@ import pytest
 
 from peakwatch.bus import MemoryBus, Polled
 from peakwatch.config import Settings
-from peakwatch.domain.models import ProcessedBatch, Reading, ReadingBatch
+from peakwatch.domain.models import AlertChange, ProcessedBatch, Reading, ReadingBatch
 from peakwatch.errors import StoreError
 from processor.service import Processor
 from tests.support import eventually
@@ -67,24 +67,53 @@ def make(bus: MemoryBus, store: FakeStore) -> Processor:
     )
 
 
-async def test_the_next_step_is_computed_while_a_write_is_in_flight_but_written_after_it() -> None:
-    bus, store = MemoryBus(), GatedStore()
+class CommitLog(MemoryBus):
+    """Records the order in which polled steps are committed (by their first reading's time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committed: list[int] = []
+
+    async def commit(self, polled: Polled) -> None:
+        self.committed.append(polled.batches[0].readings[0].ts_ms)
+
+
+async def test_writes_overlap_up_to_the_limit_and_commits_stay_in_order() -> None:
+    bus, store = CommitLog(), GatedStore()
     await publish_steps(bus, 4)
     proc = make(bus, store)
     task = asyncio.create_task(proc.run())
     try:
-        await eventually(lambda: store.started == 1 and bus.lag == 2, "step 2 polled during write 1")
-        processed = proc.metrics.registry.get_sample_value("peakwatch_processor_readings_processed_total")
-        assert processed == 4  # steps 1 and 2 computed
-        assert store.started == 1  # write 2 waits for write 1
+        # Three transactions in flight at once (writes_in_flight=3); step 4 waits for write 1.
+        await eventually(lambda: store.started == 3, "three writes started")
+        assert store.most_active == 3
+        assert bus.lag == 1
+        assert bus.committed == []  # nothing is committed before its write (and the ones before it)
         store.gate.set()
         await eventually(lambda: len(store.readings) == 8, "every reading written")
+        await eventually(lambda: len(bus.committed) == 4, "every step committed")
     finally:
         proc.stop()
         await asyncio.wait_for(task, 5)
-    assert store.most_active == 1
-    written = [r.ts_ms for batch in store.writes for r in batch.readings]
-    assert written == sorted(written)
+    assert bus.committed == sorted(bus.committed)
+
+
+async def test_a_step_with_alert_changes_waits_for_the_write_before_it() -> None:
+    bus, store = MemoryBus(), GatedStore()
+    proc = make(bus, store)
+    await proc.start()
+    reading = Reading(site_id="dc", meter_id="facility", ts_ms=W0, energy_kwh=1.0)
+    alert = AlertChange(fingerprint="r@dc", rule="r", site_id="dc", state="pending", severity="warning",
+                        summary="", value=1.6, started_ms=W0, at_ms=W0 + 60_000)  # fmt: skip
+    first = proc._enqueue_write(ProcessedBatch(readings=[reading]), None)
+    second = proc._enqueue_write(ProcessedBatch(alerts=[alert]), None)
+    await eventually(lambda: store.started == 1, "first write started")
+    await asyncio.sleep(0)  # give the second write every chance to start (it must not)
+    assert store.started == 1
+    store.gate.set()
+    assert await first
+    assert await second
+    assert [bool(b.alerts) for b in store.writes] == [False, True]
 
 
 class DawdlingBus(MemoryBus):
@@ -106,5 +135,5 @@ async def test_a_failed_write_stops_run_and_the_step_behind_it_is_not_written(
     proc = make(bus, store)
     with pytest.raises(StoreError, match="constraint"):
         await asyncio.wait_for(proc.run(), 5)
-    assert store.attempts == 1  # step 2 was computed, but never handed to the store
-    assert store.readings == {}
+    assert store.readings == {}  # step 1 failed for good; whatever followed it was not stored
+    assert store.attempts <= 2  # step 2 at most attempted alongside it, never committed

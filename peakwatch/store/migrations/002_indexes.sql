@@ -1,8 +1,7 @@
 -- Indexes for the range scans peakwatch runs (identical on plain PostgreSQL and TimescaleDB; the
 -- timescale step creates hypertables without default time indexes because these cover them).
 
--- Time range scans over all meters; readings arrive roughly in time order, so BRIN stays small.
-CREATE INDEX IF NOT EXISTS readings_ts_brin ON readings USING brin (ts);
+-- Time range scans over all meters use the readings primary key (ts first).
 -- Restoring open windows after a restart: window_start >= since, across all meters.
 CREATE INDEX IF NOT EXISTS meter_intervals_window_start ON meter_intervals (window_start);
 -- Newest first, unfiltered.
