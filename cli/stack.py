@@ -183,6 +183,11 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
             proc.stop()
             await bus.close()
             await asyncio.wait_for(asyncio.shield(task), timeout=30)
+            if bus.lag:
+                # Already acknowledged to the broker, so never silently: say what was not processed.
+                log.error(
+                    "stopped with %d bus item(s) unprocessed (the processor did not drain in time)", bus.lag
+                )
 
         stack.on_stop("processor", stop_processor)
     if collector:

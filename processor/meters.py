@@ -77,13 +77,14 @@ class MeterSlot:
     )
 
     def __init__(self, meter: Meter) -> None:
-        quantity, _scale = meter_quantity(meter.unit)
+        quantity, scale = meter_quantity(meter.unit)
         self.meter = meter
         self.site_id = meter.site_id
         self.meter_id = meter.id
         self.get: Callable[[Reading], float | None] = operator.attrgetter(quantity.value)
         self.cumulative = meter.register is Register.CUMULATIVE
-        self.register_max = meter.register_max
+        # register_max is configured in the meter's unit; readings arrive in the canonical unit
+        self.register_max = None if meter.register_max is None else meter.register_max * scale
         self.last_ts = NEVER_MS
         self.last_value: float | None = None
         """Cumulative: the baseline (``None``: none yet). Interval: the newest amount (informative)."""
@@ -370,7 +371,11 @@ class MeterTracker:
     def _drop_in_register(slot: MeterSlot, ts: int, previous: float, value: float, out: StepOutput) -> float:
         delta, flag = register_delta(previous, value, slot.register_max)
         assert flag is not None
-        what = "rolled over at its maximum" if flag is MeterFlag.ROLLOVER else "restarted (reset)"
+        what = {
+            MeterFlag.ROLLOVER: "rolled over at its maximum",
+            MeterFlag.RESET: "restarted from zero (reset)",
+            MeterFlag.REGISTER_DROP: "dropped without a reset (replaced meter or glitch): new baseline",
+        }[flag]
         out.event(slot, flag, ts, f"register {what}: {previous} -> {value}, counted {delta}", previous, value)
         return delta
 

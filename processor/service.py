@@ -172,7 +172,7 @@ class Processor:
             while not self._stop.is_set():
                 async with self._lock:
                     polled = await self._bus.poll(self._max_poll_readings, self._poll_timeout_s)
-                    batch = self.step(polled, self._clock_ms())
+                    batch = self.step(polled, self._clock_ms(), backlog=self._bus.lag > 0)
                     after = in_flight[-1] if in_flight else None
                     in_flight.append(self._enqueue_write(batch, polled, after=after))
                 while len(in_flight) >= self._writes_in_flight or (in_flight and in_flight[0].done()):
@@ -198,7 +198,7 @@ class Processor:
             polled = await self._bus.poll(
                 self._max_poll_readings, self._poll_timeout_s if timeout_s is None else timeout_s
             )
-            batch = self.step(polled, self._clock_ms())
+            batch = self.step(polled, self._clock_ms(), backlog=self._bus.lag > 0)
             return batch if await self._enqueue_write(batch, polled) else None
 
     async def flush(self) -> ProcessedBatch | None:
@@ -207,7 +207,7 @@ class Processor:
         if not self._started:
             await self.start()
         async with self._lock:
-            batch = self.step(None, self._clock_ms())
+            batch = self.step(None, self._clock_ms(), backlog=self._bus.lag > 0)
             return batch if await self._enqueue_write(batch, None) else None
 
     async def wait_for_window(self, site_id: str, end_ms: int) -> None:
@@ -218,8 +218,9 @@ class Processor:
 
     # ------------------------------------------------------------------ the step (pure CPU)
 
-    def step(self, polled: Polled | None, now_ms: int) -> ProcessedBatch:
-        """Everything one poll produces, plus the windows that close at ``now_ms``. No I/O."""
+    def step(self, polled: Polled | None, now_ms: int, *, backlog: bool = False) -> ProcessedBatch:
+        """Everything one poll produces, plus the windows that close at ``now_ms``. No I/O.
+        ``backlog``: the bus still holds readings, so no site counts as silent (no idle advance)."""
         started = time.perf_counter()
         out = StepOutput(now_ms)
         dead_letters: list[DeadLetter] = []
@@ -264,7 +265,7 @@ class Processor:
         kpi_windows: list[KpiWindow] = []
         alerts: list[AlertChange] = []
         for sw in windows.values():
-            sw.tick(now_ms)
+            sw.tick(now_ms, backlog=backlog)
             for w in sw.close_ready():
                 kpi_windows.append(w)
                 alerts.extend(self.rules.evaluate(w))

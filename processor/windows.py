@@ -111,8 +111,15 @@ class SiteWindows:
             self.event_ms = event_ms
         self._arrival_ms = self._advanced_ms = now_ms
 
-    def tick(self, now_ms: int) -> None:
-        """Idle advance: after ``idle_close_ms`` of silence, event time follows the wall clock."""
+    def tick(self, now_ms: int, *, backlog: bool = False) -> None:
+        """Idle advance: after ``idle_close_ms`` of silence, event time follows the wall clock.
+
+        ``backlog``: readings are still queued on the bus (a poll cut at its size limit, a store outage
+        that stopped polling). The site is then not silent, only not yet read: its idle clock restarts,
+        so its windows wait for the queued readings instead of closing without them."""
+        if backlog:
+            self._arrival_ms = self._advanced_ms = max(self._arrival_ms, now_ms)
+            return
         if self.event_ms is None or now_ms - self._arrival_ms < self.idle_close_ms:
             return
         if now_ms > self._advanced_ms:

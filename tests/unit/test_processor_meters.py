@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from peakwatch.config import Registry
 from peakwatch.domain.models import MeterFlag, MeterState, Reading, ReadingBatch
 from processor.meters import MeterTracker, StepOutput
 from tests.unit.fakes import make_registry
@@ -234,3 +235,49 @@ def test_states_and_max_ts_per_step() -> None:
         ("facility", T0 + 10_000, 101.0, 777),
         ("cooling", T0 + 5_000, 1.0, 777),
     }
+
+
+def test_register_max_is_in_the_meter_unit_not_the_canonical_one() -> None:
+    # A MWh register with a 100,000 MWh modulus: readings arrive in kWh (the collector normalised them).
+    registry = Registry.from_text(
+        """
+sites:
+  - id: s
+    name: S
+    kind: park
+    meters:
+      - {id: big, carrier: electricity, role: grid_import, unit: MWh, register_max: 100000}
+"""
+    )
+    tracker = MeterTracker(registry, 60_000)
+    t0 = 1_700_000_040_000
+    tracker.apply(Reading(site_id="s", meter_id="big", ts_ms=t0, energy_kwh=99_999_000.0))
+    intervals, events = tracker.apply(
+        Reading(site_id="s", meter_id="big", ts_ms=t0 + 60_000, energy_kwh=1_000.0)
+    )
+    # 100,000 MWh = 100,000,000 kWh: 100,000,000 - 99,999,000 + 1,000 = 2,000 kWh over the minute
+    assert sum(iv.amount for iv in intervals) == pytest.approx(2_000.0)
+    assert [e.kind for e in events] == [MeterFlag.ROLLOVER]
+
+
+def test_a_register_drop_is_described_as_one() -> None:
+    registry = Registry.from_text(
+        """
+sites:
+  - id: s
+    name: S
+    kind: park
+    meters:
+      - {id: m, carrier: electricity, role: grid_import, unit: kWh}
+"""
+    )
+    tracker = MeterTracker(registry, 60_000)
+    t0 = 1_700_000_040_000
+    tracker.apply(Reading(site_id="s", meter_id="m", ts_ms=t0, energy_kwh=150_000.0))
+    intervals, events = tracker.apply(
+        Reading(site_id="s", meter_id="m", ts_ms=t0 + 60_000, energy_kwh=100_000.0)
+    )
+    assert sum(iv.amount for iv in intervals) == 0.0
+    [event] = events
+    assert event.kind is MeterFlag.REGISTER_DROP
+    assert "new baseline" in event.detail

@@ -120,3 +120,18 @@ def test_restore_sets_event_time_and_idle_clock() -> None:
     assert not sw.is_closed(W0 + MIN)
     sw.tick(50 + IDLE - 1)
     assert sw.event_ms == W0 + MIN + LATENESS
+
+
+def test_no_idle_close_while_readings_are_still_queued() -> None:
+    # The bus holds a backlog (e.g. after a store outage): however long the wall clock ran, the site
+    # is not silent, so its open window waits for the queued readings.
+    sw = dc_windows()
+    sw.add("facility", W0, 10.0)
+    sw.observe(W0 + 30_000, now_ms=1_000)
+    sw.tick(60_000, backlog=True)
+    assert sw.close_ready() == []
+    # Once the backlog is read, silence counts from then on.
+    sw.tick(61_000)
+    assert sw.close_ready() == []
+    sw.tick(60_000 + IDLE + 41_000)
+    assert [w.start_ms for w in sw.close_ready()] == [W0]
