@@ -18,7 +18,7 @@ _Item = ReadingBatch | list[DeadLetter]
 
 class MemoryBus(Bus):
     def __init__(self, max_items: int = 10_000) -> None:
-        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(max_items)
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(max_items)
         self._closed = False
 
     async def publish(self, batch: ReadingBatch) -> None:
@@ -35,34 +35,33 @@ class MemoryBus(Bus):
 
     async def poll(self, max_readings: int = 50_000, timeout_s: float = 0.5) -> Polled:
         polled = Polled()
-        try:
-            first = (
-                await asyncio.wait_for(self._queue.get(), timeout_s)
-                if self._queue.empty()
-                else self._queue.get_nowait()
-            )
-        except TimeoutError:
-            return polled
-        item: _Item | None = first
+        if self._queue.empty():
+            if self._closed:
+                return polled
+            try:
+                item = await asyncio.wait_for(self._queue.get(), timeout_s)
+            except TimeoutError:
+                return polled
+        else:
+            item = self._queue.get_nowait()
         count = 0
-        while item is not None:
+        while True:
             if isinstance(item, ReadingBatch):
                 polled.batches.append(item)
                 count += len(item.readings)
             else:
                 polled.dead_letters.extend(item)
             if count >= max_readings or self._queue.empty():
-                break
+                return polled
             item = self._queue.get_nowait()
-        return polled
 
     async def commit(self, polled: Polled) -> None:
         """Nothing to do: the queue hands each item out once."""
 
     async def close(self) -> None:
+        """Refuse new items; what is queued can still be polled (a closed, empty bus polls empty
+        at once)."""
         self._closed = True
-        if self._queue.empty():
-            self._queue.put_nowait(None)
 
     @property
     def lag(self) -> int:
