@@ -128,8 +128,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.uvloop:
-        import uvloop
-
+        try:
+            import uvloop  # type: ignore[import-not-found,unused-ignore]  # optional, not a dependency
+        except ImportError:
+            raise SystemExit("--uvloop needs uvloop: .venv/bin/pip install uvloop") from None
         uvloop.run(_run(args))
     else:
         asyncio.run(_run(args))
