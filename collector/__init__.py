@@ -7,8 +7,8 @@ onto the bus (docs/ingest.md is the device-facing contract).
 from collector.decode import DecodeContext, Decoded, decode_message
 from collector.metrics import CollectorMetrics
 from collector.mqtt import MqttError, MqttSource
-from collector.reasons import Reason
 from collector.service import Collector
+from peakwatch.domain.reasons import Reason
 
 __all__ = [
     "Collector",

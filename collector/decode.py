@@ -30,9 +30,9 @@ from typing import Final
 
 import msgspec
 
-from collector.reasons import Reason
 from peakwatch.config import Registry, Settings
 from peakwatch.domain.models import DeadLetter, Quantity, Reading
+from peakwatch.domain.reasons import Reason
 from peakwatch.domain.units import PAYLOAD_FIELDS
 
 DAY_MS: Final = 86_400_000

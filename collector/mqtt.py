@@ -40,15 +40,14 @@ import logging
 import random
 import secrets
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import gmqtt
 
 from collector.metrics import CollectorMetrics
-from peakwatch.errors import PeakwatchError
+from peakwatch.errors import ConfigError, PeakwatchError
+from peakwatch.mqtt_url import BrokerAddress
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +68,7 @@ class Batching(Protocol):
         messages), or fails if the bus refused it."""
         ...
 
+
 ProtocolVersion = Literal["auto", "3.1.1"]
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 86_400
@@ -86,30 +86,12 @@ class MqttError(PeakwatchError):
         self.retryable = retryable
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        """``mqtt://[user[:password]@]host[:port]`` (1883) or ``mqtts://`` (TLS, 8883)."""
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
-            raise MqttError(
-                f"invalid MQTT url {url!r}: use mqtt://host:port or mqtts://host:port", retryable=False
-            )
-        tls = parts.scheme in ("mqtts", "ssl")
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError as exc:
-            raise MqttError(f"invalid port in MQTT url {url!r}", retryable=False) from exc
-        username = urllib.parse.unquote(parts.username) if parts.username else None
-        password = urllib.parse.unquote(parts.password) if parts.password else None
-        return cls(parts.hostname, port, tls, username, password)
+def parse_broker_url(url: str) -> BrokerAddress:
+    """The broker address, with a bad URL reported as a non-retryable ``MqttError``."""
+    try:
+        return BrokerAddress.parse(url)
+    except ConfigError as exc:
+        raise MqttError(str(exc), retryable=False) from exc
 
 
 async def probe_protocol(address: BrokerAddress, timeout_s: float = 5.0) -> int:
@@ -266,7 +248,7 @@ class MqttSource:
             raise MqttError(f"qos must be 0 or 1, got {qos}", retryable=False)
         if not 1 <= receive_maximum <= 65535:
             raise MqttError(f"receive_maximum must be 1..65535, got {receive_maximum}", retryable=False)
-        self._address = BrokerAddress.parse(url)
+        self._address = parse_broker_url(url)
         self._url = url
         self._client_id = client_id
         self._topic_filter = topic_filter

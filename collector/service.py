@@ -23,9 +23,9 @@ from collections import Counter as Tally
 
 from collector.decode import DecodeContext, Decoded, decode_message
 from collector.metrics import CollectorMetrics
-from collector.reasons import Reason
 from peakwatch.bus import Bus
 from peakwatch.domain.models import DeadLetter, Reading, ReadingBatch
+from peakwatch.domain.reasons import Reason
 
 log = logging.getLogger(__name__)
 

@@ -48,6 +48,7 @@ from peakwatch.domain.models import (
     ReadingBatch,
     Register,
 )
+from peakwatch.domain.reasons import Reason
 from peakwatch.domain.units import meter_quantity
 
 NEVER_MS = -(1 << 62)
@@ -248,7 +249,9 @@ class MeterTracker:
         if slots is None:
             for r in readings:
                 out.dead_letters.append(
-                    _dead_letter(r, out.now_ms, "unknown_site", f"site {batch.site_id!r} is not configured")
+                    _dead_letter(
+                        r, out.now_ms, Reason.UNKNOWN_SITE, f"site {batch.site_id!r} is not configured"
+                    )
                 )
             return
         size = self.window_ms
@@ -262,7 +265,7 @@ class MeterTracker:
                     _dead_letter(
                         r,
                         out.now_ms,
-                        "unknown_meter",
+                        Reason.UNKNOWN_METER,
                         f"meter {r.meter_id!r} is not configured for site {batch.site_id!r}",
                     )
                 )
@@ -348,7 +351,10 @@ class MeterTracker:
                 elif value < 0:
                     out.dead_letters.append(
                         _dead_letter(
-                            r, out.now_ms, "negative_interval_amount", f"interval amount {value} is negative"
+                            r,
+                            out.now_ms,
+                            Reason.NEGATIVE_INTERVAL_AMOUNT,
+                            f"interval amount {value} is negative",
                         )
                     )
                     dropped = _drop(dropped, r)

@@ -18,14 +18,13 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from gmqtt import Client
 from gmqtt.storage import PersistentStorage
 
-from peakwatch.errors import PeakwatchError
+from peakwatch.errors import ConfigError, PeakwatchError
+from peakwatch.mqtt_url import BrokerAddress
 from simulators.encoding import Batcher, Message
 from simulators.faults import FaultCounts, MessageFaults, ReadingFaults
 from simulators.fleet import build_fleet
@@ -141,36 +140,12 @@ class _InflightStorage(PersistentStorage):  # type: ignore[misc]  # gmqtt is unt
                 ) from None
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    ssl: bool
-    username: str | None = None
-    password: str | None = None
-
-
 def parse_mqtt_url(url: str) -> BrokerAddress:
-    """``mqtt://[user[:password]@]host[:port]`` (1883), ``mqtts://`` for TLS (8883)."""
-    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise SimulationError(
-            f"unsupported MQTT URL scheme {parts.scheme!r} in {url!r}: use mqtt:// or mqtts://"
-        )
-    tls = parts.scheme in ("mqtts", "ssl")
-    if not parts.hostname:
-        raise SimulationError(f"no host in MQTT URL {url!r}")
+    """The broker address, with a bad URL reported as a ``SimulationError``."""
     try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError as exc:
-        raise SimulationError(f"invalid port in MQTT URL {url!r}") from exc
-    return BrokerAddress(
-        parts.hostname,
-        port,
-        tls,
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password else None,
-    )
+        return BrokerAddress.parse(url)
+    except ConfigError as exc:
+        raise SimulationError(str(exc)) from exc
 
 
 class _Publisher:
@@ -264,7 +239,7 @@ async def _connect(address: BrokerAddress, options: SimulationOptions) -> tuple[
     client.reconnect_delay = 0.5
     try:
         await asyncio.wait_for(
-            client.connect(address.host, address.port, ssl=address.ssl, keepalive=30),
+            client.connect(address.host, address.port, ssl=address.tls, keepalive=30),
             options.connect_timeout_s,
         )
     except Exception as exc:  # gmqtt raises OSError, MQTTConnectError and friends

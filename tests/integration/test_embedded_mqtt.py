@@ -11,9 +11,10 @@ from typing import Any
 import gmqtt
 import pytest
 
-from collector.mqtt import BrokerAddress, MQTTv311, probe_protocol
+from collector.mqtt import MQTTv311, probe_protocol
 from peakwatch.embedded.mqtt import EmbeddedBroker
 from peakwatch.errors import ConfigError
+from peakwatch.mqtt_url import BrokerAddress
 from tests.fixtures.mqtt import acknowledged, publisher, unique_prefix
 from tests.support import free_port
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.decode import DecodeContext, Decoded, _decode_generic, decode_message
-from collector.reasons import Reason
 from peakwatch.config import Registry
+from peakwatch.domain.reasons import Reason
 from peakwatch.domain.units import PAYLOAD_FIELDS
 
 REGISTRY = Registry.from_mapping(

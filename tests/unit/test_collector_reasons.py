@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from collector.reasons import Reason
+from peakwatch.domain.reasons import Reason
 
 INGEST_DOC = Path(__file__).resolve().parents[2] / "docs" / "ingest.md"
 

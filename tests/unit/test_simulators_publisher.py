@@ -7,27 +7,12 @@ import pytest
 
 from simulators.faults import FaultConfig
 from simulators.options import SimulationOptions
-from simulators.publisher import BrokerAddress, SimulationError, StepSource, parse_mqtt_url
+from simulators.publisher import SimulationError, StepSource, parse_mqtt_url
 
 T0 = 1_713_000_000_000
 
 
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("mqtt://127.0.0.1:1883", BrokerAddress("127.0.0.1", 1883, False)),
-        ("mqtt://broker", BrokerAddress("broker", 1883, False)),
-        ("mqtts://broker", BrokerAddress("broker", 8883, True)),
-        ("broker:1999", BrokerAddress("broker", 1999, False)),
-        ("mqtt://us%40er:p%3Ass@h:1", BrokerAddress("h", 1, False, "us@er", "p:ss")),
-        ("mqtt://[::1]:1884", BrokerAddress("::1", 1884, False)),
-    ],
-)
-def test_parse_mqtt_url(url: str, expected: BrokerAddress) -> None:
-    assert parse_mqtt_url(url) == expected
-
-
-@pytest.mark.parametrize("url", ["http://broker", "mqtt://", "mqtt://h:notaport"])
+@pytest.mark.parametrize("url", ["http://broker", "broker:1999", "mqtt://", "mqtt://h:notaport"])
 def test_parse_mqtt_url_refuses(url: str) -> None:
     with pytest.raises(SimulationError):
         parse_mqtt_url(url)

@@ -1,4 +1,5 @@
-"""Dead-letter reason codes: the device-facing vocabulary of docs/ingest.md.
+"""Dead-letter reason codes: the device-facing vocabulary of docs/ingest.md, shared by every stage
+that dead-letters input (collector, processor).
 
 The codes are stable strings (stored with every dead letter, counted in metrics, shown by the API),
 so a device vendor can grep for them; renaming one is a contract change. Every code is listed in the
@@ -32,3 +33,5 @@ class Reason(enum.StrEnum):
     NEGATIVE_REGISTER = "negative_register"
     # the collector itself failed on this message (a bug): kept so the input is not lost
     INTERNAL_ERROR = "internal_error"
+    # found by the processor (a reading the collector accepted but that cannot be counted)
+    NEGATIVE_INTERVAL_AMOUNT = "negative_interval_amount"
