@@ -178,7 +178,7 @@ def _parse_any(payload: bytes) -> tuple[object, str | None]:
         return msgspec.json.decode(payload), None
     except RecursionError:
         return None, "JSON is nested too deeply"
-    except msgspec.DecodeError as exc:  # includes "Number out of range"
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # "Number out of range"; bad UTF-8 in a string
         strict_error = str(exc)
     try:
         text = payload.decode("utf-8")
@@ -437,7 +437,7 @@ def decode_message(topic: str, payload: bytes, received_ms: int, ctx: DecodeCont
     hi_ms = received_ms + ctx.max_future_ms
     try:
         doc = _FAST_DECODER.decode(payload)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return _decode_generic(topic, payload, received_ms, ctx, site_id, meter_id)
     if isinstance(doc, list):
         readings: list[Reading] = []

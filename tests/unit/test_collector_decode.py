@@ -355,3 +355,16 @@ def test_the_context_from_settings() -> None:
     assert (ctx.topic_prefix, limits) == ("plant", (1000, 4096, DAY_MS))
     assert ctx.registry is REGISTRY
     assert ctx.topic_filter == "plant/+/+"
+
+
+@pytest.mark.parametrize(
+    "payload", [b'"\x80"', b'{"ts": "\xff\xfe", "energy_kwh": 1}', b'[{"ts": 1, "energy_kwh": 1, "\x80": 2}]']
+)
+def test_invalid_utf8_inside_json_strings_is_malformed_json(payload: bytes) -> None:
+    # Found by the property test: msgspec raises UnicodeDecodeError (not DecodeError) for these.
+    result = decode(payload)
+    assert result.readings == []
+    [letter] = result.dead_letters
+    assert letter.reason == "malformed_json"
+    assert "UTF-8" in letter.detail
+    assert letter.payload == payload

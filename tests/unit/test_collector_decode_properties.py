@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +32,11 @@ CTX = DecodeContext(registry=REGISTRY, max_payload_bytes=64 * 1024)
 TOPIC = "telemetry/park-1/grid-in"
 NOW = 1_714_521_600_000
 REGISTER_FIELDS = ("energy_kwh", "volume_m3", "heat_gj", "mass_t", "count")
-PROFILE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROFILE = settings(
+    max_examples=int(os.environ.get("PEAKWATCH_TEST_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 json_scalars = (
     st.none()
