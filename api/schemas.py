@@ -87,15 +87,7 @@ class GridFactorPublic(BaseModel):
 
     @classmethod
     def from_factor(cls, factor: Factor) -> GridFactorPublic:
-        return cls(
-            id=factor.id,
-            value=factor.value,
-            unit=factor.unit,
-            source=factor.source,
-            data_year=factor.data_year,
-            published=factor.published,
-            status=factor.status,
-        )
+        return cls.model_validate(factor, from_attributes=True)
 
 
 class SitePublic(BaseModel):

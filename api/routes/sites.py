@@ -31,11 +31,7 @@ async def get_site(site: SiteDep, store: StoreDep, registry: RegistryDep) -> Sit
     counts = Counter(meter_health(s.last_seen_ms, now) for s in statuses)
     factor = registry.factors.get(site.grid_factor) if site.grid_factor in registry.factors else None
     return SiteDetailPublic(
-        id=site.id,
-        name=site.name,
-        kind=site.kind,
-        timezone=site.timezone,
-        grid_factor_id=site.grid_factor,
+        **SitePublic.from_site(site).model_dump(),
         meters_count=len(statuses),
         meters_by_status=MeterCountsPublic(ok=counts["ok"], stale=counts["stale"], never=counts["never"]),
         grid_factor=None if factor is None else GridFactorPublic.from_factor(factor),
