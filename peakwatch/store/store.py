@@ -35,7 +35,7 @@ _KPI_SELECT: Final = (
     )
     + " FROM kpi_windows"
 )
-_SITE_SELECT: Final = "SELECT id, name, kind, timezone, grid_factor FROM sites"
+_SITE_SELECT: Final = "SELECT id, name, kind, timezone, grid_factor FROM sites WHERE retired_at IS NULL"
 _METER_COLUMNS: Final = ("id", "site_id", "carrier", "role", "register", "unit", "register_max")
 _ALERT_SELECT: Final = """
 SELECT id, fingerprint, rule, site_id, state, severity, summary, value, started_at AS started_ms,
@@ -60,6 +60,8 @@ class Store:
         """Use ``Store.connect``; this wraps an already configured pool."""
         self._pool = pool
         self._timescale = timescale
+        self._meter_keys: dict[tuple[str, str], int] = {}
+        """(site, meter) -> ``meters.key``, the compact key raw readings are stored under."""
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> Store:
@@ -113,8 +115,9 @@ class Store:
         return self._timescale
 
     async def sync_registry(self, registry: Registry) -> None:
-        """Mirror the YAML registry into ``sites`` and ``meters`` (upsert; meters no longer in the
-        registry are deleted, their readings kept)."""
+        """Mirror the YAML registry into ``sites`` and ``meters`` (upsert). Sites and meters no longer in
+        the registry are retired, not deleted, so their history stays readable and a meter keeps its
+        key; one that comes back is active again."""
         sites = list(registry.sites.values())
         meters = list(registry.meters.values())
         async with self._connection("syncing the registry") as conn, conn.transaction():
@@ -124,9 +127,10 @@ class Store:
                 INSERT INTO sites AS s (id, name, kind, timezone, grid_factor)
                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
-                    timezone = EXCLUDED.timezone, grid_factor = EXCLUDED.grid_factor, updated_at = now()
-                WHERE (s.name, s.kind, s.timezone, s.grid_factor)
-                      IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.timezone, EXCLUDED.grid_factor)
+                    timezone = EXCLUDED.timezone, grid_factor = EXCLUDED.grid_factor, updated_at = now(),
+                    retired_at = NULL
+                WHERE (s.name, s.kind, s.timezone, s.grid_factor, s.retired_at) IS DISTINCT FROM
+                      (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.timezone, EXCLUDED.grid_factor, NULL)
                 """,
                 [s.id for s in sites],
                 [s.name for s in sites],
@@ -134,16 +138,21 @@ class Store:
                 [s.timezone for s in sites],
                 [s.grid_factor for s in sites],
             )
-            await conn.execute("DELETE FROM sites WHERE NOT (id = ANY($1::text[]))", [s.id for s in sites])
+            await conn.execute(
+                "UPDATE sites SET retired_at = now() WHERE retired_at IS NULL AND NOT (id = ANY($1::text[]))",
+                [s.id for s in sites],
+            )
             await conn.execute(
                 """
                 INSERT INTO meters AS m (site_id, id, carrier, role, register, unit, register_max)
                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                                      $7::float8[])
                 ON CONFLICT (site_id, id) DO UPDATE SET carrier = EXCLUDED.carrier, role = EXCLUDED.role,
-                    register = EXCLUDED.register, unit = EXCLUDED.unit, register_max = EXCLUDED.register_max
-                WHERE (m.carrier, m.role, m.register, m.unit, m.register_max) IS DISTINCT FROM (
-                    EXCLUDED.carrier, EXCLUDED.role, EXCLUDED.register, EXCLUDED.unit, EXCLUDED.register_max)
+                    register = EXCLUDED.register, unit = EXCLUDED.unit, register_max = EXCLUDED.register_max,
+                    retired_at = NULL
+                WHERE (m.carrier, m.role, m.register, m.unit, m.register_max, m.retired_at) IS DISTINCT FROM (
+                    EXCLUDED.carrier, EXCLUDED.role, EXCLUDED.register, EXCLUDED.unit, EXCLUDED.register_max,
+                    NULL)
                 """,
                 [m.site_id for m in meters],
                 [m.id for m in meters],
@@ -155,7 +164,7 @@ class Store:
             )
             await conn.execute(
                 """
-                DELETE FROM meters m WHERE NOT EXISTS (
+                UPDATE meters m SET retired_at = now() WHERE retired_at IS NULL AND NOT EXISTS (
                     SELECT 1 FROM unnest($1::text[], $2::text[]) AS k(site_id, id)
                     WHERE k.site_id = m.site_id AND k.id = m.id)
                 """,
@@ -171,7 +180,20 @@ class Store:
         intervals (COPY, then added to existing rows), events, KPI windows (upsert: replace),
         alert changes (upsert by fingerprint), dead letters. Raises StoreError."""
         async with self._connection("writing a processed batch") as conn:
-            await write_batch(conn, batch)
+            missing = {(r.site_id, r.meter_id) for r in batch.readings} - self._meter_keys.keys()
+            if missing:
+                await self._load_meter_keys(conn)
+                if unknown := missing - self._meter_keys.keys():
+                    raise StoreError(
+                        f"readings for meters not in the meters table: {sorted(unknown)[:5]}; "
+                        "sync the registry first",
+                        retryable=False,
+                    )
+            await write_batch(conn, batch, self._meter_keys)
+
+    async def _load_meter_keys(self, conn: Conn) -> None:
+        rows = await conn.fetch("SELECT site_id, id, key FROM meters")
+        self._meter_keys = {(r["site_id"], r["id"]): r["key"] for r in rows}
 
     async def load_meter_states(self) -> list[MeterState]:
         """Every meter's last accepted register value, for a processor that starts or restarts."""
@@ -211,7 +233,7 @@ class Store:
         return [_convert(r, Site) for r in rows]
 
     async def get_site(self, site_id: str) -> Site | None:
-        rows = await self._fetch("reading a site", _SITE_SELECT + " WHERE id = $1", site_id)
+        rows = await self._fetch("reading a site", _SITE_SELECT + " AND id = $1", site_id)
         return _convert(rows[0], Site) if rows else None
 
     async def latest_kpis(self, site_id: str) -> KpiWindow | None:
@@ -246,7 +268,7 @@ class Store:
                    s.last_ts AS last_ts_ms, s.last_seen AS last_seen_ms, s.last_value
             FROM meters m
             LEFT JOIN meter_state s ON s.site_id = m.site_id AND s.meter_id = m.id
-            WHERE m.site_id = $1
+            WHERE m.site_id = $1 AND m.retired_at IS NULL
             ORDER BY m.id
             """,
             site_id,
@@ -297,7 +319,11 @@ class Store:
             if site_id is None:
                 count = await conn.fetchval("SELECT count(*) FROM readings")
             else:
-                count = await conn.fetchval("SELECT count(*) FROM readings WHERE site_id = $1", site_id)
+                count = await conn.fetchval(
+                    "SELECT count(*) FROM readings r JOIN meters m ON m.key = r.meter_key "
+                    "WHERE m.site_id = $1",
+                    site_id,
+                )
         return int(count)
 
     # ---------------------------------------------------------------- plumbing

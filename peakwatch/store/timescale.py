@@ -63,7 +63,7 @@ class _Hypertable:
 
 def _hypertables(policy: TimescalePolicy) -> tuple[_Hypertable, ...]:
     return (
-        _Hypertable("readings", "ts", policy.readings_chunk_hours, "site_id, meter_id", "ts DESC"),
+        _Hypertable("readings", "ts", policy.readings_chunk_hours, "meter_key", "ts DESC"),
         _Hypertable("meter_intervals", "window_start", 7 * 24, "site_id, meter_id", "window_start DESC"),
         _Hypertable("kpi_windows", "window_start", 30 * 24, "site_id", "window_start DESC, window_end DESC"),
         _Hypertable("meter_events", "ts", 30 * 24, "site_id, meter_id", "ts DESC, id", ("id", "ts")),

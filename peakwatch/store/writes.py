@@ -14,7 +14,7 @@ the same order (no deadlocks; a deadlock would surface as a retryable StoreError
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import asyncpg
@@ -35,9 +35,8 @@ from peakwatch.store.conn import Conn
 _astuple = msgspec.structs.astuple
 
 READING_COLUMNS: Final = (
-    "site_id",
-    "meter_id",
     "ts",
+    "meter_key",
     "energy_kwh",
     "power_kw",
     "volume_m3",
@@ -84,7 +83,6 @@ _FIELD_TO_COLUMN: Final = {
 }
 
 LAYOUTS: Final[tuple[tuple[type[msgspec.Struct], tuple[str, ...]], ...]] = (
-    (Reading, READING_COLUMNS),
     (MeterState, METER_STATE_COLUMNS),
     (MeterInterval, INTERVAL_COLUMNS),
     (MeterEvent, EVENT_COLUMNS),
@@ -105,7 +103,7 @@ def layout_mismatches() -> list[str]:
 
 _STAGING_DDL: Final = """
 CREATE TEMP TABLE IF NOT EXISTS pw_readings_in (
-    site_id text, meter_id text, ts timestamptz, energy_kwh float8, power_kw float8, volume_m3 float8,
+    ts timestamptz, meter_key integer, energy_kwh float8, power_kw float8, volume_m3 float8,
     heat_gj float8, mass_t float8, count float8
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS pw_meter_state_in (
@@ -131,8 +129,8 @@ async def create_staging_tables(conn: asyncpg.Connection[asyncpg.Record]) -> Non
 
 _READINGS_MERGE: Final = f"""
 INSERT INTO readings ({", ".join(READING_COLUMNS)})
-SELECT {", ".join(READING_COLUMNS)} FROM pw_readings_in ORDER BY site_id, meter_id, ts
-ON CONFLICT (site_id, meter_id, ts) DO NOTHING"""
+SELECT {", ".join(READING_COLUMNS)} FROM pw_readings_in ORDER BY ts, meter_key
+ON CONFLICT (ts, meter_key) DO NOTHING"""
 
 # Several states of one meter in a batch collapse to the newest; last_seen is the latest of all.
 _METER_STATE_UPSERT: Final = """
@@ -179,11 +177,15 @@ ON CONFLICT (fingerprint) WHERE state IN ('pending', 'firing') DO UPDATE SET
     fired_at = COALESCE(a.fired_at, EXCLUDED.fired_at), updated_at = EXCLUDED.updated_at"""
 
 
-async def write_batch(conn: Conn, batch: ProcessedBatch) -> None:
-    """Everything in ``batch`` or nothing. Raises asyncpg errors (the caller translates them)."""
+MeterKeys = Mapping[tuple[str, str], int]
+
+
+async def write_batch(conn: Conn, batch: ProcessedBatch, meter_keys: MeterKeys) -> None:
+    """Everything in ``batch`` or nothing. ``meter_keys`` must hold every reading's meter (KeyError
+    otherwise). Raises asyncpg errors (the caller translates them)."""
     async with conn.transaction():
         if batch.readings:
-            await _write_readings(conn, batch.readings)
+            await _write_readings(conn, batch.readings, meter_keys)
         if batch.meter_states:
             await conn.copy_records_to_table(
                 "pw_meter_state_in", records=map(_astuple, batch.meter_states), columns=METER_STATE_COLUMNS
@@ -208,8 +210,20 @@ async def write_batch(conn: Conn, batch: ProcessedBatch) -> None:
             )
 
 
-async def _write_readings(conn: Conn, readings: Sequence[Reading]) -> None:
-    records = list(map(_astuple, readings))
+async def _write_readings(conn: Conn, readings: Sequence[Reading], keys: MeterKeys) -> None:
+    records = [
+        (
+            r.ts_ms,
+            keys[r.site_id, r.meter_id],
+            r.energy_kwh,
+            r.power_kw,
+            r.volume_m3,
+            r.heat_gj,
+            r.mass_t,
+            r.count,
+        )
+        for r in readings
+    ]
     try:
         # Fast path: nothing in the batch is stored yet (the normal case). The savepoint keeps the
         # transaction usable when COPY hits a duplicate (a replay after a restart or a bus redelivery).

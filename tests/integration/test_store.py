@@ -188,7 +188,7 @@ async def test_sync_registry_mirrors_sites_and_meters(store: Store) -> None:
     assert [s.meter for s in await store.meter_statuses("park-1")] == [GAS]
 
 
-async def test_sync_registry_updates_and_deletes_but_keeps_readings(store: Store) -> None:
+async def test_sync_registry_updates_and_retires_but_keeps_readings(store: Store) -> None:
     await store.sync_registry(registry(FACILITY, IT, GAS))
     await store.write(ProcessedBatch(readings=[reading("it", T0, 5.0)]))
     renamed = Site(id="dc-1", name="Renamed", kind=SiteKind.DATA_CENTRE, timezone="UTC")
@@ -205,6 +205,11 @@ async def test_sync_registry_updates_and_deletes_but_keeps_readings(store: Store
     assert [s.meter for s in await store.meter_statuses("dc-1")] == [bigger]
     assert await store.meter_statuses("park-1") == []
     assert await store.count_readings("dc-1") == 1
+    # Retired, not deleted: brought back, the meter keeps its key and its history.
+    await store.sync_registry(registry(FACILITY, IT, GAS))
+    assert {s.id for s in await store.list_sites()} == {"dc-1", "park-1"}
+    await store.write(ProcessedBatch(readings=[reading("it", T0 + MIN, 6.0)]))
+    assert await store.count_readings("dc-1") == 2
 
 
 # ------------------------------------------------------------------------------------------ write path
@@ -244,7 +249,7 @@ async def test_write_round_trip_every_table(store: Store, raw: asyncpg.Connectio
 
     assert await store.count_readings() == 7
     assert await store.count_readings("park-1") == 1
-    row = await raw.fetchrow("SELECT * FROM readings WHERE site_id = 'park-1'")
+    row = await raw.fetchrow("SELECT * FROM readings_named WHERE site_id = 'park-1'")
     assert row is not None
     assert (row["volume_m3"], row["energy_kwh"], row["ts"].timestamp() * 1000) == (1.5, None, T0)
     assert await store.load_meter_states() == batch.meter_states
@@ -278,6 +283,7 @@ async def test_empty_batch_is_a_no_op(store: Store) -> None:
 
 
 async def test_replayed_readings_are_ignored(store: Store, raw: asyncpg.Connection[asyncpg.Record]) -> None:
+    await store.sync_registry(registry(FACILITY, IT, GAS))
     first = [reading("it", T0 + i * 1000, float(i)) for i in range(100)]
     await store.write(ProcessedBatch(readings=first))
     # A replay overlapping what is stored, with different values, plus new readings and an in-batch duplicate.
@@ -304,6 +310,10 @@ async def test_replayed_readings_are_ignored(store: Store, raw: asyncpg.Connecti
 
 
 async def test_large_batch_and_its_replay(store: Store) -> None:
+    meters = [
+        Meter(id=f"m{i}", site_id="dc-1", carrier=Carrier.ELECTRICITY, role=Role.IT_LOAD) for i in range(500)
+    ]
+    await store.sync_registry(registry(*meters))
     readings = [reading(f"m{i % 500}", T0 + (i // 500) * 1000, float(i)) for i in range(50_000)]
     await store.write(ProcessedBatch(readings=readings))
     await store.write(ProcessedBatch(readings=readings))
@@ -394,6 +404,7 @@ async def test_alert_changes_in_one_batch_apply_in_order(store: Store) -> None:
 
 
 async def test_failed_write_leaves_nothing_behind(store: Store) -> None:
+    await store.sync_registry(registry(FACILITY, IT, GAS))
     bad = ProcessedBatch(readings=[reading("it", T0, 1.0)], alerts=[alert("exploded", T0)])
     with pytest.raises(StoreError) as info:
         await store.write(bad)

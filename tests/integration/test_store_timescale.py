@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from peakwatch.config import Registry
 from peakwatch.domain.models import MeterInterval, ProcessedBatch, Reading
 from peakwatch.store import Store, TimescalePolicy
 
@@ -62,7 +63,7 @@ async def test_hypertables_and_policies(
         "WHERE hypertable_name = 'readings' AND segmentby_column_index IS NOT NULL "
         "ORDER BY segmentby_column_index"
     )
-    assert [r["attname"] for r in segmentby] == ["site_id", "meter_id"]
+    assert [r["attname"] for r in segmentby] == ["meter_key"]
     compression = await jobs(raw, "policy_compression")
     assert sorted(compression) == ["kpi_windows", "meter_events", "meter_intervals", "readings"]
     assert all('"compress_after": "7 days"' in c for c in compression.values())
@@ -113,6 +114,12 @@ async def test_hourly_aggregate_sums_intervals(
 async def test_writes_into_compressed_chunks(
     timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
 ) -> None:
+    await timescale_store.sync_registry(
+        Registry.from_text(
+            "sites: [{id: dc-1, name: DC, kind: data_centre, "
+            "meters: [{id: it, carrier: electricity, role: it_load}]}]"
+        )
+    )
     readings = [
         Reading(site_id="dc-1", meter_id="it", ts_ms=T0 + i * 1000, energy_kwh=float(i)) for i in range(10)
     ]
