@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 import msgspec
 
 from peakwatch.config import Registry
-from peakwatch.domain.energy import register_delta, split_interval
+from peakwatch.domain.energy import interval_window_ms, register_delta, split_interval, window_start_ms
 from peakwatch.domain.models import (
     DeadLetter,
     Meter,
@@ -287,9 +287,9 @@ class MeterTracker:
                     delta = value - last_value
                     if delta < 0:
                         delta = self._drop_in_register(slot, ts, last_value, value, out)
-                    w = last_ts - last_ts % size
+                    w = window_start_ms(last_ts, size)
                     pending = slot.pending
-                    if ts <= w + size:
+                    if ts <= w + size:  # the common case: split_interval's one-window result, inline
                         pending[w] = pending.get(w, 0.0) + delta
                     else:
                         for ws, share in split_interval(last_ts, ts, delta, size):
@@ -360,7 +360,7 @@ class MeterTracker:
                     dropped = _drop(dropped, r)
                 else:
                     recent[ts] = value
-                    w = ts - 1 - (ts - 1) % size
+                    w = interval_window_ms(ts, size)
                     pending = slot.pending
                     pending[w] = pending.get(w, 0.0) + value
                     if ts > slot.last_ts:

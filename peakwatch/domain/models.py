@@ -109,10 +109,6 @@ class Reading(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     mass_t: float | None = None
     count: float | None = None
 
-    def get(self, quantity: Quantity) -> float | None:
-        value: float | None = getattr(self, quantity.value)
-        return value
-
 
 class ReadingBatch(msgspec.Struct, frozen=True, gc=False):
     """Readings of one site, the unit the bus moves. ``site_id`` is the partition key."""
