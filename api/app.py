@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 
 import peakwatch
-from api.errors import store_error_handler
+from api.errors import store_error_handler, validation_error_handler
 from api.health import HealthProbe
-from api.routes import alerts, dead_letters, kpis, meters, metrics, sites
+from api.routes import accounting, alerts, dead_letters, factors, kpis, meters, metrics, sites, targets
 from api.routes import health as health_routes
 from peakwatch.config import Registry, Settings
 from peakwatch.errors import StoreError
@@ -38,8 +39,19 @@ def create_app(
         openapi_tags=[
             {"name": "health", "description": "Liveness, readiness and component status."},
             {"name": "sites", "description": "Sites and their grid emission factor."},
-            {"name": "kpis", "description": "KPI windows (interim values: see `interim_note`)."},
-            {"name": "meters", "description": "Meters and whether they report."},
+            {
+                "name": "kpis",
+                "description": "KPI windows of every period, their revisions and the restatement queue "
+                "(values under 12 months are interim: see `interim_note`).",
+            },
+            {"name": "meters", "description": "Meters, whether they report, and their replacements."},
+            {
+                "name": "accounting",
+                "description": "Monthly inputs of market-based and intensity KPIs: green certificates and "
+                "contracts, value added.",
+            },
+            {"name": "targets", "description": "Carbon-peak targets and their progress."},
+            {"name": "factors", "description": "Versioned emission and conversion factors, factor sets."},
             {"name": "alerts", "description": "Threshold-rule alerts."},
             {"name": "dead letters", "description": "Refused input, kept with the reason."},
             {"name": "metrics", "description": "Prometheus exposition."},
@@ -51,9 +63,10 @@ def create_app(
     app.state.health = health
     app.state.metrics_registry = metrics_registry
     app.add_exception_handler(StoreError, store_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (sites, kpis, meters, alerts, dead_letters):
+    for module in (sites, kpis, meters, accounting, targets, factors, alerts, dead_letters):
         api.include_router(module.router)
     app.include_router(health_routes.router)
     app.include_router(api)

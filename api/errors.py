@@ -6,9 +6,12 @@ so monitoring and scripts can tell "retry later" from "your request is wrong".
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final
 
 from fastapi import Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.schemas import ErrorPublic
@@ -33,4 +36,25 @@ async def store_error_handler(request: Request, exc: Exception) -> JSONResponse:
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         content={"detail": f"database unavailable: {exc}"},
         headers={"Retry-After": "5"},
+    )
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: a request body may carry them (Python's parser accepts the bare
+    tokens), and echoing them back in the error would fail to encode (a 500 instead of a 422)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 body, made encodable whatever the rejected input was."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": _finite(jsonable_encoder(exc.errors()))},
     )

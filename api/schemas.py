@@ -1,39 +1,84 @@
-"""Response bodies (pydantic v2, ``XPublic``). Built from store and domain values by ``from_*``
-classmethods so handlers stay one-liners and the wire format is defined in one place.
+"""Request and response bodies (pydantic v2: ``XIn`` in, ``XPublic`` out). Responses are built from
+store and domain values by ``from_*`` classmethods so handlers stay one-liners and the wire format is
+defined in one place.
 
 Every instant is given twice: RFC 3339 UTC (``window_start``) for people and ``*_ms`` epoch
-milliseconds for scripts, which then need no date parsing.
+milliseconds for scripts, which then need no date parsing. Months are ``"YYYY-MM"`` in the site's
+time zone.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+import re
+from datetime import date, datetime
+from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.health import ComponentStatus
 from api.payloads import Encoding, preview_payload
-from api.timestamps import datetime_from_ms
-from peakwatch.domain.factors import Factor
-from peakwatch.domain.models import Carrier, KpiWindow, Register, Role, Site, SiteKind
-from peakwatch.store.records import AlertRecord, DeadLetterRecord, MeterStatus
+from api.timestamps import datetime_from_ms, parse_timestamp_ms
+from peakwatch.domain.factors import Factor, FactorSet, Status
+from peakwatch.domain.models import (
+    Carrier,
+    KpiWindow,
+    MeterReplacement,
+    Register,
+    Role,
+    Site,
+    SiteKind,
+)
+from peakwatch.domain.periods import Period
+from peakwatch.domain.targets import Target, TargetKind, TargetProgress, TargetStatus
+from peakwatch.store.inputs import GreenInstrument, InstrumentKind, ValueAdded
+from peakwatch.store.records import (
+    AlertRecord,
+    DeadLetterRecord,
+    KpiRevision,
+    MeterStatus,
+    RestatementRequest,
+)
 
 MeterHealth = Literal["ok", "stale", "never"]
 AlertStateName = Literal["pending", "firing", "resolved"]
+
+KWH_PER_CERTIFICATE: Final = 1000.0
+"""One green electricity certificate (GEC, 绿证) stands for 1 MWh."""
+
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
 def _dt(ms: int | None) -> datetime | None:
     return None if ms is None else datetime_from_ms(ms)
 
 
-def interim_note(duration_ms: int) -> str:
-    """Why a short-window KPI must not be quoted as the site's PUE (ISO/IEC 30134-2 wants 12 months)."""
-    seconds = duration_ms / 1000
-    span = f"{seconds:g} s" if seconds < 3600 else f"{seconds / 3600:g} h"
+def parse_month(text: str) -> date:
+    """``"2025-03"`` -> 2025-03-01; ``ValueError`` with the expected form otherwise."""
+    match = _MONTH.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a month: use YYYY-MM, e.g. 2025-03")
+    return date(int(match.group(1)), int(match.group(2)), 1)
+
+
+def month_text(month: date) -> str:
+    return f"{month.year:04d}-{month.month:02d}"
+
+
+PERIOD_LABELS: Final[dict[Period, str]] = {
+    Period.MINUTE: "1-minute",
+    Period.QUARTER_HOUR: "15-minute",
+    Period.HOUR: "1-hour",
+    Period.DAY: "1-day",
+    Period.MONTH: "calendar-month",
+    Period.YEAR: "12-month",
+}
+
+
+def interim_note(period: Period) -> str:
+    """Why a KPI over less than 12 months must not be quoted as the site's PUE (ISO/IEC 30134-2)."""
     return (
-        f"Interim value over a {span} window. ISO/IEC 30134-2 defines PUE over 12 months; values over "
-        "shorter periods are interim and must be labelled as such when reported."
+        f"Interim value over a {PERIOD_LABELS[period]} window ({period.value}). ISO/IEC 30134-2 defines PUE "
+        "over 12 months; values over shorter periods are interim and must be labelled as such when reported."
     )
 
 
@@ -71,23 +116,83 @@ class ReadyPublic(BaseModel):
     detail: str
 
 
-# ------------------------------------------------------------------------------------------ sites
+# ------------------------------------------------------------------------------------------ factors
 
 
-class GridFactorPublic(BaseModel):
-    """The location-based grid emission factor the site's carbon KPIs use, with its provenance."""
+class FactorPublic(BaseModel):
+    """One version of an emission or conversion factor, with its provenance."""
 
     id: str = Field(examples=["grid.cn.hunan.2023"])
+    version: int = Field(description="1 for the first value of this id; +1 for each revision.")
+    ref: str = Field(description="`id@version`, as recorded in `factors_used` of KPI windows.")
     value: float = Field(examples=[0.4976])
     unit: str = Field(examples=["kgCO2/kWh"])
     source: str
     data_year: int | None
     published: str | None
-    status: Literal["verified", "single_source", "unverified"]
+    status: Status = Field(
+        description="verified: official text or two agreeing copies; single_source; unverified."
+    )
+    recorded_at: datetime | None = Field(
+        description="When this version was added; null for shipped defaults."
+    )
+    recorded_ms: int | None
 
     @classmethod
-    def from_factor(cls, factor: Factor) -> GridFactorPublic:
-        return cls.model_validate(factor, from_attributes=True)
+    def from_factor(cls, f: Factor) -> FactorPublic:
+        return cls(
+            id=f.id,
+            version=f.version,
+            ref=f.ref,
+            value=f.value,
+            unit=f.unit,
+            source=f.source,
+            data_year=f.data_year,
+            published=f.published,
+            status=f.status,
+            recorded_at=_dt(f.recorded_ms),
+            recorded_ms=f.recorded_ms,
+        )
+
+
+class FactorHistoryPublic(BaseModel):
+    id: str
+    current: FactorPublic
+    versions: list[FactorPublic] = Field(description="Every version, oldest first.")
+    factor_sets: list[str] = Field(description="Factor sets that read this factor in some slot.")
+
+
+class FactorIn(BaseModel):
+    """A new factor, or a new version of an existing one (same unit: the KPIs multiply by it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+        examples=["grid.cn.hunan.2024"],
+        description="Letters, digits, `_`, `.`, `-`; at most 100 characters.",
+    )
+    value: float = Field(ge=0, allow_inf_nan=False, examples=[0.4812])
+    unit: str = Field(min_length=1, max_length=50, examples=["kgCO2/kWh"])
+    source: str = Field(min_length=1, max_length=500, description="Where the value comes from.")
+    data_year: int | None = Field(default=None, ge=1900, le=2100)
+    published: str | None = Field(default=None, max_length=20, description="Publication date (ISO 8601).")
+    status: Status = "unverified"
+
+
+class FactorSetPublic(BaseModel):
+    name: str = Field(examples=["default"])
+    description: str
+    slots: dict[str, str] = Field(
+        description="Every slot the KPIs read -> the factor id this set fills it with."
+    )
+
+    @classmethod
+    def from_set(cls, s: FactorSet, slot_names: list[str]) -> FactorSetPublic:
+        return cls(name=s.name, description=s.description, slots={k: s.factor_id(k) for k in slot_names})
+
+
+# ------------------------------------------------------------------------------------------ sites
 
 
 class SitePublic(BaseModel):
@@ -95,16 +200,26 @@ class SitePublic(BaseModel):
     name: str
     kind: SiteKind
     timezone: str = Field(examples=["Asia/Shanghai"])
-    grid_factor_id: str = Field(examples=["grid.cn.hunan.2023"])
+    factor_set: str = Field(examples=["default"], description="The factor set the site's KPIs use.")
+    grid_factor_id: str | None = Field(
+        examples=["grid.cn.hunan.2023"],
+        description="Location-based grid factor: the site's own choice, else its factor set's `grid` slot; "
+        "null when the running configuration does not know the site's factor set.",
+    )
+    pue_category: str = Field(
+        examples=["category 1"], description="Measurement category stated with every published PUE."
+    )
 
     @classmethod
-    def from_site(cls, site: Site) -> SitePublic:
+    def from_site(cls, site: Site, grid_factor_id: str | None) -> SitePublic:
         return cls(
             id=site.id,
             name=site.name,
             kind=site.kind,
             timezone=site.timezone,
-            grid_factor_id=site.grid_factor,
+            factor_set=site.factor_set,
+            grid_factor_id=grid_factor_id,
+            pue_category=site.pue_category,
         )
 
 
@@ -117,9 +232,9 @@ class MeterCountsPublic(BaseModel):
 class SiteDetailPublic(SitePublic):
     meters_count: int
     meters_by_status: MeterCountsPublic
-    grid_factor: GridFactorPublic | None = Field(
-        description="null when the factor id is not in the running registry's factor library "
-        "(the site was stored by an older configuration)."
+    grid_factor: FactorPublic | None = Field(
+        description="The current version of the grid factor; null when the factor id is not in the running "
+        "factor library (the site was stored by an older configuration)."
     )
 
 
@@ -127,53 +242,128 @@ class SiteDetailPublic(SitePublic):
 
 
 class KpiWindowPublic(BaseModel):
-    """KPIs of one site over the closed event-time window ``[window_start, window_end)``.
+    """KPIs of one site over the closed window ``[window_start, window_end)`` of a period.
 
-    A ratio is null when its denominator is zero or not metered (never 0 or infinity); PUE is null
-    for parks.
+    Every value is computed from the window's additive `components` (a longer window's components are
+    the sums of its minutes'), so ratios are never averaged. A ratio is null when its denominator is
+    zero or not metered (never 0 or infinity); data-centre KPIs are null for parks. Market-based values
+    and intensities per value added need monthly inputs: null for windows shorter than a month.
     """
 
     site_id: str
+    period: Period = Field(description="1m, 15m, 1h, 1d (local day), 1mo (local calendar month), 12mo.")
     window_start: datetime
     window_end: datetime
     window_start_ms: int
     window_end_ms: int
-    pue: float | None = Field(description="facility kWh / IT kWh (data centres only).")
-    electrification_rate: float | None = Field(description="electricity kgce / total final energy kgce.")
-    carbon_intensity_kg_per_kwh: float | None = Field(
-        description="Location-based: purchased electricity x grid factor / electricity consumed."
+    # --- energies
+    electricity_kwh: float = Field(description="Electricity consumed on site, kWh (energy balance).")
+    facility_kwh: float | None = Field(description="Sum of facility_total meters, kWh; null if none.")
+    it_kwh: float | None = Field(description="Sum of it_load meters, kWh; null if none.")
+    renewable_generation_kwh: float = Field(description="PV + wind generation, kWh.")
+    renewable_consumed_kwh: float = Field(
+        description="min(generation − export, electricity consumed), not below 0, kWh."
     )
-    emissions_kg: float = Field(description="kgCO2: purchased electricity + fuels + purchased heat/steam.")
-    electricity_emissions_kg: float
-    green_power_share: float | None = Field(description="On-site renewables consumed / electricity consumed.")
-    electricity_kwh: float
-    facility_kwh: float | None
-    it_kwh: float | None
-    renewable_generation_kwh: float
-    renewable_consumed_kwh: float
     grid_import_kwh: float
     grid_export_kwh: float
-    electricity_kgce: float
-    total_kgce: float
-    completeness: float = Field(ge=0, le=1, description="Share of the site's meters that covered the window.")
+    electricity_kgce: float = Field(description="electricity_kwh × 0.1229 kgce/kWh (equivalent value), kgce.")
+    electricity_kgce_coal: float = Field(
+        description="electricity_kwh × the coal-equivalent factor (发电煤耗, e.g. 0.3024 kgce/kWh), kgce."
+    )
+    total_kgce: float = Field(
+        description="Final energy: electricity (equivalent value) + fuels and heat, kgce."
+    )
+    # --- PUE family
+    pue: float | None = Field(
+        description="(facility kWh + fuels used directly, as kWh) ÷ IT kWh; data centres only. "
+        "Interim unless period is 12mo; quote with pue_category."
+    )
+    pue_category: str | None = Field(
+        description="The site's PUE measurement category (ISO/IEC 30134-2); null for parks."
+    )
+    ppue: dict[str, float | None] = Field(
+        description="Partial PUE per zone: zone electricity (IT, cooling, lighting, losses) ÷ zone IT kWh."
+    )
+    gb40879_grade: str | None = Field(
+        description="GB 40879-2021 grade 1/2/3 of the electric energy ratio facility ÷ IT, or over_limit "
+        "(thresholds configurable: the standard's table is unverified). Data centres only."
+    )
+    cue: float | None = Field(description="emissions_kg ÷ it_kwh, kgCO2/kWh (ISO/IEC 30134-8).")
+    wue_l_per_kwh: float | None = Field(description="Water m3 × 1000 ÷ it_kwh, L/kWh (ISO/IEC 30134-9).")
+    erf: float | None = Field(
+        description="Energy reused outside the site ÷ total energy (ISO/IEC 30134-6), 0..1."
+    )
+    ref: float | None = Field(
+        description="(Renewables consumed + certificates/contracts applied) ÷ total energy, capped at 1 "
+        "(ISO/IEC 30134-3)."
+    )
+    # --- electrification
+    electrification_rate: float | None = Field(
+        description="electricity_kgce ÷ (electricity_kgce + fuels kgce), electricity at the equivalent value."
+    )
+    electrification_rate_coal: float | None = Field(
+        description="The same with electricity at the coal-equivalent value (发电煤耗)."
+    )
+    # --- carbon, location-based
+    electricity_emissions_kg: float = Field(description="Purchased electricity × grid factor, kgCO2.")
+    emissions_kg: float = Field(
+        description="Location-based: electricity + fuels + purchased heat/steam, kgCO2."
+    )
+    carbon_intensity_kg_per_kwh: float | None = Field(
+        description="Location-based: electricity_emissions_kg ÷ electricity_kwh, kgCO2/kWh."
+    )
+    green_power_share: float | None = Field(description="renewable_consumed_kwh ÷ electricity_kwh, 0..1.")
+    # --- carbon, market-based (monthly inputs)
+    green_certificates_kwh: float | None = Field(
+        description="Green certificates and contracts applied to the window, kWh (months and longer)."
+    )
+    electricity_emissions_market_kg: float | None = Field(
+        description="(Purchased − certificates, not below 0) × residual grid factor, kgCO2."
+    )
+    emissions_market_kg: float | None = Field(description="Market-based: electricity + fuels, kgCO2.")
+    carbon_intensity_market_kg_per_kwh: float | None = Field(
+        description="electricity_emissions_market_kg ÷ electricity_kwh, kgCO2/kWh."
+    )
+    green_power_share_market: float | None = Field(
+        description="(Renewables consumed + certificates applied) ÷ electricity_kwh, 0..1."
+    )
+    # --- demand and intensity
+    max_demand_kw: float | None = Field(
+        description="Largest 15-minute average demand (grid import, else consumption) in the window, kW; "
+        "null for 1m windows."
+    )
+    output: float | None = Field(description="Production output (production counters), the counter's unit.")
+    energy_intensity_kgce_per_unit: float | None = Field(description="total_kgce ÷ output, kgce per unit.")
+    value_added_10k_cny: float | None = Field(description="Value added entered for the months, 10,000 CNY.")
+    energy_intensity_kgce_per_10k_cny: float | None = Field(
+        description="total_kgce ÷ value_added_10k_cny, kgce per 10,000 CNY."
+    )
+    # --- quality and provenance
+    completeness: float = Field(
+        ge=0, le=1, description="Share of the expected meter-minutes (meters × minutes) present, 0..1."
+    )
+    estimated: bool = Field(description="Some input was estimated (energy integrated from power).")
     flags: list[str] = Field(description="Meter events inside the window (reset, rollover, late ...).")
+    revision: int = Field(description="0 first computation; +1 per restatement (see the revisions route).")
+    factors_used: dict[str, str] = Field(
+        description="Factor slot -> `id@version` the values were computed with."
+    )
+    components: dict[str, float] = Field(
+        description="The additive energies and counts every KPI above was computed from."
+    )
     interim: bool
     interim_note: str | None = Field(description="Why the values are interim; null when they are not.")
 
     @classmethod
-    def from_window(cls, w: KpiWindow) -> KpiWindowPublic:
+    def from_window(cls, w: KpiWindow, site: Site) -> KpiWindowPublic:
+        period = Period(w.period)
         return cls(
             site_id=w.site_id,
+            period=period,
             window_start=datetime_from_ms(w.start_ms),
             window_end=datetime_from_ms(w.end_ms),
             window_start_ms=w.start_ms,
             window_end_ms=w.end_ms,
-            pue=w.pue,
-            electrification_rate=w.electrification_rate,
-            carbon_intensity_kg_per_kwh=w.carbon_intensity_kg_per_kwh,
-            emissions_kg=w.emissions_kg,
-            electricity_emissions_kg=w.electricity_emissions_kg,
-            green_power_share=w.green_power_share,
             electricity_kwh=w.electricity_kwh,
             facility_kwh=w.facility_kwh,
             it_kwh=w.it_kwh,
@@ -182,12 +372,68 @@ class KpiWindowPublic(BaseModel):
             grid_import_kwh=w.grid_import_kwh,
             grid_export_kwh=w.grid_export_kwh,
             electricity_kgce=w.electricity_kgce,
+            electricity_kgce_coal=w.electricity_kgce_coal,
             total_kgce=w.total_kgce,
+            pue=w.pue,
+            pue_category=site.pue_category if site.kind is SiteKind.DATA_CENTRE else None,
+            ppue=dict(w.ppue),
+            gb40879_grade=w.gb40879_grade,
+            cue=w.cue,
+            wue_l_per_kwh=w.wue_l_per_kwh,
+            erf=w.erf,
+            ref=w.ref,
+            electrification_rate=w.electrification_rate,
+            electrification_rate_coal=w.electrification_rate_coal,
+            electricity_emissions_kg=w.electricity_emissions_kg,
+            emissions_kg=w.emissions_kg,
+            carbon_intensity_kg_per_kwh=w.carbon_intensity_kg_per_kwh,
+            green_power_share=w.green_power_share,
+            green_certificates_kwh=w.green_certificates_kwh,
+            electricity_emissions_market_kg=w.electricity_emissions_market_kg,
+            emissions_market_kg=w.emissions_market_kg,
+            carbon_intensity_market_kg_per_kwh=w.carbon_intensity_market_kg_per_kwh,
+            green_power_share_market=w.green_power_share_market,
+            max_demand_kw=w.max_demand_kw,
+            output=w.output,
+            energy_intensity_kgce_per_unit=w.energy_intensity_kgce_per_unit,
+            value_added_10k_cny=w.value_added_10k_cny,
+            energy_intensity_kgce_per_10k_cny=w.energy_intensity_kgce_per_10k_cny,
             completeness=w.completeness,
+            estimated=w.estimated,
             flags=list(w.flags),
+            revision=w.revision,
+            factors_used=dict(w.factors_used),
+            components=dict(w.components),
             interim=w.interim,
-            interim_note=interim_note(w.end_ms - w.start_ms) if w.interim else None,
+            interim_note=interim_note(period) if w.interim else None,
         )
+
+
+class KpiRevisionPublic(BaseModel):
+    revision: int = Field(description="The revision number these earlier values had (0: first computation).")
+    reason: str = Field(examples=["late_data"], description="Why these values were replaced.")
+    detail: str
+    replaced_at: datetime
+    replaced_ms: int
+    previous: KpiWindowPublic = Field(description="The window as it was before this restatement.")
+
+    @classmethod
+    def from_revision(cls, r: KpiRevision, site: Site) -> KpiRevisionPublic:
+        return cls(
+            revision=r.previous.revision,
+            reason=r.reason,
+            detail=r.detail,
+            replaced_at=datetime_from_ms(r.replaced_ms),
+            replaced_ms=r.replaced_ms,
+            previous=KpiWindowPublic.from_window(r.previous, site),
+        )
+
+
+class KpiHistoryPublic(BaseModel):
+    current: KpiWindowPublic
+    revisions: list[KpiRevisionPublic] = Field(
+        description="Earlier values, oldest first (empty: never restated)."
+    )
 
 
 # ------------------------------------------------------------------------------------------ meters
@@ -311,4 +557,305 @@ class DeadLetterPublic(BaseModel):
             payload_encoding=preview.encoding,
             payload_size_bytes=preview.size_bytes,
             payload_truncated=preview.truncated,
+        )
+
+
+# ------------------------------------------------------------------------------------------ restatements
+
+
+class RestatementPublic(BaseModel):
+    """A recomputation queued for the processor's accountant."""
+
+    id: int
+    site_id: str | None = Field(description="null: every site (a factor revision).")
+    meter_id: str | None = Field(
+        description="Set when the meter's intervals are re-derived from its readings."
+    )
+    from_: datetime = Field(alias="from")
+    from_ms: int
+    to: datetime
+    to_ms: int
+    reason: str = Field(examples=["meter_replacement"])
+    detail: str
+    requested_at: datetime
+    requested_ms: int
+    done_at: datetime | None
+    done_ms: int | None
+    status: Literal["pending", "done"]
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    @classmethod
+    def from_request(cls, r: RestatementRequest) -> RestatementPublic:
+        return cls(
+            id=r.id,
+            site_id=r.site_id,
+            meter_id=r.meter_id,
+            from_=datetime_from_ms(r.from_ms),
+            from_ms=r.from_ms,
+            to=datetime_from_ms(r.to_ms),
+            to_ms=r.to_ms,
+            reason=r.reason,
+            detail=r.detail,
+            requested_at=datetime_from_ms(r.requested_ms),
+            requested_ms=r.requested_ms,
+            done_at=_dt(r.done_ms),
+            done_ms=r.done_ms,
+            status="pending" if r.done_ms is None else "done",
+        )
+
+
+class FactorWrittenPublic(BaseModel):
+    factor: FactorPublic = Field(description="The factor's current version after the request.")
+    restatement: RestatementPublic | None = Field(
+        description="The queued restatement; null when the value was identical to the current version."
+    )
+
+
+# -------------------------------------------------------------------------------------- meter replacements
+
+
+class ReplacementIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ts: int | str = Field(
+        description="When the meter was swapped: RFC 3339 with an offset or epoch milliseconds.",
+        examples=["2025-03-01T10:30:00+08:00"],
+    )
+    old_final: float = Field(
+        ge=0, allow_inf_nan=False, description="Last register value of the old meter, in the meter's unit."
+    )
+    new_initial: float = Field(
+        ge=0, allow_inf_nan=False, description="First register value of the new meter, in the meter's unit."
+    )
+    note: str = Field(default="", max_length=500)
+
+    @field_validator("ts")
+    @classmethod
+    def _parse_ts(cls, value: int | str) -> int:
+        return parse_timestamp_ms(str(value))
+
+    @property
+    def ts_ms(self) -> int:
+        assert isinstance(self.ts, int)  # the validator made it so
+        return self.ts
+
+
+class ReplacementPublic(BaseModel):
+    site_id: str
+    meter_id: str
+    ts: datetime
+    ts_ms: int
+    old_final: float = Field(description="In the canonical unit (`unit`).")
+    new_initial: float = Field(description="In the canonical unit (`unit`).")
+    unit: str = Field(examples=["kWh"], description="Canonical unit of the meter's quantity.")
+    note: str
+
+    @classmethod
+    def from_replacement(cls, r: MeterReplacement, unit: str) -> ReplacementPublic:
+        return cls(
+            site_id=r.site_id,
+            meter_id=r.meter_id,
+            ts=datetime_from_ms(r.ts_ms),
+            ts_ms=r.ts_ms,
+            old_final=r.old_final,
+            new_initial=r.new_initial,
+            unit=unit,
+            note=r.note,
+        )
+
+
+class ReplacementCreatedPublic(BaseModel):
+    replacement: ReplacementPublic
+    restatement: RestatementPublic
+
+
+# ------------------------------------------------------------------------------------------ green instruments
+
+
+class GreenInstrumentIn(BaseModel):
+    """Either ``kwh`` or ``certificates`` (1 certificate = 1,000 kWh; kind ``certificate`` only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    month: str = Field(examples=["2025-03"], description="Local calendar month, YYYY-MM.")
+    kind: InstrumentKind = Field(
+        description="certificate: green electricity certificates (GEC); contract: a "
+        "green-power purchase (绿电交易)."
+    )
+    kwh: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    certificates: int | None = Field(default=None, ge=0, description="Number of GECs (1 GEC = 1,000 kWh).")
+    reference: str = Field(default="", max_length=200, description="Certificate batch or contract number.")
+
+    @field_validator("month")
+    @classmethod
+    def _check_month(cls, value: str) -> str:
+        parse_month(value)
+        return value.strip()
+
+    @property
+    def month_date(self) -> date:
+        return parse_month(self.month)
+
+
+class GreenInstrumentPublic(BaseModel):
+    id: int
+    site_id: str
+    month: str = Field(examples=["2025-03"])
+    kind: InstrumentKind
+    kwh: float
+    reference: str
+    recorded_at: datetime
+    recorded_ms: int
+
+    @classmethod
+    def from_instrument(cls, g: GreenInstrument) -> GreenInstrumentPublic:
+        return cls(
+            id=g.id,
+            site_id=g.site_id,
+            month=month_text(g.month),
+            kind=g.kind,
+            kwh=g.kwh,
+            reference=g.reference,
+            recorded_at=datetime_from_ms(g.recorded_ms),
+            recorded_ms=g.recorded_ms,
+        )
+
+
+class GreenInstrumentCreatedPublic(BaseModel):
+    instrument: GreenInstrumentPublic
+    restatement: RestatementPublic
+
+
+# ------------------------------------------------------------------------------------------ value added
+
+
+class ValueAddedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value_cny: float = Field(ge=0, allow_inf_nan=False, description="Value added of the month, CNY.")
+
+
+class ValueAddedPublic(BaseModel):
+    site_id: str
+    month: str = Field(examples=["2025-03"])
+    value_cny: float
+    value_added_10k_cny: float = Field(description="value_cny ÷ 10,000 (the unit of energy intensity).")
+    recorded_at: datetime
+    recorded_ms: int
+
+    @classmethod
+    def from_value(cls, v: ValueAdded) -> ValueAddedPublic:
+        return cls(
+            site_id=v.site_id,
+            month=month_text(v.month),
+            value_cny=v.value_cny,
+            value_added_10k_cny=v.value_cny / 10_000,
+            recorded_at=datetime_from_ms(v.recorded_ms),
+            recorded_ms=v.recorded_ms,
+        )
+
+
+class ValueAddedWrittenPublic(BaseModel):
+    value_added: ValueAddedPublic
+    restatement: RestatementPublic
+
+
+# ------------------------------------------------------------------------------------------ targets
+
+
+class TargetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kpi: str = Field(examples=["pue"], description="Any numeric field of a KPI window.")
+    kind: TargetKind = Field(
+        description="at_most / at_least: keep the KPI at most / at least `value`; reduce_by: reduce it "
+        "by the share `value` (0.14 = −14%) against `baseline_year`."
+    )
+    value: float = Field(allow_inf_nan=False, examples=[1.3])
+    year: int = Field(ge=2000, le=2100, examples=[2025])
+    baseline_year: int | None = Field(default=None, ge=2000, le=2100, examples=[None])
+    note: str = Field(default="", max_length=500)
+
+
+class TargetPublic(BaseModel):
+    id: int
+    site_id: str
+    kpi: str
+    kind: TargetKind
+    value: float
+    year: int
+    baseline_year: int | None
+    note: str
+
+    @classmethod
+    def from_target(cls, t: Target) -> TargetPublic:
+        assert t.id is not None  # stored targets have one
+        return cls(
+            id=t.id,
+            site_id=t.site_id,
+            kpi=t.kpi,
+            kind=t.kind,
+            value=t.value,
+            year=t.year,
+            baseline_year=t.baseline_year,
+            note=t.note,
+        )
+
+
+class SpanPublic(BaseModel):
+    """The data a value was computed from: the site's closed windows starting in ``[from, to)``."""
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    from_: datetime = Field(alias="from")
+    from_ms: int
+    to: datetime
+    to_ms: int
+
+    @classmethod
+    def of(cls, from_ms: int, to_ms: int) -> SpanPublic:
+        return cls(from_=datetime_from_ms(from_ms), from_ms=from_ms, to=datetime_from_ms(to_ms), to_ms=to_ms)
+
+
+class TargetProgressPublic(BaseModel):
+    target: TargetPublic
+    status: TargetStatus = Field(
+        description="on_track / at_risk by the projection while the year runs; met / missed once it is over; "
+        "no_data when the KPI (or its baseline) cannot be computed."
+    )
+    current: float | None = Field(description="The KPI over the year to date (`year_to_date`).")
+    projection: float | None = Field(
+        description="Year-end estimate: totals ÷ elapsed_share; ratios (PUE, intensities, shares) as "
+        "they are."
+    )
+    target_value: float | None = Field(description="`value`, or baseline × (1 − value) for reduce_by.")
+    baseline: float | None = Field(description="The KPI over the baseline year (reduce_by).")
+    elapsed_share: float = Field(ge=0, le=1, description="Share of the year covered by `year_to_date`.")
+    interim: bool = Field(description="The year is not over: current and projection will change.")
+    completeness: float | None = Field(description="Completeness of the year-to-date data (see KPI windows).")
+    year_to_date: SpanPublic
+    baseline_span: SpanPublic | None
+
+    @classmethod
+    def from_progress(
+        cls,
+        p: TargetProgress,
+        *,
+        year_to_date: SpanPublic,
+        baseline_span: SpanPublic | None,
+        completeness: float | None,
+    ) -> TargetProgressPublic:
+        return cls(
+            target=TargetPublic.from_target(p.target),
+            status=p.status,
+            current=p.current,
+            projection=p.projection,
+            target_value=p.target_value,
+            baseline=p.baseline,
+            elapsed_share=p.elapsed_share,
+            interim=p.elapsed_share < 1.0,
+            completeness=completeness,
+            year_to_date=year_to_date,
+            baseline_span=baseline_span,
         )

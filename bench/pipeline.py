@@ -61,6 +61,7 @@ async def _run(args: argparse.Namespace) -> None:
         proc = Processor(
             bus, stack.store, registry, settings, ProcessorMetrics(stack.metrics), on_written=on_written
         )
+        proc.attach_accountant(stack.store)
         stopping = asyncio.Event()
         loop = _serial(proc, stopping) if args.serial_processor else proc.run()
         task = asyncio.create_task(loop, name="processor")

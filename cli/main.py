@@ -8,6 +8,8 @@ import dataclasses
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,10 +18,12 @@ from rich.console import Console
 from rich.panel import Panel
 
 from peakwatch.config import Registry, Settings
+from peakwatch.domain.models import RestatementReason
 from peakwatch.errors import PeakwatchError
 
 if TYPE_CHECKING:
     from cli.stack import Stack
+    from peakwatch.store import Store
     from simulators.options import SimulationOptions
 
 app = typer.Typer(
@@ -352,12 +356,12 @@ def db_migrate(
     _run(_migrate(settings))
 
 
-async def _migrate(settings: Settings) -> None:
-    from cli.stack import load_registry
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Store]:
+    """A migrated store: the configured database, else the embedded one (started and stopped here)."""
     from peakwatch.embedded.postgres import EmbeddedPostgres
     from peakwatch.store import Store
 
-    registry: Registry = load_registry(settings)
     pg = None
     url = settings.database_url
     if url is None:
@@ -366,18 +370,67 @@ async def _migrate(settings: Settings) -> None:
     try:
         store = await Store.connect(url)
         try:
-            applied = await store.migrate()
-            await store.sync_registry(registry)
-            console.print(
-                f"migrations applied: {', '.join(applied) or 'none (up to date)'}; "
-                f"TimescaleDB: {'yes' if store.timescale else 'no (plain PostgreSQL)'}; "
-                f"registry: {len(registry.sites)} sites, {len(registry.meters)} meters"
-            )
+            yield store
         finally:
             await store.close()
     finally:
         if pg is not None:
             await asyncio.to_thread(pg.stop)
+
+
+async def _migrate(settings: Settings) -> None:
+    from cli.stack import load_registry
+
+    registry: Registry = load_registry(settings)
+    async with _database(settings) as store:
+        applied = await store.migrate()
+        await store.sync_registry(registry)
+        console.print(
+            f"migrations applied: {', '.join(applied) or 'none (up to date)'}; "
+            f"TimescaleDB: {'yes' if store.timescale else 'no (plain PostgreSQL)'}; "
+            f"registry: {len(registry.sites)} sites, {len(registry.meters)} meters"
+        )
+
+
+def _parse_instant(value: str) -> int:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 date or time, e.g. 2026-01-01") from None
+    if parsed.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} has no UTC offset; write e.g. 2026-01-01T00:00+08:00")
+    return int(parsed.timestamp() * 1000)
+
+
+@db_app.command("restate")
+def db_restate(
+    from_: Annotated[
+        str, typer.Option("--from", help="Start, ISO 8601 with offset (2026-01-01T00:00+08:00).")
+    ],
+    to: Annotated[str, typer.Option(help="End (exclusive), ISO 8601 with offset.")],
+    site: Annotated[str | None, typer.Option(help="One site; default: every site.")] = None,
+    database_url: DbUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    db_port: Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")] = 5433,
+) -> None:
+    """Queue a restatement: the running processor rebuilds the windows of the range from the stored
+    meter intervals and keeps every changed value as a revision (reason ``manual``). Use it after
+    upgrading from a schema without multi-period windows, or after correcting data by hand."""
+    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
+    start, end = _parse_instant(from_), _parse_instant(to)
+    if end <= start:
+        raise typer.BadParameter("--to must be after --from")
+    _run(_restate(settings, site, start, end))
+
+
+async def _restate(settings: Settings, site: str | None, start: int, end: int) -> None:
+    async with _database(settings) as store:
+        await store.migrate()
+        request_id = await store.inputs.request_restatement(
+            site, None, start, end, RestatementReason.MANUAL.value, "requested with peakwatch db restate"
+        )
+        console.print(f"restatement {request_id} queued; the processor picks it up within a second")
 
 
 def _mount_simulate() -> None:

@@ -171,6 +171,7 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
     if processor:
         assert stack.store is not None
         proc = Processor(bus, stack.store, registry, settings, ProcessorMetrics(stack.metrics))
+        proc.attach_accountant(stack.store)
         stack.processor = proc
         task = stack.spawn("processor", proc.run())
 

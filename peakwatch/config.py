@@ -4,12 +4,14 @@ Both are built once at start-up by the composition root (``cli``) and passed dow
 created at import time.
 
 * ``Settings`` (pydantic-settings, env prefix ``PEAKWATCH_``): where things run.
-* ``Registry`` (YAML, see docs/configuration.md): sites, meters, alert rules and factor overrides.
+* ``Registry`` (YAML, see docs/configuration.md): sites, meters, alert rules, factor overrides, factor
+  sets and the GB 40879 thresholds.
   It is mirrored into the database (``sites``/``meters`` tables) so the API and SQL users see it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -21,8 +23,17 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from peakwatch.domain.factors import DEFAULT_FACTORS, Factor, FactorLibrary
-from peakwatch.domain.models import Carrier, Meter, Register, Role, Site
+from peakwatch.domain.factors import (
+    DEFAULT_FACTORS,
+    DEFAULT_SET,
+    DEFAULT_SLOTS,
+    Factor,
+    FactorLibrary,
+    FactorSet,
+    ResolvedFactors,
+)
+from peakwatch.domain.kpis import DEFAULT_GB40879_THRESHOLDS
+from peakwatch.domain.models import Carrier, Meter, Quantity, Register, Role, Site
 from peakwatch.domain.rules import KPI_FIELDS, ThresholdRule
 from peakwatch.domain.units import CARRIER_QUANTITIES, METER_UNITS, meter_quantity
 from peakwatch.errors import ConfigError
@@ -88,9 +99,12 @@ class _MeterDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     id: str
     carrier: Carrier
     role: Role
-    register: Register = Register.CUMULATIVE
+    register: Register | None = None
+    """``None``: ``power`` for a power unit (W, kW, MW), else ``cumulative``."""
     unit: str = "kWh"
     register_max: float | None = None
+    rated_kw: float | None = None
+    zone: str | None = None
 
 
 class _SiteDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -98,7 +112,9 @@ class _SiteDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str
     kind: str
     timezone: str = "Asia/Shanghai"
-    grid_factor: str = "grid.cn.hunan.2023"
+    grid_factor: str | None = None
+    factor_set: str = DEFAULT_SET.name
+    pue_category: str = "category 1"
     meters: list[_MeterDoc] = []
 
 
@@ -124,17 +140,25 @@ class _FactorDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     status: str = "unverified"
 
 
+class _FactorSetDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    description: str = ""
+    slots: dict[str, str] = {}
+
+
 class _RegistryDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sites: list[_SiteDoc] = []
     rules: list[_RuleDoc] = []
     factors: list[_FactorDoc] = []
+    factor_sets: list[_FactorSetDoc] = []
+    gb40879_thresholds: list[float] | None = None
 
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class Registry:
-    """Sites, meters, rules and factors, validated and indexed for the hot path."""
+    """Sites, meters, rules and factors (with the factor sets), validated and indexed for the hot path."""
 
     def __init__(
         self,
@@ -142,11 +166,15 @@ class Registry:
         meters: Iterable[Meter],
         rules: Iterable[ThresholdRule] = (),
         factors: FactorLibrary | None = None,
+        *,
+        gb40879_thresholds: tuple[float, float, float] = DEFAULT_GB40879_THRESHOLDS,
     ) -> None:
         self.sites: dict[str, Site] = {s.id: s for s in sites}
         self.meters: dict[tuple[str, str], Meter] = {(m.site_id, m.id): m for m in meters}
         self.rules: tuple[ThresholdRule, ...] = tuple(rules)
         self.factors: FactorLibrary = factors or FactorLibrary()
+        self.gb40879_thresholds: tuple[float, float, float] = gb40879_thresholds
+        """Upper limits of the electric energy ratio for GB 40879-2021 grades 1, 2 and 3."""
         self._by_site: dict[str, tuple[Meter, ...]] = {
             sid: tuple(m for m in self.meters.values() if m.site_id == sid) for sid in self.sites
         }
@@ -156,6 +184,10 @@ class Registry:
 
     def site_meters(self, site_id: str) -> tuple[Meter, ...]:
         return self._by_site.get(site_id, ())
+
+    def resolve_factors(self, site: Site) -> ResolvedFactors:
+        """The numbers ``site``'s KPIs use: its factor set, with its own grid factor if it names one."""
+        return self.factors.resolve(site.factor_set, site.grid_factor)
 
     # ------------------------------------------------------------------ loading
 
@@ -187,18 +219,28 @@ class Registry:
         except msgspec.ValidationError as exc:
             raise ConfigError(f"{source}: {exc}") from exc
         factors = _factor_library(doc.factors, source)
+        factors = factors.with_sets(_factor_sets(doc.factor_sets, factors, source))
+        thresholds = _gb40879_thresholds(doc.gb40879_thresholds, source)
         sites: list[Site] = []
         meters: list[Meter] = []
         for s in doc.sites:
             if not _ID.match(s.id):
                 raise ConfigError(f"{source}: site id {s.id!r} must match {_ID.pattern}")
-            if s.grid_factor not in factors:
-                raise ConfigError(f"{source}: site {s.id}: unknown grid_factor {s.grid_factor!r}")
-            if factors.get(s.grid_factor).unit != GRID_FACTOR_UNIT:
+            if s.grid_factor is not None:
+                if s.grid_factor not in factors:
+                    raise ConfigError(f"{source}: site {s.id}: unknown grid_factor {s.grid_factor!r}")
+                if factors.get(s.grid_factor).unit != GRID_FACTOR_UNIT:
+                    raise ConfigError(
+                        f"{source}: site {s.id}: grid_factor {s.grid_factor!r} is in "
+                        f"{factors.get(s.grid_factor).unit}, not {GRID_FACTOR_UNIT}"
+                    )
+            if s.factor_set not in factors.sets:
                 raise ConfigError(
-                    f"{source}: site {s.id}: grid_factor {s.grid_factor!r} is in "
-                    f"{factors.get(s.grid_factor).unit}, not {GRID_FACTOR_UNIT}"
+                    f"{source}: site {s.id}: unknown factor_set {s.factor_set!r}; "
+                    f"known: {', '.join(sorted(factors.sets))}"
                 )
+            if not s.pue_category.strip():
+                raise ConfigError(f"{source}: site {s.id}: pue_category must not be empty")
             try:
                 site = msgspec.convert(
                     {
@@ -207,6 +249,8 @@ class Registry:
                         "kind": s.kind,
                         "timezone": s.timezone,
                         "grid_factor": s.grid_factor,
+                        "factor_set": s.factor_set,
+                        "pue_category": s.pue_category,
                     },
                     Site,
                 )
@@ -232,15 +276,22 @@ class Registry:
                         f"{source}: meter {s.id}/{m.id}: unit {m.unit!r} does not fit carrier "
                         f"{m.carrier.value}; use one of {', '.join(units)}"
                     )
+                register = _meter_register(m, quantity, f"{source}: meter {s.id}/{m.id}")
+                if m.rated_kw is not None and not (0 < m.rated_kw < math.inf):
+                    raise ConfigError(
+                        f"{source}: meter {s.id}/{m.id}: rated_kw must be a number > 0, not {m.rated_kw}"
+                    )
                 meters.append(
                     Meter(
                         id=m.id,
                         site_id=s.id,
                         carrier=m.carrier,
                         role=m.role,
-                        register=m.register,
+                        register=register,
                         unit=m.unit,
                         register_max=m.register_max,
+                        rated_kw=m.rated_kw,
+                        zone=m.zone,
                     )
                 )
         if len({s.id for s in sites}) != len(sites):
@@ -270,10 +321,78 @@ class Registry:
                 )
             except msgspec.ValidationError as exc:
                 raise ConfigError(f"{source}: rule {r.name}: {exc}") from exc
-        return cls(sites, meters, rules, factors)
+        return cls(sites, meters, rules, factors, gb40879_thresholds=thresholds)
 
 
 GRID_FACTOR_UNIT = "kgCO2/kWh"
+
+
+def _meter_register(m: _MeterDoc, quantity: Quantity, where: str) -> Register:
+    """A power unit means instantaneous samples, to be integrated; any other unit is a register. The two
+    cannot be mixed: differencing kW samples, or integrating a kWh register, gives nonsense."""
+    is_power = quantity is Quantity.POWER_KW
+    if is_power and m.register_max is not None:
+        raise ConfigError(f"{where}: register_max applies to energy registers, not to power samples")
+    if m.register is None:
+        return Register.POWER if is_power else Register.CUMULATIVE
+    if is_power and m.register is not Register.POWER:
+        raise ConfigError(
+            f"{where}: unit {m.unit!r} is power, so the register must be power (samples integrated "
+            f"over time), not {m.register.value}; use an energy unit (kWh, MWh, Wh) for a {m.register.value} "
+            "register"
+        )
+    if m.register is Register.POWER and not is_power:
+        raise ConfigError(
+            f"{where}: register power needs a power unit (W, kW, MW), not {m.unit!r}; use register "
+            "cumulative or interval for an energy register"
+        )
+    return m.register
+
+
+def _factor_sets(docs: list[_FactorSetDoc], library: FactorLibrary, source: str) -> tuple[FactorSet, ...]:
+    """The registry's factor sets. Each slot must be one the KPIs read and name a factor in the unit of
+    the shipped one: the code multiplies by it, so a kgCO2/m3 factor in the grid slot would be wrong."""
+    shipped = {f.id: f for f in DEFAULT_FACTORS}
+    sets: list[FactorSet] = []
+    seen: set[str] = set()
+    for doc in docs:
+        where = f"{source}: factor set {doc.name!r}"
+        if not _ID.match(doc.name):
+            raise ConfigError(f"{where}: the name must match {_ID.pattern}")
+        if doc.name == DEFAULT_SET.name:
+            raise ConfigError(
+                f"{where}: the default set is built in (the shipped factors); give yours another name "
+                "and choose it with a site's factor_set"
+            )
+        if doc.name in seen:
+            raise ConfigError(f"{where}: defined twice")
+        seen.add(doc.name)
+        for slot, factor_id in doc.slots.items():
+            if slot not in DEFAULT_SLOTS:
+                raise ConfigError(
+                    f"{where}: unknown slot {slot!r}; known: {', '.join(sorted(DEFAULT_SLOTS))}"
+                )
+            if factor_id not in library:
+                raise ConfigError(f"{where}: slot {slot!r}: unknown factor {factor_id!r}")
+            unit = library.get(factor_id).unit
+            expected = shipped[DEFAULT_SLOTS[slot]].unit
+            if unit != expected:
+                raise ConfigError(
+                    f"{where}: slot {slot!r}: factor {factor_id!r} is in {unit}, the slot needs {expected}"
+                )
+        sets.append(FactorSet(name=doc.name, slots=dict(doc.slots), description=doc.description))
+    return tuple(sets)
+
+
+def _gb40879_thresholds(values: list[float] | None, source: str) -> tuple[float, float, float]:
+    if values is None:
+        return DEFAULT_GB40879_THRESHOLDS
+    if len(values) != 3 or not all(0 < v < math.inf for v in values) or not values[0] < values[1] < values[2]:
+        raise ConfigError(
+            f"{source}: gb40879_thresholds must be three increasing numbers > 0 (the upper limits of "
+            f"grades 1, 2 and 3, e.g. [1.2, 1.3, 1.5]), not {values}"
+        )
+    return values[0], values[1], values[2]
 
 
 def _factor_library(docs: list[_FactorDoc], source: str) -> FactorLibrary:

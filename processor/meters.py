@@ -1,29 +1,33 @@
-"""Per-meter state: from register readings to amounts per window.
+"""Per-meter state: from readings to amounts per window.
 
 This is the processor's hot path (one pass per reading), so it is written for speed: the meter's
 configuration is resolved once into a mutable ``MeterSlot``, amounts are summed per window in the slot
 during a step (no object per reading), and events, which are rare, take the slow branches.
 
-Rules (docs/kpis.md, "Meter rules"):
+The rules are those of ``peakwatch.domain.energy`` (docs/kpis.md, "Meter rules"): every reading goes
+through ``MeterRegister.account`` except the common cumulative case (a later reading, ``0 <= delta <=
+rated cap``, no glitch held, no replacement in between), which is inlined here with the same
+arithmetic. The accountant re-derives stored readings with the same function
+(``peakwatch.domain.energy.derive_intervals``), so both give the same amounts. What this module adds:
 
-* The meter's main quantity is chosen by its configured unit (``kWh`` -> ``energy_kwh``, ``m3`` ->
-  ``volume_m3`` ...). Readings are already canonical (the collector scaled the payload fields), so the
-  unit only picks the field; it never rescales the value.
-* Cumulative register: the first reading only sets the baseline (``first`` event). A later reading
-  (``ts > last_ts``) adds ``register_delta`` (reset and rollover flagged, never negative), spread over
-  the windows that ``[last_ts, ts)`` overlaps. ``ts == last_ts`` is a duplicate: dropped, not stored
-  again; a different value at the same time is reported as a ``duplicate`` event (the first value
-  wins). ``ts < last_ts`` is out of order: stored raw and flagged, no energy, because the interval it
-  falls in was already accounted for by the two readings around it.
-* Interval register: the value is the amount of the period ending at ``ts`` and goes to
-  ``interval_window_ms(ts)``. Duplicates are found with the meter's recent timestamps, kept for
-  ``dedup_retention_ms`` behind its newest reading; an older reading cannot be told from a replay, so
-  it is stored raw and flagged ``out_of_order``, with no energy (never double counting). After a
-  restart only the stored newest timestamp is known, so readings older than it are treated the same
-  way until the retention has passed.
-* A reading without a value for the main quantity (e.g. power only) is stored raw with no energy;
-  integrating power is issue #3. A negative interval amount is dead-lettered.
-* Unknown sites or meters (the collector normally rejects them) are dead-lettered.
+* The meter's main quantity is chosen by its configured unit (``kWh`` -> ``energy_kwh``, ``kW`` ->
+  ``power_kw``, ``m3`` -> ``volume_m3`` ...). Readings are already canonical (the collector scaled the
+  payload fields), so the unit only picks the field; it never rescales the value.
+* What is stored: every accepted reading, including glitches (flagged) and out-of-order readings;
+  duplicates are dropped (not stored again); negative interval amounts and readings of unknown sites
+  or meters (the collector normally rejects them) are dead-lettered.
+* Out of order: a cumulative or power reading older than the meter's baseline, or an interval reading
+  older than the de-duplication memory, is stored raw with an ``out_of_order`` event and no energy, and
+  listed in ``StepOutput.rederive`` (site, meter, ts) so the accountant re-derives the meter's amounts
+  around it from the stored readings.
+* Interval registers: duplicates are found with the meter's recent timestamps, kept for
+  ``dedup_retention_ms`` behind its newest reading; an older reading cannot be told from a replay (out
+  of order, above). After a restart only the stored newest timestamp is known, so readings older than
+  it are treated the same way.
+* Meter replacements (``add_replacements``) are applied when accounting reaches them; one recorded
+  after accounting passed it is applied by the accountant's re-derivation.
+* A reading without a value for the main quantity (e.g. power on an energy meter) is stored raw with no
+  energy and does not move the baseline.
 * Out-of-order, duplicate and late events are aggregated to one per meter and step, so a replay storm
   produces a handful of events rather than one per reading.
 """
@@ -36,63 +40,45 @@ from collections.abc import Callable, Iterable
 import msgspec
 
 from peakwatch.config import Registry
-from peakwatch.domain.energy import interval_window_ms, register_delta, split_interval, window_start_ms
+from peakwatch.domain.energy import (
+    ACCEPTED,
+    DUPLICATE,
+    NEVER_MS,
+    OUT_OF_ORDER,
+    MeterRegister,
+    Note,
+    split_interval,
+)
 from peakwatch.domain.models import (
     DeadLetter,
     Meter,
     MeterEvent,
     MeterFlag,
     MeterInterval,
+    MeterReplacement,
     MeterState,
     Reading,
     ReadingBatch,
     Register,
 )
 from peakwatch.domain.reasons import Reason
-from peakwatch.domain.units import meter_quantity
-
-NEVER_MS = -(1 << 62)
-"""``last_ts`` of a meter never heard from: every timestamp is after it."""
 
 DEFAULT_DEDUP_RETENTION_MS = 15 * 60_000
 
 _AGGREGATED = frozenset({MeterFlag.OUT_OF_ORDER, MeterFlag.DUPLICATE, MeterFlag.LATE})
 
 
-class MeterSlot:
-    """One meter's configuration and register state, mutated in place on the hot path."""
+class MeterSlot(MeterRegister):
+    """One meter's rules state (``MeterRegister``) plus what the processor needs around it."""
 
-    __slots__ = (
-        "cumulative",
-        "dirty",
-        "floor_ts",
-        "get",
-        "last_ts",
-        "last_value",
-        "meter",
-        "meter_id",
-        "pending",
-        "recent",
-        "register_max",
-        "site_id",
-    )
+    __slots__ = ("dirty", "get", "meter", "meter_id", "pending", "site_id")
 
     def __init__(self, meter: Meter) -> None:
-        quantity, scale = meter_quantity(meter.unit)
+        super().__init__(meter)
         self.meter = meter
         self.site_id = meter.site_id
         self.meter_id = meter.id
-        self.get: Callable[[Reading], float | None] = operator.attrgetter(quantity.value)
-        self.cumulative = meter.register is Register.CUMULATIVE
-        # register_max is configured in the meter's unit; readings arrive in the canonical unit
-        self.register_max = None if meter.register_max is None else meter.register_max * scale
-        self.last_ts = NEVER_MS
-        self.last_value: float | None = None
-        """Cumulative: the baseline (``None``: none yet). Interval: the newest amount (informative)."""
-        self.recent: dict[int, float] = {}
-        """Interval registers: amounts by timestamp, to drop duplicates."""
-        self.floor_ts = NEVER_MS
-        """Interval registers: readings before this cannot be de-duplicated any more."""
+        self.get: Callable[[Reading], float | None] = operator.attrgetter(self.quantity.value)
         self.pending: dict[int, float] = {}
         """Amounts per window start accumulated during the current step."""
         self.dirty = False
@@ -130,6 +116,7 @@ class StepOutput:
         "duplicates",
         "now_ms",
         "readings",
+        "rederive",
         "site_max_ts",
         "touched",
     )
@@ -144,6 +131,9 @@ class StepOutput:
         self.duplicates = 0
         self.site_max_ts: dict[str, int] = {}
         """Largest event time seen per site in this step (drives the watermark)."""
+        self.rederive: list[tuple[str, str, int]] = []
+        """(site, meter, ts) of every out-of-order reading: its meter's amounts around ``ts`` must be
+        re-derived from the stored readings (the live path counted nothing for it)."""
         self._events: list[MeterEvent] = []
         self._notes: dict[tuple[str, str, MeterFlag], _Note] = {}
 
@@ -219,9 +209,10 @@ class MeterTracker:
         for (site_id, meter_id), meter in registry.meters.items():
             self._sites.setdefault(site_id, {})[meter_id] = MeterSlot(meter)
         self._interval_slots = [
-            s for slots in self._sites.values() for s in slots.values() if not s.cumulative
+            s for slots in self._sites.values() for s in slots.values() if s.register is Register.INTERVAL
         ]
         self._last_prune_ms = NEVER_MS
+        self._notes: list[Note] = []
 
     def slot(self, site_id: str, meter_id: str) -> MeterSlot | None:
         return self._sites.get(site_id, {}).get(meter_id)
@@ -230,14 +221,17 @@ class MeterTracker:
         """Take the baselines a previous processor stored; meters no longer configured are ignored."""
         for st in states:
             slot = self.slot(st.site_id, st.meter_id)
-            if slot is None:
-                continue
-            slot.last_ts = st.last_ts_ms
-            slot.last_value = st.last_value
-            if not slot.cumulative:
-                # Only the newest timestamp is known: anything older may have been counted already.
-                slot.recent = {} if st.last_value is None else {st.last_ts_ms: st.last_value}
-                slot.floor_ts = st.last_ts_ms
+            if slot is not None:
+                slot.restore(st.last_ts_ms, st.last_value)
+
+    def add_replacements(self, replacements: Iterable[MeterReplacement]) -> None:
+        """Use these meter replacements from now on (a record at the same time as a known one replaces
+        it; unknown meters are ignored). One that accounting has already passed was counted as a reset
+        or register drop: only a re-derivation (the accountant's replacement restatement) applies it."""
+        for rep in replacements:
+            slot = self.slot(rep.site_id, rep.meter_id)
+            if slot is not None:
+                slot.add_replacement(rep)
 
     # ------------------------------------------------------------------ hot path
 
@@ -258,6 +252,7 @@ class MeterTracker:
         touched = out.touched
         dropped: set[int] | None = None
         max_ts = out.site_max_ts.get(batch.site_id, NEVER_MS)
+        notes = self._notes
         for r in readings:
             slot = slots.get(r.meter_id)
             if slot is None:
@@ -279,111 +274,52 @@ class MeterTracker:
                 touched.append(slot)
             value = slot.get(r)
             if value is None:
-                continue  # stored raw; no main quantity (e.g. power only)
-            if slot.cumulative:
-                last_value = slot.last_value
-                last_ts = slot.last_ts
-                if ts > last_ts and last_value is not None:
-                    delta = value - last_value
-                    if delta < 0:
-                        delta = self._drop_in_register(slot, ts, last_value, value, out)
-                    w = window_start_ms(last_ts, size)
+                continue  # stored raw; no main quantity (e.g. power on an energy meter)
+            last_ts = slot.last_ts
+            last_value = slot.last_value
+            # The common case, inlined: MeterRegister.account's plain differencing with the same
+            # arithmetic (fast_until excludes non-cumulative meters, a held glitch and replacements).
+            if last_ts < ts < slot.fast_until and last_value is not None:
+                delta = value - last_value
+                if 0.0 <= delta <= slot.cap_per_ms * (ts - last_ts):
+                    w = last_ts - last_ts % size
                     pending = slot.pending
-                    if ts <= w + size:  # the common case: split_interval's one-window result, inline
+                    if ts <= w + size:  # split_interval's one-window result, inline
                         pending[w] = pending.get(w, 0.0) + delta
                     else:
                         for ws, share in split_interval(last_ts, ts, delta, size):
                             pending[ws] = pending.get(ws, 0.0) + share
                     slot.last_ts = ts
                     slot.last_value = value
-                elif last_value is None:
-                    slot.last_ts = ts
-                    slot.last_value = value
-                    out.event(
-                        slot, MeterFlag.FIRST, ts, "first reading: baseline set, no energy yet", None, value
+                    continue
+            outcome = slot.account(ts, value, slot.pending, size, notes)
+            if notes:
+                for kind, t, detail, previous, v in notes:
+                    out.event(slot, kind, t, detail, previous, v)
+                notes.clear()
+            if outcome is ACCEPTED:
+                continue
+            if outcome is DUPLICATE:
+                out.duplicates += 1
+                dropped = _drop(dropped, r)
+            elif outcome is OUT_OF_ORDER:
+                out.rederive.append((slot.site_id, slot.meter_id, ts))
+            else:  # NEGATIVE
+                out.dead_letters.append(
+                    _dead_letter(
+                        r,
+                        out.now_ms,
+                        Reason.NEGATIVE_INTERVAL_AMOUNT,
+                        f"interval amount {value} is negative",
                     )
-                elif ts == last_ts:
-                    if value != last_value:
-                        out.event(
-                            slot,
-                            MeterFlag.DUPLICATE,
-                            ts,
-                            f"second value {value} at the same time as {last_value}: first kept",
-                            last_value,
-                            value,
-                        )
-                    out.duplicates += 1
-                    dropped = _drop(dropped, r)
-                else:
-                    out.event(
-                        slot,
-                        MeterFlag.OUT_OF_ORDER,
-                        ts,
-                        f"reading older than the baseline at {last_ts}: stored, no energy",
-                        last_value,
-                        value,
-                    )
-            else:
-                recent = slot.recent
-                seen = recent.get(ts)
-                if seen is not None:
-                    if value != seen:
-                        out.event(
-                            slot,
-                            MeterFlag.DUPLICATE,
-                            ts,
-                            f"second amount {value} for the same interval as {seen}: first kept",
-                            seen,
-                            value,
-                        )
-                    out.duplicates += 1
-                    dropped = _drop(dropped, r)
-                elif ts <= slot.floor_ts:
-                    out.event(
-                        slot,
-                        MeterFlag.OUT_OF_ORDER,
-                        ts,
-                        f"interval reading at or before {slot.floor_ts}, beyond de-duplication: "
-                        "stored, no energy",
-                        None,
-                        value,
-                    )
-                elif value < 0:
-                    out.dead_letters.append(
-                        _dead_letter(
-                            r,
-                            out.now_ms,
-                            Reason.NEGATIVE_INTERVAL_AMOUNT,
-                            f"interval amount {value} is negative",
-                        )
-                    )
-                    dropped = _drop(dropped, r)
-                else:
-                    recent[ts] = value
-                    w = interval_window_ms(ts, size)
-                    pending = slot.pending
-                    pending[w] = pending.get(w, 0.0) + value
-                    if ts > slot.last_ts:
-                        slot.last_ts = ts
-                        slot.last_value = value
+                )
+                dropped = _drop(dropped, r)
         if max_ts != NEVER_MS:
             out.site_max_ts[batch.site_id] = max_ts
         if dropped is None:
             out.readings.extend(readings)
         else:
             out.readings.extend(r for r in readings if id(r) not in dropped)
-
-    @staticmethod
-    def _drop_in_register(slot: MeterSlot, ts: int, previous: float, value: float, out: StepOutput) -> float:
-        delta, flag = register_delta(previous, value, slot.register_max)
-        assert flag is not None
-        what = {
-            MeterFlag.ROLLOVER: "rolled over at its maximum",
-            MeterFlag.RESET: "restarted from zero (reset)",
-            MeterFlag.REGISTER_DROP: "dropped without a reset (replaced meter or glitch): new baseline",
-        }[flag]
-        out.event(slot, flag, ts, f"register {what}: {previous} -> {value}, counted {delta}", previous, value)
-        return delta
 
     # ------------------------------------------------------------------ end of step
 
@@ -394,10 +330,15 @@ class MeterTracker:
         for slot in out.touched:
             slot.dirty = False
             if slot.pending:
+                estimated = slot.estimated
                 for w, amount in slot.pending.items():
                     intervals.append(
                         MeterInterval(
-                            site_id=slot.site_id, meter_id=slot.meter_id, window_start_ms=w, amount=amount
+                            site_id=slot.site_id,
+                            meter_id=slot.meter_id,
+                            window_start_ms=w,
+                            amount=amount,
+                            estimated=estimated,
                         )
                     )
                 slot.pending = {}

@@ -40,13 +40,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
 from peakwatch.bus import Bus, Polled
 from peakwatch.config import Registry, Settings
 from peakwatch.domain.energy import interval_window_ms, window_start_ms
+from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.models import (
     AlertChange,
     DeadLetter,
@@ -56,14 +57,18 @@ from peakwatch.domain.models import (
     MeterInterval,
     MeterState,
     ProcessedBatch,
+    Restatement,
+    RestatementReason,
 )
 from peakwatch.errors import StoreError
+from processor.accountant import Accountant
 from processor.alerts import RuleEngine
 from processor.meters import DEFAULT_DEDUP_RETENTION_MS, MeterTracker, StepOutput
 from processor.metrics import ProcessorMetrics
-from processor.windows import SiteWindows
+from processor.windows import SiteWindows, site_inputs
 
 if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs the record's shape
+    from peakwatch.store import Store
     from peakwatch.store.records import AlertRecord
 
 log = logging.getLogger(__name__)
@@ -87,7 +92,7 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def _settle(task: asyncio.Task[bool], *, cancel: bool) -> None:
+async def _settle(task: asyncio.Task[Any], *, cancel: bool) -> None:
     """Wait for ``task`` (cancelled first if ``cancel``), swallowing its outcome: the caller is already
     failing or being cancelled, and a write in flight is better finished than abandoned."""
     if cancel:
@@ -116,6 +121,7 @@ class Processor:
         retry_initial_s: float = 0.1,
         retry_max_s: float = 5.0,
         dedup_retention_ms: int = DEFAULT_DEDUP_RETENTION_MS,
+        accountant_interval_s: float = 1.0,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -137,7 +143,7 @@ class Processor:
             site.id: SiteWindows(
                 site,
                 registry.site_meters(site.id),
-                registry.factors,
+                site_inputs(registry, registry.factors, site),
                 window_ms=settings.window_ms,
                 allowed_lateness_ms=settings.allowed_lateness_ms,
                 idle_close_ms=settings.idle_close_ms,
@@ -152,6 +158,15 @@ class Processor:
         self._started = False
         self._written = asyncio.Condition()
         self._written_end_ms: dict[str, int] = {}
+        self.committed_end_ms: dict[str, int] = {}
+        """Per site, end of the newest 1-minute window whose write and every write before it committed:
+        the accountant's frontier (it never touches a window still in memory or in flight)."""
+        self.closed_end_ms: dict[str, int] = {}
+        """Per site, end of the newest window closed by ``step`` (maybe not stored yet)."""
+        self.accountant: Accountant | None = None
+        """Set by ``attach_accountant``; runs beside ``run`` (longer windows, restatements)."""
+        self._accountant_interval_s = accountant_interval_s
+        self._accountant_wake = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,6 +183,11 @@ class Processor:
         polled and computed while step N is being written (see the module docstring)."""
         await self.start()
         in_flight: collections.deque[asyncio.Task[bool]] = collections.deque()
+        accountant = (
+            None
+            if self.accountant is None
+            else asyncio.create_task(self._run_accountant(), name="processor-accountant")
+        )
         try:
             while not self._stop.is_set():
                 async with self._lock:
@@ -183,12 +203,51 @@ class Processor:
             self._stop.set()  # a write being retried gives up instead of holding the failure back
             for task in in_flight:
                 await _settle(task, cancel=isinstance(exc, asyncio.CancelledError))
+            if accountant is not None:
+                await _settle(accountant, cancel=True)
             raise
+        if accountant is not None:
+            self._accountant_wake.set()
+            await _settle(accountant, cancel=False)
         await self.flush()
+        await self.account()
 
     def stop(self) -> None:
         """Ask ``run`` to finish after the current step (and a write being retried to give up)."""
         self._stop.set()
+
+    def attach_accountant(self, store: Store) -> Accountant:
+        """Give the processor an accountant over ``store`` (the composition root does; unit tests with
+        an in-memory store run without one)."""
+        self.accountant = Accountant(
+            store,
+            self._registry,
+            committed=lambda: self.committed_end_ms,
+            closed=lambda: self.closed_end_ms,
+            on_factors=self._use_factors,
+            on_replacements=self.tracker.add_replacements,
+        )
+        return self.accountant
+
+    def _use_factors(self, library: FactorLibrary) -> None:
+        for sw in self.windows.values():
+            sw.inputs = site_inputs(self._registry, library, sw.site)
+
+    async def account(self) -> int:
+        """One accountant pass now (tests, ``flush``); 0 without an accountant."""
+        return 0 if self.accountant is None else await self.accountant.run_once()
+
+    async def _run_accountant(self) -> None:
+        """The accountant's loop: a pass after each committed window close, at least every interval."""
+        assert self.accountant is not None
+        while not self._stop.is_set():
+            try:
+                await self.accountant.run_once()
+            except StoreError as exc:
+                log.warning("accountant pass failed (retrying): %s", exc)
+            self._accountant_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._accountant_wake.wait(), self._accountant_interval_s)
 
     async def run_once(self, timeout_s: float | None = None) -> ProcessedBatch | None:
         """One step: poll, process, write, commit. Returns what was written (``None``: nothing)."""
@@ -233,20 +292,36 @@ class Processor:
         late: dict[tuple[str, str], list[MeterInterval]] = {}
         for iv in intervals:
             sw = windows.get(iv.site_id)
-            if sw is not None and not sw.add(iv.meter_id, iv.window_start_ms, iv.amount):
+            if sw is not None and not sw.add(iv.meter_id, iv.window_start_ms, iv.amount, iv.estimated):
                 late.setdefault((iv.site_id, iv.meter_id), []).append(iv)
+        restatements: list[Restatement] = []
         for (site_id, meter_id), ivs in late.items():
-            first = min(ivs, key=lambda iv: iv.window_start_ms)
+            first = min(iv.window_start_ms for iv in ivs)
+            last = max(iv.window_start_ms for iv in ivs) + self.window_ms
             total = sum(iv.amount for iv in ivs)
+            detail = f"{meter_id}: {total:.6g} for {len(ivs)} closed window(s) from {first}"
             out.event_for(
-                site_id,
-                meter_id,
-                MeterFlag.LATE,
-                first.window_start_ms,
-                f"{total:.6g} for {len(ivs)} closed window(s) from {first.window_start_ms}: "
-                "stored as intervals, KPI windows not restated",
-                None,
-                total,
+                site_id, meter_id, MeterFlag.LATE, first, detail + ": windows restated", None, total
+            )
+            restatements.append(
+                Restatement(
+                    site_id=site_id,
+                    from_ms=first,
+                    to_ms=last,
+                    reason=RestatementReason.LATE_DATA,
+                    detail=detail,
+                )
+            )
+        for site_id, meter_id, ts in out.rederive:
+            restatements.append(
+                Restatement(
+                    site_id=site_id,
+                    meter_id=meter_id,
+                    from_ms=ts,
+                    to_ms=ts + 1,
+                    reason=RestatementReason.OUT_OF_ORDER,
+                    detail=f"{meter_id}: reading at {ts} older than the meter's newest: re-derived",
+                )
             )
         events: list[MeterEvent] = out.events()
         for ev in events:
@@ -269,6 +344,7 @@ class Processor:
             for w in sw.close_ready():
                 kpi_windows.append(w)
                 alerts.extend(self.rules.evaluate(w))
+                self.closed_end_ms[w.site_id] = w.end_ms
         self.tracker.prune(now_ms)
         dead_letters.extend(out.dead_letters)
         m = self.metrics
@@ -285,6 +361,7 @@ class Processor:
             kpi_windows=kpi_windows,
             alerts=alerts,
             dead_letters=dead_letters,
+            restatements=restatements,
         )
 
     # ------------------------------------------------------------------ store
@@ -313,6 +390,12 @@ class Processor:
         if previous is not None:
             await _after(previous)  # bus commits strictly in order
             _raise_if_failed(previous)
+        if batch.kpi_windows or batch.restatements:
+            # this write and every one before it are stored: the accountant may use these windows
+            for w in batch.kpi_windows:
+                if w.end_ms > self.committed_end_ms.get(w.site_id, w.end_ms - 1):
+                    self.committed_end_ms[w.site_id] = w.end_ms
+            self._accountant_wake.set()
         if polled:
             await self._bus.commit(polled)
         return written
@@ -326,6 +409,7 @@ class Processor:
             or batch.kpi_windows
             or batch.alerts
             or batch.dead_letters
+            or batch.restatements
         ):
             return False
         delay_s = self._retry_initial_s
@@ -391,6 +475,7 @@ class Processor:
             if latest is not None:
                 candidates.append(latest.end_ms + lateness)
                 self._written_end_ms[site_id] = latest.end_ms
+                self.committed_end_ms[site_id] = self.closed_end_ms[site_id] = latest.end_ms
             if site_id in newest_ts:
                 candidates.append(newest_ts[site_id])
             if candidates:
@@ -407,6 +492,8 @@ class Processor:
                     restored += 1
             log.info("restored %d meter states, %d open-window amounts", len(states), restored)
         self.rules.restore(await self._store.load_open_alerts())
+        if self.accountant is not None:
+            await self.accountant.start()
 
 
 async def _after(task: asyncio.Task[bool]) -> None:

@@ -11,8 +11,11 @@ Rules (docs/kpis.md, "Windows"):
   site stays silent. So windows close although meters fell silent, and a meter clock that runs
   behind the processor's keeps its offset (the advance is relative to the last reading, not an
   absolute clock).
-* An amount for a closed window is late: the caller records it (interval row + ``late`` event), the
-  window is not reopened and its KPIs are not restated here (issue #3).
+* An amount for a closed window is late: the caller records it (interval row + ``late`` event) and
+  queues a restatement; the accountant (``processor/accountant.py``) recomputes the window from the
+  ledger and keeps the old value as a revision. The window is not reopened here.
+* A closed window's KPIs come from ``minute_components`` and ``window_kpis`` (peakwatch.domain.kpis)
+  with the site's resolved factors; intervals integrated from power mark the window ``estimated``.
 * Completeness of a closed window = meters that covered it ÷ all meters configured for the site.
   Every configured meter counts as expected, including water and production counters and meters that
   send power only: the number tells operators that configured data is missing (the "uploaded ÷
@@ -25,9 +28,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from peakwatch.config import Registry
 from peakwatch.domain.factors import FactorLibrary
-from peakwatch.domain.kpis import site_kpis
+from peakwatch.domain.kpis import WindowInputs, minute_components, window_kpis
 from peakwatch.domain.models import KpiWindow, Meter, Site
+from peakwatch.domain.periods import Period
+
+
+def site_inputs(
+    registry: Registry,
+    library: FactorLibrary,
+    site: Site,
+    period: Period = Period.MINUTE,
+    **monthly: float | None,
+) -> WindowInputs:
+    """What a site's windows of ``period`` are computed with: its kind, its factor set resolved in
+    ``library`` (the registry's, plus versions added through the API), the GB 40879 thresholds, and
+    for months the green certificates, value added and maximum demand (``monthly``)."""
+    return WindowInputs(
+        kind=site.kind,
+        factors=library.resolve(site.factor_set, site.grid_factor),
+        period=period,
+        gb40879_thresholds=registry.gb40879_thresholds,
+        **monthly,
+    )
 
 
 class SiteWindows:
@@ -36,11 +60,12 @@ class SiteWindows:
     __slots__ = (
         "_advanced_ms",
         "_arrival_ms",
+        "_estimated",
         "_flags",
         "allowed_lateness_ms",
         "event_ms",
-        "factors",
         "idle_close_ms",
+        "inputs",
         "meters",
         "open",
         "site",
@@ -51,7 +76,7 @@ class SiteWindows:
         self,
         site: Site,
         meters: Iterable[Meter],
-        factors: FactorLibrary,
+        inputs: WindowInputs,
         *,
         window_ms: int,
         allowed_lateness_ms: int,
@@ -59,13 +84,16 @@ class SiteWindows:
     ) -> None:
         self.site = site
         self.meters: tuple[Meter, ...] = tuple(meters)
-        self.factors = factors
+        self.inputs = inputs
+        """Site kind and resolved factors; replaced when a factor is revised."""
         self.window_ms = window_ms
         self.allowed_lateness_ms = allowed_lateness_ms
         self.idle_close_ms = idle_close_ms
         self.open: dict[int, dict[str, float]] = {}
         """Open windows: start -> {meter id: amount}; the keys are the meters that covered it."""
         self._flags: dict[int, set[str]] = {}
+        self._estimated: dict[int, set[str]] = {}
+        """Meters whose amount in an open window was estimated (integrated from power)."""
         self.event_ms: int | None = None
         """Site event time (``None`` until the first reading or restore)."""
         self._arrival_ms = 0
@@ -83,10 +111,12 @@ class SiteWindows:
             event_ms is not None and window_start_ms + self.window_ms <= event_ms - self.allowed_lateness_ms
         )
 
-    def add(self, meter_id: str, window_start_ms: int, amount: float) -> bool:
+    def add(self, meter_id: str, window_start_ms: int, amount: float, estimated: bool = False) -> bool:
         """Add a meter's amount to an open window (opening it). ``False``: the window is closed (late)."""
         if self.is_closed(window_start_ms):
             return False
+        if estimated:
+            self._estimated.setdefault(window_start_ms, set()).add(meter_id)
         window = self.open.get(window_start_ms)
         if window is None:
             self.open[window_start_ms] = {meter_id: amount}
@@ -134,20 +164,17 @@ class SiteWindows:
         size = self.window_ms
         closed: list[KpiWindow] = []
         if self.open:
-            expected = len(self.meters)
             for start in sorted(s for s in self.open if s + size <= watermark):
                 amounts = self.open.pop(start)
-                flags = self._flags.pop(start, ())
+                components = minute_components(self.meters, amounts, estimated=self._estimated.pop(start, ()))
                 closed.append(
-                    site_kpis(
-                        self.site,
-                        self.meters,
-                        amounts,
-                        self.factors,
-                        start_ms=start,
-                        end_ms=start + size,
-                        completeness=min(len(amounts) / expected, 1.0) if expected else 0.0,
-                        flags=flags,
+                    window_kpis(
+                        self.site.id,
+                        start,
+                        start + size,
+                        components,
+                        self.inputs,
+                        flags=self._flags.pop(start, ()),
                     )
                 )
         if self._flags:

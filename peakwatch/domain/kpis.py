@@ -1,13 +1,17 @@
-"""KPI formulas and the site energy balance. Pure functions; units in names.
+"""The site energy balance and every KPI computed from it. Pure functions; units in names.
 
-Definitions follow ../shared/domain.md and docs/kpis.md:
+Two steps, so that longer windows are exact:
 
-* PUE = facility energy ÷ IT energy (ISO/IEC 30134-2); windows shorter than 12 months are interim.
-* Electrification rate = electricity ÷ total final energy, both in kgce (GB/T 2589, electricity at
-  its equivalent value 0.1229 kgce/kWh).
-* Carbon intensity (location-based) = purchased electricity × grid factor ÷ electricity consumed.
-* Emissions = purchased electricity × grid factor + fuel combustion + purchased heat/steam.
-* Green-power share = on-site renewable generation consumed on site ÷ electricity consumed.
+1. ``minute_components`` turns one minute's per-meter amounts into the site's *components*: additive
+   energies and quantities (electricity consumed, purchased, renewables consumed, fuel per carrier,
+   water, output, per-zone energy, meter-interval counts). Components depend on the meters only, never
+   on factors, so a factor revision does not touch them.
+2. ``window_kpis`` computes every KPI of a window of any period from its components (a longer window's
+   components are the sums of its minutes'; ``add_components``) and the site's resolved factors. Ratios
+   are therefore always ratios of sums, never averages of ratios.
+
+Definitions, units and references: docs/kpis.md (which repeats the rules below for operators) and
+../shared/domain.md.
 """
 
 from __future__ import annotations
@@ -16,35 +20,51 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from peakwatch.domain.factors import FactorLibrary
-from peakwatch.domain.models import Carrier, KpiWindow, Meter, Role, Site, SiteKind
+from peakwatch.domain.factors import (
+    COAL_EQUIVALENT_SLOT,
+    EQUIVALENT_SLOT,
+    GRID_SLOT,
+    RESIDUAL_SLOT,
+    ResolvedFactors,
+)
+from peakwatch.domain.models import Carrier, KpiWindow, Meter, Quantity, Role, SiteKind
+from peakwatch.domain.periods import Period
 from peakwatch.domain.units import meter_quantity
 
+KWH_PER_KGCE = 29.307 / 3.6
+"""Energy content of 1 kgce (29,307 kJ, GB/T 2589-2020) in kWh: non-electric carriers in the PUE numerator."""
+KWH_PER_GJ = 1e6 / 3600
+QUARTER_HOUR_H = 0.25
 
-def ratio(numerator: float, denominator: float | None) -> float | None:
-    """``numerator / denominator``, or ``None`` when the denominator is missing or not positive."""
-    if denominator is None or denominator <= 0:
-        return None
-    return numerator / denominator
+DEFAULT_GB40879_THRESHOLDS: tuple[float, float, float] = (1.20, 1.30, 1.50)
+"""Upper limits of the electric energy ratio for GB 40879-2021 grades 1, 2 and 3 (grade 3 is the legal
+limit). Commonly quoted values; the standard's table is not verified (domain.md §2), so configurable."""
 
+# component keys ---------------------------------------------------------------------------------
+ELECTRICITY = "electricity_kwh"
+FACILITY = "facility_kwh"
+IT = "it_kwh"
+GRID_IMPORT = "grid_import_kwh"
+GRID_EXPORT = "grid_export_kwh"
+PURCHASED = "purchased_kwh"
+RENEWABLE_GENERATION = "renewable_generation_kwh"
+RENEWABLE_CONSUMED = "renewable_consumed_kwh"
+GENERATOR_OUTPUT = "generator_output_kwh"
+STORAGE_CHARGE = "storage_charge_kwh"
+STORAGE_DISCHARGE = "storage_discharge_kwh"
+REUSED = "reused_kwh"
+WATER = "water_m3"
+EXPECTED = "n_expected"
+PRESENT = "n_present"
+ESTIMATED = "n_estimated"
+FUEL_PREFIX = "fuel:"
+"""``fuel:<carrier>:<quantity>``: fuel burned or heat bought for direct use (final energy)."""
+GENERATOR_FUEL_PREFIX = "genfuel:"
+"""``genfuel:<carrier>:<quantity>``: fuel turned into electricity on site (not final energy)."""
+OUTPUT_PREFIX = "output:"
+ZONE_PREFIX = "zone:"
+"""``zone:<zone>:total_kwh`` and ``zone:<zone>:it_kwh`` (pPUE)."""
 
-def pue(facility_kwh: float | None, it_kwh: float | None) -> float | None:
-    return None if facility_kwh is None else ratio(facility_kwh, it_kwh)
-
-
-def electrification_rate(electricity_kgce: float, total_kgce: float) -> float | None:
-    return ratio(electricity_kgce, total_kgce)
-
-
-def carbon_intensity_kg_per_kwh(electricity_emissions_kg: float, electricity_kwh: float) -> float | None:
-    return ratio(electricity_emissions_kg, electricity_kwh)
-
-
-def green_power_share(renewable_consumed_kwh: float, electricity_kwh: float) -> float | None:
-    return ratio(renewable_consumed_kwh, electricity_kwh)
-
-
-_NOT_CONSUMPTION = frozenset({Role.PRODUCTION_OUTPUT, Role.WATER_SUPPLY})
 _ELECTRIC_LOADS = frozenset(
     {
         Role.IT_LOAD,
@@ -58,52 +78,83 @@ _ELECTRIC_LOADS = frozenset(
         Role.BOILER,
     }
 )
+_ZONE_LOADS = frozenset({Role.IT_LOAD, Role.COOLING, Role.LIGHTING, Role.UPS_LOSSES, Role.OTHER_LOAD})
 
 
-class EnergyBalance(msgspec.Struct, frozen=True, kw_only=True):
-    """The site's energy balance over one window, everything the KPIs are made from."""
-
-    electricity_kwh: float
-    facility_kwh: float | None
-    it_kwh: float | None
-    renewable_generation_kwh: float
-    renewable_consumed_kwh: float
-    grid_import_kwh: float
-    grid_export_kwh: float
-    purchased_electricity_kwh: float
-    fuel_kgce: float
-    fuel_emissions_kg: float
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, or ``None`` when either is missing or the denominator not positive."""
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
 
 
-def energy_balance(
-    meters: Iterable[Meter], amounts: Mapping[str, float], factors: FactorLibrary
-) -> EnergyBalance:
-    """Sum per-meter amounts (canonical units) into the site balance.
+def add_components(into: dict[str, float], other: Mapping[str, float]) -> dict[str, float]:
+    """Add ``other`` into ``into`` key by key (a key present in either is present in the sum)."""
+    for key, value in other.items():
+        into[key] = into.get(key, 0.0) + value
+    return into
 
-    Electricity consumed is, in order of preference: the ``facility_total`` meters; else, when a grid
-    import meter exists, the grid balance ``import - export + PV + wind + storage discharge - storage
-    charge``; else the sum of electric load meters when there are any (docs/configuration.md: loads
-    are the consumption when there is neither a facility nor a grid meter; a generation-only balance
-    would ignore the unmetered purchases); else the generation balance. Renewable generation is
-    consumed on site before any export.
+
+def sum_components(parts: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for part in parts:
+        add_components(total, part)
+    return total
+
+
+def minute_components(
+    meters: Iterable[Meter],
+    amounts: Mapping[str, float],
+    *,
+    estimated: Iterable[str] = (),
+) -> dict[str, float]:
+    """The site's components for one window from per-meter amounts (canonical units of each meter).
+
+    Electricity consumed, in order of preference: the ``facility_total`` meters; else, when a grid
+    import meter exists, ``import - export + PV + wind + generator output + storage discharge - storage
+    charge``; else the sum of electric load meters when there are any; else the generation balance.
+    Renewable generation is consumed on site before any export. Purchased electricity is the metered
+    grid import, else consumption minus renewables consumed and generator output. Consumption is never
+    negative. A meter absent from ``amounts`` did not report for the window (completeness).
     """
+    meters = tuple(meters)
     by_role: dict[Role, float] = {}
     has_role: set[Role] = set()
-    fuel_kgce = 0.0
-    fuel_emissions_kg = 0.0
+    out: dict[str, float] = {EXPECTED: float(len(meters)), PRESENT: 0.0, ESTIMATED: 0.0}
+    estimated_ids = set(estimated)
     for meter in meters:
+        if meter.id in amounts:
+            out[PRESENT] += 1.0
+            if meter.id in estimated_ids:
+                out[ESTIMATED] += 1.0
         amount = amounts.get(meter.id, 0.0)
+        quantity, _ = meter_quantity(meter.unit)
+        if quantity is Quantity.POWER_KW:
+            quantity = Quantity.ENERGY_KWH  # power meters contribute integrated energy
+        if meter.role is Role.ENERGY_REUSE:
+            kwh = amount * KWH_PER_GJ if quantity is Quantity.HEAT_GJ else amount
+            out[REUSED] = out.get(REUSED, 0.0) + kwh
+            continue
         if meter.carrier is Carrier.ELECTRICITY:
             has_role.add(meter.role)
             by_role[meter.role] = by_role.get(meter.role, 0.0) + amount
+            if meter.zone is not None and meter.role in _ZONE_LOADS:
+                key = f"{ZONE_PREFIX}{meter.zone}:total_kwh"
+                out[key] = out.get(key, 0.0) + amount
+                if meter.role is Role.IT_LOAD:
+                    key = f"{ZONE_PREFIX}{meter.zone}:it_kwh"
+                    out[key] = out.get(key, 0.0) + amount
             continue
-        if meter.role in _NOT_CONSUMPTION:
+        if meter.role is Role.WATER_SUPPLY or meter.carrier is Carrier.WATER:
+            out[WATER] = out.get(WATER, 0.0) + amount
             continue
-        quantity, _ = meter_quantity(meter.unit)
-        kgce = factors.kgce_per_unit(meter.carrier, quantity)
-        co2 = factors.co2_per_unit(meter.carrier, quantity)
-        fuel_kgce += amount * (kgce or 0.0)
-        fuel_emissions_kg += amount * (co2 or 0.0)
+        if meter.role is Role.PRODUCTION_OUTPUT or meter.carrier is Carrier.PRODUCT:
+            key = f"{OUTPUT_PREFIX}{quantity.value}"
+            out[key] = out.get(key, 0.0) + amount
+            continue
+        prefix = GENERATOR_FUEL_PREFIX if meter.role is Role.GENERATOR_FUEL else FUEL_PREFIX
+        key = f"{prefix}{meter.carrier.value}:{quantity.value}"
+        out[key] = out.get(key, 0.0) + amount
 
     def total(*roles: Role) -> float:
         return sum(by_role.get(r, 0.0) for r in roles)
@@ -111,6 +162,7 @@ def energy_balance(
     grid_import = total(Role.GRID_IMPORT)
     grid_export = total(Role.GRID_EXPORT)
     renewable_generation = total(Role.PV_GENERATION, Role.WIND_GENERATION)
+    generator_output = total(Role.GENERATOR_OUTPUT)
     if Role.FACILITY_TOTAL in has_role:
         electricity = total(Role.FACILITY_TOTAL)
     elif Role.GRID_IMPORT in has_role or not (has_role & _ELECTRIC_LOADS):
@@ -118,6 +170,7 @@ def energy_balance(
             grid_import
             - grid_export
             + renewable_generation
+            + generator_output
             + total(Role.STORAGE_DISCHARGE)
             - total(Role.STORAGE_CHARGE)
         )
@@ -125,59 +178,185 @@ def energy_balance(
         electricity = sum(by_role.get(r, 0.0) for r in _ELECTRIC_LOADS)
     electricity = max(electricity, 0.0)
     renewable_consumed = min(max(renewable_generation - grid_export, 0.0), electricity)
-    purchased = grid_import if Role.GRID_IMPORT in has_role else max(electricity - renewable_consumed, 0.0)
-    return EnergyBalance(
-        electricity_kwh=electricity,
-        facility_kwh=total(Role.FACILITY_TOTAL) if Role.FACILITY_TOTAL in has_role else None,
-        it_kwh=total(Role.IT_LOAD) if Role.IT_LOAD in has_role else None,
-        renewable_generation_kwh=renewable_generation,
-        renewable_consumed_kwh=renewable_consumed,
-        grid_import_kwh=grid_import,
-        grid_export_kwh=grid_export,
-        purchased_electricity_kwh=purchased,
-        fuel_kgce=fuel_kgce,
-        fuel_emissions_kg=fuel_emissions_kg,
-    )
+    if Role.GRID_IMPORT in has_role:
+        purchased = grid_import
+    else:
+        purchased = max(electricity - renewable_consumed - generator_output, 0.0)
+    out[ELECTRICITY] = electricity
+    out[PURCHASED] = purchased
+    out[RENEWABLE_GENERATION] = renewable_generation
+    out[RENEWABLE_CONSUMED] = renewable_consumed
+    out[GRID_EXPORT] = grid_export
+    if Role.GRID_IMPORT in has_role:
+        out[GRID_IMPORT] = grid_import
+    if Role.FACILITY_TOTAL in has_role:
+        out[FACILITY] = total(Role.FACILITY_TOTAL)
+    if Role.IT_LOAD in has_role:
+        out[IT] = total(Role.IT_LOAD)
+    if Role.GENERATOR_OUTPUT in has_role:
+        out[GENERATOR_OUTPUT] = generator_output
+    if Role.STORAGE_CHARGE in has_role or Role.STORAGE_DISCHARGE in has_role:
+        out[STORAGE_CHARGE] = total(Role.STORAGE_CHARGE)
+        out[STORAGE_DISCHARGE] = total(Role.STORAGE_DISCHARGE)
+    return out
 
 
-def site_kpis(
-    site: Site,
-    meters: Iterable[Meter],
-    amounts: Mapping[str, float],
-    factors: FactorLibrary,
-    *,
+class WindowInputs(msgspec.Struct, frozen=True, kw_only=True):
+    """What a window's KPIs need besides its components."""
+
+    kind: SiteKind
+    factors: ResolvedFactors
+    period: Period = Period.MINUTE
+    green_certificates_kwh: float | None = None
+    """Certificates and green-power contracts for the window (calendar months and longer; else None)."""
+    value_added_cny: float | None = None
+    """Value added in the window (calendar months and longer; else None)."""
+    max_demand_kw: float | None = None
+    """Largest 15-minute demand of the window's quarter hours (for windows longer than 15 minutes)."""
+    gb40879_thresholds: tuple[float, float, float] = DEFAULT_GB40879_THRESHOLDS
+
+
+def _carrier_of(key: str) -> tuple[Carrier, Quantity]:
+    _, carrier, quantity = key.split(":")
+    return Carrier(carrier), Quantity(quantity)
+
+
+def gb40879_grade(ratio_value: float | None, thresholds: tuple[float, float, float]) -> str | None:
+    """Grade ``1``, ``2`` or ``3`` (3 is the legal limit) of an electric energy ratio, or ``over_limit``."""
+    if ratio_value is None:
+        return None
+    for grade, limit in enumerate(thresholds, start=1):
+        if ratio_value <= limit:
+            return str(grade)
+    return "over_limit"
+
+
+def quarter_hour_demand_kw(components: Mapping[str, float]) -> float:
+    """Average demand of a 15-minute window: grid import when metered (what is billed), else consumption."""
+    basis = components.get(GRID_IMPORT, components.get(ELECTRICITY, 0.0))
+    return basis / QUARTER_HOUR_H
+
+
+def window_kpis(
+    site_id: str,
     start_ms: int,
     end_ms: int,
-    completeness: float,
+    components: Mapping[str, float],
+    inputs: WindowInputs,
+    *,
     flags: Iterable[str] = (),
+    revision: int = 0,
 ) -> KpiWindow:
-    """All KPIs of one site window from its per-meter amounts (canonical units)."""
-    balance = energy_balance(meters, amounts, factors)
-    electricity_kgce = balance.electricity_kwh * factors.value("kgce.electricity.equivalent")
-    total_kgce = electricity_kgce + balance.fuel_kgce
-    electricity_emissions = balance.purchased_electricity_kwh * factors.value(site.grid_factor)
+    """Every KPI of one site window from its components (see the module docstring)."""
+    c = components
+    f = inputs.factors
+    is_dc = inputs.kind is SiteKind.DATA_CENTRE
+    electricity = c.get(ELECTRICITY, 0.0)
+    purchased = c.get(PURCHASED, 0.0)
+    generator_output = c.get(GENERATOR_OUTPUT, 0.0)
+    facility = c.get(FACILITY)
+    it = c.get(IT)
+
+    direct_kgce = 0.0
+    generator_kgce = 0.0
+    fuel_emissions = 0.0
+    for key, amount in c.items():
+        if key.startswith(FUEL_PREFIX) or key.startswith(GENERATOR_FUEL_PREFIX):
+            carrier, quantity = _carrier_of(key)
+            kgce = amount * (f.kgce_per_unit(carrier, quantity) or 0.0)
+            fuel_emissions += amount * (f.co2_per_unit(carrier, quantity) or 0.0)
+            if key.startswith(FUEL_PREFIX):
+                direct_kgce += kgce
+            else:
+                generator_kgce += kgce
+
+    # electricity at both conversions; generator output is counted through its fuel, not twice
+    electricity_kgce = electricity * f.value(EQUIVALENT_SLOT)
+    electricity_kgce_coal = electricity * f.value(COAL_EQUIVALENT_SLOT)
+    total_kgce = (electricity - generator_output) * f.value(EQUIVALENT_SLOT) + direct_kgce + generator_kgce
+    electricity_emissions = purchased * f.value(GRID_SLOT)
+    emissions = electricity_emissions + fuel_emissions
+
+    monthly = inputs.period in (Period.MONTH, Period.YEAR)
+    certificates = inputs.green_certificates_kwh if monthly else None
+    if certificates is None and monthly:
+        certificates = 0.0
+    market_electricity: float | None = None
+    covered = 0.0
+    if certificates is not None:
+        covered = min(certificates, purchased)
+        market_electricity = (purchased - covered) * f.value(RESIDUAL_SLOT)
+
+    # data-centre total energy: facility electricity plus non-electric carriers used directly
+    dc_total = None if facility is None else facility + direct_kgce * KWH_PER_KGCE
+    pue_value = ratio(dc_total, it) if is_dc else None
+    renewable = c.get(RENEWABLE_CONSUMED, 0.0) + covered
+    ref_denominator = dc_total if is_dc and dc_total is not None else electricity
+
+    if inputs.period is Period.QUARTER_HOUR:
+        max_demand: float | None = quarter_hour_demand_kw(c)
+    elif inputs.period is Period.MINUTE:
+        max_demand = None  # a minute is not a demand interval
+    else:
+        max_demand = inputs.max_demand_kw
+
+    outputs = [v for k, v in c.items() if k.startswith(OUTPUT_PREFIX)]
+    output = outputs[0] if len(outputs) == 1 else None
+    value_added_10k = (
+        None if inputs.value_added_cny is None or not monthly else inputs.value_added_cny / 10_000
+    )
+
+    zones: dict[str, float | None] = {}
+    if is_dc:
+        for key in c:
+            if key.startswith(ZONE_PREFIX) and key.endswith(":total_kwh"):
+                zone_name = key[len(ZONE_PREFIX) : -len(":total_kwh")]
+                zones[zone_name] = ratio(c[key], c.get(f"{ZONE_PREFIX}{zone_name}:it_kwh"))
+
+    expected = c.get(EXPECTED, 0.0)
     return KpiWindow(
-        site_id=site.id,
+        site_id=site_id,
+        period=inputs.period.value,
         start_ms=start_ms,
         end_ms=end_ms,
-        electricity_kwh=balance.electricity_kwh,
-        facility_kwh=balance.facility_kwh,
-        it_kwh=balance.it_kwh,
-        renewable_generation_kwh=balance.renewable_generation_kwh,
-        renewable_consumed_kwh=balance.renewable_consumed_kwh,
-        grid_import_kwh=balance.grid_import_kwh,
-        grid_export_kwh=balance.grid_export_kwh,
+        electricity_kwh=electricity,
+        facility_kwh=facility,
+        it_kwh=it,
+        renewable_generation_kwh=c.get(RENEWABLE_GENERATION, 0.0),
+        renewable_consumed_kwh=c.get(RENEWABLE_CONSUMED, 0.0),
+        grid_import_kwh=c.get(GRID_IMPORT, 0.0),
+        grid_export_kwh=c.get(GRID_EXPORT, 0.0),
         electricity_kgce=electricity_kgce,
+        electricity_kgce_coal=electricity_kgce_coal,
         total_kgce=total_kgce,
-        emissions_kg=electricity_emissions + balance.fuel_emissions_kg,
+        emissions_kg=emissions,
         electricity_emissions_kg=electricity_emissions,
-        pue=pue(balance.facility_kwh, balance.it_kwh) if site.kind is SiteKind.DATA_CENTRE else None,
-        electrification_rate=electrification_rate(electricity_kgce, total_kgce),
-        carbon_intensity_kg_per_kwh=carbon_intensity_kg_per_kwh(
-            electricity_emissions, balance.electricity_kwh
-        ),
-        green_power_share=green_power_share(balance.renewable_consumed_kwh, balance.electricity_kwh),
-        completeness=completeness,
+        pue=pue_value,
+        electrification_rate=ratio(electricity_kgce, electricity_kgce + direct_kgce),
+        electrification_rate_coal=ratio(electricity_kgce_coal, electricity_kgce_coal + direct_kgce),
+        carbon_intensity_kg_per_kwh=ratio(electricity_emissions, electricity),
+        green_power_share=ratio(c.get(RENEWABLE_CONSUMED, 0.0), electricity),
+        emissions_market_kg=None if market_electricity is None else market_electricity + fuel_emissions,
+        electricity_emissions_market_kg=market_electricity,
+        carbon_intensity_market_kg_per_kwh=ratio(market_electricity, electricity),
+        green_certificates_kwh=certificates,
+        green_power_share_market=ratio(renewable, electricity) if certificates is not None else None,
+        cue=ratio(emissions, it) if is_dc else None,
+        ref=min(ratio(renewable, ref_denominator) or 0.0, 1.0) if ref_denominator > 0 else None,
+        wue_l_per_kwh=ratio(c[WATER] * 1000.0, it) if is_dc and WATER in c else None,
+        erf=ratio(c[REUSED], ref_denominator) if REUSED in c else None,
+        ppue=zones,
+        max_demand_kw=max_demand,
+        output=output,
+        energy_intensity_kgce_per_unit=ratio(total_kgce, output),
+        value_added_10k_cny=value_added_10k,
+        energy_intensity_kgce_per_10k_cny=ratio(total_kgce, value_added_10k),
+        gb40879_grade=gb40879_grade(ratio(facility, it), inputs.gb40879_thresholds) if is_dc else None,
+        completeness=min(c.get(PRESENT, 0.0) / expected, 1.0) if expected > 0 else 0.0,
+        estimated=c.get(ESTIMATED, 0.0) > 0,
         flags=tuple(sorted(set(flags))),
-        interim=True,
+        interim=inputs.period is not Period.YEAR,
+        components=dict(c),
+        factors_used=dict(f.used),
+        revision=revision,
     )

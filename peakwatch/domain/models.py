@@ -50,6 +50,11 @@ class Role(enum.StrEnum):
     HEAT_PUMP = "heat_pump"
     BOILER = "boiler"
     GENERATOR_FUEL = "generator_fuel"
+    """Fuel burned by an on-site generator; its electricity is counted by the generator_output meter."""
+    GENERATOR_OUTPUT = "generator_output"
+    """Electricity an on-site (fossil) generator delivers: consumed on site, not purchased."""
+    ENERGY_REUSE = "energy_reuse"
+    """Energy (usually heat) delivered for reuse outside the data centre (ERF, ISO/IEC 30134-6)."""
     PRODUCTION_OUTPUT = "production_output"
     WATER_SUPPLY = "water_supply"
     OTHER_LOAD = "other_load"
@@ -57,10 +62,12 @@ class Role(enum.StrEnum):
 
 class Register(enum.StrEnum):
     """``cumulative``: a monotonically increasing register that must be differenced.
-    ``interval``: each reading is the quantity consumed in the interval that ends at ``ts``."""
+    ``interval``: each reading is the quantity consumed in the interval that ends at ``ts``.
+    ``power``: each reading is instantaneous power; energy is integrated (trapezoid) and estimated."""
 
     CUMULATIVE = "cumulative"
     INTERVAL = "interval"
+    POWER = "power"
 
 
 class Quantity(enum.StrEnum):
@@ -79,8 +86,14 @@ class Site(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     kind: SiteKind
     timezone: str = "Asia/Shanghai"
-    grid_factor: str = "grid.cn.hunan.2023"
-    """Id of the grid emission factor in the factor library (peakwatch.domain.factors)."""
+    grid_factor: str | None = None
+    """Id of a grid emission factor that overrides the ``grid`` slot of the site's factor set (``None``:
+    the set's own, Hunan 2023 in the default set)."""
+    factor_set: str = "default"
+    """Name of the factor set (slot -> factor id) the site's KPIs use."""
+    pue_category: str = "category 1"
+    """Measurement category stated with every published PUE (ISO/IEC 30134-2 category 1..3, or The
+    Green Grid PUE0..PUE3)."""
 
 
 class Meter(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +107,11 @@ class Meter(msgspec.Struct, frozen=True, kw_only=True):
     register_max: float | None = None
     """The register's modulus in ``unit``: it wraps to zero on reaching this value (1,000,000 for a
     six-digit DL/T 645 kWh register, which shows 999,999.99 and then 0.00)."""
+    rated_kw: float | None = None
+    """Rated power (kW; for other carriers the canonical unit per hour, e.g. m3/h, t/h): an
+    increment implying more than ``GLITCH_MARGIN`` times this rate is a glitch, not energy."""
+    zone: str | None = None
+    """Data-centre zone (hall, pod) the meter belongs to, for partial PUE (pPUE)."""
 
 
 class Reading(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -142,13 +160,33 @@ class MeterFlag(enum.StrEnum):
     OUT_OF_ORDER = "out_of_order"
     LATE = "late"
     FIRST = "first"
+    GLITCH = "glitch"
+    REPLACEMENT = "replacement"
+    GAP = "gap"
+    ESTIMATED = "estimated"
+
+
+class RestatementReason(enum.StrEnum):
+    """Why windows were recomputed; kept with every revision."""
+
+    LATE_DATA = "late_data"
+    OUT_OF_ORDER = "out_of_order"
+    METER_REPLACEMENT = "meter_replacement"
+    FACTOR_REVISION = "factor_revision"
+    GREEN_INSTRUMENTS = "green_instruments"
+    VALUE_ADDED = "value_added"
+    MANUAL = "manual"
 
 
 class KpiWindow(msgspec.Struct, frozen=True, kw_only=True):
-    """KPIs of one site over one closed event-time window ``[start_ms, end_ms)``.
+    """KPIs of one site over one event-time window ``[start_ms, end_ms)`` of a period (``1m`` ... ``12mo``).
 
-    A ratio is ``None`` when its denominator is zero or not metered (never 0 or infinity).
-    ``interim`` is true for windows shorter than the 12-month reference period (PUE per ISO/IEC 30134-2).
+    ``components`` are the window's additive energies (``peakwatch.domain.accounting``): a longer window's
+    components are the exact sums of its minutes', and every KPI below is computed from them, so ratios
+    are never averaged. A ratio is ``None`` when its denominator is zero or not metered (never 0 or
+    infinity). ``interim`` is true for windows shorter than the 12-month reference period (ISO/IEC 30134-2).
+    Market-based values, REF with certificates and energy intensity per value added need monthly inputs
+    and are ``None`` for windows shorter than a calendar month.
     """
 
     site_id: str
@@ -170,9 +208,40 @@ class KpiWindow(msgspec.Struct, frozen=True, kw_only=True):
     carbon_intensity_kg_per_kwh: float | None
     green_power_share: float | None
     completeness: float
-    """Share of the site's meters that reported data covering this window (0..1)."""
+    """Share of the expected meter-intervals (meters × minutes) present in this window (0..1)."""
     flags: tuple[str, ...] = ()
     interim: bool = True
+    period: str = "1m"
+    electricity_kgce_coal: float = 0.0
+    """Electricity at the coal-equivalent (发电煤耗) value instead of the equivalent value."""
+    electrification_rate_coal: float | None = None
+    emissions_market_kg: float | None = None
+    electricity_emissions_market_kg: float | None = None
+    carbon_intensity_market_kg_per_kwh: float | None = None
+    green_certificates_kwh: float | None = None
+    """Green certificates and green-power contracts applied to this window (calendar months and longer)."""
+    green_power_share_market: float | None = None
+    cue: float | None = None
+    ref: float | None = None
+    wue_l_per_kwh: float | None = None
+    erf: float | None = None
+    ppue: dict[str, float | None] = msgspec.field(default_factory=dict)
+    """Partial PUE per zone: zone electricity (IT and its cooling, lighting, losses) ÷ zone IT energy."""
+    max_demand_kw: float | None = None
+    """Largest 15-minute average demand (grid import, else consumption) within the window."""
+    output: float | None = None
+    energy_intensity_kgce_per_unit: float | None = None
+    value_added_10k_cny: float | None = None
+    energy_intensity_kgce_per_10k_cny: float | None = None
+    gb40879_grade: str | None = None
+    """Data centres: grade 1, 2 or 3 of GB 40879-2021 for the electric energy ratio, or ``over_limit``."""
+    estimated: bool = False
+    """Some input was estimated (integrated from power) rather than read from a register."""
+    components: dict[str, float] = msgspec.field(default_factory=dict)
+    factors_used: dict[str, str] = msgspec.field(default_factory=dict)
+    """Factor slot -> ``id@version`` of every factor the values were computed with."""
+    revision: int = 0
+    """0 for the first computation; +1 each time the window is restated (``kpi_revisions`` keeps the old)."""
 
 
 class MeterState(msgspec.Struct, frozen=True, kw_only=True):
@@ -195,6 +264,20 @@ class MeterInterval(msgspec.Struct, frozen=True, kw_only=True):
     meter_id: str
     window_start_ms: int
     amount: float
+    estimated: bool = False
+    """Integrated from power (or otherwise not measured by a register): flagged in the KPIs."""
+
+
+class MeterReplacement(msgspec.Struct, frozen=True, kw_only=True):
+    """A meter swapped at ``ts_ms``: the old meter's last register value and the new one's first, both
+    in the canonical unit. Energy across the swap is ``(old_final - before) + (after - new_initial)``."""
+
+    site_id: str
+    meter_id: str
+    ts_ms: int
+    old_final: float
+    new_initial: float
+    note: str = ""
 
 
 class MeterEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -224,6 +307,18 @@ class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
     at_ms: int
 
 
+class Restatement(msgspec.Struct, frozen=True, kw_only=True):
+    """A request to recompute a site's windows over ``[from_ms, to_ms)`` (every site when ``site_id`` is
+    ``None``), re-deriving one meter's intervals from its stored readings first when ``meter_id`` is set."""
+
+    site_id: str | None
+    from_ms: int
+    to_ms: int
+    reason: RestatementReason
+    detail: str = ""
+    meter_id: str | None = None
+
+
 class ProcessedBatch(msgspec.Struct, kw_only=True):
     """Everything one processor step produced; the store writes it in one transaction."""
 
@@ -234,3 +329,5 @@ class ProcessedBatch(msgspec.Struct, kw_only=True):
     kpi_windows: list[KpiWindow] = msgspec.field(default_factory=list)
     alerts: list[AlertChange] = msgspec.field(default_factory=list)
     dead_letters: list[DeadLetter] = msgspec.field(default_factory=list)
+    restatements: list[Restatement] = msgspec.field(default_factory=list)
+    """Late or out-of-order data for closed windows: queued for the accountant in the same transaction."""

@@ -33,6 +33,10 @@ METER_UNITS: Final[dict[str, tuple[Quantity, float]]] = {
     "wh": (Quantity.ENERGY_KWH, 0.001),
     "kwh": (Quantity.ENERGY_KWH, 1.0),
     "mwh": (Quantity.ENERGY_KWH, 1000.0),
+    # power-only meters (register: power): energy is integrated from the samples
+    "w": (Quantity.POWER_KW, 0.001),
+    "kw": (Quantity.POWER_KW, 1.0),
+    "mw": (Quantity.POWER_KW, 1000.0),
     "l": (Quantity.VOLUME_M3, 0.001),
     "m3": (Quantity.VOLUME_M3, 1.0),
     "mj": (Quantity.HEAT_GJ, 0.001),
@@ -45,7 +49,7 @@ METER_UNITS: Final[dict[str, tuple[Quantity, float]]] = {
 # What a meter of each carrier may measure. Another pair (a gas meter in kWh, an electricity meter in
 # m3) would get no conversion factor and silently count as zero, so the registry refuses it.
 CARRIER_QUANTITIES: Final[dict[Carrier, frozenset[Quantity]]] = {
-    Carrier.ELECTRICITY: frozenset({Quantity.ENERGY_KWH}),
+    Carrier.ELECTRICITY: frozenset({Quantity.ENERGY_KWH, Quantity.POWER_KW}),
     Carrier.NATURAL_GAS: frozenset({Quantity.VOLUME_M3}),
     Carrier.HEAT: frozenset({Quantity.HEAT_GJ}),
     Carrier.STEAM: frozenset({Quantity.HEAT_GJ, Quantity.MASS_T}),

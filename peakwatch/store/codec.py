@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 import asyncpg
+import msgspec
 
 PG_EPOCH_MS: Final = 946_684_800_000
 """2000-01-01T00:00:00Z, PostgreSQL's epoch, in Unix epoch milliseconds."""
@@ -25,8 +26,23 @@ def decode_timestamptz(value: tuple[int]) -> int:
     return value[0] // 1000 + PG_EPOCH_MS
 
 
+_JSONB_VERSION: Final = b"\x01"
+
+
+def encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + msgspec.json.encode(value)
+
+
+def decode_jsonb(data: bytes) -> Any:
+    return msgspec.json.decode(data[1:])
+
+
 async def register_codecs(conn: asyncpg.Connection[Any]) -> None:
-    """Install the ms codec on a connection (called from the pool's ``init``)."""
+    """Install the ms codec and a msgspec ``jsonb`` codec (dicts in, dicts out, also through binary
+    COPY) on a connection (called from the pool's ``init``)."""
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=encode_jsonb, decoder=decode_jsonb, format="binary"
+    )
     await conn.set_type_codec(
         "timestamptz",
         schema="pg_catalog",

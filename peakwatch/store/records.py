@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from peakwatch.domain.models import Meter
+from peakwatch.domain.models import KpiWindow, Meter
 
 
 class MeterStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,3 +40,28 @@ class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):
     payload: bytes
     site_id: str | None
     meter_id: str | None
+
+
+class KpiRevision(msgspec.Struct, frozen=True, kw_only=True):
+    """The value a KPI window had before restatement number ``revision`` (so ``previous.revision ==
+    revision - 1``)."""
+
+    revision: int
+    reason: str
+    detail: str
+    replaced_ms: int
+    previous: KpiWindow
+
+
+class RestatementRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Work queued for the processor's accountant (``site_id`` ``None``: every site)."""
+
+    id: int
+    site_id: str | None
+    meter_id: str | None
+    from_ms: int
+    to_ms: int
+    reason: str
+    detail: str
+    requested_ms: int
+    done_ms: int | None = None

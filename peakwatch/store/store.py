@@ -11,13 +11,15 @@ import asyncpg
 import msgspec
 
 from peakwatch.config import Registry
+from peakwatch.domain.kpis import sum_components
 from peakwatch.domain.models import KpiWindow, MeterInterval, MeterState, ProcessedBatch, Site
 from peakwatch.errors import StoreError
 from peakwatch.store.codec import register_codecs
 from peakwatch.store.conn import Conn
 from peakwatch.store.errors import STORE_FAILURES, translate
+from peakwatch.store.inputs import InputsStore
 from peakwatch.store.migrate import apply_migrations
-from peakwatch.store.records import AlertRecord, DeadLetterRecord, MeterStatus
+from peakwatch.store.records import AlertRecord, DeadLetterRecord, KpiRevision, MeterStatus
 from peakwatch.store.timescale import TimescalePolicy
 from peakwatch.store.writes import KPI_COLUMNS, create_staging_tables, write_batch
 
@@ -35,8 +37,21 @@ _KPI_SELECT: Final = (
     )
     + " FROM kpi_windows"
 )
-_SITE_SELECT: Final = "SELECT id, name, kind, timezone, grid_factor FROM sites WHERE retired_at IS NULL"
-_METER_COLUMNS: Final = ("id", "site_id", "carrier", "role", "register", "unit", "register_max")
+_SITE_SELECT: Final = (
+    "SELECT id, name, kind, timezone, grid_factor, factor_set, pue_category FROM sites "
+    "WHERE retired_at IS NULL"
+)
+_METER_COLUMNS: Final = (
+    "id",
+    "site_id",
+    "carrier",
+    "role",
+    "register",
+    "unit",
+    "register_max",
+    "rated_kw",
+    "zone",
+)
 _ALERT_SELECT: Final = """
 SELECT id, fingerprint, rule, site_id, state, severity, summary, value, started_at AS started_ms,
        fired_at AS fired_ms, resolved_at AS resolved_ms, updated_at AS updated_ms
@@ -60,6 +75,9 @@ class Store:
         """Use ``Store.connect``; this wraps an already configured pool."""
         self._pool = pool
         self._timescale = timescale
+        self.inputs = InputsStore(pool)
+        """Accounting inputs: factor versions, meter replacements, green instruments, value added,
+        targets and the restatement queue."""
         self._meter_keys: dict[tuple[str, str], int] = {}
         """(site, meter) -> ``meters.key``, the compact key raw readings are stored under."""
 
@@ -124,19 +142,24 @@ class Store:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _REGISTRY_LOCK_KEY)
             await conn.execute(
                 """
-                INSERT INTO sites AS s (id, name, kind, timezone, grid_factor)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                INSERT INTO sites AS s (id, name, kind, timezone, grid_factor, factor_set, pue_category)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                     $7::text[])
                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
-                    timezone = EXCLUDED.timezone, grid_factor = EXCLUDED.grid_factor, updated_at = now(),
-                    retired_at = NULL
-                WHERE (s.name, s.kind, s.timezone, s.grid_factor, s.retired_at) IS DISTINCT FROM
-                      (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.timezone, EXCLUDED.grid_factor, NULL)
+                    timezone = EXCLUDED.timezone, grid_factor = EXCLUDED.grid_factor,
+                    factor_set = EXCLUDED.factor_set, pue_category = EXCLUDED.pue_category,
+                    updated_at = now(), retired_at = NULL
+                WHERE (s.name, s.kind, s.timezone, s.grid_factor, s.factor_set, s.pue_category, s.retired_at)
+                      IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.timezone, EXCLUDED.grid_factor,
+                                        EXCLUDED.factor_set, EXCLUDED.pue_category, NULL)
                 """,
                 [s.id for s in sites],
                 [s.name for s in sites],
                 [s.kind.value for s in sites],
                 [s.timezone for s in sites],
                 [s.grid_factor for s in sites],
+                [s.factor_set for s in sites],
+                [s.pue_category for s in sites],
             )
             await conn.execute(
                 "UPDATE sites SET retired_at = now() WHERE retired_at IS NULL AND NOT (id = ANY($1::text[]))",
@@ -144,15 +167,17 @@ class Store:
             )
             await conn.execute(
                 """
-                INSERT INTO meters AS m (site_id, id, carrier, role, register, unit, register_max)
+                INSERT INTO meters AS m (site_id, id, carrier, role, register, unit, register_max, rated_kw,
+                                         zone)
                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                     $7::float8[])
+                                     $7::float8[], $8::float8[], $9::text[])
                 ON CONFLICT (site_id, id) DO UPDATE SET carrier = EXCLUDED.carrier, role = EXCLUDED.role,
                     register = EXCLUDED.register, unit = EXCLUDED.unit, register_max = EXCLUDED.register_max,
-                    retired_at = NULL
-                WHERE (m.carrier, m.role, m.register, m.unit, m.register_max, m.retired_at) IS DISTINCT FROM (
-                    EXCLUDED.carrier, EXCLUDED.role, EXCLUDED.register, EXCLUDED.unit, EXCLUDED.register_max,
-                    NULL)
+                    rated_kw = EXCLUDED.rated_kw, zone = EXCLUDED.zone, retired_at = NULL
+                WHERE (m.carrier, m.role, m.register, m.unit, m.register_max, m.rated_kw, m.zone,
+                       m.retired_at) IS DISTINCT FROM (EXCLUDED.carrier, EXCLUDED.role, EXCLUDED.register,
+                                      EXCLUDED.unit, EXCLUDED.register_max, EXCLUDED.rated_kw,
+                                      EXCLUDED.zone, NULL)
                 """,
                 [m.site_id for m in meters],
                 [m.id for m in meters],
@@ -161,6 +186,8 @@ class Store:
                 [m.register.value for m in meters],
                 [m.unit for m in meters],
                 [m.register_max for m in meters],
+                [m.rated_kw for m in meters],
+                [m.zone for m in meters],
             )
             await conn.execute(
                 """
@@ -236,35 +263,64 @@ class Store:
         rows = await self._fetch("reading a site", _SITE_SELECT + " AND id = $1", site_id)
         return _convert(rows[0], Site) if rows else None
 
-    async def latest_kpis(self, site_id: str) -> KpiWindow | None:
-        """The most recent closed window of the site."""
+    async def latest_kpis(self, site_id: str, period: str = "1m") -> KpiWindow | None:
+        """The most recent window of the site for ``period``."""
         rows = await self._fetch(
             "reading the latest KPIs",
-            _KPI_SELECT + " WHERE site_id = $1 ORDER BY window_start DESC, window_end DESC LIMIT 1",
+            _KPI_SELECT + " WHERE site_id = $1 AND period = $2 ORDER BY window_start DESC LIMIT 1",
             site_id,
+            period,
         )
         return _convert(rows[0], KpiWindow) if rows else None
 
     async def kpi_series(
-        self, site_id: str, from_ms: int, to_ms: int, limit: int = 10_000
+        self, site_id: str, from_ms: int, to_ms: int, limit: int = 10_000, period: str = "1m"
     ) -> list[KpiWindow]:
-        """Windows with ``from_ms <= start < to_ms``, oldest first."""
+        """Windows of ``period`` with ``from_ms <= start < to_ms``, oldest first."""
         rows = await self._fetch(
             "reading a KPI series",
-            _KPI_SELECT + " WHERE site_id = $1 AND window_start >= $2 AND window_start < $3 "
-            "ORDER BY window_start, window_end LIMIT $4",
+            _KPI_SELECT + " WHERE site_id = $1 AND period = $5 AND window_start >= $2 AND window_start < $3 "
+            "ORDER BY window_start LIMIT $4",
             site_id,
             from_ms,
             to_ms,
             limit,
+            period,
         )
         return [_convert(r, KpiWindow) for r in rows]
+
+    async def kpi_revisions(self, site_id: str, period: str, start_ms: int) -> list[KpiRevision]:
+        """Earlier values of one window, oldest first (empty: never restated)."""
+        rows = await self._fetch(
+            "reading KPI revisions",
+            "SELECT revision, reason, detail, replaced_at AS replaced_ms, previous FROM kpi_revisions "
+            "WHERE site_id = $1 AND period = $2 AND window_start = $3 ORDER BY revision",
+            site_id,
+            period,
+            start_ms,
+        )
+        return [_convert(r, KpiRevision) for r in rows]
+
+    async def components_between(
+        self, site_id: str, period: str, from_ms: int, to_ms: int
+    ) -> dict[str, float]:
+        """Sum of the components of the ``period`` windows starting in ``[from_ms, to_ms)``."""
+        rows = await self._fetch(
+            "summing KPI components",
+            "SELECT components FROM kpi_windows WHERE site_id = $1 AND period = $2 AND window_start >= $3 "
+            "AND window_start < $4",
+            site_id,
+            period,
+            from_ms,
+            to_ms,
+        )
+        return sum_components(r["components"] for r in rows)
 
     async def meter_statuses(self, site_id: str) -> list[MeterStatus]:
         rows = await self._fetch(
             "reading meter statuses",
             """
-            SELECT m.id, m.site_id, m.carrier, m.role, m.register, m.unit, m.register_max,
+            SELECT m.id, m.site_id, m.carrier, m.role, m.register, m.unit, m.register_max, m.rated_kw, m.zone,
                    s.last_ts AS last_ts_ms, s.last_seen AS last_seen_ms, s.last_value
             FROM meters m
             LEFT JOIN meter_state s ON s.site_id = m.site_id AND s.meter_id = m.id
@@ -340,3 +396,10 @@ class Store:
     async def _fetch(self, action: str, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self._connection(action) as conn:
             return await conn.fetch(query, *args)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, action: str) -> AsyncIterator[Conn]:
+        """One connection inside one transaction, for the accountant's multi-step restatements
+        (``peakwatch.store.restate`` functions). Errors become StoreError naming ``action``."""
+        async with self._connection(action) as conn, conn.transaction():
+            yield conn

@@ -29,6 +29,7 @@ from peakwatch.domain.models import (
     MeterState,
     ProcessedBatch,
     Reading,
+    Restatement,
 )
 from peakwatch.store.conn import Conn
 
@@ -45,31 +46,9 @@ READING_COLUMNS: Final = (
     "count",
 )
 METER_STATE_COLUMNS: Final = ("site_id", "meter_id", "last_ts", "last_value", "last_seen")
-INTERVAL_COLUMNS: Final = ("site_id", "meter_id", "window_start", "amount")
+INTERVAL_COLUMNS: Final = ("site_id", "meter_id", "window_start", "amount", "estimated")
 EVENT_COLUMNS: Final = ("site_id", "meter_id", "ts", "kind", "detail", "previous", "value")
-KPI_COLUMNS: Final = (
-    "site_id",
-    "window_start",
-    "window_end",
-    "electricity_kwh",
-    "facility_kwh",
-    "it_kwh",
-    "renewable_generation_kwh",
-    "renewable_consumed_kwh",
-    "grid_import_kwh",
-    "grid_export_kwh",
-    "electricity_kgce",
-    "total_kgce",
-    "emissions_kg",
-    "electricity_emissions_kg",
-    "pue",
-    "electrification_rate",
-    "carbon_intensity_kg_per_kwh",
-    "green_power_share",
-    "completeness",
-    "flags",
-    "interim",
-)
+RESTATEMENT_COLUMNS: Final = ("site_id", "from_ts", "to_ts", "reason", "detail", "meter_id")
 DEAD_LETTER_COLUMNS: Final = ("received_at", "source", "reason", "detail", "payload", "site_id", "meter_id")
 
 _FIELD_TO_COLUMN: Final = {
@@ -80,7 +59,27 @@ _FIELD_TO_COLUMN: Final = {
     "start_ms": "window_start",
     "end_ms": "window_end",
     "received_ms": "received_at",
+    "from_ms": "from_ts",
+    "to_ms": "to_ts",
 }
+
+KPI_COLUMNS: Final = tuple(_FIELD_TO_COLUMN.get(f, f) for f in KpiWindow.__struct_fields__)
+"""kpi_windows columns in KpiWindow's field order (generated: the struct is the one list of KPIs)."""
+
+
+def _sql_type(column: str, annotation: str) -> str:
+    if column in ("window_start", "window_end"):
+        return "timestamptz"
+    for python, sql in (("dict", "jsonb"), ("tuple", "text[]"), ("bool", "boolean"), ("float", "float8")):
+        if annotation.startswith(python):
+            return sql
+    return "integer" if annotation.startswith("int") else "text"
+
+
+_KPI_STAGING_COLUMNS: Final = ", ".join(
+    f"{c} {_sql_type(c, KpiWindow.__annotations__[f])}"
+    for f, c in zip(KpiWindow.__struct_fields__, KPI_COLUMNS, strict=True)
+)
 
 LAYOUTS: Final[tuple[tuple[type[msgspec.Struct], tuple[str, ...]], ...]] = (
     (MeterState, METER_STATE_COLUMNS),
@@ -88,6 +87,7 @@ LAYOUTS: Final[tuple[tuple[type[msgspec.Struct], tuple[str, ...]], ...]] = (
     (MeterEvent, EVENT_COLUMNS),
     (KpiWindow, KPI_COLUMNS),
     (DeadLetter, DEAD_LETTER_COLUMNS),
+    (Restatement, RESTATEMENT_COLUMNS),
 )
 
 
@@ -101,7 +101,8 @@ def layout_mismatches() -> list[str]:
     return problems
 
 
-_STAGING_DDL: Final = """
+_STAGING_DDL: Final = (
+    """
 CREATE TEMP TABLE IF NOT EXISTS pw_readings_in (
     ts timestamptz, meter_key integer, energy_kwh float8, power_kw float8, volume_m3 float8,
     heat_gj float8, mass_t float8, count float8
@@ -110,17 +111,17 @@ CREATE TEMP TABLE IF NOT EXISTS pw_meter_state_in (
     site_id text, meter_id text, last_ts timestamptz, last_value float8, last_seen timestamptz
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS pw_intervals_in (
-    site_id text, meter_id text, window_start timestamptz, amount float8
+    site_id text, meter_id text, window_start timestamptz, amount float8, estimated boolean
 ) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS pw_kpi_windows_in (
-    site_id text, window_start timestamptz, window_end timestamptz, electricity_kwh float8,
-    facility_kwh float8, it_kwh float8, renewable_generation_kwh float8, renewable_consumed_kwh float8,
-    grid_import_kwh float8, grid_export_kwh float8, electricity_kgce float8, total_kgce float8,
-    emissions_kg float8, electricity_emissions_kg float8, pue float8, electrification_rate float8,
-    carbon_intensity_kg_per_kwh float8, green_power_share float8, completeness float8, flags text[],
-    interim boolean
+DROP TABLE IF EXISTS pw_kpi_windows_in;
+CREATE TEMP TABLE pw_kpi_windows_in ("""
+    + _KPI_STAGING_COLUMNS
+    + """) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS pw_restatements_in (
+    site_id text, from_ts timestamptz, to_ts timestamptz, reason text, detail text, meter_id text
 ) ON COMMIT DELETE ROWS;
 """
+)
 
 
 async def create_staging_tables(conn: asyncpg.Connection[asyncpg.Record]) -> None:
@@ -145,18 +146,25 @@ ON CONFLICT (site_id, meter_id) DO UPDATE SET
     last_seen = GREATEST(m.last_seen, EXCLUDED.last_seen)"""
 
 _INTERVALS_ADD: Final = """
-INSERT INTO meter_intervals AS t (site_id, meter_id, window_start, amount)
-SELECT site_id, meter_id, window_start, sum(amount)
+INSERT INTO meter_intervals AS t (site_id, meter_id, window_start, amount, estimated)
+SELECT site_id, meter_id, window_start, sum(amount), bool_or(estimated)
 FROM pw_intervals_in
 GROUP BY site_id, meter_id, window_start
 ORDER BY site_id, meter_id, window_start
-ON CONFLICT (site_id, meter_id, window_start) DO UPDATE SET amount = t.amount + EXCLUDED.amount"""
+ON CONFLICT (site_id, meter_id, window_start) DO UPDATE SET amount = t.amount + EXCLUDED.amount,
+    estimated = t.estimated OR EXCLUDED.estimated"""
 
+_KEY_COLUMNS: Final = ("site_id", "period", "window_start")
 _KPI_UPSERT: Final = f"""
 INSERT INTO kpi_windows ({", ".join(KPI_COLUMNS)}, computed_at)
-SELECT {", ".join(KPI_COLUMNS)}, now() FROM pw_kpi_windows_in ORDER BY site_id, window_start, window_end
-ON CONFLICT (site_id, window_start, window_end) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in KPI_COLUMNS[3:])}, computed_at = EXCLUDED.computed_at"""
+SELECT {", ".join(KPI_COLUMNS)}, now() FROM pw_kpi_windows_in ORDER BY site_id, period, window_start
+ON CONFLICT (site_id, period, window_start) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in KPI_COLUMNS if c not in _KEY_COLUMNS)},
+    computed_at = EXCLUDED.computed_at"""
+
+_RESTATEMENTS_ADD: Final = f"""
+INSERT INTO restatement_requests ({", ".join(RESTATEMENT_COLUMNS)})
+SELECT {", ".join(RESTATEMENT_COLUMNS)} FROM pw_restatements_in"""
 
 # One statement per change, applied in order (executemany): close the open alert, or open/advance it
 # (a close with no open alert changes nothing).
@@ -201,13 +209,18 @@ async def write_batch(conn: Conn, batch: ProcessedBatch, meter_keys: MeterKeys) 
                 "meter_events", records=map(_astuple, batch.events), columns=EVENT_COLUMNS
             )
         if batch.kpi_windows:
-            await _write_kpi_windows(conn, batch.kpi_windows)
+            await write_kpi_windows(conn, batch.kpi_windows)
         if batch.alerts:
             await conn.executemany(_ALERT_CHANGE, [_alert_args(a) for a in batch.alerts])
         if batch.dead_letters:
             await conn.copy_records_to_table(
                 "dead_letters", records=map(_astuple, batch.dead_letters), columns=DEAD_LETTER_COLUMNS
             )
+        if batch.restatements:
+            await conn.copy_records_to_table(
+                "pw_restatements_in", records=map(_astuple, batch.restatements), columns=RESTATEMENT_COLUMNS
+            )
+            await conn.execute(_RESTATEMENTS_ADD)
 
 
 async def _write_readings(conn: Conn, readings: Sequence[Reading], keys: MeterKeys) -> None:
@@ -234,9 +247,10 @@ async def _write_readings(conn: Conn, readings: Sequence[Reading], keys: MeterKe
         await conn.execute(_READINGS_MERGE)
 
 
-async def _write_kpi_windows(conn: Conn, windows: Sequence[KpiWindow]) -> None:
+async def write_kpi_windows(conn: Conn, windows: Sequence[KpiWindow]) -> None:
+    """Upsert (replace) windows by (site, period, start). Revisions are the accountant's business."""
     # A window recomputed within one batch: the last one wins (ON CONFLICT cannot touch a row twice).
-    latest = {(w.site_id, w.start_ms, w.end_ms): w for w in windows}
+    latest = {(w.site_id, w.period, w.start_ms): w for w in windows}
     await conn.copy_records_to_table(
         "pw_kpi_windows_in", records=map(_astuple, latest.values()), columns=KPI_COLUMNS
     )

@@ -255,3 +255,36 @@ async def test_pue_rule_fires_then_resolves(stack: Stack, publish: Any, api: htt
     alert = await eventually(resolved)
     assert alert["fired_at"] is not None
     assert alert["severity"] == "warning"
+
+
+async def test_late_reading_restates_the_window_and_the_api_shows_its_history(
+    stack: Stack, publish: Any, api: httpx.AsyncClient
+) -> None:
+    """Issue #3 through the real pipeline: the IT meter's reading for a window arrives after the window
+    closed; the accountant restates it, and the API serves the new value and the old one as a revision."""
+    t0 = window_start(12)
+    await publish(
+        "telemetry/dc-e2e/facility",
+        [{"ts": t0, "energy_kwh": 20_000.0}, {"ts": t0 + MIN, "energy_kwh": 21_350.0}],
+    )
+    await publish("telemetry/dc-e2e/it", [{"ts": t0, "energy_kwh": 7_000.0}])
+    # the window closes without IT energy: no PUE rather than a wrong one
+    first = await eventually(lambda: kpi_at(api, "dc-e2e", t0))
+    assert first["pue"] is None
+    assert first["revision"] == 0
+    # the IT reading that ends the window arrives late
+    await publish("telemetry/dc-e2e/it", [{"ts": t0 + MIN, "energy_kwh": 8_000.0}])
+
+    async def restated() -> dict[str, Any] | None:
+        row = await kpi_at(api, "dc-e2e", t0)
+        return row if row is not None and row["revision"] >= 1 else None
+
+    row = await eventually(restated)
+    assert row["pue"] == pytest.approx(1.35)
+    assert row["it_kwh"] == pytest.approx(1000.0)
+    history = (await api.get(f"/api/v1/sites/dc-e2e/kpis/1m/{t0}/revisions")).json()
+    assert history["current"]["pue"] == pytest.approx(1.35)
+    [revision] = history["revisions"]
+    assert revision["reason"] == "late_data"
+    assert revision["previous"]["pue"] is None
+    assert revision["previous"]["it_kwh"] == 0.0

@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from api import ComponentStatus, HealthProbe, create_app
 from peakwatch.config import Registry, Settings
+from peakwatch.domain.factors import FactorLibrary
+from peakwatch.domain.kpis import WindowInputs, minute_components, window_kpis
 from peakwatch.domain.models import (
     AlertChange,
     Carrier,
@@ -32,12 +34,15 @@ from peakwatch.domain.models import (
     Site,
     SiteKind,
 )
+from peakwatch.domain.periods import Period
 from peakwatch.store import Store
+from peakwatch.store.restate import save_windows
 
 pytestmark = pytest.mark.integration
 
 MIN = 60_000
 HOUR = 3_600_000
+DAY = 86_400_000
 JUNE_1_MS = 1_717_200_000_000  # 2024-06-01T00:00:00Z
 HUNAN_2023 = 0.4976
 
@@ -219,9 +224,12 @@ async def test_list_sites(client: httpx.AsyncClient, sites: Sites) -> None:
         "name": "API data centre",
         "kind": "data_centre",
         "timezone": "Asia/Shanghai",
-        "grid_factor_id": "grid.cn.hunan.2023",
+        "factor_set": "default",
+        "grid_factor_id": "grid.cn.hunan.2023",  # the default set's grid slot
+        "pue_category": "category 1",
     }
     assert by_id[sites.park]["kind"] == "park"
+    assert by_id[sites.park]["grid_factor_id"] == "grid.cn.central.2023"  # the site's own choice
     assert by_id[sites.empty]["timezone"] == "UTC"
 
 
@@ -248,7 +256,13 @@ async def test_site_detail_with_meters_and_grid_factor(client: httpx.AsyncClient
         "/api/v1/sites/{x}",
         "/api/v1/sites/{x}/kpis/latest",
         "/api/v1/sites/{x}/kpis",
+        "/api/v1/sites/{x}/kpis?period=1d",
+        "/api/v1/sites/{x}/kpis/1h/1717200000000/revisions",
         "/api/v1/sites/{x}/meters",
+        "/api/v1/sites/{x}/green-instruments",
+        "/api/v1/sites/{x}/value-added",
+        "/api/v1/sites/{x}/targets",
+        "/api/v1/sites/{x}/targets/progress",
         "/api/v1/alerts?site_id={x}",
     ],
 )
@@ -265,8 +279,14 @@ async def test_latest_kpis_404_until_a_window_closes(client: httpx.AsyncClient, 
     response = await client.get(f"/api/v1/sites/{sites.empty}/kpis/latest")
     assert response.status_code == 404
     assert response.json()["detail"] == (
-        f"no closed KPI window yet for site '{sites.empty}'; a 60 s window closes 10 s after its end "
+        f"no closed 1m KPI window yet for site '{sites.empty}'; a 60 s window closes 10 s after its end "
         "once readings for it have arrived"
+    )
+    response = await client.get(f"/api/v1/sites/{sites.empty}/kpis/latest", params={"period": "1mo"})
+    assert response.status_code == 404
+    assert response.json()["detail"] == (
+        f"no closed 1mo KPI window yet for site '{sites.empty}'; a 1mo window is stored once every minute "
+        "in it has closed"
     )
 
 
@@ -295,9 +315,14 @@ async def test_latest_kpis_is_the_later_of_two_windows(
     assert body["electricity_kgce"] == pytest.approx(165.915)  # 1350 x 0.1229
     assert body["completeness"] == pytest.approx(2 / 3)
     assert body["flags"] == ["reset"]
+    assert body["period"] == "1m"
+    assert body["pue_category"] == "category 1"
+    assert body["revision"] == 0
+    assert body["max_demand_kw"] is None
+    assert body["emissions_market_kg"] is None  # needs monthly inputs
     assert body["interim"] is True
     assert "ISO/IEC 30134-2" in body["interim_note"]
-    assert "60 s window" in body["interim_note"]
+    assert "1-minute window (1m)" in body["interim_note"]
 
 
 async def test_kpi_series_range_is_from_inclusive_to_exclusive(
@@ -396,6 +421,134 @@ async def test_kpi_series_accepts_exactly_31_days(client: httpx.AsyncClient, sit
     )
     assert response.status_code == 200
     assert response.json() == []
+
+
+def period_window(
+    sites: Sites, period: Period, start_ms: int, end_ms: int, *, facility_kwh: float, it_kwh: float
+) -> KpiWindow:
+    """A data-centre window of any period, computed from components as the processor does."""
+    meters = [m for m in sites.registry.site_meters(sites.dc)]
+    components = minute_components(meters, {"facility": facility_kwh, "it": it_kwh, "cooling": 0.0})
+    inputs = WindowInputs(
+        kind=SiteKind.DATA_CENTRE, factors=FactorLibrary().resolve("default"), period=period
+    )
+    return window_kpis(sites.dc, start_ms, end_ms, components, inputs)
+
+
+CST_JUNE_1_MS = JUNE_1_MS - 8 * HOUR  # 2024-06-01T00:00:00+08:00
+
+
+async def test_kpi_series_of_days(store: Store, client: httpx.AsyncClient, sites: Sites) -> None:
+    days = [
+        period_window(
+            sites,
+            Period.DAY,
+            CST_JUNE_1_MS + i * DAY,
+            CST_JUNE_1_MS + (i + 1) * DAY,
+            facility_kwh=f,
+            it_kwh=1000.0,
+        )
+        for i, f in enumerate((1200.0, 1300.0, 1250.0))
+    ]
+    minute = kpi_window(sites.dc, JUNE_1_MS, facility_kwh=20.0, it_kwh=16.0)
+    await store.write(ProcessedBatch(kpi_windows=[*days, minute]))
+    path = f"/api/v1/sites/{sites.dc}/kpis"
+    local_days = {"from": "2024-06-01T00:00:00+08:00", "to": "2024-06-04T00:00:00+08:00"}
+
+    response = await client.get(path, params={**local_days, "period": "1d"})
+    assert response.status_code == 200
+    body = response.json()
+    assert [w["window_start"] for w in body] == [
+        "2024-05-31T16:00:00Z",
+        "2024-06-01T16:00:00Z",
+        "2024-06-02T16:00:00Z",
+    ]
+    assert [w["period"] for w in body] == ["1d"] * 3
+    assert [w["facility_kwh"] for w in body] == [1200.0, 1300.0, 1250.0]
+    assert [w["pue"] for w in body] == [1.2, 1.3, 1.25]
+    first = body[0]
+    assert first["window_end_ms"] - first["window_start_ms"] == DAY
+    assert first["emissions_kg"] == pytest.approx(1200 * HUNAN_2023)
+    assert first["components"]["facility_kwh"] == 1200.0
+    assert first["factors_used"]["grid"] == "grid.cn.hunan.2023@1"
+    assert first["gb40879_grade"] == "1"  # 1.2 <= 1.20
+    assert first["completeness"] == 1.0
+    assert "1-day window (1d)" in first["interim_note"]
+
+    # the default period is 1m: the same range holds only the minute window
+    minutes = (await client.get(path, params=local_days)).json()
+    assert [(w["period"], w["facility_kwh"]) for w in minutes] == [("1m", 20.0)]
+
+    latest = await client.get(f"{path}/latest", params={"period": "1d"})
+    assert latest.json()["window_start"] == "2024-06-02T16:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "message_part"),
+    [
+        ({"period": "1d", "from": JUNE_1_MS, "to": JUNE_1_MS + 400 * DAY}, 200, ""),
+        ({"period": "1h", "from": JUNE_1_MS, "to": JUNE_1_MS + 1861 * DAY}, 422, "maximum 1860 days"),
+        ({"period": "15m", "from": JUNE_1_MS, "to": JUNE_1_MS + 466 * DAY}, 422, "maximum 465 days"),
+        ({"period": "2h"}, 422, "'1m', '15m', '1h', '1d', '1mo' or '12mo'"),
+    ],
+)
+async def test_kpi_series_range_scales_with_the_period(
+    client: httpx.AsyncClient, sites: Sites, params: dict[str, Any], status: int, message_part: str
+) -> None:
+    response = await client.get(f"/api/v1/sites/{sites.dc}/kpis", params=params)
+    assert response.status_code == status
+    if status == 422:
+        [error] = response.json()["detail"]
+        assert message_part in error["msg"]
+    else:
+        assert response.json() == []
+
+
+async def test_kpi_revisions(store: Store, client: httpx.AsyncClient, sites: Sites) -> None:
+    hour = period_window(sites, Period.HOUR, JUNE_1_MS, JUNE_1_MS + HOUR, facility_kwh=100.0, it_kwh=80.0)
+    await store.write(ProcessedBatch(kpi_windows=[hour]))
+    restated = period_window(sites, Period.HOUR, JUNE_1_MS, JUNE_1_MS + HOUR, facility_kwh=110.0, it_kwh=80.0)
+    async with store.transaction("restating") as conn:
+        assert await save_windows(conn, [restated], "late_data", "3 late readings") == 1
+
+    path = f"/api/v1/sites/{sites.dc}/kpis/1h/2024-06-01T08:00:00+08:00/revisions"
+    response = await client.get(path)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["current"]["facility_kwh"] == 110.0
+    assert body["current"]["pue"] == 1.375
+    assert body["current"]["revision"] == 1
+    [earlier] = body["revisions"]
+    assert (earlier["revision"], earlier["reason"], earlier["detail"]) == (0, "late_data", "3 late readings")
+    assert earlier["previous"]["facility_kwh"] == 100.0
+    assert earlier["previous"]["pue"] == 1.25
+    assert earlier["previous"]["revision"] == 0
+    assert earlier["replaced_at"].endswith("Z")
+
+    # epoch ms address the same window
+    by_ms = await client.get(f"/api/v1/sites/{sites.dc}/kpis/1h/{JUNE_1_MS}/revisions")
+    assert by_ms.json() == body
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message_part"),
+    [
+        ("1h/2024-06-01T08:30:00+08:00", 422, "the window containing it starts at 2024-06-01T00:00:00Z"),
+        # a day starts at local midnight: 00:00Z is 08:00 in Asia/Shanghai
+        ("1d/2024-06-01T00:00:00Z", 422, "not the start of a 1d window in Asia/Shanghai"),
+        ("1h/yesterday", 422, "neither RFC 3339"),
+        ("2h/1717200000000", 422, "'1m', '15m', '1h', '1d', '1mo' or '12mo'"),
+        ("1h/1717200000000", 404, "no 1h KPI window starting at 1717200000000 ms"),
+    ],
+)
+async def test_kpi_revisions_refusals(
+    client: httpx.AsyncClient, sites: Sites, path: str, status: int, message_part: str
+) -> None:
+    response = await client.get(f"/api/v1/sites/{sites.dc}/kpis/{path}/revisions")
+    assert response.status_code == status
+    detail = response.json()["detail"]
+    text = detail if isinstance(detail, str) else " ".join(e["msg"] for e in detail)
+    assert message_part in text
 
 
 # ------------------------------------------------------------------------------------------ meters

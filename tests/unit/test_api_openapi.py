@@ -48,9 +48,30 @@ EXPECTED_PATHS = {
     "/api/v1/sites/{site_id}",
     "/api/v1/sites/{site_id}/kpis/latest",
     "/api/v1/sites/{site_id}/kpis",
+    "/api/v1/sites/{site_id}/kpis/{period}/{window_start}/revisions",
     "/api/v1/sites/{site_id}/meters",
+    "/api/v1/sites/{site_id}/meters/{meter_id}/replacements",
+    "/api/v1/sites/{site_id}/green-instruments",
+    "/api/v1/sites/{site_id}/value-added",
+    "/api/v1/sites/{site_id}/value-added/{month}",
+    "/api/v1/sites/{site_id}/targets",
+    "/api/v1/sites/{site_id}/targets/{target_id}",
+    "/api/v1/sites/{site_id}/targets/progress",
+    "/api/v1/factors",
+    "/api/v1/factors/{factor_id}",
+    "/api/v1/factor-sets",
+    "/api/v1/restatements",
     "/api/v1/alerts",
     "/api/v1/dead-letters",
+}
+
+EXPECTED_WRITES = {
+    ("post", "/api/v1/factors"): "201",
+    ("post", "/api/v1/sites/{site_id}/meters/{meter_id}/replacements"): "201",
+    ("post", "/api/v1/sites/{site_id}/green-instruments"): "201",
+    ("put", "/api/v1/sites/{site_id}/value-added/{month}"): "200",
+    ("post", "/api/v1/sites/{site_id}/targets"): "201",
+    ("delete", "/api/v1/sites/{site_id}/targets/{target_id}"): "204",
 }
 
 
@@ -64,8 +85,34 @@ def test_every_json_route_declares_a_response_model(app: FastAPI) -> None:
     assert missing == []
 
 
+def test_writes_have_their_methods_and_success_codes(schema: dict[str, Any]) -> None:
+    writes = {
+        (method, path): next(code for code in op["responses"] if code.startswith("2"))
+        for path, item in schema["paths"].items()
+        for method, op in item.items()
+        if method != "get"
+    }
+    assert writes == EXPECTED_WRITES
+
+
+def test_writes_document_their_422(schema: dict[str, Any]) -> None:
+    for method, path in EXPECTED_WRITES:
+        assert "422" in schema["paths"][path][method]["responses"], (method, path)
+
+
+def test_kpi_windows_document_every_value(schema: dict[str, Any]) -> None:
+    window = schema["components"]["schemas"]["KpiWindowPublic"]["properties"]
+    for name in ("pue", "cue", "ref", "erf", "wue_l_per_kwh", "emissions_market_kg", "max_demand_kw"):
+        assert window[name]["description"], name
+    assert {"period", "revision", "factors_used", "components", "pue_category", "gb40879_grade"} <= set(
+        window
+    )
+
+
 def test_every_route_documents_its_200_content(schema: dict[str, Any]) -> None:
     for path, item in schema["paths"].items():
+        if "get" not in item:
+            continue
         content = item["get"]["responses"]["200"]["content"]
         assert content, path
         media, body = next(iter(content.items()))
@@ -76,16 +123,24 @@ def test_every_route_documents_its_200_content(schema: dict[str, Any]) -> None:
             assert "$ref" in body["schema"] or body["schema"].get("type") == "array", path
 
 
+NO_DATABASE = {"/api/v1/factor-sets"}
+"""Served from the running configuration alone."""
+
+
 @pytest.mark.parametrize("path", sorted(p for p in EXPECTED_PATHS if p.startswith("/api/v1/sites/")))
 def test_site_routes_document_unknown_site(schema: dict[str, Any], path: str) -> None:
-    responses = schema["paths"][path]["get"]["responses"]
-    assert responses["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorPublic")
-    assert "422" in responses  # site_id and query parameters are validated
+    for method, op in schema["paths"][path].items():
+        responses = op["responses"]
+        assert responses["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorPublic"), (
+            method
+        )
+        assert "422" in responses, method  # site_id and query parameters are validated
 
 
-@pytest.mark.parametrize("path", sorted(p for p in EXPECTED_PATHS if p.startswith("/api/v1/")))
+@pytest.mark.parametrize("path", sorted(p for p in EXPECTED_PATHS - NO_DATABASE if p.startswith("/api/v1/")))
 def test_data_routes_document_database_down(schema: dict[str, Any], path: str) -> None:
-    assert "503" in schema["paths"][path]["get"]["responses"]
+    for method, op in schema["paths"][path].items():
+        assert "503" in op["responses"], method
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
@@ -123,7 +178,13 @@ def test_kpi_window_schema_names_units_and_interim(schema: dict[str, Any]) -> No
 
 def test_series_query_parameters(schema: dict[str, Any]) -> None:
     params = {p["name"] for p in schema["paths"]["/api/v1/sites/{site_id}/kpis"]["get"]["parameters"]}
-    assert params == {"site_id", "from", "to", "limit"}
+    assert params == {"site_id", "period", "from", "to", "limit"}
+    period = next(
+        p
+        for p in schema["paths"]["/api/v1/sites/{site_id}/kpis"]["get"]["parameters"]
+        if p["name"] == "period"
+    )
+    assert period["schema"]["default"] == "1m"
     alert_params = schema["paths"]["/api/v1/alerts"]["get"]["parameters"]
     alert_state = next(p for p in alert_params if p["name"] == "state")
     assert alert_state["schema"]["anyOf"][0]["enum"] == ["pending", "firing", "resolved"]

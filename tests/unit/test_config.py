@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from peakwatch.config import Registry, parse_duration_ms
+from peakwatch.domain.factors import DEFAULT_SET
+from peakwatch.domain.kpis import DEFAULT_GB40879_THRESHOLDS
+from peakwatch.domain.models import Carrier, Meter, Register, Role, Site, SiteKind
 from peakwatch.errors import ConfigError
 
 SITE = """
@@ -55,7 +58,12 @@ def test_carrier_and_unit_that_fit(carrier: str, unit: str) -> None:
     ("carrier", "unit", "message"),
     [
         ("natural_gas", "kWh", "unit 'kWh' does not fit carrier natural_gas; use one of l, m3"),
-        ("electricity", "m3", "unit 'm3' does not fit carrier electricity; use one of kwh, mwh, wh"),
+        (
+            "electricity",
+            "m3",
+            "unit 'm3' does not fit carrier electricity; use one of kw, kwh, mw, mwh, w, wh",
+        ),
+        ("natural_gas", "kW", "unit 'kW' does not fit carrier natural_gas"),
         ("heat", "kWh", "use one of gj, mj"),
         ("electricity", "furlongs", "unknown meter unit 'furlongs'"),
     ],
@@ -128,3 +136,194 @@ def test_bundled_demo_registry_loads() -> None:
     demo = Registry.bundled_demo()
     assert set(demo.sites) == {"park-changsha", "dc-xiangjiang"}
     assert len(demo.site_meters("dc-xiangjiang")) == 5
+
+
+# ------------------------------------------------------------------ meter lifecycle and factor sets (#3)
+
+
+def meter_registry(meter: str, site_extra: str = "", tail: str = "") -> Registry:
+    return Registry.from_text(
+        f"""
+sites:
+  - id: s1
+    name: Site
+    kind: data_centre
+    {site_extra}
+    meters:
+      - {meter}
+{tail}
+"""
+    )
+
+
+@pytest.mark.parametrize(
+    ("meter", "register"),
+    [
+        ("{id: m1, carrier: electricity, role: it_load, unit: kW}", Register.POWER),
+        ("{id: m1, carrier: electricity, role: it_load, unit: W, register: power}", Register.POWER),
+        ("{id: m1, carrier: electricity, role: it_load, unit: MW}", Register.POWER),
+        ("{id: m1, carrier: electricity, role: it_load, unit: kWh}", Register.CUMULATIVE),
+        ("{id: m1, carrier: electricity, role: it_load, unit: kWh, register: interval}", Register.INTERVAL),
+    ],
+)
+def test_default_register_follows_the_unit(meter: str, register: Register) -> None:
+    m = meter_registry(meter).meter("s1", "m1")
+    assert m is not None
+    assert m.register is register
+
+
+@pytest.mark.parametrize(
+    ("meter", "message"),
+    [
+        (
+            "{id: m1, carrier: electricity, role: it_load, unit: kW, register: cumulative}",
+            "unit 'kW' is power, so the register must be power (samples integrated over time), "
+            "not cumulative",
+        ),
+        (
+            "{id: m1, carrier: electricity, role: it_load, unit: W, register: interval}",
+            "unit 'W' is power, so the register must be power",
+        ),
+        (
+            "{id: m1, carrier: electricity, role: it_load, unit: kWh, register: power}",
+            "register power needs a power unit (W, kW, MW), not 'kWh'",
+        ),
+        (
+            "{id: m1, carrier: electricity, role: it_load, unit: kW, register_max: 1000}",
+            "register_max applies to energy registers",
+        ),
+        (
+            "{id: m1, carrier: electricity, role: it_load, rated_kw: 0}",
+            "rated_kw must be a number > 0, not 0",
+        ),
+        ("{id: m1, carrier: electricity, role: it_load, rated_kw: -5}", "rated_kw must be a number > 0"),
+        ("{id: m1, carrier: electricity, role: it_load, rated_kw: .inf}", "rated_kw must be a number > 0"),
+    ],
+)
+def test_bad_meter_lifecycle_config_is_refused(meter: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="s1/m1") as info:
+        meter_registry(meter)
+    assert message in str(info.value)
+
+
+def test_rated_power_and_zone_are_kept() -> None:
+    m = meter_registry("{id: m1, carrier: electricity, role: it_load, rated_kw: 250, zone: hall-a}").meter(
+        "s1", "m1"
+    )
+    assert m is not None
+    assert (m.rated_kw, m.zone) == (250.0, "hall-a")
+
+
+def test_site_defaults() -> None:
+    reg = meter_registry("{id: m1, carrier: electricity, role: it_load}")
+    site = reg.sites["s1"]
+    assert (site.grid_factor, site.factor_set, site.pue_category) == (None, "default", "category 1")
+    assert reg.gb40879_thresholds == DEFAULT_GB40879_THRESHOLDS
+    resolved = reg.resolve_factors(site)
+    assert resolved.value("grid") == 0.4976  # Hunan 2023 through the default set
+    assert resolved.used["grid"] == "grid.cn.hunan.2023@1"
+
+
+FACTOR_SETS = """factor_sets:
+  - name: national
+    description: national grid averages
+    slots:
+      grid: grid.cn.national.2023
+      kgce.electricity.coal_equivalent: kgce.electricity.coal_equivalent.2020
+"""
+
+
+def test_factor_set_chosen_by_a_site() -> None:
+    reg = meter_registry(
+        "{id: m1, carrier: electricity, role: it_load}",
+        site_extra="factor_set: national\n    pue_category: category 2",
+        tail=FACTOR_SETS,
+    )
+    site = reg.sites["s1"]
+    assert (site.factor_set, site.pue_category) == ("national", "category 2")
+    resolved = reg.resolve_factors(site)
+    assert resolved.value("grid") == 0.5306
+    assert resolved.value("kgce.electricity.coal_equivalent") == 0.3055
+    assert resolved.value("co2.natural_gas") == 2.1622  # a slot the set does not name: the default
+    assert reg.factors.sets["national"].description == "national grid averages"
+
+
+def test_site_grid_factor_overrides_its_set() -> None:
+    reg = meter_registry(
+        "{id: m1, carrier: electricity, role: it_load}",
+        site_extra="factor_set: national\n    grid_factor: grid.cn.central.2023",
+        tail=FACTOR_SETS,
+    )
+    assert reg.resolve_factors(reg.sites["s1"]).value("grid") == 0.5271
+
+
+def test_factor_override_is_a_new_version_used_by_the_sets() -> None:
+    reg = meter_registry(
+        "{id: m1, carrier: electricity, role: it_load}",
+        site_extra="factor_set: national",
+        tail=FACTOR_SETS
+        + "factors:\n  - {id: grid.cn.national.2023, value: 0.6, unit: kgCO2/kWh, source: revised}\n",
+    )
+    assert [f.value for f in reg.factors.history("grid.cn.national.2023")] == [0.5306, 0.6]
+    resolved = reg.resolve_factors(reg.sites["s1"])
+    assert (resolved.value("grid"), resolved.used["grid"]) == (0.6, "grid.cn.national.2023@2")
+
+
+@pytest.mark.parametrize(
+    ("tail", "site_extra", "message"),
+    [
+        ("", "factor_set: nowhere", "site s1: unknown factor_set 'nowhere'; known: default"),
+        (
+            "factor_sets: [{name: x, slots: {grid.mars: grid.cn.national.2023}}]",
+            "",
+            "unknown slot 'grid.mars'",
+        ),
+        ("factor_sets: [{name: x, slots: {grid: grid.mars}}]", "", "slot 'grid': unknown factor 'grid.mars'"),
+        (
+            "factor_sets: [{name: x, slots: {grid: kgce.heat}}]",
+            "",
+            "slot 'grid': factor 'kgce.heat' is in kgce/GJ, the slot needs kgCO2/kWh",
+        ),
+        (
+            "factor_sets: [{name: x, slots: {co2.natural_gas: co2.diesel}}]",
+            "",
+            "factor 'co2.diesel' is in kgCO2/t, the slot needs kgCO2/m3",
+        ),
+        ("factor_sets: [{name: x}, {name: x}]", "", "factor set 'x': defined twice"),
+        ("factor_sets: [{name: default}]", "", "the default set is built in"),
+        ("factor_sets: [{name: 'a b'}]", "", "factor set 'a b': the name must match"),
+        ("factor_sets: [{name: x, colour: red}]", "", "colour"),
+        ("", "grid_factor: co2.coal", "grid_factor 'co2.coal' is in kgCO2/t, not kgCO2/kWh"),
+        ("", "pue_category: ''", "pue_category must not be empty"),
+    ],
+)
+def test_bad_factor_sets_are_refused(tail: str, site_extra: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        meter_registry("{id: m1, carrier: electricity, role: it_load}", site_extra=site_extra, tail=tail)
+    assert message in str(info.value)
+
+
+def test_gb40879_thresholds() -> None:
+    reg = meter_registry(
+        "{id: m1, carrier: electricity, role: it_load}", tail="gb40879_thresholds: [1.25, 1.4, 1.6]"
+    )
+    assert reg.gb40879_thresholds == (1.25, 1.4, 1.6)
+
+
+@pytest.mark.parametrize(
+    "value", ["[1.2, 1.3]", "[1.2, 1.5, 1.3]", "[0, 1.3, 1.5]", "[1.2, 1.2, 1.5]", "[1, 2, .inf]"]
+)
+def test_bad_gb40879_thresholds_are_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="gb40879_thresholds must be three increasing numbers > 0"):
+        meter_registry("{id: m1, carrier: electricity, role: it_load}", tail=f"gb40879_thresholds: {value}")
+
+
+def test_registry_constructor_stays_compatible() -> None:
+    site = Site(id="s", name="S", kind=SiteKind.PARK)
+    m = Meter(id="m", site_id="s", carrier=Carrier.ELECTRICITY, role=Role.GRID_IMPORT)
+    reg = Registry([site], [m])
+    assert reg.gb40879_thresholds == DEFAULT_GB40879_THRESHOLDS
+    assert reg.resolve_factors(site).used["grid"] == "grid.cn.hunan.2023@1"
+    assert DEFAULT_SET.name in reg.factors.sets
+    custom = Registry([site], [m], (), None, gb40879_thresholds=(1.1, 1.2, 1.3))
+    assert custom.gb40879_thresholds == (1.1, 1.2, 1.3)

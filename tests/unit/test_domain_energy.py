@@ -41,6 +41,11 @@ DLT645_MAX = 1_000_000.0  # six-digit kWh register: shows 999,999.99, then 0.00
         pytest.param(999_990.0, 999_989.99, DLT645_MAX, 0.0, MeterFlag.REGISTER_DROP, id="drop-near-top"),
         # 950,000 -> 940,000 (a replaced meter): no rollover either
         pytest.param(950_000.0, 940_000.0, DLT645_MAX, 0.0, MeterFlag.REGISTER_DROP, id="drop-in-top-zone"),
+        # a previous value above the modulus was no register reading (a glitch): no "rollover" of
+        # 1,000,000 - 1,050,000 + 10 < 0, but a reset (10 <= 10 % of 1,050,000)
+        pytest.param(1_050_000.0, 10.0, DLT645_MAX, 10.0, MeterFlag.RESET, id="above-max-is-no-rollover"),
+        # exactly at the modulus (a register never shows it, but a rollover from there is 0 + value)
+        pytest.param(DLT645_MAX, 2.0, DLT645_MAX, 2.0, MeterFlag.ROLLOVER, id="rollover-from-max"),
     ],
 )
 def test_register_delta(

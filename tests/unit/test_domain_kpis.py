@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from peakwatch.domain.factors import FactorLibrary
-from peakwatch.domain.kpis import energy_balance, site_kpis
+from peakwatch.domain.kpis import WindowInputs, minute_components, window_kpis
 from peakwatch.domain.models import Carrier, KpiWindow, Meter, Role, Site, SiteKind
 
-FACTORS = FactorLibrary()
+FACTORS = FactorLibrary().resolve("default")
 HUNAN_2023 = 0.4976  # kgCO2/kWh, MEE/NBS 2025 No.47
 KGCE_PER_KWH = 0.1229  # GB/T 2589-2020, equivalent value
 KGCE_PER_M3_GAS = 1.2143  # GB/T 2589-2020, gas-field natural gas
@@ -40,7 +40,8 @@ PARK_METERS = (
 
 
 def kpis(site: Site, meters: tuple[Meter, ...], amounts: dict[str, float]) -> KpiWindow:
-    return site_kpis(site, meters, amounts, FACTORS, start_ms=0, end_ms=60_000, completeness=1.0)
+    components = minute_components(meters, {m.id: amounts.get(m.id, 0.0) for m in meters})
+    return window_kpis(site.id, 0, 60_000, components, WindowInputs(kind=site.kind, factors=FACTORS))
 
 
 def test_data_centre() -> None:
@@ -145,11 +146,11 @@ def test_loads_are_consumption_without_grid_meter() -> None:
 
 def test_generation_only_site_uses_generation_balance() -> None:
     meters = (elec("s", "pv", Role.PV_GENERATION), elec("s", "out", Role.GRID_EXPORT))
-    b = energy_balance(meters, {"pv": 100.0, "out": 30.0}, FACTORS)
+    w = kpis(Site(id="s", name="S", kind=SiteKind.PARK), meters, {"pv": 100.0, "out": 30.0})
     # 100 PV - 30 export = 70 consumed, all renewable, nothing purchased
-    assert b.electricity_kwh == pytest.approx(70.0)
-    assert b.renewable_consumed_kwh == pytest.approx(70.0)
-    assert b.purchased_electricity_kwh == 0.0
+    assert w.electricity_kwh == pytest.approx(70.0)
+    assert w.renewable_consumed_kwh == pytest.approx(70.0)
+    assert w.electricity_emissions_kg == 0.0
 
 
 @pytest.mark.parametrize(
@@ -174,6 +175,6 @@ def test_fuel_conversion(
     carrier: Carrier, role: Role, unit: str, amount: float, kgce: float, co2_kg: float
 ) -> None:
     meters = (Meter(id="m", site_id="s", carrier=carrier, role=role, unit=unit),)
-    b = energy_balance(meters, {"m": amount}, FACTORS)
-    assert b.fuel_kgce == pytest.approx(kgce)
-    assert b.fuel_emissions_kg == pytest.approx(co2_kg)
+    w = kpis(Site(id="s", name="S", kind=SiteKind.PARK), meters, {"m": amount})
+    assert w.total_kgce == pytest.approx(kgce)
+    assert w.emissions_kg == pytest.approx(co2_kg)

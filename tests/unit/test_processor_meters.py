@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import pytest
 
 from peakwatch.config import Registry
-from peakwatch.domain.models import MeterFlag, MeterState, Reading, ReadingBatch
+from peakwatch.domain.models import (
+    MeterFlag,
+    MeterInterval,
+    MeterReplacement,
+    MeterState,
+    Reading,
+    ReadingBatch,
+)
 from processor.meters import MeterTracker, StepOutput
 from tests.unit.fakes import make_registry
 
@@ -281,3 +288,166 @@ sites:
     [event] = events
     assert event.kind is MeterFlag.REGISTER_DROP
     assert "new baseline" in event.detail
+
+
+# ------------------------------------------------------------------ lifecycle (issue #3)
+
+LIFECYCLE = Registry.from_text(
+    """
+sites:
+  - id: s
+    name: S
+    kind: data_centre
+    meters:
+      - {id: rated, carrier: electricity, role: facility_total, unit: kWh, rated_kw: 100}
+      - {id: pw, carrier: electricity, role: it_load, unit: kW, rated_kw: 50}
+      - {id: iv, carrier: electricity, role: cooling, unit: kWh, register: interval, rated_kw: 60}
+"""
+)
+
+
+def energy(meter_id: str, ts_ms: int, kwh: float) -> Reading:
+    return Reading(site_id="s", meter_id=meter_id, ts_ms=ts_ms, energy_kwh=kwh)
+
+
+def power(ts_ms: int, kw: float) -> Reading:
+    return Reading(site_id="s", meter_id="pw", ts_ms=ts_ms, power_kw=kw)
+
+
+def run(t: MeterTracker, readings: list[Reading]) -> tuple[list[MeterInterval], StepOutput]:
+    out = StepOutput(now_ms=5)
+    t.apply_batch(ReadingBatch("s", readings), out)
+    intervals, _ = t.drain(out, 5)
+    return intervals, out
+
+
+def test_glitch_spike_and_register_jump_on_the_live_path() -> None:
+    t = MeterTracker(LIFECYCLE, MIN)
+    # 100 kW rated: at most 2.5 kWh a minute. Spike at W0+2m, back at W0+3m; jump at W0+5m, confirmed
+    values = [1000.0, 1001.0, 9000.0, 1003.0, 1004.0, 7000.0, 7001.0]
+    intervals, out = run(t, [energy("rated", W0 + i * MIN, v) for i, v in enumerate(values)])
+    amounts = {iv.window_start_ms: iv.amount for iv in intervals}
+    assert amounts == pytest.approx(
+        {W0: 1.0, W0 + MIN: 1.0, W0 + 2 * MIN: 1.0, W0 + 3 * MIN: 1.0, W0 + 5 * MIN: 1.0}
+    )
+    assert [(e.kind, e.ts_ms) for e in out.events()] == [
+        (MeterFlag.FIRST, W0),
+        (MeterFlag.GLITCH, W0 + 2 * MIN),
+        (MeterFlag.GLITCH, W0 + 5 * MIN),
+        (MeterFlag.GLITCH, W0 + 6 * MIN),
+    ]
+    assert "register jump" in out.events()[3].detail
+    assert len(out.readings) == 7  # glitches are stored (flagged), not dropped
+    assert not any(iv.estimated for iv in intervals)
+
+
+def test_held_glitch_replay_is_a_duplicate_and_older_readings_are_out_of_order() -> None:
+    t = MeterTracker(LIFECYCLE, MIN)
+    run(t, [energy("rated", W0, 1000.0), energy("rated", W0 + 2 * MIN, 9000.0)])  # held glitch
+    intervals, out = run(
+        t,
+        [
+            energy("rated", W0 + 2 * MIN, 9000.0),  # replay of the glitch: duplicate
+            energy("rated", W0, 1000.0),  # replay of the baseline: duplicate
+            energy("rated", W0 + MIN, 1001.0),  # between baseline and glitch: out of order
+        ],
+    )
+    assert intervals == []
+    assert out.duplicates == 2
+    assert [e.kind for e in out.events()] == [MeterFlag.OUT_OF_ORDER]
+    assert out.rederive == [("s", "rated", W0 + MIN)]
+
+
+def test_power_meter_is_integrated_and_estimated() -> None:
+    t = MeterTracker(LIFECYCLE, MIN)
+    intervals, out = run(t, [power(W0 + 30_000, 10.0), power(W0 + 150_000, 20.0)])
+    # (10 + 20) / 2 kW x 120 s = 0.5 kWh: 30 s, 60 s, 30 s of it in three minutes
+    assert {iv.window_start_ms: iv.amount for iv in intervals} == pytest.approx(
+        {W0: 0.125, W0 + MIN: 0.25, W0 + 2 * MIN: 0.125}
+    )
+    assert all(iv.estimated for iv in intervals)
+    assert [e.kind for e in out.events()] == [MeterFlag.FIRST]
+    # the state survives a restart; a sample above 1.5 x 50 kW is ignored
+    slot = t.slot("s", "pw")
+    assert slot is not None
+    t2 = MeterTracker(LIFECYCLE, MIN)
+    t2.restore([slot.state(0)])
+    intervals, out = run(t2, [power(W0 + 180_000, 80.0), power(W0 + 210_000, 20.0)])
+    # 20 kW from 150 s to 210 s = 1/3 kWh: 1/6 in minute 2, 1/6 in minute 3
+    assert {iv.window_start_ms: iv.amount for iv in intervals} == pytest.approx(
+        {W0 + 2 * MIN: 1 / 6, W0 + 3 * MIN: 1 / 6}
+    )
+    assert [e.kind for e in out.events()] == [MeterFlag.GLITCH]
+
+
+def test_power_gap_and_out_of_order_sample() -> None:
+    t = MeterTracker(LIFECYCLE, MIN)
+    intervals, out = run(t, [power(W0, 10.0), power(W0 + 16 * MIN, 10.0), power(W0 + 5 * MIN, 10.0)])
+    assert intervals == []
+    assert [e.kind for e in out.events()] == [MeterFlag.FIRST, MeterFlag.GAP, MeterFlag.OUT_OF_ORDER]
+    assert out.rederive == [("s", "pw", W0 + 5 * MIN)]
+    assert len(out.readings) == 3
+
+
+def test_interval_glitch_and_out_of_order_beyond_dedup() -> None:
+    t = MeterTracker(LIFECYCLE, MIN, dedup_retention_ms=5 * MIN)
+    # 60 kW rated: 1.5 kWh a minute at most
+    intervals, out = run(t, [energy("iv", W0 + MIN, 1.0), energy("iv", W0 + 2 * MIN, 4.0)])
+    assert {iv.window_start_ms: iv.amount for iv in intervals} == {W0: 1.0}
+    assert [e.kind for e in out.events()] == [MeterFlag.GLITCH]
+    run(t, [energy("iv", W0 + 20 * MIN, 1.0)])
+    t.prune(now_ms=10**13)
+    intervals, out = run(t, [energy("iv", W0 + 3 * MIN, 1.0), energy("iv", W0 + 4 * MIN, 1.0)])
+    assert intervals == []
+    assert [e.kind for e in out.events()] == [MeterFlag.OUT_OF_ORDER]  # aggregated: one event
+    assert out.rederive == [("s", "iv", W0 + 3 * MIN), ("s", "iv", W0 + 4 * MIN)]
+
+
+def test_cumulative_out_of_order_is_listed_for_rederivation() -> None:
+    t = tracker()
+    _, out = run_dc(
+        t, [fac(T0, 100.0), fac(T0 + 20_000, 102.0), fac(T0 + 10_000, 101.0), fac(T0 + 20_000, 102.0)]
+    )
+    assert out.rederive == [("dc", "facility", T0 + 10_000)]  # not the duplicate
+    assert out.duplicates == 1
+
+
+def run_dc(t: MeterTracker, readings: list[Reading]) -> tuple[list[MeterInterval], StepOutput]:
+    out = StepOutput()
+    t.apply_batch(ReadingBatch("dc", readings), out)
+    intervals, _ = t.drain(out, 0)
+    return intervals, out
+
+
+def test_replacement_on_the_live_path() -> None:
+    t = tracker()
+    t.add_replacements(
+        [
+            MeterReplacement(
+                site_id="dc", meter_id="facility", ts_ms=W0 + 90_000, old_final=12_346.5, new_initial=2.0
+            ),
+            MeterReplacement(site_id="dc", meter_id="nope", ts_ms=W0, old_final=1.0, new_initial=0.0),
+        ]
+    )
+    intervals, out = run_dc(t, [fac(W0 + 30_000, 12_345.0), fac(W0 + 150_000, 3.5), fac(W0 + 210_000, 4.5)])
+    # 1.5 on the old meter over [30 s, 90 s), 1.5 on the new one over [90 s, 150 s), then 1.0
+    amounts = {iv.window_start_ms: iv.amount for iv in intervals}
+    assert amounts == pytest.approx({W0: 0.75, W0 + MIN: 1.5, W0 + 2 * MIN: 0.75 + 0.5, W0 + 3 * MIN: 0.5})
+    assert [e.kind for e in out.events()] == [MeterFlag.FIRST, MeterFlag.REPLACEMENT]
+
+
+def test_replacement_recorded_later_supersedes_and_applies_ahead_only() -> None:
+    t = tracker()
+    run_dc(t, [fac(W0, 500.0), fac(W0 + MIN, 501.0)])
+    rep = MeterReplacement(
+        site_id="dc", meter_id="facility", ts_ms=W0 + 90_000, old_final=9.0, new_initial=0.0
+    )
+    fixed = MeterReplacement(
+        site_id="dc", meter_id="facility", ts_ms=W0 + 90_000, old_final=503.0, new_initial=0.0
+    )
+    t.add_replacements([rep])
+    t.add_replacements([fixed])  # same time: the correction wins
+    intervals, out = run_dc(t, [fac(W0 + 2 * MIN, 1.0)])
+    # 503 - 501 over [60 s, 90 s) and 1 - 0 over [90 s, 120 s): all in minute 1
+    assert {iv.window_start_ms: iv.amount for iv in intervals} == pytest.approx({W0 + MIN: 3.0})
+    assert [e.kind for e in out.events()] == [MeterFlag.REPLACEMENT]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from processor.windows import SiteWindows
+from processor.windows import SiteWindows, site_inputs
 from tests.unit.fakes import make_registry
 
 MIN = 60_000
@@ -18,7 +18,7 @@ def dc_windows() -> SiteWindows:
     return SiteWindows(
         reg.sites["dc"],
         reg.site_meters("dc"),
-        reg.factors,
+        site_inputs(reg, reg.factors, reg.sites["dc"]),
         window_ms=MIN,
         allowed_lateness_ms=LATENESS,
         idle_close_ms=IDLE,

@@ -1,0 +1,235 @@
+"""The accountant's queries: the ledger (``meter_intervals``), stored readings to re-derive it from, and
+saving recomputed windows with their revision history.
+
+A window that is saved again with different values gets ``revision + 1`` and its previous value goes to
+``kpi_revisions`` with the reason, in the same transaction. Values that only differ by float rounding
+(a sum taken in another order) are not a new revision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import msgspec
+
+from peakwatch.domain.models import KpiWindow, Reading
+from peakwatch.store.conn import Conn
+from peakwatch.store.writes import KPI_COLUMNS, write_kpi_windows
+
+_KPI_SELECT: Final = (
+    "SELECT "
+    + ", ".join(
+        {"window_start": "window_start AS start_ms", "window_end": "window_end AS end_ms"}.get(c, c)
+        for c in KPI_COLUMNS
+    )
+    + " FROM kpi_windows"
+)
+_READING_FIELDS: Final = "r.ts AS ts_ms, r.energy_kwh, r.power_kw, r.volume_m3, r.heat_gj, r.mass_t, r.count"
+_REL_TOL: Final = 1e-9
+_ABS_TOL: Final = 1e-9
+_IGNORED: Final = frozenset({"revision", "flags"})
+"""Not a change of value: the revision number itself, and flags (they only accumulate reasons)."""
+
+
+class LedgerMinute(msgspec.Struct, kw_only=True):
+    amounts: dict[str, float]
+    estimated: set[str]
+
+
+async def frontiers(conn: Conn) -> dict[tuple[str, str], int]:
+    """(site, period) -> end of the newest stored window."""
+    rows = await conn.fetch(
+        "SELECT site_id, period, max(window_end) AS end_ms FROM kpi_windows GROUP BY 1, 2"
+    )
+    return {(r["site_id"], r["period"]): r["end_ms"] for r in rows}
+
+
+async def first_window_start(conn: Conn, site_id: str) -> int | None:
+    value = await conn.fetchval(
+        "SELECT min(window_start) FROM kpi_windows WHERE site_id = $1 AND period = '1m'", site_id
+    )
+    return None if value is None else int(value)
+
+
+async def load_windows(conn: Conn, site_id: str, period: str, from_ms: int, to_ms: int) -> list[KpiWindow]:
+    rows = await conn.fetch(
+        _KPI_SELECT + " WHERE site_id = $1 AND period = $2 AND window_start >= $3 AND window_start < $4 "
+        "ORDER BY window_start",
+        site_id,
+        period,
+        from_ms,
+        to_ms,
+    )
+    return [msgspec.convert(dict(r), KpiWindow) for r in rows]
+
+
+async def windows_overlapping(
+    conn: Conn, site_id: str, period: str, from_ms: int, to_ms: int
+) -> list[tuple[int, int]]:
+    """(start, end) of the stored windows of ``period`` that overlap ``[from_ms, to_ms)``."""
+    rows = await conn.fetch(
+        "SELECT window_start, window_end FROM kpi_windows WHERE site_id = $1 AND period = $2 "
+        "AND window_end > $3 AND window_start < $4 ORDER BY window_start",
+        site_id,
+        period,
+        from_ms,
+        to_ms,
+    )
+    return [(r["window_start"], r["window_end"]) for r in rows]
+
+
+async def ledger(conn: Conn, site_id: str, from_ms: int, to_ms: int) -> dict[int, LedgerMinute]:
+    """Per-meter amounts of every window starting in ``[from_ms, to_ms)``."""
+    rows = await conn.fetch(
+        "SELECT window_start, meter_id, amount, estimated FROM meter_intervals "
+        "WHERE site_id = $1 AND window_start >= $2 AND window_start < $3",
+        site_id,
+        from_ms,
+        to_ms,
+    )
+    out: dict[int, LedgerMinute] = {}
+    for r in rows:
+        minute = out.get(r["window_start"])
+        if minute is None:
+            minute = out[r["window_start"]] = LedgerMinute(amounts={}, estimated=set())
+        minute.amounts[r["meter_id"]] = r["amount"]
+        if r["estimated"]:
+            minute.estimated.add(r["meter_id"])
+    return out
+
+
+async def reading_bounds(
+    conn: Conn, site_id: str, meter_id: str, from_ms: int, to_ms: int
+) -> tuple[int, int]:
+    """The span a re-derivation of ``[from_ms, to_ms)`` must cover: from the meter's last reading
+    before ``from_ms`` to its first reading at or after ``to_ms`` (the range itself when there is none)."""
+    row = await conn.fetchrow(
+        """
+        SELECT (SELECT max(r.ts) FROM readings r WHERE r.meter_key = m.key AND r.ts < $3) AS before_ms,
+               (SELECT min(r.ts) FROM readings r WHERE r.meter_key = m.key AND r.ts >= $4) AS after_ms
+        FROM meters m WHERE m.site_id = $1 AND m.id = $2
+        """,
+        site_id,
+        meter_id,
+        from_ms,
+        to_ms,
+    )
+    if row is None:
+        return from_ms, to_ms
+    before = row["before_ms"] if row["before_ms"] is not None else from_ms
+    after = row["after_ms"] if row["after_ms"] is not None else to_ms
+    return int(before), int(after)
+
+
+async def readings_around(conn: Conn, site_id: str, meter_id: str, from_ms: int, to_ms: int) -> list[Reading]:
+    """The meter's readings in ``[from_ms, to_ms)`` plus the last one before and the first one at or
+    after the range, oldest first: every interval that overlaps the range."""
+    rows = await conn.fetch(
+        f"""
+        WITH m AS (SELECT key FROM meters WHERE site_id = $1 AND id = $2)
+        (SELECT {_READING_FIELDS} FROM readings r, m WHERE r.meter_key = m.key AND r.ts < $3
+         ORDER BY r.ts DESC LIMIT 1)
+        UNION ALL
+        (SELECT {_READING_FIELDS} FROM readings r, m WHERE r.meter_key = m.key AND r.ts >= $3 AND r.ts < $4)
+        UNION ALL
+        (SELECT {_READING_FIELDS} FROM readings r, m WHERE r.meter_key = m.key AND r.ts >= $4
+         ORDER BY r.ts LIMIT 1)
+        """,
+        site_id,
+        meter_id,
+        from_ms,
+        to_ms,
+    )
+    readings = [Reading(site_id=site_id, meter_id=meter_id, **dict(r)) for r in rows]
+    readings.sort(key=lambda r: r.ts_ms)
+    return readings
+
+
+async def replace_intervals(
+    conn: Conn,
+    site_id: str,
+    meter_id: str,
+    from_ms: int,
+    to_ms: int,
+    amounts: Mapping[int, float],
+    estimated: set[int],
+) -> None:
+    """Make the meter's ledger rows in ``[from_ms, to_ms)`` exactly ``amounts`` (window start -> amount)."""
+    await conn.execute(
+        "DELETE FROM meter_intervals WHERE site_id = $1 AND meter_id = $2 AND window_start >= $3 "
+        "AND window_start < $4",
+        site_id,
+        meter_id,
+        from_ms,
+        to_ms,
+    )
+    if amounts:
+        await conn.copy_records_to_table(
+            "meter_intervals",
+            records=[(site_id, meter_id, w, a, w in estimated) for w, a in sorted(amounts.items())],
+            columns=("site_id", "meter_id", "window_start", "amount", "estimated"),
+        )
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is b
+        return math.isclose(a, b, rel_tol=_REL_TOL, abs_tol=_ABS_TOL)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def same_values(old: KpiWindow, new: KpiWindow) -> bool:
+    """Whether ``new`` states the same values as ``old`` (up to float rounding)."""
+    a = msgspec.structs.asdict(old)
+    b = msgspec.structs.asdict(new)
+    return all(_close(a[k], b[k]) for k in a if k not in _IGNORED)
+
+
+async def save_windows(conn: Conn, windows: Sequence[KpiWindow], reason: str, detail: str) -> int:
+    """Save recomputed windows: new ones as revision 0; changed ones as the next revision, keeping the
+    previous value in ``kpi_revisions``; unchanged ones are left alone. Returns how many were restated
+    (changed). Run inside a transaction."""
+    if not windows:
+        return 0
+    by_key = {(w.site_id, w.period, w.start_ms): w for w in windows}
+    rows = await conn.fetch(
+        _KPI_SELECT + " WHERE (site_id, period, window_start) IN "
+        "(SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]))",
+        [k[0] for k in by_key],
+        [k[1] for k in by_key],
+        [k[2] for k in by_key],
+    )
+    existing = {(r["site_id"], r["period"], r["start_ms"]): msgspec.convert(dict(r), KpiWindow) for r in rows}
+    to_write: list[KpiWindow] = []
+    revisions: list[tuple[object, ...]] = []
+    for key, new in by_key.items():
+        old = existing.get(key)
+        if old is None:
+            to_write.append(msgspec.structs.replace(new, revision=0))
+            continue
+        if same_values(old, new):
+            if set(new.flags) - set(old.flags):
+                to_write.append(
+                    msgspec.structs.replace(old, flags=tuple(sorted(set(old.flags) | set(new.flags))))
+                )
+            continue
+        to_write.append(
+            msgspec.structs.replace(
+                new, revision=old.revision + 1, flags=tuple(sorted(set(old.flags) | set(new.flags)))
+            )
+        )
+        revisions.append((*key, old.revision + 1, reason, detail, msgspec.to_builtins(old)))
+    if revisions:
+        await conn.executemany(
+            "INSERT INTO kpi_revisions (site_id, period, window_start, revision, reason, detail, previous) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            revisions,
+        )
+    if to_write:
+        await write_kpi_windows(conn, to_write)
+    return len(revisions)

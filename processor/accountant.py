@@ -1,0 +1,330 @@
+"""The accountant: longer windows from the minutes, and restatements with their revision history.
+
+The live path (``processor/service.py``) closes 1-minute windows. The accountant, a task beside it in the
+same process, does everything that needs the store's view of history:
+
+* **Materialise** the 15-minute, hourly, daily, monthly and rolling 12-month windows of each site (in
+  its time zone) as soon as the minutes they cover are *committed*: each is the sum of its child
+  windows' components (15 min <- minutes, hour <- quarter hours, day <- hours, month <- days, 12 months
+  <- months), so every larger window is an exact sum of the smaller ones and its KPIs are computed
+  from those sums (``peakwatch.domain.kpis.window_kpis``). The monthly maximum 15-minute demand is the
+  largest of the month's quarter hours.
+* **Restate** on request (table ``restatement_requests``): late data and out-of-order readings queued
+  by the live path in the same transaction as the data, and meter replacements, factor revisions, green
+  certificates and value added queued by the API. A meter-level request first re-derives that meter's
+  ledger (``meter_intervals``) from its stored readings (``peakwatch.domain.energy.derive_intervals``),
+  so the result depends only on which readings exist, never on their arrival order. Then the minutes
+  are rebuilt from the ledger (or, for factor and monthly-input changes, recomputed from their own
+  components), and every longer window containing them is recomputed. A window whose values change
+  gets ``revision + 1``; ``kpi_revisions`` keeps what it said before and why.
+
+Ordering with the live path: the accountant only touches windows at or before the site's *committed*
+frontier (the end of the newest 1-minute window whose write, and every write before it, has
+committed), so it never races a window still held in memory or in flight. A request reaching past the
+frontier waits (it stays pending) until the frontier passes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from peakwatch.config import Registry
+from peakwatch.domain.energy import derive_intervals
+from peakwatch.domain.factors import FactorLibrary
+from peakwatch.domain.kpis import EXPECTED, WindowInputs, minute_components, sum_components, window_kpis
+from peakwatch.domain.models import KpiWindow, MeterReplacement, RestatementReason, Site
+from peakwatch.domain.periods import (
+    MINUTE_MS,
+    ROLLUP_PERIODS,
+    Period,
+    child_period,
+    windows_ending_between,
+    windows_overlapping,
+    zone,
+)
+from peakwatch.store import restate
+from processor.windows import site_inputs
+
+if TYPE_CHECKING:
+    from peakwatch.store import Store
+    from peakwatch.store.conn import Conn
+    from peakwatch.store.records import RestatementRequest
+
+log = logging.getLogger(__name__)
+
+COMPUTED = "computed"
+"""Reason recorded when a window is saved for the first time (no revision is made)."""
+
+_DATA_REASONS = frozenset(
+    {
+        RestatementReason.LATE_DATA,
+        RestatementReason.OUT_OF_ORDER,
+        RestatementReason.METER_REPLACEMENT,
+        RestatementReason.MANUAL,
+    }
+)
+"""Reasons that change the ledger: the minutes are rebuilt from ``meter_intervals``."""
+_MONTHLY_REASONS = frozenset({RestatementReason.GREEN_INSTRUMENTS, RestatementReason.VALUE_ADDED})
+"""Reasons that only change monthly inputs: only months and 12-month windows are recomputed."""
+
+
+def _floor_minute(ms: int) -> int:
+    return ms - ms % MINUTE_MS
+
+
+def _ceil_minute(ms: int) -> int:
+    return -((-ms) // MINUTE_MS) * MINUTE_MS
+
+
+def _month_date(start_ms: int, tz: str) -> date:
+    local = datetime.fromtimestamp(start_ms / 1000, tz=zone(tz))
+    return date(local.year, local.month, 1)
+
+
+class Accountant:
+    """Materialises and restates windows. One per processor; ``run_once`` is called by its loop."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        *,
+        committed: Callable[[], Mapping[str, int]],
+        closed: Callable[[], Mapping[str, int]],
+        on_factors: Callable[[FactorLibrary], None] = lambda _: None,
+        on_replacements: Callable[[Iterable[MeterReplacement]], None] = lambda _: None,
+    ) -> None:
+        """``committed()``: per site, end of the newest committed 1-minute window (with all before it).
+        ``closed()``: per site, end of the newest window the live path has closed (maybe in flight).
+        ``on_factors`` gets the library after a factor revision (the live path's windows use it from
+        then on); ``on_replacements`` gets replacement records (the live meter tracker applies them)."""
+        self._store = store
+        self._registry = registry
+        self._committed = committed
+        self._closed = closed
+        self._on_factors = on_factors
+        self._on_replacements = on_replacements
+        self.library = registry.factors
+        self._done: dict[tuple[str, str], int] = {}
+        """(site, period) -> end of the newest materialised window."""
+        self._factor_wait: dict[int, dict[str, int]] = {}
+        """Factor-revision request id -> the closed frontier when the new factors were swapped in: the
+        request waits until those windows are committed (they were computed with the old factors)."""
+
+    # ------------------------------------------------------------------ setup
+
+    async def start(self) -> None:
+        """Load what a restarted processor needs: materialisation frontiers, factor versions added
+        through the API, meter replacements."""
+        versions = await self._store.inputs.load_factor_versions()
+        if versions:
+            self.library = self._registry.factors.with_overrides(tuple(versions))
+            self._on_factors(self.library)
+        self._on_replacements(await self._store.inputs.list_replacements(None, None))
+        async with self._store.transaction("loading accounting frontiers") as conn:
+            self._done = await restate.frontiers(conn)
+            for site_id in self._registry.sites:
+                for period in ROLLUP_PERIODS:
+                    if (site_id, period.value) not in self._done:
+                        first = await restate.first_window_start(conn, site_id)
+                        if first is not None:
+                            self._done[site_id, period.value] = first
+
+    def inputs(self, site: Site, period: Period, **extra: float | None) -> WindowInputs:
+        return site_inputs(self._registry, self.library, site, period, **extra)
+
+    # ------------------------------------------------------------------ one pass
+
+    async def run_once(self) -> int:
+        """Handle pending requests, then materialise what the committed frontier allows. Returns the
+        number of windows written or restated (0: nothing to do)."""
+        work = 0
+        for request in await self._store.inputs.pending_restatements(100):
+            done = await self._handle(request)
+            if done is None:
+                continue  # waits for the frontier
+            work += done
+            await self._store.inputs.mark_restatement_done([request.id])
+        committed = dict(self._committed())
+        for site_id, frontier in committed.items():
+            site = self._registry.sites.get(site_id)
+            if site is not None:
+                work += await self._materialise(site, frontier)
+        return work
+
+    async def _materialise(self, site: Site, frontier: int) -> int:
+        written = 0
+        for period in ROLLUP_PERIODS:
+            key = (site.id, period.value)
+            after = self._done.get(key)
+            if after is None:  # a site's first windows: start from its first minute
+                async with self._store.transaction("finding a site's first window") as conn:
+                    first = await restate.first_window_start(conn, site.id)
+                if first is None:
+                    continue
+                after = self._done[key] = first
+            windows = windows_ending_between(period, after, frontier, site.timezone)
+            if not windows:
+                continue
+            async with self._store.transaction(f"materialising {period.value} windows") as conn:
+                computed = [await self._period_window(conn, site, period, s, e) for s, e in windows]
+                await restate.save_windows(conn, computed, COMPUTED, "")
+            self._done[key] = windows[-1][1]
+            written += len(windows)
+        return written
+
+    async def _period_window(self, conn: Conn, site: Site, period: Period, start: int, end: int) -> KpiWindow:
+        """A window of ``period`` from its child windows (their components summed)."""
+        children = await restate.load_windows(conn, site.id, child_period(period).value, start, end)
+        components = sum_components(c.components for c in children)
+        components[EXPECTED] = float(len(self._registry.site_meters(site.id)) * ((end - start) // MINUTE_MS))
+        demands = [c.max_demand_kw for c in children if c.max_demand_kw is not None]
+        flags = {f for c in children for f in c.flags}
+        extra: dict[str, float | None] = {"max_demand_kw": max(demands) if demands else None}
+        if period in (Period.MONTH, Period.YEAR):
+            months = [
+                _month_date(s, site.timezone)
+                for s, _ in windows_overlapping(Period.MONTH, start, end, site.timezone)
+            ]
+            green = [await self._store.inputs.green_kwh(site.id, m) for m in months]
+            added = [await self._store.inputs.value_added(site.id, m) for m in months]
+            extra["green_certificates_kwh"] = sum(green)
+            extra["value_added_cny"] = None if any(v is None for v in added) else sum(v or 0.0 for v in added)
+        return window_kpis(site.id, start, end, components, self.inputs(site, period, **extra), flags=flags)
+
+    # ------------------------------------------------------------------ requests
+
+    async def _handle(self, request: RestatementRequest) -> int | None:
+        """Restate what ``request`` asks for; ``None`` when it must wait for the frontier."""
+        reason = RestatementReason(request.reason)
+        if reason is RestatementReason.FACTOR_REVISION:
+            return await self._factor_revision(request)
+        if reason is RestatementReason.METER_REPLACEMENT:
+            self._on_replacements(
+                await self._store.inputs.list_replacements(request.site_id, request.meter_id)
+            )
+        sites = [request.site_id] if request.site_id is not None else list(self._registry.sites)
+        total = 0
+        for site_id in sites:
+            site = self._registry.sites.get(site_id)
+            if site is None:
+                continue
+            done = await self._restate_site(site, request, reason)
+            if done is None:
+                return None
+            total += done
+        return total
+
+    async def _factor_revision(self, request: RestatementRequest) -> int | None:
+        wait = self._factor_wait.get(request.id)
+        if wait is None:
+            versions = await self._store.inputs.load_factor_versions()
+            self.library = self._registry.factors.with_overrides(tuple(versions))
+            self._on_factors(self.library)
+            # windows already closed were computed with the old factors: restate once they are stored
+            self._factor_wait[request.id] = wait = dict(self._closed())
+        committed = self._committed()
+        if any(committed.get(s, 0) < end for s, end in wait.items()):
+            return None
+        del self._factor_wait[request.id]
+        total = 0
+        for site in self._registry.sites.values():
+            done = await self._restate_site(site, request, RestatementReason.FACTOR_REVISION)
+            total += done or 0
+        return total
+
+    async def _restate_site(
+        self, site: Site, request: RestatementRequest, reason: RestatementReason
+    ) -> int | None:
+        frontier = self._committed().get(site.id)
+        if frontier is None:
+            return 0  # nothing stored for the site yet: nothing to restate
+        a = _floor_minute(request.from_ms)
+        b = _ceil_minute(request.to_ms)
+        if reason in _DATA_REASONS and request.meter_id is None and b > frontier:
+            return None  # the late data's windows are closed but not all stored yet
+        b = min(b, frontier)  # later windows will be computed with the new inputs anyway
+        detail = request.detail or reason.value
+        changed = 0
+        async with self._store.transaction(f"restating {site.id} ({reason.value})") as conn:
+            if request.meter_id is not None:
+                span = await self._rederive(
+                    conn, site, request.meter_id, request.from_ms, request.to_ms, frontier
+                )
+                if span is None:
+                    return None
+                a, b = min(a, span[0]), max(min(b, frontier), span[1])
+            if b <= a:
+                return 0
+            if reason in _DATA_REASONS:
+                changed += await self._rebuild_minutes(conn, site, a, b, reason, detail)
+            elif reason is RestatementReason.FACTOR_REVISION:
+                minutes = await restate.load_windows(conn, site.id, Period.MINUTE.value, a, b)
+                inputs = self.inputs(site, Period.MINUTE)
+                recomputed = [
+                    window_kpis(site.id, w.start_ms, w.end_ms, w.components, inputs, flags=w.flags)
+                    for w in minutes
+                ]
+                changed += await restate.save_windows(conn, recomputed, reason.value, detail)
+            periods = (Period.MONTH, Period.YEAR) if reason in _MONTHLY_REASONS else ROLLUP_PERIODS
+            for period in periods:
+                # windows already stored (later ones are materialised from the restated minutes); a manual
+                # rebuild also fills the range's missing complete windows up to the materialised ones
+                windows = await restate.windows_overlapping(conn, site.id, period.value, a, b)
+                done = self._done.get((site.id, period.value))
+                if reason is RestatementReason.MANUAL and done is not None:
+                    stored = set(windows)
+                    windows += [
+                        w
+                        for w in windows_overlapping(period, a, b, site.timezone)
+                        if w[1] <= done and w[0] >= a and w not in stored
+                    ]
+                    windows.sort()
+                recomputed = [await self._period_window(conn, site, period, s, e) for s, e in windows]
+                changed += await restate.save_windows(conn, recomputed, reason.value, detail)
+        if changed:
+            log.info("restated %d windows of %s (%s): %s", changed, site.id, reason.value, detail)
+        return changed
+
+    async def _rederive(
+        self, conn: Conn, site: Site, meter_id: str, from_ms: int, to_ms: int, frontier: int
+    ) -> tuple[int, int] | None:
+        """Re-derive one meter's ledger around ``[from_ms, to_ms)`` from its stored readings. Returns the
+        minutes it covers, or ``None`` when they reach past the committed frontier (try again later)."""
+        meter = self._registry.meter(site.id, meter_id)
+        if meter is None:
+            return (from_ms, from_ms)
+        lo, hi = await restate.reading_bounds(conn, site.id, meter_id, from_ms, to_ms)
+        start, end = _floor_minute(lo), _ceil_minute(hi)
+        if end > frontier:
+            return None
+        readings = await restate.readings_around(conn, site.id, meter_id, start, end)
+        replacements = await self._store.inputs.list_replacements(site.id, meter_id)
+        derived = derive_intervals(meter, readings, replacements, MINUTE_MS, from_ms=start, to_ms=end)
+        await restate.replace_intervals(
+            conn, site.id, meter_id, start, end, derived.amounts, derived.estimated
+        )
+        return start, end
+
+    async def _rebuild_minutes(
+        self, conn: Conn, site: Site, a: int, b: int, reason: RestatementReason, detail: str
+    ) -> int:
+        """Recompute the 1-minute windows in ``[a, b)`` from the ledger."""
+        meters = self._registry.site_meters(site.id)
+        ledger = await restate.ledger(conn, site.id, a, b)
+        old = {w.start_ms: w for w in await restate.load_windows(conn, site.id, Period.MINUTE.value, a, b)}
+        inputs = self.inputs(site, Period.MINUTE)
+        recomputed: list[KpiWindow] = []
+        for start in sorted(ledger.keys() | old.keys()):
+            minute = ledger.get(start)
+            components = (
+                minute_components(meters, minute.amounts, estimated=minute.estimated)
+                if minute is not None
+                else minute_components(meters, {})
+            )
+            flags = old[start].flags if start in old else ()
+            recomputed.append(window_kpis(site.id, start, start + MINUTE_MS, components, inputs, flags=flags))
+        return await restate.save_windows(conn, recomputed, reason.value, detail)

@@ -1,0 +1,221 @@
+"""Issue #3 golden scenarios through the processor, its accountant and a real PostgreSQL store.
+
+A data centre whose facility meter adds 1.5 kWh and IT meter 1 kWh every 10 s: every undisturbed minute
+is 9 kWh / 6 kWh, PUE 1.5 exactly, and every longer window is the sum of its minutes. Each scenario
+disturbs the stream (a late batch crossing window boundaries, a counter reset, a meter replacement
+recorded after the fact, a factor revision) and checks the stored windows against those hand-computed
+values, and the revision history against what the windows said before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+from peakwatch.bus import MemoryBus
+from peakwatch.config import Registry, Settings
+from peakwatch.domain.factors import Factor
+from peakwatch.domain.models import MeterReplacement, Reading, ReadingBatch
+from peakwatch.store import Store
+from processor.service import Processor
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+TICK = 10_000
+W0 = 1_767_196_800_000  # 2026-01-01T00:00:00+08:00 (Asia/Shanghai midnight): a day, hour and 15-min boundary
+SETTINGS = Settings(window_ms=MIN, allowed_lateness_ms=10_000, idle_close_ms=5_000)
+
+REGISTRY_YAML = """
+sites:
+  - id: dc
+    name: Test DC
+    kind: data_centre
+    meters:
+      - {id: facility, carrier: electricity, role: facility_total, unit: kWh}
+      - {id: it, carrier: electricity, role: it_load, unit: kWh}
+"""
+
+
+class Clock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def reading(meter: str, ts: int, value: float) -> Reading:
+    return Reading(site_id="dc", meter_id=meter, ts_ms=ts, energy_kwh=round(value, 6))
+
+
+def ticks(start: int, end: int) -> range:
+    return range(start, end + 1, TICK)
+
+
+def facility_at(ts: int) -> float:
+    return 1000.0 + 1.5 * (ts - W0) / TICK
+
+
+def it_at(ts: int) -> float:
+    return 500.0 + (ts - W0) / TICK
+
+
+class Rig:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.registry = Registry.from_text(REGISTRY_YAML)
+        self.bus = MemoryBus()
+        self.clock = Clock(W0)
+        self.proc = Processor(
+            self.bus, store, self.registry, SETTINGS, clock_ms=self.clock, poll_timeout_s=0.0
+        )
+        self.proc.attach_accountant(store)
+
+    async def start(self) -> None:
+        await self.store.sync_registry(self.registry)
+        await self.proc.start()
+
+    async def send(self, readings: Iterable[Reading], now_ms: int) -> None:
+        await self.bus.publish(ReadingBatch("dc", list(readings)))
+        self.clock.ms = now_ms
+        await self.proc.run_once(timeout_s=0)
+        await self.proc.account()
+
+    async def drive(self, start: int, end: int, *, skip_it: bool = False) -> None:
+        for ts in ticks(start, end):
+            batch = [reading("facility", ts, facility_at(ts))]
+            if not skip_it:
+                batch.append(reading("it", ts, it_at(ts)))
+            await self.send(batch, ts + 200)
+
+    async def windows(self, period: str = "1m") -> list[object]:
+        return list(await self.store.kpi_series("dc", W0, W0 + 24 * 60 * MIN, period=period))
+
+
+async def test_late_batch_crossing_windows_is_restated_with_revisions(store: Store) -> None:
+    rig = Rig(store)
+    await rig.start()
+    await rig.drive(W0, W0 + 2 * MIN - TICK)
+    # the IT meter's gateway goes quiet for 2:00 .. 6:00 while the facility meter keeps reporting
+    await rig.drive(W0 + 2 * MIN, W0 + 6 * MIN, skip_it=True)
+    before = {w.start_ms: w for w in await store.kpi_series("dc", W0, W0 + 10 * MIN)}
+    assert before[W0 + 3 * MIN].pue is None  # IT missing: no PUE rather than a wrong one
+    assert before[W0 + 3 * MIN].completeness == pytest.approx(0.5)
+    # the backlog arrives in one batch, after windows 2..4 closed; it crosses four window boundaries
+    await rig.send(
+        (reading("it", ts, it_at(ts)) for ts in ticks(W0 + 2 * MIN, W0 + 6 * MIN)), W0 + 6 * MIN + 300
+    )
+    await rig.drive(W0 + 6 * MIN + TICK, W0 + 16 * MIN)
+    rig.clock.ms += MIN
+    await rig.proc.flush()
+    await rig.proc.account()
+
+    minutes = await store.kpi_series("dc", W0, W0 + 16 * MIN)
+    assert [w.start_ms for w in minutes] == [W0 + i * MIN for i in range(16)]
+    assert [w.facility_kwh for w in minutes] == pytest.approx([9.0] * 16)
+    assert [w.it_kwh for w in minutes] == pytest.approx([6.0] * 16)
+    assert [w.pue for w in minutes] == pytest.approx([1.5] * 16)
+    assert all(w.completeness == 1.0 for w in minutes)
+    # windows 1..4 closed short of IT energy (window 1 lacks the 1:50-2:00 interval) and are restated;
+    # window 5 was still open when the backlog arrived; the rest were right the first time
+    assert [w.revision for w in minutes] == [0, 1, 1, 1, 1, 0] + [0] * 10
+    [revision] = await store.kpi_revisions("dc", "1m", W0 + 3 * MIN)
+    assert revision.reason == "late_data"
+    assert revision.previous.pue is None
+    assert revision.previous.it_kwh == 0.0
+
+    # the quarter hour is the exact sum of its minutes (materialised after the restatement)
+    [quarter] = await store.kpi_series("dc", W0, W0 + 15 * MIN, period="15m")
+    assert (quarter.facility_kwh, quarter.it_kwh) == (pytest.approx(135.0), pytest.approx(90.0))
+    assert quarter.pue == pytest.approx(1.5)
+    assert quarter.completeness == pytest.approx(1.0)
+    # 15-minute demand: no grid import meter, so consumption 135 kWh / 0.25 h
+    assert quarter.max_demand_kw == pytest.approx(540.0)
+
+
+async def test_counter_reset_keeps_totals_exact(store: Store) -> None:
+    rig = Rig(store)
+    await rig.start()
+    await rig.drive(W0, W0 + 3 * MIN)
+    # the facility register restarts from zero at 3:10 (a reset): 3:10 reads 1.5, then +1.5 per tick
+    for ts in ticks(W0 + 3 * MIN + TICK, W0 + 16 * MIN):
+        value = 1.5 * (ts - W0 - 3 * MIN) / TICK
+        await rig.send([reading("facility", ts, value), reading("it", ts, it_at(ts))], ts + 200)
+    rig.clock.ms += MIN
+    await rig.proc.flush()
+    await rig.proc.account()
+    minutes = await store.kpi_series("dc", W0, W0 + 16 * MIN)
+    assert [w.facility_kwh for w in minutes] == pytest.approx([9.0] * 16)
+    assert "reset" in minutes[3].flags
+    [quarter] = await store.kpi_series("dc", W0, W0 + 15 * MIN, period="15m")
+    assert quarter.facility_kwh == pytest.approx(135.0)
+
+
+async def test_meter_replacement_recorded_after_the_fact(store: Store) -> None:
+    rig = Rig(store)
+    await rig.start()
+    await rig.drive(W0, W0 + 3 * MIN)
+    # at 3:05 the facility meter is swapped: the old one read 1027.75 (1000 + 18.5 ticks x 1.5), the new
+    # one starts at 0.0 and reads 0.75 at 3:10, then +1.5 per tick
+    for ts in ticks(W0 + 3 * MIN + TICK, W0 + 8 * MIN):
+        value = 0.75 + 1.5 * (ts - W0 - 3 * MIN - TICK) / TICK
+        await rig.send([reading("facility", ts, value), reading("it", ts, it_at(ts))], ts + 200)
+    live = {w.start_ms: w for w in await store.kpi_series("dc", W0, W0 + 8 * MIN)}
+    # without the record the drop 1027.0 -> 0.75 looks like a reset: only 0.75 counted for 3:00-3:10
+    assert live[W0 + 3 * MIN].facility_kwh == pytest.approx(8.25)
+
+    await store.inputs.add_replacement(
+        MeterReplacement(
+            site_id="dc", meter_id="facility", ts_ms=W0 + 3 * MIN + 5_000, old_final=1027.75, new_initial=0.0
+        )
+    )
+    await rig.proc.account()
+    minutes = await store.kpi_series("dc", W0, W0 + 7 * MIN)
+    assert [w.facility_kwh for w in minutes] == pytest.approx([9.0] * 7)
+    assert minutes[3].revision == 1
+    [revision] = await store.kpi_revisions("dc", "1m", W0 + 3 * MIN)
+    assert revision.reason == "meter_replacement"
+    assert revision.previous.facility_kwh == pytest.approx(8.25)
+
+
+async def test_factor_revision_restates_every_period(store: Store) -> None:
+    rig = Rig(store)
+    await rig.start()
+    await rig.drive(W0, W0 + 16 * MIN)
+    rig.clock.ms += MIN
+    await rig.proc.flush()
+    await rig.proc.account()
+    [quarter] = await store.kpi_series("dc", W0, W0 + 15 * MIN, period="15m")
+    # no grid meter: all 135 kWh purchased x 0.4976 (Hunan 2023)
+    assert quarter.emissions_kg == pytest.approx(135 * 0.4976)
+
+    await store.inputs.add_factor_version(
+        Factor(
+            id="grid.cn.hunan.2023",
+            value=0.5,
+            unit="kgCO2/kWh",
+            source="test revision",
+            data_year=2023,
+            published="2026-06-30",
+            status="verified",
+            version=2,
+        )
+    )
+    await rig.proc.account()
+    [quarter] = await store.kpi_series("dc", W0, W0 + 15 * MIN, period="15m")
+    assert quarter.emissions_kg == pytest.approx(67.5)
+    assert quarter.factors_used["grid"] == "grid.cn.hunan.2023@2"
+    assert quarter.revision == 1
+    [revision] = await store.kpi_revisions("dc", "15m", W0)
+    assert (revision.reason, revision.previous.emissions_kg) == ("factor_revision", pytest.approx(67.176))
+    minute = await store.latest_kpis("dc")
+    assert minute is not None
+    assert minute.emissions_kg == pytest.approx(9 * 0.5)
+    # windows closed after the revision use the new factor from the start
+    await rig.drive(W0 + 16 * MIN + TICK, W0 + 18 * MIN)
+    newest = await store.latest_kpis("dc")
+    assert newest is not None
+    assert newest.factors_used["grid"] == "grid.cn.hunan.2023@2"
+    assert newest.revision == 0
