@@ -57,7 +57,10 @@ def parse_month(text: str) -> date:
     match = _MONTH.match(text.strip())
     if match is None:
         raise ValueError(f"{text!r} is not a month: use YYYY-MM, e.g. 2025-03")
-    return date(int(match.group(1)), int(match.group(2)), 1)
+    year = int(match.group(1))
+    if not 1973 <= year <= 2099:
+        raise ValueError(f"{text!r} is outside 1973..2099, the range peakwatch stores")
+    return date(year, int(match.group(2)), 1)
 
 
 def month_text(month: date) -> str:
@@ -623,10 +626,16 @@ class ReplacementIn(BaseModel):
         examples=["2025-03-01T10:30:00+08:00"],
     )
     old_final: float = Field(
-        ge=0, allow_inf_nan=False, description="Last register value of the old meter, in the meter's unit."
+        ge=0,
+        le=1e15,
+        allow_inf_nan=False,
+        description="Last register value of the old meter, in the meter's unit.",
     )
     new_initial: float = Field(
-        ge=0, allow_inf_nan=False, description="First register value of the new meter, in the meter's unit."
+        ge=0,
+        le=1e15,
+        allow_inf_nan=False,
+        description="First register value of the new meter, in the meter's unit.",
     )
     note: str = Field(default="", max_length=500)
 
@@ -683,8 +692,10 @@ class GreenInstrumentIn(BaseModel):
         description="certificate: green electricity certificates (GEC); contract: a "
         "green-power purchase (绿电交易)."
     )
-    kwh: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    certificates: int | None = Field(default=None, ge=0, description="Number of GECs (1 GEC = 1,000 kWh).")
+    kwh: float | None = Field(default=None, ge=0, le=1e12, allow_inf_nan=False)
+    certificates: int | None = Field(
+        default=None, ge=0, le=1_000_000_000, description="Number of GECs (1 GEC = 1,000 kWh)."
+    )
     reference: str = Field(default="", max_length=200, description="Certificate batch or contract number.")
 
     @field_validator("month")
@@ -733,7 +744,7 @@ class GreenInstrumentCreatedPublic(BaseModel):
 class ValueAddedIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    value_cny: float = Field(ge=0, allow_inf_nan=False, description="Value added of the month, CNY.")
+    value_cny: float = Field(ge=0, le=1e15, allow_inf_nan=False, description="Value added of the month, CNY.")
 
 
 class ValueAddedPublic(BaseModel):

@@ -15,6 +15,8 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 MIN_EPOCH_MS: Final = 100_000_000_000
 """1973-03-03 in ms. Smaller integers are almost surely epoch *seconds*, a common slip in scripts."""
+MAX_EPOCH_MS: Final = 4_102_444_800_000
+"""2100-01-01T00:00:00Z: later instants are typos (or microseconds), and overflow date arithmetic."""
 
 _DIGITS = re.compile(r"^-?\d+$")
 _SPACE_FOR_PLUS = re.compile(r"\d \d{2}(:?\d{2})?$")
@@ -48,6 +50,10 @@ def parse_timestamp_ms(text: str) -> int:
                 f"{value} is not a plausible epoch-milliseconds value (before 1973); "
                 "if it is epoch seconds, multiply by 1000"
             )
+        if ms >= MAX_EPOCH_MS:
+            raise TimestampError(
+                f"{value} is after 2100 in epoch milliseconds; if it is microseconds, divide by 1000"
+            )
         return ms
     try:
         parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows "t" and "z"
@@ -60,4 +66,7 @@ def parse_timestamp_ms(text: str) -> int:
         ) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise TimestampError(f"{value!r} has no UTC offset; add one (Z or +08:00) so the time is not guessed")
-    return ms_from_datetime(parsed)
+    ms = ms_from_datetime(parsed)
+    if not MIN_EPOCH_MS <= ms < MAX_EPOCH_MS:
+        raise TimestampError(f"{value!r} is outside 1973..2099, the range peakwatch stores")
+    return ms

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import msgspec
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from peakwatch.domain.factors import (
@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     """TCP port of embedded PostgreSQL (loopback only)."""
     bus_url: str = "memory://"
     window_ms: int = 60_000
+    """The processor's closing window. Fixed at one minute: the 15-minute .. 12-month periods are summed
+    from minutes (docs/kpis.md); the setting exists so that a wrong value is refused, not ignored."""
     allowed_lateness_ms: int = 10_000
     """How long after a window's end readings are still accepted into it (event time)."""
     idle_close_ms: int = 5_000
@@ -77,6 +79,15 @@ class Settings(BaseSettings):
     """Readings older than this (against the collector's clock) are dead-lettered as ``ts_too_old``."""
     max_payload_bytes: int = 1_048_576
     demo: bool = True
+
+    @field_validator("window_ms")
+    @classmethod
+    def _one_minute(cls, value: int) -> int:
+        if value != 60_000:
+            raise ValueError(
+                "window_ms must be 60000: KPI periods (15 min .. 12 months) are built from 1-minute windows"
+            )
+        return value
 
 
 # ---------------------------------------------------------------------------------------------- registry

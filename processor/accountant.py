@@ -26,10 +26,12 @@ frontier waits (it stays pending) until the frontier passes it.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from peakwatch.config import Registry
 from peakwatch.domain.energy import derive_intervals
@@ -45,6 +47,7 @@ from peakwatch.domain.periods import (
     windows_overlapping,
     zone,
 )
+from peakwatch.errors import StoreError
 from peakwatch.store import restate
 from processor.windows import site_inputs
 
@@ -54,6 +57,10 @@ if TYPE_CHECKING:
     from peakwatch.store.records import RestatementRequest
 
 log = logging.getLogger(__name__)
+
+CONTEXT_READINGS = 5
+"""Readings before a re-derived range that the derivation starts from, so that a glitch right before
+the range is recognised as in the live path instead of becoming the baseline."""
 
 COMPUTED = "computed"
 """Reason recorded when a window is saved for the first time (no revision is made)."""
@@ -69,6 +76,25 @@ _DATA_REASONS = frozenset(
 """Reasons that change the ledger: the minutes are rebuilt from ``meter_intervals``."""
 _MONTHLY_REASONS = frozenset({RestatementReason.GREEN_INSTRUMENTS, RestatementReason.VALUE_ADDED})
 """Reasons that only change monthly inputs: only months and 12-month windows are recomputed."""
+
+
+_T = TypeVar("_T")
+ATTEMPTS = 3
+
+
+async def _retrying(work: Callable[[], Awaitable[_T]]) -> _T:
+    """Run one transaction's work again when it failed transiently: a deadlock with a concurrent writer
+    (the live path, or TimescaleDB creating a chunk or compressing one) rolls everything back, so
+    running it again is safe. A request that still fails stays pending for the next pass."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return await work()
+        except StoreError as exc:
+            if not exc.retryable or attempt == ATTEMPTS - 1:
+                raise
+            log.info("accountant transaction failed, retrying: %s", exc)
+            await asyncio.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _floor_minute(ms: int) -> int:
@@ -142,8 +168,9 @@ class Accountant:
         """Handle pending requests, then materialise what the committed frontier allows. Returns the
         number of windows written or restated (0: nothing to do)."""
         work = 0
-        for request in await self._store.inputs.pending_restatements(100):
-            done = await self._handle(request)
+        # every pending request, oldest first: one that waits for the frontier must not hide the others
+        for request in await self._store.inputs.pending_restatements(10_000):
+            done = await _retrying(functools.partial(self._handle, request))
             if done is None:
                 continue  # waits for the frontier
             work += done
@@ -152,7 +179,7 @@ class Accountant:
         for site_id, frontier in committed.items():
             site = self._registry.sites.get(site_id)
             if site is not None:
-                work += await self._materialise(site, frontier)
+                work += await _retrying(functools.partial(self._materialise, site, frontier))
         return work
 
     async def _materialise(self, site: Site, frontier: int) -> int:
@@ -241,7 +268,7 @@ class Accountant:
     ) -> int | None:
         frontier = self._committed().get(site.id)
         if frontier is None:
-            return 0  # nothing stored for the site yet: nothing to restate
+            return None  # no window of the site is committed yet: wait for the first one
         a = _floor_minute(request.from_ms)
         b = _ceil_minute(request.to_ms)
         if reason in _DATA_REASONS and request.meter_id is None and b > frontier:
@@ -271,16 +298,17 @@ class Accountant:
                 changed += await restate.save_windows(conn, recomputed, reason.value, detail)
             periods = (Period.MONTH, Period.YEAR) if reason in _MONTHLY_REASONS else ROLLUP_PERIODS
             for period in periods:
-                # windows already stored (later ones are materialised from the restated minutes); a manual
-                # rebuild also fills the range's missing complete windows up to the materialised ones
+                # windows already stored (later ones are materialised from the restated minutes); changed
+                # data also fills the range's missing windows up to the materialised ones (late data from
+                # before the site's first window, a rebuild after an upgrade)
                 windows = await restate.windows_overlapping(conn, site.id, period.value, a, b)
                 done = self._done.get((site.id, period.value))
-                if reason is RestatementReason.MANUAL and done is not None:
+                if reason in _DATA_REASONS and done is not None:
                     stored = set(windows)
                     windows += [
                         w
                         for w in windows_overlapping(period, a, b, site.timezone)
-                        if w[1] <= done and w[0] >= a and w not in stored
+                        if w[1] <= done and w not in stored
                     ]
                     windows.sort()
                 recomputed = [await self._period_window(conn, site, period, s, e) for s, e in windows]
@@ -297,12 +325,17 @@ class Accountant:
         meter = self._registry.meter(site.id, meter_id)
         if meter is None:
             return (from_ms, from_ms)
+        replacements = await self._store.inputs.list_replacements(site.id, meter_id)
+        # serialise with the live path: its write upserts this meter's state in the same transaction as
+        # the meter's new intervals, so none of them can land between our read and our rewrite
+        await restate.lock_meter(conn, site.id, meter_id)
         lo, hi = await restate.reading_bounds(conn, site.id, meter_id, from_ms, to_ms)
         start, end = _floor_minute(lo), _ceil_minute(hi)
         if end > frontier:
             return None
-        readings = await restate.readings_around(conn, site.id, meter_id, start, end)
-        replacements = await self._store.inputs.list_replacements(site.id, meter_id)
+        readings = await restate.readings_around(
+            conn, site.id, meter_id, start, end, context=CONTEXT_READINGS
+        )
         derived = derive_intervals(meter, readings, replacements, MINUTE_MS, from_ms=start, to_ms=end)
         await restate.replace_intervals(
             conn, site.id, meter_id, start, end, derived.amounts, derived.estimated

@@ -251,9 +251,10 @@ class MeterTracker:
         size = self.window_ms
         touched = out.touched
         dropped: set[int] | None = None
+        """Positions (not identities: one Reading object may appear twice in a batch) not to store."""
         max_ts = out.site_max_ts.get(batch.site_id, NEVER_MS)
         notes = self._notes
-        for r in readings:
+        for i, r in enumerate(readings):
             slot = slots.get(r.meter_id)
             if slot is None:
                 out.dead_letters.append(
@@ -264,7 +265,7 @@ class MeterTracker:
                         f"meter {r.meter_id!r} is not configured for site {batch.site_id!r}",
                     )
                 )
-                dropped = _drop(dropped, r)
+                dropped = _drop(dropped, i)
                 continue
             ts = r.ts_ms
             if ts > max_ts:
@@ -301,7 +302,7 @@ class MeterTracker:
                 continue
             if outcome is DUPLICATE:
                 out.duplicates += 1
-                dropped = _drop(dropped, r)
+                dropped = _drop(dropped, i)
             elif outcome is OUT_OF_ORDER:
                 out.rederive.append((slot.site_id, slot.meter_id, ts))
             else:  # NEGATIVE
@@ -313,13 +314,13 @@ class MeterTracker:
                         f"interval amount {value} is negative",
                     )
                 )
-                dropped = _drop(dropped, r)
+                dropped = _drop(dropped, i)
         if max_ts != NEVER_MS:
             out.site_max_ts[batch.site_id] = max_ts
         if dropped is None:
             out.readings.extend(readings)
         else:
-            out.readings.extend(r for r in readings if id(r) not in dropped)
+            out.readings.extend(r for i, r in enumerate(readings) if i not in dropped)
 
     # ------------------------------------------------------------------ end of step
 
@@ -367,10 +368,10 @@ class MeterTracker:
         return intervals, out.events()
 
 
-def _drop(dropped: set[int] | None, reading: Reading) -> set[int]:
+def _drop(dropped: set[int] | None, position: int) -> set[int]:
     if dropped is None:
         dropped = set()
-    dropped.add(id(reading))
+    dropped.add(position)
     return dropped
 
 

@@ -344,7 +344,12 @@ class Processor:
             for w in sw.close_ready():
                 kpi_windows.append(w)
                 alerts.extend(self.rules.evaluate(w))
-                self.closed_end_ms[w.site_id] = w.end_ms
+            watermark = sw.watermark_ms
+            if watermark is not None:
+                # every window ending by the watermark is closed, whether or not anything reported in it
+                closed = watermark - watermark % self.window_ms
+                if closed > self.closed_end_ms.get(sw.site.id, closed - 1):
+                    self.closed_end_ms[sw.site.id] = closed
         self.tracker.prune(now_ms)
         dead_letters.extend(out.dead_letters)
         m = self.metrics
@@ -376,12 +381,19 @@ class Processor:
         was not stored is not stored either)."""
         tail = self._tail
         previous = tail if tail is not None and not tail.done() else after
-        task = asyncio.create_task(self._write_in_turn(previous, batch, polled), name="processor-write")
+        closed = dict(self.closed_end_ms)  # what this step (and every one before it) closed
+        task = asyncio.create_task(
+            self._write_in_turn(previous, batch, polled, closed), name="processor-write"
+        )
         self._tail = task
         return task
 
     async def _write_in_turn(
-        self, previous: asyncio.Task[bool] | None, batch: ProcessedBatch, polled: Polled | None
+        self,
+        previous: asyncio.Task[bool] | None,
+        batch: ProcessedBatch,
+        polled: Polled | None,
+        closed: dict[str, int],
     ) -> bool:
         if previous is not None and batch.alerts:
             await _after(previous)  # alert transitions must reach the store in order
@@ -390,11 +402,13 @@ class Processor:
         if previous is not None:
             await _after(previous)  # bus commits strictly in order
             _raise_if_failed(previous)
-        if batch.kpi_windows or batch.restatements:
-            # this write and every one before it are stored: the accountant may use these windows
-            for w in batch.kpi_windows:
-                if w.end_ms > self.committed_end_ms.get(w.site_id, w.end_ms - 1):
-                    self.committed_end_ms[w.site_id] = w.end_ms
+        # this write and every one before it are stored: the accountant may use what they closed
+        moved = False
+        for site_id, end_ms in closed.items():
+            if end_ms > self.committed_end_ms.get(site_id, end_ms - 1):
+                self.committed_end_ms[site_id] = end_ms
+                moved = True
+        if moved or batch.restatements:
             self._accountant_wake.set()
         if polled:
             await self._bus.commit(polled)

@@ -25,10 +25,10 @@ _KELVIN = 273.15
 
 DATA_CENTRE_METERS: tuple[MeterSpec, ...] = (
     MeterSpec("facility", Carrier.ELECTRICITY, Role.FACILITY_TOTAL, register_max=1_000_000.0),
-    MeterSpec("it", Carrier.ELECTRICITY, Role.IT_LOAD),
-    MeterSpec("cooling", Carrier.ELECTRICITY, Role.COOLING),
-    MeterSpec("ups-losses", Carrier.ELECTRICITY, Role.UPS_LOSSES),
-    MeterSpec("lighting", Carrier.ELECTRICITY, Role.LIGHTING),
+    MeterSpec("it", Carrier.ELECTRICITY, Role.IT_LOAD, zone="hall-1"),
+    MeterSpec("cooling", Carrier.ELECTRICITY, Role.COOLING, zone="hall-1"),
+    MeterSpec("ups-losses", Carrier.ELECTRICITY, Role.UPS_LOSSES, zone="hall-1"),
+    MeterSpec("lighting", Carrier.ELECTRICITY, Role.LIGHTING, zone="hall-1"),
 )
 """The meters of the demo data centre, identical to ``dc-xiangjiang`` in peakwatch/demo/sites.yaml."""
 

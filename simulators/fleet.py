@@ -115,6 +115,8 @@ def registry_document(fleet: Sequence[SiteModel], *, include_demo_rules: bool = 
             }
             if m.register_max is not None:
                 doc["register_max"] = m.register_max
+            if m.zone is not None:
+                doc["zone"] = m.zone
             meters.append(doc)
         sites.append(
             {

@@ -39,6 +39,8 @@ class MeterSpec:
     register_field: str = ENERGY_FIELD
     reports_power: bool = True
     register_max: float | None = None
+    zone: str | None = None
+    """Data-centre zone (the hall whose partial PUE the meter contributes to)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,8 +72,8 @@ UNKNOWN_METER: Responses = {
     description=(
         "The old meter's last register value and the new one's first, in the meter's configured unit "
         "(stored in the canonical unit). Energy across the swap is (old_final − last reading before) + "
-        "(first reading after − new_initial). Queues the meter's re-derivation from 1 day before to 1 day "
-        "after `ts` (`meter_replacement`; the processor widens it to the readings around the swap). "
+        "(first reading after − new_initial). Queues the meter's re-derivation at `ts` (`meter_replacement`; "
+        "the processor widens it to the readings around the swap, and waits for the first reading after it). "
         "Cumulative registers only."
     ),
     responses={

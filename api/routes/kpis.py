@@ -130,7 +130,8 @@ async def kpi_revisions(
         start_ms = parse_timestamp_ms(window_start_)
     except TimestampError as exc:
         raise invalid_path("window_start", str(exc), window_start_) from None
-    aligned = window_start(period, start_ms, site.timezone)
+    # a rolling 12-month window starts where a month starts (window_start(YEAR) is the one *ending* there)
+    aligned = window_start(Period.MONTH if period is Period.YEAR else period, start_ms, site.timezone)
     if aligned != start_ms:
         raise invalid_path(
             "window_start",

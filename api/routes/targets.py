@@ -28,7 +28,7 @@ from api.errors import DATABASE_DOWN, UNKNOWN_SITE
 from api.schemas import ErrorPublic, SpanPublic, TargetIn, TargetProgressPublic, TargetPublic
 from peakwatch.config import Registry
 from peakwatch.domain.factors import ResolvedFactors
-from peakwatch.domain.kpis import EXPECTED, WindowInputs, window_kpis
+from peakwatch.domain.kpis import EXPECTED, WindowInputs, add_components, green_coverage, window_kpis
 from peakwatch.domain.models import KpiWindow, Site, SiteKind
 from peakwatch.domain.periods import MINUTE_MS, Period, window_end, window_start, zone
 from peakwatch.domain.targets import Target, evaluate, target_problem
@@ -219,6 +219,14 @@ class _Progress:
         # the completeness instead of vanishing from it
         components[EXPECTED] = float(self.meters_count * ((to_ms - from_ms) // MINUTE_MS))
         months = self.months_in(from_ms, to_ms)
+        month_start = from_ms
+        for month in months:  # certificates cover each month's purchases, clamped month by month
+            month_end = min(window_end(Period.MONTH, month_start, self.tz), to_ms)
+            in_month = await self.store.components_between(
+                self.site.id, Period.DAY.value, month_start, month_end
+            )
+            add_components(components, green_coverage(in_month, self.certificates.get(month, 0.0)))
+            month_start = month_end
         value_added = [self.value_added[m] for m in months if m in self.value_added]
         max_demand = None
         if self.needs_demand:
@@ -231,7 +239,6 @@ class _Progress:
             kind=self.site.kind,
             factors=self.factors,
             period=Period.YEAR,
-            green_certificates_kwh=sum(self.certificates.get(m, 0.0) for m in months),
             value_added_cny=sum(value_added) if value_added else None,
             max_demand_kw=max_demand,
             gb40879_thresholds=self.thresholds,

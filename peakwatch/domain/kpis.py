@@ -53,6 +53,15 @@ GENERATOR_OUTPUT = "generator_output_kwh"
 STORAGE_CHARGE = "storage_charge_kwh"
 STORAGE_DISCHARGE = "storage_discharge_kwh"
 REUSED = "reused_kwh"
+PUE_FACILITY = "pue_facility_kwh"
+PUE_IT = "pue_it_kwh"
+"""Facility and IT energy of the minutes in which both reported: PUE and the GB 40879 ratio use only
+these, so a meter missing for part of a window lowers completeness, not the ratio."""
+GREEN_CERTIFICATES = "green_certificates_kwh"
+GREEN_COVERED = "green_covered_kwh"
+"""Months only: certificates registered, and the part of them that covered purchased electricity (at
+most the month's purchases and its electricity not already renewable). A 12-month window sums them,
+so its market-based values are the sums of its months'."""
 WATER = "water_m3"
 EXPECTED = "n_expected"
 PRESENT = "n_present"
@@ -120,6 +129,7 @@ def minute_components(
     meters = tuple(meters)
     by_role: dict[Role, float] = {}
     has_role: set[Role] = set()
+    present_roles: set[Role] = set()
     out: dict[str, float] = {EXPECTED: float(len(meters)), PRESENT: 0.0, ESTIMATED: 0.0}
     estimated_ids = set(estimated)
     for meter in meters:
@@ -137,6 +147,8 @@ def minute_components(
             continue
         if meter.carrier is Carrier.ELECTRICITY:
             has_role.add(meter.role)
+            if meter.id in amounts:
+                present_roles.add(meter.role)
             by_role[meter.role] = by_role.get(meter.role, 0.0) + amount
             if meter.zone is not None and meter.role in _ZONE_LOADS:
                 key = f"{ZONE_PREFIX}{meter.zone}:total_kwh"
@@ -189,16 +201,30 @@ def minute_components(
     out[GRID_EXPORT] = grid_export
     if Role.GRID_IMPORT in has_role:
         out[GRID_IMPORT] = grid_import
-    if Role.FACILITY_TOTAL in has_role:
+    # facility and IT only when they reported: a missing meter is a gap, not 0 kWh
+    if Role.FACILITY_TOTAL in present_roles:
         out[FACILITY] = total(Role.FACILITY_TOTAL)
-    if Role.IT_LOAD in has_role:
+    if Role.IT_LOAD in present_roles:
         out[IT] = total(Role.IT_LOAD)
+    if Role.FACILITY_TOTAL in present_roles and Role.IT_LOAD in present_roles:
+        out[PUE_FACILITY] = total(Role.FACILITY_TOTAL)
+        out[PUE_IT] = total(Role.IT_LOAD)
     if Role.GENERATOR_OUTPUT in has_role:
         out[GENERATOR_OUTPUT] = generator_output
     if Role.STORAGE_CHARGE in has_role or Role.STORAGE_DISCHARGE in has_role:
         out[STORAGE_CHARGE] = total(Role.STORAGE_CHARGE)
         out[STORAGE_DISCHARGE] = total(Role.STORAGE_DISCHARGE)
     return out
+
+
+def green_coverage(month: Mapping[str, float], certificates_kwh: float) -> dict[str, float]:
+    """One month's certificates and the part of them that covers its purchased electricity: at most the
+    purchases, and at most the electricity not already renewable on site (so the market-based green
+    share never exceeds 1). Clamped per month, so a 12-month window is the sum of its months."""
+    coverable = max(
+        min(month.get(PURCHASED, 0.0), month.get(ELECTRICITY, 0.0) - month.get(RENEWABLE_CONSUMED, 0.0)), 0.0
+    )
+    return {GREEN_CERTIFICATES: certificates_kwh, GREEN_COVERED: min(certificates_kwh, coverable)}
 
 
 class WindowInputs(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,7 +234,8 @@ class WindowInputs(msgspec.Struct, frozen=True, kw_only=True):
     factors: ResolvedFactors
     period: Period = Period.MINUTE
     green_certificates_kwh: float | None = None
-    """Certificates and green-power contracts for the window (calendar months and longer; else None)."""
+    """Certificates and green-power contracts of a calendar month (a 12-month window reads its months'
+    ``green_coverage`` from its components instead)."""
     value_added_cny: float | None = None
     """Value added in the window (calendar months and longer; else None)."""
     max_demand_kw: float | None = None
@@ -278,18 +305,27 @@ def window_kpis(
     emissions = electricity_emissions + fuel_emissions
 
     monthly = inputs.period in (Period.MONTH, Period.YEAR)
-    certificates = inputs.green_certificates_kwh if monthly else None
-    if certificates is None and monthly:
-        certificates = 0.0
-    market_electricity: float | None = None
+    certificates: float | None = None
     covered = 0.0
+    market_electricity: float | None = None
+    added: dict[str, float] = {}
+    if inputs.period is Period.MONTH:
+        added = green_coverage(c, inputs.green_certificates_kwh or 0.0)
+        certificates, covered = added[GREEN_CERTIFICATES], added[GREEN_COVERED]
+    elif inputs.period is Period.YEAR:
+        certificates = c.get(GREEN_CERTIFICATES, 0.0)
+        covered = c.get(GREEN_COVERED, 0.0)
     if certificates is not None:
-        covered = min(certificates, purchased)
         market_electricity = (purchased - covered) * f.value(RESIDUAL_SLOT)
 
     # data-centre total energy: facility electricity plus non-electric carriers used directly
     dc_total = None if facility is None else facility + direct_kgce * KWH_PER_KGCE
-    pue_value = ratio(dc_total, it) if is_dc else None
+    pue_facility = c.get(PUE_FACILITY)
+    pue_value = (
+        ratio(None if pue_facility is None else pue_facility + direct_kgce * KWH_PER_KGCE, c.get(PUE_IT))
+        if is_dc
+        else None
+    )
     renewable = c.get(RENEWABLE_CONSUMED, 0.0) + covered
     ref_denominator = dc_total if is_dc and dc_total is not None else electricity
 
@@ -351,12 +387,14 @@ def window_kpis(
         energy_intensity_kgce_per_unit=ratio(total_kgce, output),
         value_added_10k_cny=value_added_10k,
         energy_intensity_kgce_per_10k_cny=ratio(total_kgce, value_added_10k),
-        gb40879_grade=gb40879_grade(ratio(facility, it), inputs.gb40879_thresholds) if is_dc else None,
+        gb40879_grade=(
+            gb40879_grade(ratio(pue_facility, c.get(PUE_IT)), inputs.gb40879_thresholds) if is_dc else None
+        ),
         completeness=min(c.get(PRESENT, 0.0) / expected, 1.0) if expected > 0 else 0.0,
         estimated=c.get(ESTIMATED, 0.0) > 0,
         flags=tuple(sorted(set(flags))),
         interim=inputs.period is not Period.YEAR,
-        components=dict(c),
+        components={**c, **added},
         factors_used=dict(f.used),
         revision=revision,
     )

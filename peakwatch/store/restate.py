@@ -123,14 +123,24 @@ async def reading_bounds(
     return int(before), int(after)
 
 
-async def readings_around(conn: Conn, site_id: str, meter_id: str, from_ms: int, to_ms: int) -> list[Reading]:
-    """The meter's readings in ``[from_ms, to_ms)`` plus the last one before and the first one at or
-    after the range, oldest first: every interval that overlaps the range."""
+async def lock_meter(conn: Conn, site_id: str, meter_id: str) -> None:
+    """Lock the meter's ``meter_state`` row until the transaction ends (the live write path upserts it
+    in the same transaction as the meter's intervals)."""
+    await conn.execute(
+        "SELECT 1 FROM meter_state WHERE site_id = $1 AND meter_id = $2 FOR UPDATE", site_id, meter_id
+    )
+
+
+async def readings_around(
+    conn: Conn, site_id: str, meter_id: str, from_ms: int, to_ms: int, *, context: int = 1
+) -> list[Reading]:
+    """The meter's readings in ``[from_ms, to_ms)`` plus the last ``context`` before and the first one at
+    or after the range, oldest first: every interval that overlaps the range."""
     rows = await conn.fetch(
         f"""
         WITH m AS (SELECT key FROM meters WHERE site_id = $1 AND id = $2)
         (SELECT {_READING_FIELDS} FROM readings r, m WHERE r.meter_key = m.key AND r.ts < $3
-         ORDER BY r.ts DESC LIMIT 1)
+         ORDER BY r.ts DESC LIMIT $5)
         UNION ALL
         (SELECT {_READING_FIELDS} FROM readings r, m WHERE r.meter_key = m.key AND r.ts >= $3 AND r.ts < $4)
         UNION ALL
@@ -141,6 +151,7 @@ async def readings_around(conn: Conn, site_id: str, meter_id: str, from_ms: int,
         meter_id,
         from_ms,
         to_ms,
+        context,
     )
     readings = [Reading(site_id=site_id, meter_id=meter_id, **dict(r)) for r in rows]
     readings.sort(key=lambda r: r.ts_ms)

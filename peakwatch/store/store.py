@@ -402,4 +402,9 @@ class Store:
         """One connection inside one transaction, for the accountant's multi-step restatements
         (``peakwatch.store.restate`` functions). Errors become StoreError naming ``action``."""
         async with self._connection(action) as conn, conn.transaction():
+            if self._timescale:
+                # A restatement rewrites old windows, possibly in compressed chunks; TimescaleDB caps the
+                # rows one transaction may decompress (100,000 by default, about 70 days of 1-minute
+                # windows of one site), which a factor revision over a site's history exceeds.
+                await conn.execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
             yield conn

@@ -65,7 +65,11 @@ def _hypertables(policy: TimescalePolicy) -> tuple[_Hypertable, ...]:
     return (
         _Hypertable("readings", "ts", policy.readings_chunk_hours, "meter_key", "ts DESC"),
         _Hypertable("meter_intervals", "window_start", 7 * 24, "site_id, meter_id", "window_start DESC"),
-        _Hypertable("kpi_windows", "window_start", 30 * 24, "site_id", "window_start DESC, window_end DESC"),
+        # Every read and upsert names one site and one period: segmenting by both keeps a period's windows
+        # in their own batches, so reading or restating the 1h windows does not decompress the 1m ones.
+        _Hypertable(
+            "kpi_windows", "window_start", 30 * 24, "site_id, period", "window_start DESC, window_end DESC"
+        ),
         _Hypertable("meter_events", "ts", 30 * 24, "site_id, meter_id", "ts DESC, id", ("id", "ts")),
         _Hypertable("dead_letters", "received_at", 7 * 24, None, "received_at DESC", ("id", "received_at")),
     )

@@ -287,4 +287,4 @@ async def test_late_reading_restates_the_window_and_the_api_shows_its_history(
     [revision] = history["revisions"]
     assert revision["reason"] == "late_data"
     assert revision["previous"]["pue"] is None
-    assert revision["previous"]["it_kwh"] == 0.0
+    assert revision["previous"]["it_kwh"] is None

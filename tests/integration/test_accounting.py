@@ -22,6 +22,13 @@ from processor.service import Processor
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(params=["plain", pytest.param("timescale", marks=pytest.mark.timescale)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Every scenario runs on plain PostgreSQL and, when available, on TimescaleDB hypertables."""
+    return str(request.getfixturevalue(f"{request.param}_database_url"))
+
+
 MIN = 60_000
 TICK = 10_000
 W0 = 1_767_196_800_000  # 2026-01-01T00:00:00+08:00 (Asia/Shanghai midnight): a day, hour and 15-min boundary
@@ -124,7 +131,7 @@ async def test_late_batch_crossing_windows_is_restated_with_revisions(store: Sto
     [revision] = await store.kpi_revisions("dc", "1m", W0 + 3 * MIN)
     assert revision.reason == "late_data"
     assert revision.previous.pue is None
-    assert revision.previous.it_kwh == 0.0
+    assert revision.previous.it_kwh is None  # the meter did not report: a gap, not 0 kWh
 
     # the quarter hour is the exact sum of its minutes (materialised after the restatement)
     [quarter] = await store.kpi_series("dc", W0, W0 + 15 * MIN, period="15m")
@@ -219,3 +226,89 @@ async def test_factor_revision_restates_every_period(store: Store) -> None:
     assert newest is not None
     assert newest.factors_used["grid"] == "grid.cn.hunan.2023@2"
     assert newest.revision == 0
+
+
+async def test_backlog_after_the_site_fell_silent_is_restated(store: Store) -> None:
+    """Windows that idle close with no data still move the committed frontier, so late data for them is
+    restated instead of waiting for a window with data that never comes."""
+    rig = Rig(store)
+    await rig.start()
+    await rig.drive(W0, W0 + 5 * MIN)
+    rig.clock.ms = W0 + 12 * MIN  # silent: minutes 5..11 idle close without data
+    await rig.proc.flush()
+    backlog = [
+        r
+        for ts in ticks(W0 + 5 * MIN + TICK, W0 + 10 * MIN)
+        for r in (reading("facility", ts, facility_at(ts)), reading("it", ts, it_at(ts)))
+    ]
+    await rig.send(backlog, W0 + 12 * MIN + 100)
+    rig.clock.ms = W0 + 20 * MIN
+    await rig.proc.flush()
+    await rig.proc.account()
+    assert all(r.done_ms is not None for r in await store.inputs.list_restatements(10))
+    minutes = await store.kpi_series("dc", W0, W0 + 10 * MIN)
+    assert [w.facility_kwh for w in minutes] == pytest.approx([9.0] * 10)
+    assert [w.pue for w in minutes] == pytest.approx([1.5] * 10)
+
+
+async def test_backlog_from_before_the_first_window_reaches_the_longer_windows(store: Store) -> None:
+    rig = Rig(store)
+    await rig.start()
+    # the facility meter goes live at 00:30; the IT meter's gateway uploads its backlog from 00:00 at 00:40
+    for ts in ticks(W0 + 30 * MIN, W0 + 40 * MIN):
+        await rig.send([reading("facility", ts, facility_at(ts))], ts + 200)
+    await rig.send([reading("it", ts, it_at(ts)) for ts in ticks(W0, W0 + 40 * MIN)], W0 + 40 * MIN + 300)
+    await rig.drive(W0 + 40 * MIN + TICK, W0 + 61 * MIN)
+    rig.clock.ms += MIN
+    await rig.proc.flush()
+    await rig.proc.account()
+    quarters = await store.kpi_series("dc", W0, W0 + 60 * MIN, period="15m")
+    assert [w.it_kwh for w in quarters] == pytest.approx([90.0] * 4)
+    [hour] = await store.kpi_series("dc", W0, W0 + 60 * MIN, period="1h")
+    # IT for the whole hour; facility only from 00:30 (30 minutes x 9 kWh), and PUE only over the
+    # minutes where both reported: 270 / 180
+    assert (hour.it_kwh, hour.facility_kwh) == (pytest.approx(360.0), pytest.approx(270.0))
+    assert hour.pue == pytest.approx(1.5)
+    assert hour.completeness == pytest.approx(90 / 120)
+
+
+GLITCHY = """
+sites:
+  - id: dc
+    name: Test DC
+    kind: data_centre
+    meters:
+      - {id: facility, carrier: electricity, role: facility_total, unit: kWh, rated_kw: 10000}
+      - {id: it, carrier: electricity, role: it_load, unit: kWh}
+"""
+
+
+async def test_rederivation_next_to_a_glitch_counts_what_the_live_path_counts(store: Store) -> None:
+    """A spike (99999 kWh on a 10 MW meter) just before an out-of-order reading: the re-derivation
+    starts far enough back to recognise the spike, instead of taking it as the baseline."""
+    rig = Rig(store)
+    rig.registry = Registry.from_text(GLITCHY)
+    rig.proc = Processor(rig.bus, store, rig.registry, SETTINGS, clock_ms=rig.clock, poll_timeout_s=0.0)
+    rig.proc.attach_accountant(store)
+    await rig.start()
+
+    def fac(seconds: int, value: float) -> Reading:
+        return reading("facility", W0 + seconds * 1000, value)
+
+    for t, v in [
+        (0, 100.0),
+        (90, 101.5),
+        (150, 99999.0),
+        (210, 103.5),
+        (270, 104.5),
+        (330, 105.5),
+        (390, 106.5),
+    ]:
+        await rig.send([fac(t, v)], W0 + t * 1000 + 100)
+    await rig.send([fac(240, 104.0)], W0 + 400_000)  # out of order, in the minute after the spike
+    rig.clock.ms = W0 + 30 * MIN
+    await rig.proc.flush()
+    await rig.proc.account()
+    minutes = await store.kpi_series("dc", W0, W0 + 6 * MIN)
+    # 1 kWh per minute throughout; the spike counts nothing
+    assert [w.facility_kwh for w in minutes] == pytest.approx([1.0] * 6)

@@ -292,7 +292,8 @@ async def test_replacement_values_are_converted_to_the_canonical_unit(client: ht
     [
         ("facility", {"ts": "2025-03-01T10:30:00"}, ["body", "ts"], "no UTC offset"),
         ("facility", {"ts": 1_740_796_200}, ["body", "ts"], "epoch seconds"),
-        ("facility", {"ts": "2999-01-01T00:00:00Z"}, ["body", "ts"], "in the future"),
+        ("facility", {"ts": "2099-01-01T00:00:00Z"}, ["body", "ts"], "in the future"),
+        ("facility", {"ts": "2999-01-01T00:00:00Z"}, ["body", "ts"], "outside 1973..2099"),
         ("facility", {"old_final": -1}, ["body", "old_final"], "greater than or equal to 0"),
         ("facility", {"old_final": 1_000_000}, ["body", "old_final"], "register_max 999999.99 kWh"),
         ("sub-interval", {}, ["path", "meter_id"], "interval register"),
@@ -718,3 +719,58 @@ async def test_factor_versions_never_collide(store: Store) -> None:
     ]
     [first, second] = await store.inputs.list_restatements(10)
     assert (first.reason, second.reason) == ("factor_revision", "factor_revision")
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "message_part"),
+    [
+        ("put", f"/api/v1/sites/{DC}/value-added/0001-01", {"value_cny": 1.0}, "outside 1973..2099"),
+        ("put", f"/api/v1/sites/{DC}/value-added/9999-12", {"value_cny": 1.0}, "outside 1973..2099"),
+        (
+            "post",
+            f"/api/v1/sites/{DC}/green-instruments",
+            {"month": "2025-03", "kind": "certificate", "certificates": 10**400},
+            "less than or equal",
+        ),
+        (
+            "post",
+            f"/api/v1/sites/{DC}/green-instruments",
+            {"month": "2025-03", "kind": "contract", "kwh": 1e308},
+            "less than or equal",
+        ),
+        ("get", f"/api/v1/sites/{DC}/kpis/1m/99999999999999999/revisions", None, "after 2100"),
+        ("get", f"/api/v1/sites/{DC}/kpis?from=99999999999999990&to=99999999999999999", None, "after 2100"),
+        (
+            "post",
+            f"/api/v1/sites/{DC}/meters/facility/replacements",
+            {"ts": "0001-01-01T00:00:00+08:00", "old_final": 1, "new_initial": 0},
+            "outside 1973..2099",
+        ),
+    ],
+)
+async def test_out_of_range_input_is_a_clear_422_not_a_500(
+    client: httpx.AsyncClient, method: str, url: str, body: Any, message_part: str
+) -> None:
+    response = await client.request(method, url, json=body)
+    assert response.status_code == 422, response.text
+    assert message_part in response.text
+
+
+async def test_nan_in_a_body_is_a_422(client: httpx.AsyncClient) -> None:
+    # Python's JSON parser accepts the bare NaN token; the 422 must still encode
+    response = await client.put(
+        f"/api/v1/sites/{DC}/value-added/2025-03",
+        content=b'{"value_cny": NaN}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "value_cny"]
+
+
+async def test_twelve_month_revisions_are_addressed_by_their_first_month(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    # a 12-month window starting 2025-03-01 local: the route accepts a month start, 404 as none is stored
+    response = await client.get(f"/api/v1/sites/{DC}/kpis/12mo/2025-03-01T00:00:00+08:00/revisions")
+    assert response.status_code == 404
+    assert "no 12mo KPI window" in response.text

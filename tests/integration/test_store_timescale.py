@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 
 from peakwatch.config import Registry
-from peakwatch.domain.models import MeterInterval, ProcessedBatch, Reading
-from peakwatch.store import Store, TimescalePolicy
+from peakwatch.domain.models import KpiWindow, MeterInterval, ProcessedBatch, Reading
+from peakwatch.store import Store, TimescalePolicy, restate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timescale]
 
@@ -151,3 +151,103 @@ async def test_disabled_policy_keeps_plain_tables(
         assert store.timescale is False
     finally:
         await store.close()
+
+
+def _window(period: str, start_ms: int, end_ms: int, electricity_kwh: float) -> KpiWindow:
+    return KpiWindow(
+        site_id="dc-1",
+        period=period,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        electricity_kwh=electricity_kwh,
+        facility_kwh=electricity_kwh,
+        it_kwh=None,
+        renewable_generation_kwh=0.0,
+        renewable_consumed_kwh=0.0,
+        grid_import_kwh=electricity_kwh,
+        grid_export_kwh=0.0,
+        electricity_kgce=0.0,
+        total_kgce=0.0,
+        emissions_kg=0.0,
+        electricity_emissions_kg=0.0,
+        pue=None,
+        electrification_rate=None,
+        carbon_intensity_kg_per_kwh=None,
+        green_power_share=None,
+        completeness=1.0,
+    )
+
+
+async def test_restatements_rewrite_compressed_chunks(
+    timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """The accountant restates weeks-old windows, which by then sit in compressed chunks: the KPI
+    upsert (ON CONFLICT on the (site_id, period, window_start) key) and the ledger's DELETE + COPY must
+    work there, not fail or leave duplicates behind."""
+    await timescale_store.sync_registry(
+        Registry.from_text(
+            "sites: [{id: dc-1, name: DC, kind: data_centre, "
+            "meters: [{id: it, carrier: electricity, role: it_load}]}]"
+        )
+    )
+    minute = 60_000
+    await timescale_store.write(
+        ProcessedBatch(
+            intervals=[
+                MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0 + i * minute, amount=1.0)
+                for i in range(4)
+            ],
+            kpi_windows=[
+                _window("1m", T0, T0 + minute, 1.0),
+                _window("1m", T0 + minute, T0 + 2 * minute, 1.0),
+                _window("1h", T0, T0 + HOUR, 4.0),
+            ],
+        )
+    )
+    segmentby = await raw.fetch(
+        "SELECT attname FROM timescaledb_information.compression_settings "
+        "WHERE hypertable_name = 'kpi_windows' AND segmentby_column_index IS NOT NULL "
+        "ORDER BY segmentby_column_index"
+    )
+    assert [r["attname"] for r in segmentby] == ["site_id", "period"]
+    compressed = await raw.fetchval(
+        "SELECT count(compress_chunk(c)) FROM (SELECT show_chunks('kpi_windows') AS c UNION ALL "
+        "SELECT show_chunks('meter_intervals')) chunks"
+    )
+    assert compressed == 2
+
+    async with timescale_store.transaction("restating") as conn:
+        # 1m@T0 unchanged, 1m@T0+1min new value, 1h@T0 new value, 1m@T0+2min new window.
+        restated = await restate.save_windows(
+            conn,
+            [
+                _window("1m", T0, T0 + minute, 1.0),
+                _window("1m", T0 + minute, T0 + 2 * minute, 3.0),
+                _window("1h", T0, T0 + HOUR, 6.0),
+                _window("1m", T0 + 2 * minute, T0 + 3 * minute, 2.0),
+            ],
+            "late_data",
+            "test",
+        )
+        assert restated == 2
+        # The meter's minutes 1..2 become one 3 kWh minute (minute 2 is dropped).
+        await restate.replace_intervals(
+            conn, "dc-1", "it", T0 + minute, T0 + 3 * minute, {T0 + minute: 3.0}, set()
+        )
+
+    async with timescale_store.transaction("reading") as conn:
+        minutes = await restate.load_windows(conn, "dc-1", "1m", T0, T0 + HOUR)
+        hours = await restate.load_windows(conn, "dc-1", "1h", T0, T0 + HOUR)
+    assert [(w.start_ms, w.electricity_kwh, w.revision) for w in minutes] == [
+        (T0, 1.0, 0),
+        (T0 + minute, 3.0, 1),
+        (T0 + 2 * minute, 2.0, 0),
+    ]
+    assert [(w.electricity_kwh, w.revision) for w in hours] == [(6.0, 1)]
+    [earlier] = await timescale_store.kpi_revisions("dc-1", "1h", T0)
+    assert (earlier.revision, earlier.previous.electricity_kwh) == (1, 4.0)
+    assert await timescale_store.load_intervals(T0) == [
+        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0, amount=1.0),
+        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0 + minute, amount=3.0),
+        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=T0 + 3 * minute, amount=1.0),
+    ]

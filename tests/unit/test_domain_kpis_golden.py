@@ -5,6 +5,8 @@ and the exact-sum rule for longer windows."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from peakwatch.domain.factors import Factor, FactorLibrary
 from peakwatch.domain.kpis import (
@@ -217,3 +219,43 @@ def test_completeness_counts_meter_intervals() -> None:
     # 3 of 4 meter-minutes present; one estimated
     assert w.completeness == pytest.approx(0.75)
     assert w.estimated is True
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 1e4, allow_nan=False),
+            st.floats(0, 1e4, allow_nan=False),
+            st.floats(0, 50, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_pue_is_at_least_one_and_windows_are_sums_whatever_the_minutes(
+    minutes: list[tuple[float, float, float]],
+) -> None:
+    """IT inside the facility meter (facility = IT + overhead >= IT), and a gas boiler: every minute's
+    PUE and the window's are >= 1, and the window's energies are the sums of the minutes'."""
+    meters = (
+        elec("f", Role.FACILITY_TOTAL),
+        elec("it", Role.IT_LOAD),
+        Meter(id="gas", site_id="s", carrier=Carrier.NATURAL_GAS, role=Role.BOILER, unit="m3"),
+    )
+    inputs = WindowInputs(kind=SiteKind.DATA_CENTRE, factors=DEFAULT)
+    parts = [
+        minute_components(meters, {"f": it + overhead, "it": it, "gas": gas}) for it, overhead, gas in minutes
+    ]
+    for part in parts:
+        pue = window_kpis("s", 0, 1, part, inputs).pue
+        assert pue is None or pue >= 1.0
+    total = window_kpis(
+        "s",
+        0,
+        1,
+        sum_components(parts),
+        WindowInputs(kind=SiteKind.DATA_CENTRE, factors=DEFAULT, period=Period.HOUR),
+    )
+    assert total.pue is None or total.pue >= 1.0
+    assert total.facility_kwh == pytest.approx(sum(it + o for it, o, _ in minutes))
+    assert total.it_kwh == pytest.approx(sum(it for it, _, _ in minutes))

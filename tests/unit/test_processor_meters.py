@@ -119,6 +119,20 @@ def test_reset_delivered_twice_is_not_doubled() -> None:
     assert len(out.readings) == 5
 
 
+def test_same_reading_object_twice_in_a_batch_is_stored_once() -> None:
+    # The in-process bus can carry one Reading object twice (a replayed batch): the first is accepted
+    # and stored, the second is a duplicate; dropping "the duplicate" must not drop the first as well.
+    # Found by tests/integration/test_accounting_properties.py: the reading went missing from the
+    # readings table, and a later re-derivation from stored readings lost its interval.
+    t = tracker()
+    feed(t, [fac(T0, 100.0)])
+    again = fac(T0 + 10_000, 101.5)
+    step = feed(t, [again, again])
+    assert step.out.readings == [again]
+    assert step.amounts == {W0: 1.5}
+    assert step.out.duplicates == 1
+
+
 def test_replayed_sequence_changes_nothing() -> None:
     t = tracker()
     seq = [fac(T0 + i * 10_000, 100.0 + 2 * i) for i in range(12)]
