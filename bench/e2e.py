@@ -515,7 +515,7 @@ async def _counts(url: str, published: int, *, settle_s: float) -> dict[str, int
                 stored, quiet_since = now, time.monotonic()
         return {
             "stored": stored,
-            "kpi_windows": int(await conn.fetchval("SELECT count(*) FROM kpi_windows")),
+            "kpi_windows": int(await conn.fetchval("SELECT count(*) FROM kpi_windows WHERE period = '1m'")),
             "late_events": int(await conn.fetchval("SELECT count(*) FROM meter_events WHERE kind = 'late'")),
             "dead_letters": int(await conn.fetchval("SELECT count(*) FROM dead_letters")),
         }
@@ -575,7 +575,10 @@ def _table(results: list[dict[str, Any]]) -> Table:
             + ("[green]met[/green]" if r["meets_target"] else "[red]missed[/red]")
         ),
     )
-    row("KPI windows (written / due)", lambda r: f"{r['kpi_windows']:,} / {r['kpi_windows_expected']:,}")
+    row(
+        "1-minute KPI windows (written / due)",
+        lambda r: f"{r['kpi_windows']:,} / {r['kpi_windows_expected']:,}",
+    )
     row("late events, dead letters", lambda r: f"{r['late_events']}, {r['dead_letters']}")
     row("CPU cores: pipeline", cores("pipeline"))
     row("CPU cores: PostgreSQL", cores("postgres"))

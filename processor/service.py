@@ -238,7 +238,7 @@ class Processor:
         return 0 if self.accountant is None else await self.accountant.run_once()
 
     async def _run_accountant(self) -> None:
-        """The accountant's loop: a pass after each committed window close, at least every interval."""
+        """The accountant's loop: a pass every interval, and at once when a write queued restatements."""
         assert self.accountant is not None
         while not self._stop.is_set():
             try:
@@ -402,13 +402,12 @@ class Processor:
         if previous is not None:
             await _after(previous)  # bus commits strictly in order
             _raise_if_failed(previous)
-        # this write and every one before it are stored: the accountant may use what they closed
-        moved = False
+        # this write and every one before it are stored: the accountant may use what they closed (it
+        # looks every accountant_interval_s; late data wakes it at once)
         for site_id, end_ms in closed.items():
             if end_ms > self.committed_end_ms.get(site_id, end_ms - 1):
                 self.committed_end_ms[site_id] = end_ms
-                moved = True
-        if moved or batch.restatements:
+        if batch.restatements:
             self._accountant_wake.set()
         if polled:
             await self._bus.commit(polled)

@@ -44,6 +44,28 @@ sites:
       - {id: bess-charge, carrier: electricity, role: storage_charge, unit: kWh}
       - {id: bess-discharge, carrier: electricity, role: storage_discharge, unit: kWh}
       - {id: boiler-gas, carrier: natural_gas, role: boiler, unit: m3}
+  - id: dc-gen
+    name: Data centre with a diesel generator
+    kind: data_centre
+    meters:
+      - {id: facility, carrier: electricity, role: facility_total, unit: kWh}
+      - {id: it-a, carrier: electricity, role: it_load, unit: kWh, zone: hall-a}
+      - {id: crac-a, carrier: electricity, role: cooling, unit: kWh, zone: hall-a}
+      - {id: grid, carrier: electricity, role: grid_import, unit: kWh}
+      - {id: gen-out, carrier: electricity, role: generator_output, unit: kWh}
+      - {id: gen-diesel, carrier: diesel, role: generator_fuel, unit: kg}
+      - {id: water, carrier: water, role: water_supply, unit: m3}
+  - id: park-pv
+    name: Park exporting PV with a battery
+    kind: park
+    meters:
+      - {id: grid-in, carrier: electricity, role: grid_import, unit: kWh}
+      - {id: grid-out, carrier: electricity, role: grid_export, unit: kWh}
+      - {id: pv, carrier: electricity, role: pv_generation, unit: kWh}
+      - {id: bess-in, carrier: electricity, role: storage_charge, unit: kWh}
+      - {id: bess-out, carrier: electricity, role: storage_discharge, unit: kWh}
+      - {id: boiler, carrier: natural_gas, role: boiler, unit: m3}
+      - {id: units, carrier: product, role: production_output, unit: count}
   - id: dc-alert
     name: Alerting data centre
     kind: data_centre
@@ -288,3 +310,70 @@ async def test_late_reading_restates_the_window_and_the_api_shows_its_history(
     assert revision["reason"] == "late_data"
     assert revision["previous"]["pue"] is None
     assert revision["previous"]["it_kwh"] is None
+
+
+async def publish_deltas(publish: Any, site: str, t0: int, deltas: dict[str, tuple[str, float]]) -> None:
+    """Two register readings per meter, a minute apart, whose difference is the given amount."""
+    for meter, (field, delta) in deltas.items():
+        await publish(
+            f"telemetry/{site}/{meter}", [{"ts": t0, field: 100.0}, {"ts": t0 + MIN, field: 100.0 + delta}]
+        )
+
+
+async def test_golden_data_centre_with_diesel_generator(
+    stack: Stack, publish: Any, api: httpx.AsyncClient
+) -> None:
+    """The golden scenario of tests/unit/test_domain_kpis_golden.py, through MQTT and the API."""
+    t0 = window_start(6)
+    await publish_deltas(
+        publish,
+        "dc-gen",
+        t0,
+        {
+            "facility": ("energy_kwh", 1300.0),
+            "it-a": ("energy_kwh", 1000.0),
+            "crac-a": ("energy_kwh", 250.0),
+            "grid": ("energy_kwh", 1100.0),
+            "gen-out": ("energy_kwh", 200.0),
+            "gen-diesel": ("mass_kg", 60.0),
+            "water": ("volume_m3", 1.8),
+        },
+    )
+    row = await eventually(lambda: kpi_at(api, "dc-gen", t0))
+    assert row["pue"] == pytest.approx(1.3)
+    assert row["gb40879_grade"] == "2"
+    assert row["emissions_kg"] == pytest.approx(733.114)
+    assert row["cue"] == pytest.approx(0.733114)
+    assert row["total_kgce"] == pytest.approx(222.616)
+    assert row["electrification_rate"] == pytest.approx(1.0)
+    assert row["wue_l_per_kwh"] == pytest.approx(1.8)
+    assert row["ppue"] == {"hall-a": pytest.approx(1.25)}
+    assert row["completeness"] == pytest.approx(1.0)
+
+
+async def test_golden_park_exporting_pv_with_a_battery(
+    stack: Stack, publish: Any, api: httpx.AsyncClient
+) -> None:
+    t0 = window_start(6)
+    await publish_deltas(
+        publish,
+        "park-pv",
+        t0,
+        {
+            "grid-in": ("energy_kwh", 100.0),
+            "grid-out": ("energy_kwh", 150.0),
+            "pv": ("energy_kwh", 400.0),
+            "bess-in": ("energy_kwh", 80.0),
+            "bess-out": ("energy_kwh", 30.0),
+            "boiler": ("volume_m3", 20.0),
+            "units": ("count", 500.0),
+        },
+    )
+    row = await eventually(lambda: kpi_at(api, "park-pv", t0))
+    assert row["electricity_kwh"] == pytest.approx(300.0)
+    assert row["renewable_consumed_kwh"] == pytest.approx(250.0)
+    assert row["total_kgce"] == pytest.approx(61.156)
+    assert row["electrification_rate"] == pytest.approx(36.87 / 61.156)
+    assert row["electrification_rate_coal"] == pytest.approx(90.72 / 115.006)
+    assert row["emissions_kg"] == pytest.approx(93.004)
+    assert row["energy_intensity_kgce_per_unit"] == pytest.approx(0.122312)
