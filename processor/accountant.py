@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DAY_MS = 86_400_000
 CONTEXT_READINGS = 5
 """Readings before a re-derived range that the derivation starts from, so that a glitch right before
 the range is recognised as in the live path instead of becoming the baseline."""
@@ -289,13 +290,18 @@ class Accountant:
             if reason in _DATA_REASONS:
                 changed += await self._rebuild_minutes(conn, site, a, b, reason, detail)
             elif reason is RestatementReason.FACTOR_REVISION:
-                minutes = await restate.load_windows(conn, site.id, Period.MINUTE.value, a, b)
                 inputs = self.inputs(site, Period.MINUTE)
-                recomputed = [
-                    window_kpis(site.id, w.start_ms, w.end_ms, w.components, inputs, flags=w.flags)
-                    for w in minutes
-                ]
-                changed += await restate.save_windows(conn, recomputed, reason.value, detail)
+                first = await restate.first_window_start(conn, site.id)
+                chunk = max(a, first if first is not None else b)
+                while chunk < b:  # a day of minutes at a time: a site's history does not fit in memory
+                    until = min(chunk + DAY_MS, b)
+                    minutes = await restate.load_windows(conn, site.id, Period.MINUTE.value, chunk, until)
+                    recomputed = [
+                        window_kpis(site.id, w.start_ms, w.end_ms, w.components, inputs, flags=w.flags)
+                        for w in minutes
+                    ]
+                    changed += await restate.save_windows(conn, recomputed, reason.value, detail)
+                    chunk = until
             periods = (Period.MONTH, Period.YEAR) if reason in _MONTHLY_REASONS else ROLLUP_PERIODS
             for period in periods:
                 # windows already stored (later ones are materialised from the restated minutes); changed
