@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import asyncpg
 import msgspec
@@ -26,7 +26,7 @@ from peakwatch.domain.periods import Period, window_end, window_start
 from peakwatch.domain.targets import Target
 from peakwatch.errors import StoreError
 from peakwatch.store.conn import Conn
-from peakwatch.store.errors import STORE_FAILURES, translate
+from peakwatch.store.pooled import Pooled, convert
 from peakwatch.store.records import RestatementRequest
 
 InstrumentKind = Literal["certificate", "contract"]
@@ -91,19 +91,12 @@ def _check_month(month: date) -> None:
         raise ValueError(f"a month is given by its first day, not {month.isoformat()}")
 
 
-def _convert(row: asyncpg.Record, kind: type[Any]) -> Any:
-    return msgspec.convert(dict(row), kind)
-
-
-class InputsStore:
+class InputsStore(Pooled):
     """Queries on the accounting inputs and the restatement queue (``Store.inputs``).
 
     Every method raises StoreError when the database fails; ``ConflictError`` (a StoreError) when a
     write collides with a stored key.
     """
-
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
-        self._pool = pool
 
     # ---------------------------------------------------------------- factor versions
 
@@ -113,7 +106,7 @@ class InputsStore:
         rows = await self._fetch(
             "loading factor versions", _FACTOR_SELECT + " ORDER BY id, version, recorded_at"
         )
-        return [_convert(r, Factor) for r in rows]
+        return [convert(r, Factor) for r in rows]
 
     async def add_factor_version(self, factor: Factor, *, detail: str = "") -> RestatementRequest:
         """Store ``factor`` (its ``version`` chosen by the caller, raised past any version already stored
@@ -199,7 +192,7 @@ class InputsStore:
             site_id,
             meter_id,
         )
-        return [_convert(r, MeterReplacement) for r in rows]
+        return [convert(r, MeterReplacement) for r in rows]
 
     # ---------------------------------------------------------------- green instruments
 
@@ -221,7 +214,7 @@ class InputsStore:
                 reference,
             )
             assert row is not None
-            instrument: GreenInstrument = _convert(row, GreenInstrument)
+            instrument: GreenInstrument = convert(row, GreenInstrument)
             request = await _queue(
                 conn,
                 site_id,
@@ -242,7 +235,7 @@ class InputsStore:
             site_id,
             month,
         )
-        return [_convert(r, GreenInstrument) for r in rows]
+        return [convert(r, GreenInstrument) for r in rows]
 
     async def green_kwh(self, site_id: str, month: date) -> float:
         """Certificates and contracts of a month, kWh (0 when none are registered)."""
@@ -287,7 +280,7 @@ class InputsStore:
             "WHERE site_id = $1 ORDER BY month",
             site_id,
         )
-        return [_convert(r, ValueAdded) for r in rows]
+        return [convert(r, ValueAdded) for r in rows]
 
     async def value_added(self, site_id: str, month: date) -> float | None:
         """CNY, or ``None`` when the month has not been entered."""
@@ -323,7 +316,7 @@ class InputsStore:
             site_id,
             year,
         )
-        return [_convert(r, Target) for r in rows]
+        return [convert(r, Target) for r in rows]
 
     async def delete_target(self, site_id: str, target_id: int) -> bool:
         """Whether a target of that site with that id existed."""
@@ -358,7 +351,7 @@ class InputsStore:
             _RESTATEMENT_SELECT + " WHERE done_at IS NULL ORDER BY id LIMIT $1",
             limit,
         )
-        return [_convert(r, RestatementRequest) for r in rows]
+        return [convert(r, RestatementRequest) for r in rows]
 
     async def mark_restatement_done(self, ids: Sequence[int]) -> None:
         async with self._connection("marking restatements done") as conn:
@@ -381,26 +374,14 @@ class InputsStore:
             site_id,
             pending,
         )
-        return [_convert(r, RestatementRequest) for r in rows]
+        return [convert(r, RestatementRequest) for r in rows]
 
     # ---------------------------------------------------------------- plumbing
-
-    @contextlib.asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[Conn]:
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except STORE_FAILURES as exc:
-            raise translate(exc, action) from exc
 
     @contextlib.asynccontextmanager
     async def _transaction(self, action: str) -> AsyncIterator[Conn]:
         async with self._connection(action) as conn, conn.transaction():
             yield conn
-
-    async def _fetch(self, action: str, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self._connection(action) as conn:
-            return await conn.fetch(query, *args)
 
 
 async def _site_month(conn: Conn, site_id: str, month: date) -> tuple[int, int]:
@@ -432,5 +413,5 @@ async def _queue(
         detail,
     )
     assert row is not None
-    request: RestatementRequest = _convert(row, RestatementRequest)
+    request: RestatementRequest = convert(row, RestatementRequest)
     return request

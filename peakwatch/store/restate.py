@@ -16,16 +16,8 @@ import msgspec
 
 from peakwatch.domain.models import KpiWindow, Reading
 from peakwatch.store.conn import Conn
-from peakwatch.store.writes import KPI_COLUMNS, write_kpi_windows
+from peakwatch.store.writes import KPI_SELECT, write_kpi_windows
 
-_KPI_SELECT: Final = (
-    "SELECT "
-    + ", ".join(
-        {"window_start": "window_start AS start_ms", "window_end": "window_end AS end_ms"}.get(c, c)
-        for c in KPI_COLUMNS
-    )
-    + " FROM kpi_windows"
-)
 _READING_FIELDS: Final = "r.ts AS ts_ms, r.energy_kwh, r.power_kw, r.volume_m3, r.heat_gj, r.mass_t, r.count"
 _REL_TOL: Final = 1e-9
 _ABS_TOL: Final = 1e-9
@@ -55,7 +47,7 @@ async def first_window_start(conn: Conn, site_id: str) -> int | None:
 
 async def load_windows(conn: Conn, site_id: str, period: str, from_ms: int, to_ms: int) -> list[KpiWindow]:
     rows = await conn.fetch(
-        _KPI_SELECT + " WHERE site_id = $1 AND period = $2 AND window_start >= $3 AND window_start < $4 "
+        KPI_SELECT + " WHERE site_id = $1 AND period = $2 AND window_start >= $3 AND window_start < $4 "
         "ORDER BY window_start",
         site_id,
         period,
@@ -209,7 +201,7 @@ async def save_windows(conn: Conn, windows: Sequence[KpiWindow], reason: str, de
         return 0
     by_key = {(w.site_id, w.period, w.start_ms): w for w in windows}
     rows = await conn.fetch(
-        _KPI_SELECT + " WHERE (site_id, period, window_start) IN "
+        KPI_SELECT + " WHERE (site_id, period, window_start) IN "
         "(SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]))",
         [k[0] for k in by_key],
         [k[1] for k in by_key],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, Final, TypeVar
+from typing import Final
 
 import asyncpg
 import msgspec
@@ -19,24 +19,15 @@ from peakwatch.store.conn import Conn
 from peakwatch.store.errors import STORE_FAILURES, translate
 from peakwatch.store.inputs import InputsStore
 from peakwatch.store.migrate import apply_migrations
+from peakwatch.store.pooled import Pooled, convert
 from peakwatch.store.records import AlertRecord, DeadLetterRecord, KpiRevision, MeterStatus
 from peakwatch.store.timescale import TimescalePolicy
-from peakwatch.store.writes import KPI_COLUMNS, create_staging_tables, write_batch
-
-_T = TypeVar("_T")
+from peakwatch.store.writes import KPI_SELECT, create_staging_tables, write_batch
 
 CONNECT_TIMEOUT_S: Final = 10.0
 COMMAND_TIMEOUT_S: Final = 120.0
 _REGISTRY_LOCK_KEY: Final = 0x7065616B77726567  # "peakwreg"
 
-_KPI_SELECT: Final = (
-    "SELECT "
-    + ", ".join(
-        {"window_start": "window_start AS start_ms", "window_end": "window_end AS end_ms"}.get(c, c)
-        for c in KPI_COLUMNS
-    )
-    + " FROM kpi_windows"
-)
 _SITE_SELECT: Final = (
     "SELECT id, name, kind, timezone, grid_factor, factor_set, pue_category FROM sites "
     "WHERE retired_at IS NULL"
@@ -63,17 +54,13 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     await create_staging_tables(conn)
 
 
-def _convert(row: asyncpg.Record, kind: type[_T]) -> _T:
-    return msgspec.convert(dict(row), kind)
-
-
-class Store:
+class Store(Pooled):
     """A connection pool plus every query peakwatch runs. One instance per process; safe for
     concurrent use by many tasks (each call takes its own pooled connection)."""
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, timescale: bool = False) -> None:
         """Use ``Store.connect``; this wraps an already configured pool."""
-        self._pool = pool
+        super().__init__(pool)
         self._timescale = timescale
         self.inputs = InputsStore(pool)
         """Accounting inputs: factor versions, meter replacements, green instruments, value added,
@@ -229,7 +216,7 @@ class Store:
             "SELECT site_id, meter_id, last_ts AS last_ts_ms, last_value, last_seen AS last_seen_ms "
             "FROM meter_state ORDER BY site_id, meter_id",
         )
-        return [_convert(r, MeterState) for r in rows]
+        return [convert(r, MeterState) for r in rows]
 
     async def load_intervals(self, since_ms: int) -> list[MeterInterval]:
         """Per-meter amounts of windows starting at or after ``since_ms`` (restores open windows)."""
@@ -239,14 +226,14 @@ class Store:
             "WHERE window_start >= $1 ORDER BY window_start, site_id, meter_id",
             since_ms,
         )
-        return [_convert(r, MeterInterval) for r in rows]
+        return [convert(r, MeterInterval) for r in rows]
 
     async def load_open_alerts(self) -> list[AlertRecord]:
         """Alerts in state pending or firing (restores rule state after a restart)."""
         rows = await self._fetch(
             "loading open alerts", _ALERT_SELECT + " WHERE state IN ('pending', 'firing') ORDER BY id"
         )
-        return [_convert(r, AlertRecord) for r in rows]
+        return [convert(r, AlertRecord) for r in rows]
 
     # ---------------------------------------------------------------- API side
 
@@ -257,21 +244,21 @@ class Store:
 
     async def list_sites(self) -> list[Site]:
         rows = await self._fetch("listing sites", _SITE_SELECT + " ORDER BY id")
-        return [_convert(r, Site) for r in rows]
+        return [convert(r, Site) for r in rows]
 
     async def get_site(self, site_id: str) -> Site | None:
         rows = await self._fetch("reading a site", _SITE_SELECT + " AND id = $1", site_id)
-        return _convert(rows[0], Site) if rows else None
+        return convert(rows[0], Site) if rows else None
 
     async def latest_kpis(self, site_id: str, period: str = "1m") -> KpiWindow | None:
         """The most recent window of the site for ``period``."""
         rows = await self._fetch(
             "reading the latest KPIs",
-            _KPI_SELECT + " WHERE site_id = $1 AND period = $2 ORDER BY window_start DESC LIMIT 1",
+            KPI_SELECT + " WHERE site_id = $1 AND period = $2 ORDER BY window_start DESC LIMIT 1",
             site_id,
             period,
         )
-        return _convert(rows[0], KpiWindow) if rows else None
+        return convert(rows[0], KpiWindow) if rows else None
 
     async def kpi_series(
         self, site_id: str, from_ms: int, to_ms: int, limit: int = 10_000, period: str = "1m"
@@ -279,7 +266,7 @@ class Store:
         """Windows of ``period`` with ``from_ms <= start < to_ms``, oldest first."""
         rows = await self._fetch(
             "reading a KPI series",
-            _KPI_SELECT + " WHERE site_id = $1 AND period = $5 AND window_start >= $2 AND window_start < $3 "
+            KPI_SELECT + " WHERE site_id = $1 AND period = $5 AND window_start >= $2 AND window_start < $3 "
             "ORDER BY window_start LIMIT $4",
             site_id,
             from_ms,
@@ -287,7 +274,7 @@ class Store:
             limit,
             period,
         )
-        return [_convert(r, KpiWindow) for r in rows]
+        return [convert(r, KpiWindow) for r in rows]
 
     async def kpi_revisions(self, site_id: str, period: str, start_ms: int) -> list[KpiRevision]:
         """Earlier values of one window, oldest first (empty: never restated)."""
@@ -299,7 +286,7 @@ class Store:
             period,
             start_ms,
         )
-        return [_convert(r, KpiRevision) for r in rows]
+        return [convert(r, KpiRevision) for r in rows]
 
     async def components_between(
         self, site_id: str, period: str, from_ms: int, to_ms: int
@@ -354,7 +341,7 @@ class Store:
             state,
             limit,
         )
-        return [_convert(r, AlertRecord) for r in rows]
+        return [convert(r, AlertRecord) for r in rows]
 
     async def list_dead_letters(
         self, *, reason: str | None = None, limit: int = 500
@@ -368,7 +355,7 @@ class Store:
             reason,
             limit,
         )
-        return [_convert(r, DeadLetterRecord) for r in rows]
+        return [convert(r, DeadLetterRecord) for r in rows]
 
     async def count_readings(self, site_id: str | None = None) -> int:
         async with self._connection("counting readings") as conn:
@@ -383,19 +370,6 @@ class Store:
         return int(count)
 
     # ---------------------------------------------------------------- plumbing
-
-    @contextlib.asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[Conn]:
-        """A pooled connection; asyncpg and socket errors inside become StoreError naming ``action``."""
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except STORE_FAILURES as exc:
-            raise translate(exc, action) from exc
-
-    async def _fetch(self, action: str, query: str, *args: Any) -> list[asyncpg.Record]:
-        async with self._connection(action) as conn:
-            return await conn.fetch(query, *args)
 
     @contextlib.asynccontextmanager
     async def transaction(self, action: str) -> AsyncIterator[Conn]:

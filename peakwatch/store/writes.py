@@ -65,6 +65,15 @@ _FIELD_TO_COLUMN: Final = {
 
 KPI_COLUMNS: Final = tuple(_FIELD_TO_COLUMN.get(f, f) for f in KpiWindow.__struct_fields__)
 """kpi_windows columns in KpiWindow's field order (generated: the struct is the one list of KPIs)."""
+KPI_SELECT: Final = (
+    "SELECT "
+    + ", ".join(
+        {"window_start": "window_start AS start_ms", "window_end": "window_end AS end_ms"}.get(c, c)
+        for c in KPI_COLUMNS
+    )
+    + " FROM kpi_windows"
+)
+"""Rows of kpi_windows that ``msgspec.convert`` turns into KpiWindow."""
 
 
 def _sql_type(column: str, annotation: str) -> str:
