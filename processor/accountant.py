@@ -152,13 +152,7 @@ class Accountant:
             self._on_factors(self.library)
         self._on_replacements(await self._store.inputs.list_replacements(None, None))
         async with self._store.transaction("loading accounting frontiers") as conn:
-            self._done = await restate.frontiers(conn)
-            for site_id in self._registry.sites:
-                for period in ROLLUP_PERIODS:
-                    if (site_id, period.value) not in self._done:
-                        first = await restate.first_window_start(conn, site_id)
-                        if first is not None:
-                            self._done[site_id, period.value] = first
+            self._done = await restate.frontiers(conn)  # periods never materialised start lazily
 
     def inputs(self, site: Site, period: Period, **extra: float | None) -> WindowInputs:
         return site_inputs(self._registry, self.library, site, period, **extra)
@@ -217,10 +211,10 @@ class Accountant:
                 _month_date(s, site.timezone)
                 for s, _ in windows_overlapping(Period.MONTH, start, end, site.timezone)
             ]
-            green = [await self._store.inputs.green_kwh(site.id, m) for m in months]
             added = [await self._store.inputs.value_added(site.id, m) for m in months]
-            extra["green_certificates_kwh"] = sum(green)
             extra["value_added_cny"] = None if any(v is None for v in added) else sum(v or 0.0 for v in added)
+        if period is Period.MONTH:  # a 12-month window sums its months' certificate coverage instead
+            extra["green_certificates_kwh"] = await self._store.inputs.green_kwh(site.id, months[0])
         return window_kpis(site.id, start, end, components, self.inputs(site, period, **extra), flags=flags)
 
     # ------------------------------------------------------------------ requests

@@ -10,14 +10,17 @@ values, and the revision history against what the windows said before.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 
 import pytest
 
 from peakwatch.bus import MemoryBus
 from peakwatch.config import Registry, Settings
 from peakwatch.domain.factors import Factor
+from peakwatch.domain.kpis import WindowInputs, minute_components, window_kpis
 from peakwatch.domain.models import MeterReplacement, Reading, ReadingBatch
-from peakwatch.store import Store
+from peakwatch.store import Store, restate
+from processor.accountant import Accountant
 from processor.service import Processor
 
 pytestmark = pytest.mark.integration
@@ -312,3 +315,75 @@ async def test_rederivation_next_to_a_glitch_counts_what_the_live_path_counts(st
     minutes = await store.kpi_series("dc", W0, W0 + 6 * MIN)
     # 1 kWh per minute throughout; the spike counts nothing
     assert [w.facility_kwh for w in minutes] == pytest.approx([1.0] * 6)
+
+
+PARK_YAML = """
+sites:
+  - id: park
+    name: Test park
+    kind: park
+    meters:
+      - {id: grid-in, carrier: electricity, role: grid_import, unit: kWh}
+      - {id: pv, carrier: electricity, role: pv_generation, unit: kWh}
+"""
+FEB = 1_769_875_200_000  # 2026-02-01T00:00:00+08:00
+MAR = 1_772_294_400_000  # 2026-03-01T00:00:00+08:00
+
+
+async def test_market_based_month_from_certificates_and_value_added(store: Store) -> None:
+    """A calendar month materialised from its minutes, with green certificates and value added entered
+    through the store's inputs; more certificates later restate the month and its 12-month window."""
+    registry = Registry.from_text(PARK_YAML)
+    await store.sync_registry(registry)
+    site = registry.sites["park"]
+    meters = registry.site_meters("park")
+    factors = registry.resolve_factors(site)
+    minutes = [
+        window_kpis(
+            "park",
+            t,
+            t + MIN,
+            minute_components(meters, amounts),
+            WindowInputs(kind=site.kind, factors=factors),
+        )
+        for t, amounts in [(FEB, {"grid-in": 600.0, "pv": 100.0}), (MAR - MIN, {"grid-in": 400.0, "pv": 0.0})]
+    ]
+    async with store.transaction("seeding minutes") as conn:
+        await restate.save_windows(conn, minutes, "test", "")
+    await store.inputs.add_green_instrument("park", date(2026, 2, 1), "certificate", 300.0, "GEC batch 1")
+    await store.inputs.set_value_added("park", date(2026, 2, 1), 1_000_000.0)
+    accountant = Accountant(store, registry, committed=lambda: {"park": MAR}, closed=lambda: {"park": MAR})
+    await accountant.start()
+    await accountant.run_once()
+
+    [month] = await store.kpi_series("park", FEB, MAR, period="1mo")
+    # consumed 600 + 100 + 400 = 1100 kWh, purchased 1000: location 1000 x 0.4976 = 497.6 kg;
+    # market (1000 - 300) x 0.6096 = 426.72 kg; market green share (100 PV + 300) / 1100
+    assert month.electricity_kwh == pytest.approx(1100.0)
+    assert month.emissions_kg == pytest.approx(497.6)
+    assert month.emissions_market_kg == pytest.approx(426.72)
+    assert month.green_certificates_kwh == pytest.approx(300.0)
+    assert month.green_power_share_market == pytest.approx(400 / 1100)
+    # 1100 x 0.1229 = 135.19 kgce per 100 x 10k CNY
+    assert month.energy_intensity_kgce_per_10k_cny == pytest.approx(1.3519)
+    assert month.max_demand_kw == pytest.approx(600 / 0.25)  # the quarter hour with 600 kWh imported
+    # the 12 months ending with February: only February has data, and value added is missing for the
+    # other 11 months, so no intensity per value added
+    [year] = await store.kpi_series("park", FEB - 400 * 86_400_000, MAR, period="12mo")
+    assert (year.start_ms, year.end_ms) == (1_740_758_400_000, MAR)  # 2025-03-01 .. 2026-03-01 local
+    assert year.emissions_market_kg == pytest.approx(426.72)
+    assert year.energy_intensity_kgce_per_10k_cny is None
+    assert year.interim is False
+
+    await store.inputs.add_green_instrument("park", date(2026, 2, 1), "contract", 200.0, "PPA 7")
+    await accountant.run_once()
+    [month] = await store.kpi_series("park", FEB, MAR, period="1mo")
+    assert month.emissions_market_kg == pytest.approx(500 * 0.6096)
+    assert month.revision == 1
+    [revision] = await store.kpi_revisions("park", "1mo", FEB)
+    assert (revision.reason, revision.previous.emissions_market_kg) == (
+        "green_instruments",
+        pytest.approx(426.72),
+    )
+    [year] = await store.kpi_series("park", FEB - 400 * 86_400_000, MAR, period="12mo")
+    assert year.emissions_market_kg == pytest.approx(304.8)
