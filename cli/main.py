@@ -439,8 +439,15 @@ def _mount_simulate() -> None:
     app.command("simulate")(simulate)
 
 
+def _mount_devices() -> None:
+    from cli.devices import devices_app
+
+    app.add_typer(devices_app, name="devices")
+
+
 def main() -> None:
     _mount_simulate()
+    _mount_devices()
     app()
 
 

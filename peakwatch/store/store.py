@@ -16,6 +16,7 @@ from peakwatch.domain.models import KpiWindow, MeterInterval, MeterState, Proces
 from peakwatch.errors import StoreError
 from peakwatch.store.codec import register_codecs
 from peakwatch.store.conn import Conn
+from peakwatch.store.devices import DevicesStore
 from peakwatch.store.errors import STORE_FAILURES, translate
 from peakwatch.store.inputs import InputsStore
 from peakwatch.store.migrate import apply_migrations
@@ -63,6 +64,8 @@ class Store(Pooled):
         super().__init__(pool)
         self._timescale = timescale
         self.inputs = InputsStore(pool)
+        self.devices = DevicesStore(pool)
+        """Device and collector credentials for the MQTT broker."""
         """Accounting inputs: factor versions, meter replacements, green instruments, value added,
         targets and the restatement queue."""
         self._meter_keys: dict[tuple[str, str], int] = {}

@@ -1,0 +1,228 @@
+"""``peakwatch devices``: provision, rotate and revoke broker credentials; export the broker's files.
+
+A secret is shown once, when it is made (``add``, ``add-collector``, ``rotate``), and never stored: the
+database keeps its hash in Mosquitto's format. ``export`` writes the broker's ``password_file`` and
+``acl_file``; Mosquitto reads them again on SIGHUP, so provisioning never restarts the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.main import ConfigOpt, DataDirOpt, DbUrlOpt, _database, _run, _settings, console
+from peakwatch.config import Settings
+from peakwatch.domain.devices import (
+    DEVICE_ID,
+    SALT_BYTES,
+    Device,
+    DeviceKind,
+    acl_file,
+    mosquitto_hash,
+    password_file,
+    topics,
+)
+
+devices_app = typer.Typer(help="Broker credentials of devices and collectors.", no_args_is_help=True)
+
+DbPortOpt = Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _new_secret() -> tuple[str, str]:
+    """A random secret (shown once) and its hash (stored)."""
+    secret = secrets.token_urlsafe(24)
+    return secret, mosquitto_hash(secret, secrets.token_bytes(SALT_BYTES))
+
+
+def _check_id(device_id: str) -> None:
+    if not DEVICE_ID.match(device_id):
+        raise typer.BadParameter(f"{device_id!r} must match {DEVICE_ID.pattern} (it is the MQTT user name)")
+
+
+def _show_secret(device: Device, secret: str) -> None:
+    console.print(f"[bold]{device.id}[/]: secret [bold]{secret}[/] (shown once; store it in the device now)")
+    access = "reads" if device.kind is DeviceKind.COLLECTOR else "publishes to"
+    console.print(f"  {access}: {', '.join(topics(device))}; run `peakwatch devices export` to apply")
+
+
+@devices_app.command("add")
+def add(
+    device_id: Annotated[str, typer.Argument(help="Device id, used as its MQTT user name.")],
+    site: Annotated[str, typer.Option(help="The site the device publishes for.")],
+    meter: Annotated[
+        list[str] | None, typer.Option(help="A meter it may publish for (repeat); default: all of the site.")
+    ] = None,
+    database_url: DbUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    db_port: DbPortOpt = 5433,
+) -> None:
+    """Provision a device (meter or gateway): a new secret, allowed to publish only under its site."""
+    _check_id(device_id)
+    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
+    _run(_add(settings, device_id, DeviceKind.DEVICE, site, tuple(meter or ())))
+
+
+@devices_app.command("add-collector")
+def add_collector(
+    collector_id: Annotated[str, typer.Argument(help="User name of the collector's service account.")],
+    database_url: DbUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    db_port: DbPortOpt = 5433,
+) -> None:
+    """A service account for collectors: may read every site's telemetry; give its secret to the
+    collector in its MQTT URL (``mqtt://<id>:<secret>@broker:1883``)."""
+    _check_id(collector_id)
+    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
+    _run(_add(settings, collector_id, DeviceKind.COLLECTOR, None, ()))
+
+
+async def _add(
+    settings: Settings, device_id: str, kind: DeviceKind, site: str | None, meters: tuple[str, ...]
+) -> None:
+    from cli.stack import load_registry
+
+    registry = load_registry(settings)
+    if site is not None:
+        if site not in registry.sites:
+            raise typer.BadParameter(f"unknown site {site!r}; known: {', '.join(sorted(registry.sites))}")
+        unknown = [m for m in meters if registry.meter(site, m) is None]
+        if unknown:
+            raise typer.BadParameter(f"meters not registered to site {site!r}: {', '.join(unknown)}")
+    secret, password_hash = _new_secret()
+    async with _database(settings) as store:
+        await store.migrate()
+        await store.sync_registry(registry)
+        device = await store.devices.add(
+            Device(
+                id=device_id,
+                kind=kind,
+                site_id=site,
+                meters=meters,
+                password_hash=password_hash,
+                created_ms=_now_ms(),
+            )
+        )
+    _show_secret(device, secret)
+
+
+@devices_app.command("rotate")
+def rotate(
+    device_id: Annotated[str, typer.Argument(help="Device or collector id.")],
+    database_url: DbUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    db_port: DbPortOpt = 5433,
+) -> None:
+    """A new secret; the old one keeps working until the next ``export``."""
+    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
+    _run(_rotate(settings, device_id))
+
+
+async def _rotate(settings: Settings, device_id: str) -> None:
+    secret, password_hash = _new_secret()
+    async with _database(settings) as store:
+        await store.migrate()
+        device = await store.devices.rotate(device_id, password_hash, _now_ms())
+    if device is None:
+        raise typer.BadParameter(f"no active device {device_id!r}")
+    _show_secret(device, secret)
+
+
+@devices_app.command("revoke")
+def revoke(
+    device_id: Annotated[str, typer.Argument(help="Device or collector id.")],
+    database_url: DbUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    db_port: DbPortOpt = 5433,
+) -> None:
+    """Revoke a credential (kept in the list with the time); effective at the next ``export``."""
+    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
+    _run(_revoke(settings, device_id))
+
+
+async def _revoke(settings: Settings, device_id: str) -> None:
+    async with _database(settings) as store:
+        await store.migrate()
+        device = await store.devices.revoke(device_id, _now_ms())
+    if device is None:
+        raise typer.BadParameter(f"no active device {device_id!r}")
+    console.print(f"{device.id} revoked; run `peakwatch devices export` to apply")
+
+
+@devices_app.command("list")
+def list_devices(
+    database_url: DbUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    db_port: DbPortOpt = 5433,
+) -> None:
+    """Every credential, revoked ones included (secrets are never shown again)."""
+    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
+    _run(_list(settings))
+
+
+async def _list(settings: Settings) -> None:
+    async with _database(settings) as store:
+        await store.migrate()
+        devices = await store.devices.list()
+    table = Table("id", "kind", "site", "topics", "state")
+    for d in devices:
+        state = "revoked" if d.revoked_ms is not None else "active"
+        table.add_row(d.id, d.kind.value, d.site_id or "", ", ".join(topics(d)), state)
+    console.print(table)
+
+
+@devices_app.command("export")
+def export(
+    out: Annotated[Path, typer.Option(help="Directory for the broker's `passwd` and `acl` files.")],
+    topic_prefix: Annotated[
+        str, typer.Option(help="Topic prefix the collector subscribes under.")
+    ] = "telemetry",
+    database_url: DbUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    db_port: DbPortOpt = 5433,
+) -> None:
+    """Write Mosquitto's password and ACL files (atomically, owner-only), then reload the broker with
+    SIGHUP (``kill -HUP $(pidof mosquitto)``; in Docker ``docker kill -s HUP <container>``)."""
+    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
+    _run(_export(settings, out, topic_prefix))
+
+
+async def _export(settings: Settings, out: Path, prefix: str) -> None:
+    async with _database(settings) as store:
+        await store.migrate()
+        devices = await store.devices.list(include_revoked=False)
+    await asyncio.to_thread(write_broker_files, out, password_file(devices), acl_file(devices, prefix))
+    console.print(f"{len(devices)} active credentials written to {out / 'passwd'} and {out / 'acl'}")
+
+
+def write_broker_files(out: Path, passwd: str, acl: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_private(out / "passwd", passwd)
+    write_private(out / "acl", acl)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with an owner-only file: the broker never reads a half-written one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
