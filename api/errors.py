@@ -32,6 +32,16 @@ DATABASE_DOWN: Final[Responses] = {
 
 async def store_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StoreError)
+    if exc.bad_input:  # the database refused the values (e.g. a NUL character in text): the client's error
+        # in the documented 422 shape (FastAPI's HTTPValidationError), so clients parse one format
+        return JSONResponse(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            content={
+                "detail": [
+                    {"type": "value_error", "loc": ["body"], "msg": f"the database refused a value: {exc}"}
+                ]
+            },
+        )
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         content={"detail": f"database unavailable: {exc}"},

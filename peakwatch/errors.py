@@ -22,11 +22,14 @@ class ConfigError(PeakwatchError):
 
 
 class StoreError(PeakwatchError):
-    """The database failed; ``retryable`` tells the caller whether trying again may help."""
+    """The database failed; ``retryable`` tells the caller whether trying again may help, ``bad_input``
+    that the database refused the values themselves (text with a NUL character, a number out of
+    range), which an API reports as the client's error rather than an outage."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, bad_input: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.bad_input = bad_input
 
 
 class BusError(PeakwatchError):

@@ -22,6 +22,10 @@ _RETRYABLE_SQLSTATE_CLASSES: Final = frozenset(
 )
 
 
+_DATA_EXCEPTION: Final = "22"
+"""SQLSTATE class of values the database cannot take (invalid text, numeric out of range)."""
+
+
 def translate(exc: BaseException, action: str) -> StoreError:
     """A StoreError naming ``action`` (what the store was doing) and the cause.
 
@@ -30,7 +34,11 @@ def translate(exc: BaseException, action: str) -> StoreError:
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = str(getattr(exc, "sqlstate", "") or "")
         retryable = sqlstate[:2] in _RETRYABLE_SQLSTATE_CLASSES
-        return StoreError(f"{action}: {type(exc).__name__} [{sqlstate}]: {exc}", retryable=retryable)
+        return StoreError(
+            f"{action}: {type(exc).__name__} [{sqlstate}]: {exc}",
+            retryable=retryable,
+            bad_input=sqlstate[:2] == _DATA_EXCEPTION,
+        )
     if isinstance(exc, asyncpg.exceptions.ConnectionDoesNotExistError):
         return StoreError(f"{action}: connection lost: {exc}", retryable=True)
     if isinstance(exc, asyncpg.InterfaceError):

@@ -774,3 +774,13 @@ async def test_twelve_month_revisions_are_addressed_by_their_first_month(
     response = await client.get(f"/api/v1/sites/{DC}/kpis/12mo/2025-03-01T00:00:00+08:00/revisions")
     assert response.status_code == 404
     assert "no 12mo KPI window" in response.text
+
+
+async def test_a_value_the_database_refuses_is_a_422_not_an_outage(client: httpx.AsyncClient) -> None:
+    # PostgreSQL text cannot hold NUL; found by schemathesis (it was a 503 "database unavailable")
+    body = {"id": "x.nul", "value": 1.0, "unit": "kg\u0000", "source": "s"}
+    response = await client.post("/api/v1/factors", json=body)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body"]
+    assert "refused a value" in error["msg"]
