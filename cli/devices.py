@@ -103,7 +103,6 @@ async def _add(
             raise typer.BadParameter(f"meters not registered to site {site!r}: {', '.join(unknown)}")
     secret, password_hash = _new_secret()
     async with _database(settings) as store:
-        await store.migrate()
         await store.sync_registry(registry)
         device = await store.devices.add(
             Device(
@@ -134,7 +133,6 @@ def rotate(
 async def _rotate(settings: Settings, device_id: str) -> None:
     secret, password_hash = _new_secret()
     async with _database(settings) as store:
-        await store.migrate()
         device = await store.devices.rotate(device_id, password_hash, _now_ms())
     if device is None:
         raise typer.BadParameter(f"no active device {device_id!r}")
@@ -156,7 +154,6 @@ def revoke(
 
 async def _revoke(settings: Settings, device_id: str) -> None:
     async with _database(settings) as store:
-        await store.migrate()
         device = await store.devices.revoke(device_id, _now_ms())
     if device is None:
         raise typer.BadParameter(f"no active device {device_id!r}")
@@ -177,7 +174,6 @@ def list_devices(
 
 async def _list(settings: Settings) -> None:
     async with _database(settings) as store:
-        await store.migrate()
         devices = await store.devices.list()
     table = Table("id", "kind", "site", "topics", "state")
     for d in devices:
@@ -205,7 +201,6 @@ def export(
 
 async def _export(settings: Settings, out: Path, prefix: str) -> None:
     async with _database(settings) as store:
-        await store.migrate()
         devices = await store.devices.list(include_revoked=False)
     await asyncio.to_thread(write_broker_files, out, password_file(devices), acl_file(devices, prefix))
     console.print(f"{len(devices)} active credentials written to {out / 'passwd'} and {out / 'acl'}")

@@ -357,8 +357,9 @@ def db_migrate(
 
 
 @contextlib.asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[Store]:
-    """A migrated store: the configured database, else the embedded one (started and stopped here)."""
+async def _database(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Store]:
+    """A store on the configured database, else the embedded one (started and stopped here), with the
+    schema migrated unless the caller migrates itself (``db migrate`` reports what it applied)."""
     from peakwatch.embedded.postgres import EmbeddedPostgres
     from peakwatch.store import Store
 
@@ -370,6 +371,8 @@ async def _database(settings: Settings) -> AsyncIterator[Store]:
     try:
         store = await Store.connect(url)
         try:
+            if migrate:
+                await store.migrate()
             yield store
         finally:
             await store.close()
@@ -382,7 +385,7 @@ async def _migrate(settings: Settings) -> None:
     from cli.stack import load_registry
 
     registry: Registry = load_registry(settings)
-    async with _database(settings) as store:
+    async with _database(settings, migrate=False) as store:
         applied = await store.migrate()
         await store.sync_registry(registry)
         console.print(
@@ -426,7 +429,6 @@ def db_restate(
 
 async def _restate(settings: Settings, site: str | None, start: int, end: int) -> None:
     async with _database(settings) as store:
-        await store.migrate()
         request_id = await store.inputs.request_restatement(
             site, None, start, end, RestatementReason.MANUAL.value, "requested with peakwatch db restate"
         )
