@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, status
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 
 import peakwatch
-from api.errors import store_error_handler, validation_error_handler
+from api.auth import AuthConfig, current_principal
+from api.errors import DATABASE_DOWN, store_error_handler, validation_error_handler
 from api.health import HealthProbe
-from api.routes import accounting, alerts, dead_letters, factors, kpis, meters, metrics, sites, targets
+from api.routes import (
+    accounting,
+    alerts,
+    auth,
+    dead_letters,
+    devices,
+    factors,
+    kpis,
+    meters,
+    metrics,
+    sites,
+    targets,
+    users,
+)
 from api.routes import health as health_routes
+from api.schemas import ErrorPublic
 from peakwatch.config import Registry, Settings
 from peakwatch.errors import StoreError
 from peakwatch.store import Store
@@ -37,7 +52,14 @@ def create_app(
         version=peakwatch.__version__,
         summary="Live PUE, electrification rate and carbon intensity of industrial parks and data centres.",
         openapi_tags=[
-            {"name": "health", "description": "Liveness, readiness and component status."},
+            {"name": "health", "description": "Liveness, readiness and component status (no credentials)."},
+            {
+                "name": "auth",
+                "description": "Login (the one data route without credentials), the caller's identity and "
+                "password, API tokens.",
+            },
+            {"name": "users", "description": "Users and the audit log (admins whose scope is every site)."},
+            {"name": "devices", "description": "Broker credentials of devices and collectors (admins)."},
             {"name": "sites", "description": "Sites and their grid emission factor."},
             {
                 "name": "kpis",
@@ -54,7 +76,11 @@ def create_app(
             {"name": "factors", "description": "Versioned emission and conversion factors, factor sets."},
             {"name": "alerts", "description": "Threshold-rule alerts."},
             {"name": "dead letters", "description": "Refused input, kept with the reason."},
-            {"name": "metrics", "description": "Prometheus exposition."},
+            {
+                "name": "metrics",
+                "description": "Prometheus exposition (no credentials: scrape it from the "
+                "monitoring network).",
+            },
         ],
     )
     app.state.store = store
@@ -62,13 +88,42 @@ def create_app(
     app.state.settings = settings
     app.state.health = health
     app.state.metrics_registry = metrics_registry
+    app.state.auth = AuthConfig(session_ttl_ms=settings.session_ttl_ms, secure_cookie=settings.cookie_secure)
     app.add_exception_handler(StoreError, store_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 
-    api = APIRouter(prefix=API_PREFIX)
-    for module in (sites, kpis, meters, accounting, targets, factors, alerts, dead_letters):
+    # Every data route needs credentials (api.auth): the router-level dependency answers 401 without;
+    # each route adds the role it needs (403 below it) and the site scope (403 outside it).
+    api = APIRouter(
+        prefix=API_PREFIX,
+        dependencies=[Depends(current_principal)],
+        responses={
+            status.HTTP_401_UNAUTHORIZED: {"model": ErrorPublic, "description": "No valid credentials."},
+            status.HTTP_403_FORBIDDEN: {
+                "model": ErrorPublic,
+                "description": "Below the role the route needs, or a site outside your scope.",
+            },
+            **DATABASE_DOWN,  # checking the credentials needs the database
+        },
+    )
+    for module in (
+        auth,
+        sites,
+        kpis,
+        meters,
+        accounting,
+        targets,
+        factors,
+        alerts,
+        dead_letters,
+        users,
+        devices,
+    ):
         api.include_router(module.router)
+    public = APIRouter(prefix=API_PREFIX)
+    public.include_router(auth.login_router)
     app.include_router(health_routes.router)
+    app.include_router(public)
     app.include_router(api)
     if metrics_registry is not None:
         app.include_router(metrics.router)

@@ -1,29 +1,48 @@
 """Dependencies and their ``Annotated`` aliases, so handlers declare what they need in one word.
 
-Everything long-lived (store, registry, settings, probe) is put on ``app.state`` by ``create_app``;
-the getters only read it back, so two apps in one process (tests) never share state.
-The getters are ``async def`` although they do not await: FastAPI runs plain ``def`` dependencies
-in its thread pool, a needless hop per request.
+Everything long-lived (store, registry, settings, probe) is put on ``app.state`` by ``create_app`` and
+read back by ``api.state`` (re-exported here), so two apps in one process (tests) never share state.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Final, cast
+from typing import Annotated, Any, Final
 
-from fastapi import Depends, HTTPException, Path, Query, Request, status
+from fastapi import Depends, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 
-from api.health import HealthProbe
+from api.auth import PrincipalDep, forbidden
 from api.schemas import parse_month
+from api.state import (
+    HealthProbeDep,
+    RegistryDep,
+    SettingsDep,
+    StoreDep,
+    get_health_probe,
+    get_registry,
+    get_settings,
+    get_store,
+    now_ms,
+)
 from api.timestamps import TimestampError, parse_timestamp_ms
-from peakwatch.config import Registry, Settings
+from peakwatch.config import Settings
 from peakwatch.domain.factors import GRID_SLOT, FactorLibrary, ResolvedFactors
 from peakwatch.domain.models import Meter, Site
 from peakwatch.domain.periods import Period
-from peakwatch.store import Store
+
+__all__ = [  # the app.state getters, re-exported: handlers import every dependency from here
+    "HealthProbeDep",
+    "RegistryDep",
+    "SettingsDep",
+    "StoreDep",
+    "get_health_probe",
+    "get_registry",
+    "get_settings",
+    "get_store",
+    "now_ms",
+]
 
 DEFAULT_RANGE_WINDOWS: Final = 60
 """``/kpis`` without ``from``/``to`` returns the last 60 windows of the period (the last hour of 1m)."""
@@ -39,32 +58,6 @@ NOMINAL_PERIOD_MS: Final[dict[Period, int]] = {
     Period.YEAR: 366 * 86_400_000,
 }
 """Longest window of each period (calendar periods vary), for range limits; 1m uses ``window_ms``."""
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-async def get_store(request: Request) -> Store:
-    return cast(Store, request.app.state.store)
-
-
-async def get_registry(request: Request) -> Registry:
-    return cast(Registry, request.app.state.registry)
-
-
-async def get_settings(request: Request) -> Settings:
-    return cast(Settings, request.app.state.settings)
-
-
-async def get_health_probe(request: Request) -> HealthProbe | None:
-    return cast(HealthProbe | None, request.app.state.health)
-
-
-StoreDep = Annotated[Store, Depends(get_store)]
-RegistryDep = Annotated[Registry, Depends(get_registry)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-HealthProbeDep = Annotated[HealthProbe | None, Depends(get_health_probe)]
 
 
 async def get_factor_library(store: StoreDep, registry: RegistryDep) -> FactorLibrary:
@@ -98,7 +91,12 @@ def unknown_site(site_id: str) -> HTTPException:
 async def get_site(
     site_id: Annotated[str, Path(description="Site id from the registry.", examples=["dc-xiangjiang"])],
     store: StoreDep,
+    principal: PrincipalDep,
 ) -> Site:
+    """The site, if the principal's scope includes it: 403 otherwise, whether or not it exists (the
+    answer must not tell an outsider which sites there are)."""
+    if not principal.sees(site_id):
+        raise forbidden(f"site {site_id!r} is outside your scope")
     site = await store.get_site(site_id)
     if site is None:
         raise unknown_site(site_id)

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.health import ComponentStatus
 from api.payloads import Encoding, preview_payload
 from api.timestamps import datetime_from_ms, parse_timestamp_ms
+from peakwatch.domain.access import AccessRole, AuditEntry, Credential, CredentialKind, Principal, User
+from peakwatch.domain.devices import Device, DeviceKind
+from peakwatch.domain.devices import topics as device_topics
 from peakwatch.domain.factors import Factor, FactorSet, Status
 from peakwatch.domain.models import (
     Carrier,
@@ -106,9 +109,10 @@ class ComponentPublic(BaseModel):
 
 
 class HealthPublic(BaseModel):
-    status: Literal["ok", "degraded", "down"] = Field(
-        description="ok: everything answers; degraded: the database answers but a component does not; "
-        "down: the database does not answer (HTTP 503)."
+    status: Literal["ok", "degraded"] = Field(
+        description="ok: everything answers; degraded: the database or another component does not "
+        "(readings are still accepted into the spool while the database is away; `/readyz` says whether "
+        "data can be served)."
     )
     database: ComponentPublic
     components: list[ComponentPublic] = Field(description="As reported by the process's health probe.")
@@ -504,6 +508,9 @@ class AlertPublic(BaseModel):
     resolved_ms: int | None
     updated_at: datetime
     updated_ms: int
+    acknowledged_at: datetime | None = Field(description="When an operator took the alert on.")
+    acknowledged_ms: int | None
+    acknowledged_by: str | None = Field(description="Who acknowledged it.")
 
     @classmethod
     def from_record(cls, a: AlertRecord) -> AlertPublic:
@@ -524,6 +531,9 @@ class AlertPublic(BaseModel):
             resolved_ms=a.resolved_ms,
             updated_at=datetime_from_ms(a.updated_ms),
             updated_ms=a.updated_ms,
+            acknowledged_at=_dt(a.acknowledged_ms),
+            acknowledged_ms=a.acknowledged_ms,
+            acknowledged_by=a.acknowledged_by,
         )
 
 
@@ -870,3 +880,236 @@ class TargetProgressPublic(BaseModel):
             year_to_date=year_to_date,
             baseline_span=baseline_span,
         )
+
+
+# ------------------------------------------------------------------------------------------ access
+
+_NAME_FIELD = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_SITES_DOC = "Sites in scope; `null`: every site."
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class PrincipalPublic(BaseModel):
+    """Who the request is, as the API sees it."""
+
+    user: str
+    role: AccessRole
+    sites: list[str] | None = Field(description=_SITES_DOC)
+    via: str = Field(description="`session:<id>` or `token:<id>`.")
+    must_change_password: bool
+
+    @classmethod
+    def from_principal(cls, p: Principal) -> PrincipalPublic:
+        return cls(
+            user=p.user_name,
+            role=p.role,
+            sites=None if p.sites is None else sorted(p.sites),
+            via=p.via,
+            must_change_password=p.must_change_password,
+        )
+
+
+class SessionPublic(BaseModel):
+    token: str = Field(
+        description="Bearer token of the session (also set as the session cookie). Shown once."
+    )
+    expires_at: datetime
+    expires_ms: int
+    principal: PrincipalPublic
+
+
+class PasswordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = _NAME_FIELD
+    role: AccessRole
+    sites: list[str] | None = Field(default=None, max_length=1000, description=_SITES_DOC)
+    password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Omit for a generated one-time password (returned once, changed at first login).",
+    )
+
+
+class UserPatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: AccessRole | None = None
+    sites: list[str] | None = Field(
+        default=None, max_length=1000, description="New scope (with `all_sites` false)."
+    )
+    all_sites: bool = Field(default=False, description="Set the scope to every site.")
+    disabled: bool | None = Field(
+        default=None, description="Disable (revokes every session and token) or enable."
+    )
+
+
+class UserPublic(BaseModel):
+    name: str
+    role: AccessRole
+    sites: list[str] | None = Field(description=_SITES_DOC)
+    must_change_password: bool
+    created_at: datetime
+    created_ms: int
+    disabled_at: datetime | None
+    disabled_ms: int | None
+
+    @classmethod
+    def from_user(cls, u: User) -> UserPublic:
+        return cls(
+            name=u.name,
+            role=u.role,
+            sites=None if u.sites is None else list(u.sites),
+            must_change_password=u.must_change_password,
+            created_at=datetime_from_ms(u.created_ms),
+            created_ms=u.created_ms,
+            disabled_at=_dt(u.disabled_ms),
+            disabled_ms=u.disabled_ms,
+        )
+
+
+class UserCreatedPublic(BaseModel):
+    user: UserPublic
+    one_time_password: str | None = Field(
+        description="The generated password, shown once; `null` if you set one."
+    )
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, description="What the token is for, e.g. `grafana`.")
+    role: AccessRole | None = Field(default=None, description="Default: your own role (never more).")
+    sites: list[str] | None = Field(default=None, max_length=1000, description="Default: your own scope.")
+    expires_in_days: int | None = Field(default=90, ge=1, le=3650, description="`null`: never expires.")
+    user: str | None = Field(
+        default=None, max_length=64, description="For another user (global admins only)."
+    )
+
+
+class CredentialPublic(BaseModel):
+    id: str
+    kind: CredentialKind
+    name: str
+    user: str
+    role: AccessRole
+    sites: list[str] | None = Field(description=_SITES_DOC)
+    created_at: datetime
+    created_ms: int
+    expires_at: datetime | None
+    expires_ms: int | None
+    revoked_at: datetime | None
+    revoked_ms: int | None
+    last_used_at: datetime | None
+    last_used_ms: int | None
+
+    @classmethod
+    def from_credential(cls, c: Credential) -> CredentialPublic:
+        return cls(
+            id=c.id,
+            kind=c.kind,
+            name=c.name,
+            user=c.user_name,
+            role=c.role,
+            sites=None if c.sites is None else list(c.sites),
+            created_at=datetime_from_ms(c.created_ms),
+            created_ms=c.created_ms,
+            expires_at=_dt(c.expires_ms),
+            expires_ms=c.expires_ms,
+            revoked_at=_dt(c.revoked_ms),
+            revoked_ms=c.revoked_ms,
+            last_used_at=_dt(c.last_used_ms),
+            last_used_ms=c.last_used_ms,
+        )
+
+
+class TokenCreatedPublic(BaseModel):
+    token: str = Field(description="The bearer token. Shown once: store it now.")
+    credential: CredentialPublic
+
+
+class AuditEntryPublic(BaseModel):
+    id: int
+    at: datetime
+    at_ms: int
+    actor: str
+    via: str
+    action: str
+    site_id: str | None
+    target: str
+    detail: dict[str, Any]
+    client: str
+
+    @classmethod
+    def from_entry(cls, e: AuditEntry) -> AuditEntryPublic:
+        assert e.id is not None
+        return cls(
+            id=e.id,
+            at=datetime_from_ms(e.at_ms),
+            at_ms=e.at_ms,
+            actor=e.actor,
+            via=e.via,
+            action=e.action,
+            site_id=e.site_id,
+            target=e.target,
+            detail=e.detail,
+            client=e.client,
+        )
+
+
+class DeviceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    kind: DeviceKind = DeviceKind.DEVICE
+    site_id: str | None = Field(
+        default=None, max_length=100, description="Required for a device, absent for a collector."
+    )
+    meters: list[str] = Field(
+        default_factory=list, max_length=1000, description="Empty: every meter of the site."
+    )
+
+
+class DevicePublic(BaseModel):
+    id: str
+    kind: DeviceKind
+    site_id: str | None
+    meters: list[str]
+    topics: list[str] = Field(description="Topic filters it may publish to (a collector: read).")
+    created_at: datetime
+    created_ms: int
+    rotated_at: datetime | None
+    rotated_ms: int | None
+    revoked_at: datetime | None
+    revoked_ms: int | None
+
+    @classmethod
+    def from_device(cls, d: Device, prefix: str) -> DevicePublic:
+        return cls(
+            id=d.id,
+            kind=d.kind,
+            site_id=d.site_id,
+            meters=list(d.meters),
+            topics=device_topics(d, prefix),
+            created_at=datetime_from_ms(d.created_ms),
+            created_ms=d.created_ms,
+            rotated_at=_dt(d.rotated_ms),
+            rotated_ms=d.rotated_ms,
+            revoked_at=_dt(d.revoked_ms),
+            revoked_ms=d.revoked_ms,
+        )
+
+
+class DeviceSecretPublic(BaseModel):
+    device: DevicePublic
+    secret: str = Field(
+        description="The MQTT password, shown once; applied at the next `peakwatch devices export`."
+    )

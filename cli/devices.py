@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import Annotated
@@ -18,14 +17,13 @@ import typer
 from rich.table import Table
 
 from cli.main import ConfigOpt, DataDirOpt, DbUrlOpt, _database, _run, _settings, console
+from peakwatch.accounts import audit_cli, new_device_secret
 from peakwatch.config import Settings
 from peakwatch.domain.devices import (
     DEVICE_ID,
-    SALT_BYTES,
     Device,
     DeviceKind,
     acl_file,
-    mosquitto_hash,
     password_file,
     topics,
 )
@@ -37,12 +35,6 @@ DbPortOpt = Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopb
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _new_secret() -> tuple[str, str]:
-    """A random secret (shown once) and its hash (stored)."""
-    secret = secrets.token_urlsafe(24)
-    return secret, mosquitto_hash(secret, secrets.token_bytes(SALT_BYTES))
 
 
 def _check_id(device_id: str) -> None:
@@ -101,7 +93,7 @@ async def _add(
         unknown = [m for m in meters if registry.meter(site, m) is None]
         if unknown:
             raise typer.BadParameter(f"meters not registered to site {site!r}: {', '.join(unknown)}")
-    secret, password_hash = _new_secret()
+    secret, password_hash = new_device_secret()
     async with _database(settings) as store:
         await store.sync_registry(registry)
         device = await store.devices.add(
@@ -114,6 +106,7 @@ async def _add(
                 created_ms=_now_ms(),
             )
         )
+        await audit_cli(store, f"add {kind.value}", device_id, {"site_id": site, "meters": list(meters)})
     _show_secret(device, secret)
 
 
@@ -131,9 +124,11 @@ def rotate(
 
 
 async def _rotate(settings: Settings, device_id: str) -> None:
-    secret, password_hash = _new_secret()
+    secret, password_hash = new_device_secret()
     async with _database(settings) as store:
         device = await store.devices.rotate(device_id, password_hash, _now_ms())
+        if device is not None:
+            await audit_cli(store, "rotate device", device_id)
     if device is None:
         raise typer.BadParameter(f"no active device {device_id!r}")
     _show_secret(device, secret)
@@ -155,6 +150,8 @@ def revoke(
 async def _revoke(settings: Settings, device_id: str) -> None:
     async with _database(settings) as store:
         device = await store.devices.revoke(device_id, _now_ms())
+        if device is not None:
+            await audit_cli(store, "revoke device", device_id)
     if device is None:
         raise typer.BadParameter(f"no active device {device_id!r}")
     console.print(f"{device.id} revoked; run `peakwatch devices export` to apply")

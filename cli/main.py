@@ -226,6 +226,8 @@ async def _up(settings: Settings, explicit: set[str]) -> None:
                 await asyncio.wait({sim}, timeout=10)
 
             stack.on_stop("simulators", stop_simulators)
+        if stack.first_admin_password is not None:
+            _print_first_admin(stack.first_admin_password)
         site_lines = "\n".join(f"  {site.id:<20} {site.kind.value}" for site in registry.sites.values())
         example = next(iter(registry.sites), "<site>")
         console.print(
@@ -248,6 +250,20 @@ async def _up(settings: Settings, explicit: set[str]) -> None:
         console.print("stopping…")
         await stack_cm.__aexit__(None, None, None)
         console.print("stopped cleanly.")
+
+
+def _print_first_admin(password: str) -> None:
+    """Once, on the console (never through logging): the first admin's one-time password."""
+    from peakwatch.accounts import FIRST_ADMIN
+
+    console.print(
+        Panel.fit(
+            f"First run: user [bold]{FIRST_ADMIN}[/bold], one-time password [bold]{password}[/bold]\n"
+            "Log in (POST /api/v1/auth/login) and change it (POST /api/v1/auth/password); it is not shown "
+            "again (`peakwatch users reset-password admin` makes a new one).",
+            title="admin login",
+        )
+    )
 
 
 async def _demo_options(stack: Stack, options: SimulationOptions) -> SimulationOptions:
@@ -340,6 +356,8 @@ async def _component(settings: Settings, *, collector: bool, processor: bool, ap
     async with running_stack(
         settings, registry, collector=collector, processor=processor, api=api, broker=False
     ) as stack:
+        if stack.first_admin_password is not None:
+            _print_first_admin(stack.first_admin_password)
         console.print(f"running: {', '.join(t.get_name() for t in stack._tasks) or 'collector'}")
         await stack.wait()
 
@@ -447,9 +465,16 @@ def _mount_devices() -> None:
     app.add_typer(devices_app, name="devices")
 
 
+def _mount_users() -> None:
+    from cli.users import users_app
+
+    app.add_typer(users_app, name="users")
+
+
 def main() -> None:
     _mount_simulate()
     _mount_devices()
+    _mount_users()
     app()
 
 

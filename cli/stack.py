@@ -31,6 +31,7 @@ from collector.decode import DecodeContext
 from collector.metrics import CollectorMetrics
 from collector.mqtt import MqttSource
 from collector.service import Collector
+from peakwatch.accounts import ensure_first_admin
 from peakwatch.bus import Bus, open_bus
 from peakwatch.config import Registry, Settings
 from peakwatch.embedded.mqtt import EmbeddedBroker
@@ -64,6 +65,8 @@ class Stack:
     mqtt_url: str = ""
     api_url: str = ""
     embedded_broker: bool = False
+    first_admin_password: str | None = None
+    """Set on the embedded default's first run only: the one-time password of user ``admin``."""
     store: Store | None = None
     bus: Bus | None = None
     processor: Processor | None = None
@@ -150,6 +153,12 @@ async def _start_database(stack: Stack) -> None:
     await store.migrate()
     await store.sync_registry(stack.registry)
     stack.store = store
+    if not settings.database_url:
+        # The embedded default is one person's installation: it gets an admin on its first run, with
+        # a one-time password that the CLI prints once. Anywhere else there is no default account.
+        stack.first_admin_password = await ensure_first_admin(store, int(time.time() * 1000))
+    elif not await store.access.list_users():
+        log.warning("no API users yet: create an admin with `peakwatch users add <name> --role admin`")
 
 
 async def _start_broker(stack: Stack) -> None:

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     max_age_ms: int = 400 * 86_400_000
     """Readings older than this (against the collector's clock) are dead-lettered as ``ts_too_old``."""
     max_payload_bytes: int = 1_048_576
+    session_ttl_ms: int = Field(default=12 * 3_600_000, ge=60_000)
+    """How long a dashboard login lasts."""
+    cookie_secure: bool = False
+    """Send the session cookie over HTTPS only: set it whenever a TLS proxy serves the API."""
     demo: bool = True
 
     @field_validator("window_ms")

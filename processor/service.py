@@ -167,6 +167,9 @@ class Processor:
         """Set by ``attach_accountant``; runs beside ``run`` (longer windows, restatements)."""
         self._accountant_interval_s = accountant_interval_s
         self._accountant_wake = asyncio.Event()
+        self.write_failing_since_ms: int | None = None
+        """Wall-clock time of the first failed attempt of the write being retried (``None``: writes
+        succeed): health reports the processor degraded meanwhile."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -442,12 +445,20 @@ class Processor:
                         exc,
                     )
                     raise
+                if self.write_failing_since_ms is None:
+                    self.write_failing_since_ms = wall_clock_ms()
                 log.warning("store write failed (retrying in %.1f s): %s", delay_s, exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay_s)
                 delay_s = min(delay_s * 2, self._retry_max_s)
                 continue
             m.store_write_seconds.observe(time.perf_counter() - t0)
+            if self.write_failing_since_ms is not None:
+                log.info(
+                    "store writes succeed again after %.1f s",
+                    (wall_clock_ms() - self.write_failing_since_ms) / 1000,
+                )
+                self.write_failing_since_ms = None
             break
         await self._after_write(batch)
         return True

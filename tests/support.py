@@ -5,14 +5,38 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
+from peakwatch.accounts import new_credential, new_user
+from peakwatch.domain.access import AccessRole, CredentialKind
 from peakwatch.net import free_port
+from peakwatch.store import Store
 
-__all__ = ["eventually", "free_port"]
+__all__ = ["bearer", "eventually", "free_port"]
+
+
+async def bearer(
+    store: Store,
+    role: AccessRole = AccessRole.ADMIN,
+    sites: tuple[str, ...] | None = None,
+    *,
+    user: str | None = None,
+) -> dict[str, str]:
+    """``Authorization`` headers of a new API token for a new user with ``role`` over ``sites``
+    (``None``: every site), made through the same code as ``POST /api/v1/users`` and ``/tokens``."""
+    now = int(time.time() * 1000)
+    name = user or f"test-{role.value}-{uuid.uuid4().hex[:8]}"
+    account, _ = new_user(name, role, sites, uuid.uuid4().hex, now)  # not one-time: usable at once
+    await store.access.add_user(account)
+    credential, token = new_credential(
+        CredentialKind.TOKEN, user_name=name, name="tests", role=role, sites=sites, now_ms=now, ttl_ms=None
+    )
+    await store.access.add_credential(credential)
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def eventually(

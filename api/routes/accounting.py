@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 
+from api.auth import ADMIN, PrincipalDep, scope_of
 from api.deps import (
     MeterDep,
     MonthDep,
@@ -65,6 +66,7 @@ UNKNOWN_METER: Responses = {
 
 @router.post(
     "/sites/{site_id}/meters/{meter_id}/replacements",
+    dependencies=[ADMIN],
     response_model=ReplacementCreatedPublic,
     status_code=status.HTTP_201_CREATED,
     tags=["meters"],
@@ -145,6 +147,7 @@ async def list_replacements(site: SiteDep, meter: MeterDep, store: StoreDep) -> 
 
 @router.post(
     "/sites/{site_id}/green-instruments",
+    dependencies=[ADMIN],
     response_model=GreenInstrumentCreatedPublic,
     status_code=status.HTTP_201_CREATED,
     summary="Register green certificates or a green-power contract for a month",
@@ -209,6 +212,7 @@ async def list_green_instruments(
 
 @router.put(
     "/sites/{site_id}/value-added/{month}",
+    dependencies=[ADMIN],
     response_model=ValueAddedWrittenPublic,
     summary="Set a month's value added",
     description=(
@@ -278,6 +282,7 @@ async def get_value_added(site: SiteDep, store: StoreDep, month: MonthDep) -> Va
 )
 async def list_restatements(
     store: StoreDep,
+    principal: PrincipalDep,
     site_id: Annotated[
         str | None, Query(description="Only requests affecting this site (404 if unknown).")
     ] = None,
@@ -286,8 +291,9 @@ async def list_restatements(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RestatementPublic]:
+    scope = scope_of(principal, site_id)
     if site_id is not None and await store.get_site(site_id) is None:
         raise unknown_site(site_id)
     pending = None if status_ is None else status_ == "pending"
-    requests = await store.inputs.list_restatements(limit, site_id=site_id, pending=pending)
+    requests = await store.inputs.list_restatements(limit, site_id=site_id, pending=pending, site_ids=scope)
     return [RestatementPublic.from_request(r) for r in requests]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from api.deps import StoreDep, unknown_site
+from api.auth import OPERATOR, PrincipalDep, scope_of
+from api.deps import StoreDep, now_ms, unknown_site
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
-from api.schemas import AlertPublic, AlertStateName
+from api.schemas import AlertPublic, AlertStateName, ErrorPublic
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
@@ -21,12 +22,41 @@ router = APIRouter(prefix="/alerts", tags=["alerts"])
 )
 async def list_alerts(
     store: StoreDep,
+    principal: PrincipalDep,
     site_id: Annotated[str | None, Query(description="Only this site (404 if unknown).")] = None,
     state: Annotated[AlertStateName | None, Query(description="Only alerts in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertPublic]:
+    scope = scope_of(principal, site_id)
     if site_id is not None and await store.get_site(site_id) is None:
         raise unknown_site(site_id)
-    return [
-        AlertPublic.from_record(a) for a in await store.list_alerts(site_id=site_id, state=state, limit=limit)
-    ]
+    alerts = await store.list_alerts(site_id=site_id, state=state, limit=limit, site_ids=scope)
+    return [AlertPublic.from_record(a) for a in alerts]
+
+
+@router.post(
+    "/{alert_id}/acknowledge",
+    response_model=AlertPublic,
+    dependencies=[OPERATOR],
+    summary="Acknowledge an open alert (operators and admins); records who and when",
+    responses={
+        status.HTTP_404_NOT_FOUND: {
+            "model": ErrorPublic,
+            "description": "No open alert with this id at a site in your scope.",
+        },
+        **DATABASE_DOWN,
+    },
+)
+async def acknowledge_alert(
+    alert_id: Annotated[int, Path(ge=1, le=2**62)], store: StoreDep, principal: PrincipalDep
+) -> AlertPublic:
+    alert = await store.get_alert(alert_id)
+    if alert is None or not principal.sees(alert.site_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert {alert_id} in your scope")
+    acknowledged = await store.acknowledge_alert(alert_id, principal.user_name, now_ms())
+    if acknowledged is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"alert {alert_id} is {alert.state}: only open alerts are acknowledged",
+        )
+    return AlertPublic.from_record(acknowledged)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.auth import PrincipalDep, scope_of
 from api.deps import StoreDep
 from api.errors import DATABASE_DOWN
 from api.payloads import PAYLOAD_PREVIEW_BYTES
@@ -26,10 +27,11 @@ router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 )
 async def list_dead_letters(
     store: StoreDep,
+    principal: PrincipalDep,
     reason: Annotated[
         str | None, Query(max_length=100, description="Only this reason code.", examples=["malformed_json"])
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeadLetterPublic]:
-    letters = await store.list_dead_letters(reason=reason, limit=limit)
+    letters = await store.list_dead_letters(reason=reason, limit=limit, site_ids=scope_of(principal))
     return [DeadLetterPublic.from_record(d) for d in letters]

@@ -7,6 +7,7 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
 
+from api.auth import GLOBAL_ADMIN
 from api.deps import FactorLibraryDep, RegistryDep, StoreDep, invalid_body, now_ms
 from api.errors import DATABASE_DOWN, Responses
 from api.schemas import (
@@ -60,6 +61,7 @@ async def factor_history(
 
 @router.post(
     "/factors",
+    dependencies=[GLOBAL_ADMIN],
     response_model=FactorWrittenPublic,
     status_code=status.HTTP_201_CREATED,
     summary="Add a factor or a new version of one",

@@ -6,6 +6,7 @@ from collections import Counter
 
 from fastapi import APIRouter
 
+from api.auth import PrincipalDep
 from api.deps import FactorLibraryDep, SiteDep, StoreDep, grid_factor_id, now_ms
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
 from api.meter_health import meter_health
@@ -15,8 +16,10 @@ router = APIRouter(prefix="/sites", tags=["sites"])
 
 
 @router.get("", response_model=list[SitePublic], summary="List sites", responses={**DATABASE_DOWN})
-async def list_sites(store: StoreDep, library: FactorLibraryDep) -> list[SitePublic]:
-    return [SitePublic.from_site(s, grid_factor_id(library, s)) for s in await store.list_sites()]
+async def list_sites(store: StoreDep, library: FactorLibraryDep, principal: PrincipalDep) -> list[SitePublic]:
+    """Only the sites in the caller's scope."""
+    sites = [s for s in await store.list_sites() if principal.sees(s.id)]
+    return [SitePublic.from_site(s, grid_factor_id(library, s)) for s in sites]
 
 
 @router.get(

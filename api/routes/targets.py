@@ -23,6 +23,7 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
+from api.auth import ADMIN
 from api.deps import FactorLibraryDep, RegistryDep, SiteDep, StoreDep, invalid_body, now_ms, site_factors
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
 from api.schemas import ErrorPublic, SpanPublic, TargetIn, TargetProgressPublic, TargetPublic
@@ -76,6 +77,7 @@ async def list_targets(
 
 @router.post(
     "",
+    dependencies=[ADMIN],
     response_model=TargetPublic,
     status_code=status.HTTP_201_CREATED,
     summary="Add a target",
@@ -106,6 +108,7 @@ async def add_target(site: SiteDep, store: StoreDep, body: TargetIn) -> TargetPu
 
 @router.delete(
     "/{target_id}",
+    dependencies=[ADMIN],
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a target",

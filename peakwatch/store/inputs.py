@@ -362,17 +362,25 @@ class InputsStore(Pooled):
             )
 
     async def list_restatements(
-        self, limit: int = 100, *, site_id: str | None = None, pending: bool | None = None
+        self,
+        limit: int = 100,
+        *,
+        site_id: str | None = None,
+        pending: bool | None = None,
+        site_ids: Sequence[str] | None = None,
     ) -> list[RestatementRequest]:
-        """Newest first. ``site_id`` also matches requests for every site (``site_id`` NULL);
-        ``pending`` True: not done yet, False: done, None: both."""
+        """Newest first. ``site_id`` also matches requests for every site (``site_id`` NULL), and so
+        does ``site_ids`` (a caller's scope; ``None``: every site); ``pending`` True: not done yet,
+        False: done, None: both."""
         rows = await self._fetch(
             "listing restatements",
             _RESTATEMENT_SELECT + " WHERE ($2::text IS NULL OR site_id IS NULL OR site_id = $2) "
-            "AND ($3::boolean IS NULL OR (done_at IS NULL) = $3) ORDER BY id DESC LIMIT $1",
+            "AND ($3::boolean IS NULL OR (done_at IS NULL) = $3) "
+            "AND ($4::text[] IS NULL OR site_id IS NULL OR site_id = ANY($4)) ORDER BY id DESC LIMIT $1",
             limit,
             site_id,
             pending,
+            None if site_ids is None else list(site_ids),
         )
         return [convert(r, RestatementRequest) for r in rows]
 

@@ -29,6 +29,9 @@ class AlertRecord(msgspec.Struct, frozen=True, kw_only=True):
     fired_ms: int | None
     resolved_ms: int | None
     updated_ms: int
+    acknowledged_ms: int | None = None
+    acknowledged_by: str | None = None
+    """The user who acknowledged the alert (``None``: not acknowledged)."""
 
 
 class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):

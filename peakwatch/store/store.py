@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Final
 
 import asyncpg
@@ -14,6 +14,7 @@ from peakwatch.config import Registry
 from peakwatch.domain.kpis import sum_components
 from peakwatch.domain.models import KpiWindow, MeterInterval, MeterState, ProcessedBatch, Site
 from peakwatch.errors import StoreError
+from peakwatch.store.access import AccessStore
 from peakwatch.store.codec import register_codecs
 from peakwatch.store.conn import Conn
 from peakwatch.store.devices import DevicesStore
@@ -46,7 +47,8 @@ _METER_COLUMNS: Final = (
 )
 _ALERT_SELECT: Final = """
 SELECT id, fingerprint, rule, site_id, state, severity, summary, value, started_at AS started_ms,
-       fired_at AS fired_ms, resolved_at AS resolved_ms, updated_at AS updated_ms
+       fired_at AS fired_ms, resolved_at AS resolved_ms, updated_at AS updated_ms,
+       acknowledged_at AS acknowledged_ms, acknowledged_by
 FROM alerts"""
 
 
@@ -64,10 +66,12 @@ class Store(Pooled):
         super().__init__(pool)
         self._timescale = timescale
         self.inputs = InputsStore(pool)
-        self.devices = DevicesStore(pool)
-        """Device and collector credentials for the MQTT broker."""
         """Accounting inputs: factor versions, meter replacements, green instruments, value added,
         targets and the restatement queue."""
+        self.devices = DevicesStore(pool)
+        """Device and collector credentials for the MQTT broker."""
+        self.access = AccessStore(pool)
+        """API and dashboard users, their tokens and sessions, the audit log."""
         self._meter_keys: dict[tuple[str, str], int] = {}
         """(site, meter) -> ``meters.key``, the compact key raw readings are stored under."""
 
@@ -333,30 +337,56 @@ class Store(Pooled):
         ]
 
     async def list_alerts(
-        self, *, site_id: str | None = None, state: str | None = None, limit: int = 500
+        self,
+        *,
+        site_id: str | None = None,
+        state: str | None = None,
+        limit: int = 500,
+        site_ids: Sequence[str] | None = None,
     ) -> list[AlertRecord]:
-        """Newest first."""
+        """Newest first; ``site_ids`` limits to those sites (a caller's scope), ``None``: every site."""
         rows = await self._fetch(
             "listing alerts",
             _ALERT_SELECT + " WHERE ($1::text IS NULL OR site_id = $1) AND ($2::text IS NULL OR state = $2) "
-            "ORDER BY updated_at DESC, id DESC LIMIT $3",
+            "AND ($4::text[] IS NULL OR site_id = ANY($4)) ORDER BY updated_at DESC, id DESC LIMIT $3",
             site_id,
             state,
             limit,
+            None if site_ids is None else list(site_ids),
         )
         return [convert(r, AlertRecord) for r in rows]
 
+    async def get_alert(self, alert_id: int) -> AlertRecord | None:
+        rows = await self._fetch("reading an alert", _ALERT_SELECT + " WHERE id = $1", alert_id)
+        return convert(rows[0], AlertRecord) if rows else None
+
+    async def acknowledge_alert(self, alert_id: int, by: str, now_ms: int) -> AlertRecord | None:
+        """Mark an open (pending or firing) alert acknowledged by ``by``; ``None`` if it is not open.
+        Acknowledging twice keeps the first acknowledgement."""
+        rows = await self._fetch(
+            "acknowledging an alert",
+            "UPDATE alerts SET acknowledged_at = coalesce(acknowledged_at, $3), "
+            "acknowledged_by = coalesce(acknowledged_by, $2) "
+            "WHERE id = $1 AND state IN ('pending', 'firing') RETURNING id",
+            alert_id,
+            by,
+            now_ms,
+        )
+        return await self.get_alert(alert_id) if rows else None
+
     async def list_dead_letters(
-        self, *, reason: str | None = None, limit: int = 500
+        self, *, reason: str | None = None, limit: int = 500, site_ids: Sequence[str] | None = None
     ) -> list[DeadLetterRecord]:
-        """Newest first."""
+        """Newest first; ``site_ids`` limits to letters of those sites (letters of no known site are left
+        out), ``None``: all."""
         rows = await self._fetch(
             "listing dead letters",
             "SELECT id, received_at AS received_ms, source, reason, detail, payload, site_id, meter_id "
             "FROM dead_letters WHERE ($1::text IS NULL OR reason = $1) "
-            "ORDER BY received_at DESC, id DESC LIMIT $2",
+            "AND ($3::text[] IS NULL OR site_id = ANY($3)) ORDER BY received_at DESC, id DESC LIMIT $2",
             reason,
             limit,
+            None if site_ids is None else list(site_ids),
         )
         return [convert(r, DeadLetterRecord) for r in rows]
 

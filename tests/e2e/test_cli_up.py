@@ -1,9 +1,11 @@
 """`peakwatch up` as a user runs it: a real process with embedded PostgreSQL, the embedded MQTT broker
-and the demo simulators; a plausible PUE over HTTP within a minute; Ctrl-C stops it cleanly."""
+and the demo simulators; the first-run admin logs in with the printed one-time password and must change
+it; then a plausible PUE over HTTP within a minute; Ctrl-C stops it cleanly."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,13 +32,30 @@ def test_up_serves_demo_kpis_and_stops_cleanly(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "120"}
         )
+    api = f"http://127.0.0.1:{api_port}/api/v1"
     try:
         deadline = time.monotonic() + 60
+        while (found := re.search(r"one-time password ([A-Za-z0-9_-]{20,})", log_path.read_text())) is None:
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, f"no first-run admin password:\n{log_path.read_text()}"
+            time.sleep(0.2)  # another process's output: nothing to await
+        one_time = found.group(1)
+        assert httpx.get(f"{api}/sites").status_code == 401
+        login = httpx.post(f"{api}/auth/login", json={"username": "admin", "password": one_time})
+        assert login.status_code == 200, login.text
+        auth = {"Authorization": f"Bearer {login.json()['token']}"}
+        assert httpx.get(f"{api}/sites", headers=auth).status_code == 403  # change the password first
+        changed = httpx.post(
+            f"{api}/auth/password",
+            headers=auth,
+            json={"current_password": one_time, "new_password": "a long new passphrase"},
+        )
+        assert changed.status_code == 204, changed.text
         body: dict[str, object] = {}
         while time.monotonic() < deadline:
             assert proc.poll() is None, log_path.read_text()
             try:
-                response = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/sites/dc-xiangjiang/kpis/latest")
+                response = httpx.get(f"{api}/sites/dc-xiangjiang/kpis/latest", headers=auth)
             except httpx.TransportError:
                 response = None
             if response is not None and response.status_code == 200:
@@ -48,7 +67,7 @@ def test_up_serves_demo_kpis_and_stops_cleanly(tmp_path: Path) -> None:
         assert isinstance(pue, float), body
         assert 1.05 < pue < 2.0, body
         assert body["interim"] is True
-        park = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/sites/park-changsha/kpis/latest").json()
+        park = httpx.get(f"{api}/sites/park-changsha/kpis/latest", headers=auth).json()
         assert 0.0 < park["electrification_rate"] <= 1.0
         assert park["carbon_intensity_kg_per_kwh"] is not None
     finally:
@@ -58,6 +77,7 @@ def test_up_serves_demo_kpis_and_stops_cleanly(tmp_path: Path) -> None:
     assert code == 0, log_text
     assert "stopped cleanly" in log_text
     assert "Traceback" not in log_text, log_text
+    assert "a long new passphrase" not in log_text
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists(), (
         "embedded PostgreSQL still running"
     )

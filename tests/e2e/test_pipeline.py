@@ -18,7 +18,7 @@ from gmqtt.mqtt.constants import MQTTv311
 
 from cli.stack import Stack, running_stack
 from peakwatch.config import Registry, Settings
-from tests.support import eventually, free_port
+from tests.support import bearer, eventually, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -111,7 +111,9 @@ async def publish(mqtt_url: str) -> AsyncIterator[Callable[[str, Any], Awaitable
 
 @pytest.fixture
 async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=10) as client:
+    assert stack.store is not None
+    headers = await bearer(stack.store)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=10, headers=headers) as client:
         yield client
 
 

@@ -37,6 +37,7 @@ from peakwatch.domain.models import (
 from peakwatch.domain.periods import Period
 from peakwatch.store import Store
 from peakwatch.store.restate import save_windows
+from tests.support import bearer
 
 pytestmark = pytest.mark.integration
 
@@ -125,14 +126,18 @@ async def sites(store: Store) -> Sites:
     return seeded
 
 
-def make_client(app_store: Store, registry: Registry, **kwargs: Any) -> httpx.AsyncClient:
+def make_client(
+    app_store: Store, registry: Registry, headers: dict[str, str] | None = None, **kwargs: Any
+) -> httpx.AsyncClient:
     app = create_app(app_store, registry, Settings(window_ms=MIN, allowed_lateness_ms=10_000), **kwargs)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://peakwatch.test")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://peakwatch.test", headers=headers
+    )
 
 
 @pytest.fixture
 async def client(store: Store, sites: Sites) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(store, sites.registry) as c:
+    async with make_client(store, sites.registry, await bearer(store)) as c:
         yield c
 
 
@@ -192,16 +197,19 @@ async def test_readyz_ok(client: httpx.AsyncClient) -> None:
     assert response.json()["ready"] is True
 
 
-async def test_database_down_is_503(database_url: str, sites: Sites) -> None:
+async def test_database_down_is_degraded_and_not_ready(database_url: str, sites: Sites) -> None:
     closed = await Store.connect(database_url)
     await closed.close()
     probe = probe_of(ComponentStatus(name="bus", ok=True))
-    async with make_client(closed, sites.registry, health=probe) as c:
+    # a well-formed token: checking it needs the database, which is the outage the client must see
+    token = {"Authorization": "Bearer pwt_0123456789abcdef_" + "x" * 40}
+    async with make_client(closed, sites.registry, token, health=probe) as c:
         health = await c.get("/healthz")
         ready = await c.get("/readyz")
         data = await c.get("/api/v1/sites")
-    assert health.status_code == 503
-    assert health.json()["status"] == "down"
+    # liveness stays 200 (restarting would not bring the database back), and says what is wrong
+    assert health.status_code == 200
+    assert health.json()["status"] == "degraded"
     assert health.json()["database"]["ok"] is False
     assert health.json()["components"] == [{"name": "bus", "ok": True, "detail": ""}]
     assert ready.status_code == 503

@@ -36,6 +36,7 @@ from peakwatch.domain.periods import Period
 from peakwatch.errors import StoreError
 from peakwatch.store import Store
 from peakwatch.store.inputs import ConflictError
+from tests.support import bearer
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +88,7 @@ async def client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
     await store.sync_registry(REGISTRY)
     app = create_app(store, REGISTRY, Settings(window_ms=60_000, allowed_lateness_ms=10_000))
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://peakwatch.test"
+        transport=httpx.ASGITransport(app=app), base_url="http://peakwatch.test", headers=await bearer(store)
     ) as c:
         yield c
 
