@@ -12,11 +12,13 @@ written to the audit log by the same dependency, with secrets in the body replac
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.state import StoreDep, now_ms
@@ -31,7 +33,10 @@ from peakwatch.domain.access import (
     redact,
     secret_matches,
 )
+from peakwatch.errors import StoreError
 from peakwatch.store import Store
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE: Final = "peakwatch_session"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -84,6 +89,7 @@ async def authenticate(store: Store, token: str, at_ms: int) -> Principal:
         sites=sites,
         via=f"{kind.value}:{credential_id}",
         must_change_password=user.must_change_password,
+        expires_ms=credential.expires_ms,
     )
 
 
@@ -109,8 +115,9 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 def allow(role: AccessRole, *, global_scope: bool = False) -> Callable[..., AsyncIterator[Principal]]:
     """The dependency of a route that needs ``role`` (and, with ``global_scope``, every site in scope).
 
-    For a change, it also writes the audit entry once the handler returned without an error (the
-    dependency's exit runs before the response is sent: ``scope="function"`` where it is used).
+    For a change, it also writes the audit entry: ``started`` before the handler runs, then how it
+    ended (the dependency's exit runs before the response is sent: ``scope="function"`` where it is
+    used).
     """
 
     async def dependency(
@@ -120,9 +127,24 @@ def allow(role: AccessRole, *, global_scope: bool = False) -> Callable[..., Asyn
             raise forbidden(f"this needs the {role.value} role; you have {principal.role.value}")
         if global_scope and not principal.global_scope:
             raise forbidden(f"this needs an {role.value} whose scope is every site")
-        yield principal
-        if request.method not in SAFE_METHODS:
-            await store.access.audit(await audit_entry(request, principal))
+        if request.method in SAFE_METHODS:
+            yield principal
+            return
+        # The entry is written before the change, so there is no change without one; if it cannot be
+        # written, the request fails here and nothing is changed.
+        audit_id = await store.access.audit(await audit_entry(request, principal, outcome="started"))
+        try:
+            yield principal
+        except HTTPException as exc:
+            await _finish(store, request, audit_id, f"refused: {exc.status_code} {exc.detail}")
+            raise
+        except RequestValidationError:
+            await _finish(store, request, audit_id, "refused: 422 invalid input")
+            raise
+        except Exception as exc:
+            await _finish(store, request, audit_id, f"failed: {type(exc).__name__}")
+            raise
+        await _finish(store, request, audit_id, "ok")
 
     return dependency
 
@@ -139,7 +161,26 @@ ADMIN: Final = audited(AccessRole.ADMIN)
 GLOBAL_ADMIN: Final = audited(AccessRole.ADMIN, global_scope=True)
 
 
-async def audit_entry(request: Request, principal: Principal, *, action: str | None = None) -> AuditEntry:
+async def _finish(store: Store, request: Request, audit_id: int, outcome: str) -> None:
+    """Complete a ``started`` entry. A failure here is logged, not raised: the change itself is done
+    (or refused) and the entry says ``started``, which is the truth as far as the log can tell."""
+    try:
+        await store.access.finish_audit(
+            audit_id, outcome[:500], getattr(request.state, "audit_site_id", None)
+        )
+    except StoreError as exc:
+        log.warning("audit entry %d stays 'started': %s", audit_id, exc)
+
+
+def audit_site(request: Request, site_id: str | None) -> None:
+    """For a handler whose site is not in its path (a device in the body, an alert by id): the site
+    its audit entry records."""
+    request.state.audit_site_id = site_id
+
+
+async def audit_entry(
+    request: Request, principal: Principal, *, action: str | None = None, outcome: str = "ok"
+) -> AuditEntry:
     """What the audit log keeps of a request: route template, path parameters, query and the JSON body
     with secret fields replaced (a body that is not JSON is recorded by its size only)."""
     template = route_template(request)
@@ -150,7 +191,7 @@ async def audit_entry(request: Request, principal: Principal, *, action: str | N
     body = await request.body()
     if body:
         try:
-            detail["body"] = redact(json.loads(body)) if len(body) <= MAX_AUDIT_BODY_BYTES else "(too long)"
+            detail["body"] = json.loads(body) if len(body) <= MAX_AUDIT_BODY_BYTES else "(too long)"
         except ValueError:
             detail["body"] = f"({len(body)} bytes, not JSON)"
     client = request.client.host if request.client is not None else ""
@@ -161,8 +202,9 @@ async def audit_entry(request: Request, principal: Principal, *, action: str | N
         action=action or f"{request.method} {template}",
         site_id=params.pop("site_id", None),
         target="/".join(f"{k}={v}" for k, v in params.items()),
-        detail=detail,
+        detail=redact(detail),
         client=client,
+        outcome=outcome,
     )
 
 

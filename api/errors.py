@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from api.schemas import ErrorPublic
 from peakwatch.errors import StoreError
+from peakwatch.store.errors import ConflictError
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -32,6 +33,8 @@ DATABASE_DOWN: Final[Responses] = {
 
 async def store_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StoreError)
+    if isinstance(exc, ConflictError):  # a stored row decided it (a duplicate made at the same moment)
+        return JSONResponse(status_code=status.HTTP_409_CONFLICT, content={"detail": str(exc)})
     if exc.bad_input:  # the database refused the values (e.g. a NUL character in text): the client's error
         # in the documented 422 shape (FastAPI's HTTPValidationError), so clients parse one format
         return JSONResponse(

@@ -1048,6 +1048,10 @@ class AuditEntryPublic(BaseModel):
     target: str
     detail: dict[str, Any]
     client: str
+    outcome: str = Field(
+        description="`ok`, `refused: <status> <reason>`, `failed: <error>`, or `started` if the change "
+        "did not report back (the entry is written before the change)."
+    )
 
     @classmethod
     def from_entry(cls, e: AuditEntry) -> AuditEntryPublic:
@@ -1063,6 +1067,7 @@ class AuditEntryPublic(BaseModel):
             target=e.target,
             detail=e.detail,
             client=e.client,
+            outcome=e.outcome,
         )
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
-from api.auth import OPERATOR, PrincipalDep, scope_of
+from api.auth import OPERATOR, PrincipalDep, audit_site, scope_of
 from api.deps import StoreDep, now_ms, unknown_site
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
 from api.schemas import AlertPublic, AlertStateName, ErrorPublic
@@ -48,11 +48,12 @@ async def list_alerts(
     },
 )
 async def acknowledge_alert(
-    alert_id: Annotated[int, Path(ge=1, le=2**62)], store: StoreDep, principal: PrincipalDep
+    alert_id: Annotated[int, Path(ge=1, le=2**62)], store: StoreDep, principal: PrincipalDep, request: Request
 ) -> AlertPublic:
     alert = await store.get_alert(alert_id)
     if alert is None or not principal.sees(alert.site_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert {alert_id} in your scope")
+    audit_site(request, alert.site_id)
     acknowledged = await store.acknowledge_alert(alert_id, principal.user_name, now_ms())
     if acknowledged is None:
         raise HTTPException(

@@ -68,8 +68,8 @@ async def login(
 ) -> SessionPublic:
     now = now_ms()
     client = request.client.host if request.client is not None else ""
-    user_key, keys = f"user:{body.username.lower()}", (f"user:{body.username.lower()}", f"client:{client}")
-    wait_ms = config.throttle.retry_after_ms(keys, now)
+    user_key, client_key = f"user:{body.username.lower()}", f"client:{client}"
+    wait_ms = config.throttle.attempt((user_key, client_key), now)  # counted before the slow check
     if wait_ms:
         seconds = -(-wait_ms // 1000)
         raise HTTPException(
@@ -81,14 +81,13 @@ async def login(
     stored_hash = _DUMMY_HASH if user is None else user.password_hash
     matches = await asyncio.to_thread(verify_password, stored_hash, body.password)
     if user is None or not matches or user.disabled_ms is not None:
-        config.throttle.failed(keys, now)
         log.warning("failed login for user %r from %s", body.username, client)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="invalid user name or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    config.throttle.succeeded(user_key)
+    config.throttle.succeeded(user_key, (client_key,), now)
     if needs_rehash(user.password_hash):
         rehashed = await asyncio.to_thread(hash_password, body.password)
         await store.access.set_password(
@@ -238,14 +237,18 @@ async def create_token(body: TokenIn, principal: PrincipalDep, store: StoreDep) 
         problem = within(role, sites, granter)
         if problem is not None:
             raise invalid_body("role" if "role" in problem else "sites", problem, body.role or body.sites)
+    now = now_ms()
+    ttl_ms = None if body.expires_in_days is None else body.expires_in_days * 86_400_000
+    if principal.expires_ms is not None:  # a token made with an expiring credential expires no later
+        ttl_ms = min(ttl_ms if ttl_ms is not None else principal.expires_ms - now, principal.expires_ms - now)
     credential, token = new_credential(
         CredentialKind.TOKEN,
         user_name=owner.name,
         name=body.name,
         role=role,
         sites=sites,
-        now_ms=now_ms(),
-        ttl_ms=None if body.expires_in_days is None else body.expires_in_days * 86_400_000,
+        now_ms=now,
+        ttl_ms=ttl_ms,
     )
     stored = await store.access.add_credential(credential)
     return TokenCreatedPublic(token=token, credential=CredentialPublic.from_credential(stored))

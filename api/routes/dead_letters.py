@@ -11,6 +11,7 @@ from api.deps import StoreDep
 from api.errors import DATABASE_DOWN
 from api.payloads import PAYLOAD_PREVIEW_BYTES
 from api.schemas import DeadLetterPublic
+from peakwatch.domain.access import AccessRole
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
@@ -33,5 +34,11 @@ async def list_dead_letters(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeadLetterPublic]:
-    letters = await store.list_dead_letters(reason=reason, limit=limit, site_ids=scope_of(principal))
+    # letters of no known site (bad topics, malformed payloads) may name sites: admins of every site only
+    letters = await store.list_dead_letters(
+        reason=reason,
+        limit=limit,
+        site_ids=scope_of(principal),
+        unknown_site=principal.may(AccessRole.ADMIN),
+    )
     return [DeadLetterPublic.from_record(d) for d in letters]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Request, status
 
-from api.auth import ADMIN, PrincipalDep, forbidden
+from api.auth import ADMIN, PrincipalDep, audit_site, forbidden
 from api.deps import RegistryDep, SettingsDep, StoreDep, invalid_body, now_ms
 from api.errors import DATABASE_DOWN, Responses
 from api.schemas import DeviceIn, DevicePublic, DeviceSecretPublic, ErrorPublic
@@ -68,8 +68,14 @@ async def list_devices(store: StoreDep, principal: PrincipalDep, settings: Setti
     },
 )
 async def add_device(
-    body: DeviceIn, store: StoreDep, registry: RegistryDep, principal: PrincipalDep, settings: SettingsDep
+    body: DeviceIn,
+    store: StoreDep,
+    registry: RegistryDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    request: Request,
 ) -> DeviceSecretPublic:
+    audit_site(request, body.site_id)
     if body.kind is DeviceKind.COLLECTOR:
         if body.site_id is not None or body.meters:
             raise invalid_body(
@@ -119,9 +125,9 @@ async def add_device(
     responses={**UNKNOWN_DEVICE, **DATABASE_DOWN},
 )
 async def rotate_device(
-    device_id: DeviceId, store: StoreDep, principal: PrincipalDep, settings: SettingsDep
+    device_id: DeviceId, store: StoreDep, principal: PrincipalDep, settings: SettingsDep, request: Request
 ) -> DeviceSecretPublic:
-    await _device(store, principal, device_id)
+    audit_site(request, (await _device(store, principal, device_id)).site_id)
     secret, password_hash = new_device_secret()
     device = await store.devices.rotate(device_id, password_hash, now_ms())
     if device is None:  # revoked meanwhile
@@ -139,9 +145,9 @@ async def rotate_device(
     responses={**UNKNOWN_DEVICE, **DATABASE_DOWN},
 )
 async def revoke_device(
-    device_id: DeviceId, store: StoreDep, principal: PrincipalDep, settings: SettingsDep
+    device_id: DeviceId, store: StoreDep, principal: PrincipalDep, settings: SettingsDep, request: Request
 ) -> DevicePublic:
-    await _device(store, principal, device_id)
+    audit_site(request, (await _device(store, principal, device_id)).site_id)
     device = await store.devices.revoke(device_id, now_ms())
     if device is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no active device {device_id!r} in your scope")

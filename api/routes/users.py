@@ -1,7 +1,7 @@
 """Users of the API and the dashboard, and the audit log: global admins only.
 
-The last admin whose scope is every site cannot be deleted, disabled, demoted or narrowed: someone must
-always be able to manage users.
+The last admin whose scope is every site cannot be deleted, disabled, demoted or narrowed (409): someone
+must always be able to manage users. The store checks it in the changing transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from api.deps import StoreDep, invalid_body, now_ms
 from api.errors import DATABASE_DOWN, Responses
 from api.schemas import AuditEntryPublic, ErrorPublic, UserCreatedPublic, UserIn, UserPatchIn, UserPublic
 from peakwatch.accounts import new_user
-from peakwatch.domain.access import AccessRole, User, password_problem
+from peakwatch.domain.access import password_problem
 from peakwatch.passwords import hash_password, new_password
 from peakwatch.store import Store
 
@@ -45,16 +45,6 @@ async def _known_sites(store: Store, sites: list[str] | None) -> None:
         raise invalid_body("sites", f"unknown sites: {', '.join(unknown)}", sites)
 
 
-async def _keep_an_admin(store: Store, user: User) -> None:
-    """409 if ``user`` is the last enabled admin of every site (call before taking that away)."""
-    is_global_admin = user.role is AccessRole.ADMIN and user.sites is None and user.disabled_ms is None
-    if is_global_admin and await store.access.count_admins() <= 1:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=f"{user.name!r} is the last admin whose scope is every site; make another one first",
-        )
-
-
 @router.get("/users", response_model=list[UserPublic], dependencies=[GLOBAL_ADMIN], summary="List users")
 async def list_users(store: StoreDep) -> list[UserPublic]:
     return [UserPublic.from_user(u) for u in await store.access.list_users()]
@@ -77,8 +67,6 @@ async def add_user(body: UserIn, store: StoreDep) -> UserCreatedPublic:
         problem = password_problem(body.password, body.name)
         if problem is not None:
             raise invalid_body("password", problem, "***")
-    if await store.access.get_user(body.name) is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"user {body.name!r} exists")
     user, password = await asyncio.to_thread(
         new_user, body.name, body.role, body.sites, body.password, now_ms()
     )
@@ -115,10 +103,6 @@ async def patch_user(name: UserName, body: UserPatchIn, store: StoreDep) -> User
     if user is None:
         raise _unknown_user(name)
     await _known_sites(store, body.sites)
-    demoted = body.role is not None and body.role is not AccessRole.ADMIN
-    narrowed = body.sites is not None and not body.all_sites
-    if demoted or narrowed or body.disabled:
-        await _keep_an_admin(store, user)
     updated = await store.access.update_user(
         name,
         role=body.role,
@@ -144,8 +128,7 @@ async def delete_user(name: UserName, store: StoreDep) -> Response:
     user = await store.access.get_user(name)
     if user is None:
         raise _unknown_user(name)
-    await _keep_an_admin(store, user)
-    await store.access.delete_user(name)
+    await store.access.delete_user(name)  # ConflictError (409) for the last admin of every site
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import math
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -97,6 +98,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     via: str
     """``session:<id>`` or ``token:<id>``: what the audit log records besides the user."""
     must_change_password: bool = False
+    expires_ms: int | None = None
+    """When the credential the request came with expires (``None``: never): a token made with it
+    expires no later."""
 
     @property
     def global_scope(self) -> bool:
@@ -187,41 +191,50 @@ def password_problem(password: str, user_name: str) -> str | None:
 
 
 class LoginThrottle:
-    """Failed logins allowed per key (user name, client address) in a sliding window.
+    """Login attempts allowed per key (user name, client address) in a sliding window.
 
     Counting per user name stops guessing one account from many addresses; counting per address
-    stops trying many accounts from one. A success clears the user name's failures only.
+    stops trying many accounts from one. ``attempt`` checks and counts in one step, before the slow
+    password check, so guesses sent at the same moment are counted as they arrive; a success takes
+    its attempt back (and clears the user name's count).
     """
 
     def __init__(self, max_failures: int = 5, window_ms: int = 300_000, max_keys: int = 100_000) -> None:
         self.max_failures = max_failures
         self.window_ms = window_ms
         self._max_keys = max_keys
-        self._failures: dict[str, deque[int]] = {}
+        self._attempts: dict[str, deque[int]] = {}
 
-    def retry_after_ms(self, keys: Iterable[str], now_ms: int) -> int:
-        """0 when a login may be tried now, else how long until the oldest counted failure expires."""
+    def attempt(self, keys: Iterable[str], now_ms: int) -> int:
+        """0 and the attempt counted, or (nothing counted) how long until one may be tried."""
+        keys = tuple(keys)
         wait = 0
         for key in keys:
             times = self._recent(key, now_ms)
             if times is not None and len(times) >= self.max_failures:
                 wait = max(wait, times[0] + self.window_ms - now_ms)
-        return wait
-
-    def failed(self, keys: Iterable[str], now_ms: int) -> None:
+        if wait:
+            return wait
         for key in keys:
             times = self._recent(key, now_ms)
             if times is None:
-                if len(self._failures) >= self._max_keys:
+                if len(self._attempts) >= self._max_keys:
                     self._forget_expired(now_ms)
-                times = self._failures[key] = deque(maxlen=self.max_failures)
+                times = self._attempts[key] = deque()
             times.append(now_ms)
+        return 0
 
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
+    def succeeded(self, user_key: str, other_keys: Iterable[str], now_ms: int) -> None:
+        """The attempt counted at ``now_ms`` was a success: forget the user name's attempts and take
+        this one back from the other keys."""
+        self._attempts.pop(user_key, None)
+        for key in other_keys:
+            times = self._attempts.get(key)
+            if times is not None and now_ms in times:
+                times.remove(now_ms)
 
     def _recent(self, key: str, now_ms: int) -> deque[int] | None:
-        times = self._failures.get(key)
+        times = self._attempts.get(key)
         if times is None:
             return None
         while times and times[0] + self.window_ms <= now_ms:
@@ -229,24 +242,36 @@ class LoginThrottle:
         return times
 
     def _forget_expired(self, now_ms: int) -> None:
-        for key in [k for k, t in self._failures.items() if not t or t[-1] + self.window_ms <= now_ms]:
-            del self._failures[key]
-        if len(self._failures) >= self._max_keys:  # still full: under attack from many keys; keep the newest
-            oldest = sorted(self._failures, key=lambda k: self._failures[k][-1])
+        for key in [k for k, t in self._attempts.items() if not t or t[-1] + self.window_ms <= now_ms]:
+            del self._attempts[key]
+        if len(self._attempts) >= self._max_keys:  # still full: under attack from many keys; keep the newest
+            oldest = sorted(self._attempts, key=lambda k: self._attempts[k][-1])
             for key in oldest[: len(oldest) // 2]:
-                del self._failures[key]
+                del self._attempts[key]
 
 
 SECRET_KEYS: Final = frozenset({"password", "new_password", "current_password", "secret", "token"})
 
 
 def redact(value: Any) -> Any:
-    """``value`` with every secret-named field replaced, for the audit log (secrets never stored)."""
+    """``value`` with every secret-named field replaced, for the audit log (secrets never stored), and
+    made storable whatever the client sent: NUL characters escaped, NaN and infinities as text (a
+    ``jsonb`` column takes neither, and an audit entry must never fail on the input it records)."""
     if isinstance(value, Mapping):
-        return {k: "***" if str(k).lower() in SECRET_KEYS else redact(v) for k, v in value.items()}
+        return {
+            _storable(str(k)): "***" if str(k).lower() in SECRET_KEYS else redact(v) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     return value
+
+
+def _storable(text: str) -> str:
+    return text.replace("\x00", "\\u0000")
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -261,4 +286,7 @@ class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
     detail: dict[str, Any] = msgspec.field(default_factory=dict)
     """The request's input with secrets replaced (``redact``)."""
     client: str = ""
+    outcome: str = "ok"
+    """``started`` while the change runs (the entry is written first: no change without an entry), then
+    ``ok`` or ``refused: <status> <reason>``."""
     id: int | None = None

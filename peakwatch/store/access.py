@@ -9,7 +9,8 @@ import asyncpg
 import msgspec
 
 from peakwatch.domain.access import AccessRole, AuditEntry, Credential, CredentialKind, User
-from peakwatch.errors import StoreError
+from peakwatch.store.conn import Conn
+from peakwatch.store.errors import ConflictError
 from peakwatch.store.pooled import Pooled, convert
 
 _USER_COLUMNS: Final = (
@@ -20,7 +21,7 @@ _CREDENTIAL_COLUMNS: Final = (
     "id, kind, name, user_name, role, sites, secret_digest, created_at AS created_ms, "
     "expires_at AS expires_ms, revoked_at AS revoked_ms, last_used_at AS last_used_ms"
 )
-_AUDIT_COLUMNS: Final = "id, at AS at_ms, actor, via, action, site_id, target, detail, client"
+_AUDIT_COLUMNS: Final = "id, at AS at_ms, actor, via, action, site_id, target, detail, client, outcome"
 LAST_USED_RESOLUTION_MS: Final = 60_000
 """``last_used_at`` is written at most once a minute per credential: a script polling every second
 must not turn each read into a write."""
@@ -31,7 +32,7 @@ def _sites(sites: Sequence[str] | None) -> list[str] | None:
 
 
 class AccessStore(Pooled):
-    """Every method raises StoreError; adding a user that exists is a non-retryable StoreError."""
+    """Every method raises StoreError; adding a user that exists raises ConflictError (a StoreError)."""
 
     # ------------------------------------------------------------------ users
 
@@ -49,7 +50,7 @@ class AccessStore(Pooled):
                     user.created_ms,
                 )
             except asyncpg.UniqueViolationError:
-                raise StoreError(f"user {user.name!r} exists", retryable=False) from None
+                raise ConflictError(f"user {user.name!r} exists") from None
         assert row is not None
         return convert(row, User)
 
@@ -91,8 +92,11 @@ class AccessStore(Pooled):
         enable: bool = False,
     ) -> User | None:
         """Change the given fields (``all_sites`` sets the scope to every site; ``disabled_ms`` disables,
-        ``enable`` enables). Disabling a user also revokes its sessions and tokens."""
+        ``enable`` enables). Disabling a user also revokes its sessions and tokens. ConflictError when
+        no enabled admin of every site would remain (checked in the same transaction, under a lock, so
+        two admins demoting each other at once cannot both succeed)."""
         async with self._connection("updating a user") as conn, conn.transaction():
+            await _lock_users(conn)
             row = await conn.fetchrow(
                 "UPDATE users SET role = coalesce($2, role), "
                 "sites = CASE WHEN $4 THEN NULL WHEN $3::text[] IS NOT NULL THEN $3 ELSE sites END, "
@@ -105,13 +109,16 @@ class AccessStore(Pooled):
                 disabled_ms,
                 enable,
             )
-            if row is not None and disabled_ms is not None:
+            if row is None:
+                return None
+            await _keep_an_admin(conn, name)
+            if disabled_ms is not None:
                 await conn.execute(
                     "UPDATE credentials SET revoked_at = $2 WHERE user_name = $1 AND revoked_at IS NULL",
                     name,
                     disabled_ms,
                 )
-        return None if row is None else convert(row, User)
+        return convert(row, User)
 
     async def set_password(
         self,
@@ -141,18 +148,14 @@ class AccessStore(Pooled):
         return status.endswith(" 1")
 
     async def delete_user(self, name: str) -> bool:
-        """Removes the user and its credentials; audit entries keep the name."""
-        rows = await self._fetch("deleting a user", "DELETE FROM users WHERE name = $1 RETURNING name", name)
-        return bool(rows)
-
-    async def count_admins(self) -> int:
-        async with self._connection("counting admins") as conn:
-            return int(
-                await conn.fetchval(
-                    "SELECT count(*) FROM users "
-                    "WHERE role = 'admin' AND sites IS NULL AND disabled_at IS NULL"
-                )
-            )
+        """Removes the user and its credentials; audit entries keep the name. ConflictError for the
+        last enabled admin of every site."""
+        async with self._connection("deleting a user") as conn, conn.transaction():
+            await _lock_users(conn)
+            deleted = await conn.fetchval("DELETE FROM users WHERE name = $1 RETURNING name", name)
+            if deleted is not None:
+                await _keep_an_admin(conn, name)
+        return deleted is not None
 
     # ------------------------------------------------------------------ tokens and sessions
 
@@ -233,11 +236,12 @@ class AccessStore(Pooled):
 
     # ------------------------------------------------------------------ audit log
 
-    async def audit(self, entry: AuditEntry) -> None:
+    async def audit(self, entry: AuditEntry) -> int:
+        """Append an entry; its id (for ``finish_audit``)."""
         async with self._connection("writing the audit log") as conn:
-            await conn.execute(
-                "INSERT INTO audit_log (at, actor, via, action, site_id, target, detail, client) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            audit_id = await conn.fetchval(
+                "INSERT INTO audit_log (at, actor, via, action, site_id, target, detail, client, outcome) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 entry.at_ms,
                 entry.actor,
                 entry.via,
@@ -246,6 +250,19 @@ class AccessStore(Pooled):
                 entry.target,
                 entry.detail,
                 entry.client,
+                entry.outcome,
+            )
+        return int(audit_id)
+
+    async def finish_audit(self, audit_id: int, outcome: str, site_id: str | None = None) -> None:
+        """Record how a change written with outcome ``started`` ended (and the site, when only the
+        handler knew it)."""
+        async with self._connection("writing the audit log") as conn:
+            await conn.execute(
+                "UPDATE audit_log SET outcome = $2, site_id = coalesce(site_id, $3) WHERE id = $1",
+                audit_id,
+                outcome,
+                site_id,
             )
 
     async def list_audit(
@@ -268,3 +285,17 @@ class AccessStore(Pooled):
             before_id,
         )
         return [convert(r, AuditEntry) for r in rows]
+
+
+async def _lock_users(conn: Conn) -> None:
+    """Serialise changes that could remove the last admin (rare writes: a table lock is cheap)."""
+    await conn.execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+
+
+async def _keep_an_admin(conn: Conn, name: str) -> None:
+    """Inside the changing transaction: refuse (roll back) if no enabled admin of every site is left."""
+    admins = await conn.fetchval(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND sites IS NULL AND disabled_at IS NULL"
+    )
+    if admins == 0:
+        raise ConflictError(f"{name!r} is the last admin whose scope is every site; make another one first")

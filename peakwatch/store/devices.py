@@ -8,6 +8,7 @@ import asyncpg
 
 from peakwatch.domain.devices import Device
 from peakwatch.errors import StoreError
+from peakwatch.store.errors import ConflictError
 from peakwatch.store.pooled import Pooled, convert
 
 _COLUMNS: Final = (
@@ -18,7 +19,7 @@ _SELECT: Final = f"SELECT {_COLUMNS} FROM devices"
 
 
 class DevicesStore(Pooled):
-    """Every method raises StoreError; adding an id that exists is a non-retryable StoreError."""
+    """Every method raises StoreError; adding an id that exists raises ConflictError (a StoreError)."""
 
     async def add(self, device: Device) -> Device:
         async with self._connection("adding a device") as conn:
@@ -35,9 +36,7 @@ class DevicesStore(Pooled):
                     device.created_ms,
                 )
             except asyncpg.UniqueViolationError:
-                raise StoreError(
-                    f"device {device.id!r} exists; rotate its secret instead", retryable=False
-                ) from None
+                raise ConflictError(f"device {device.id!r} exists; rotate its secret instead") from None
             except asyncpg.ForeignKeyViolationError:
                 raise StoreError(f"unknown site {device.site_id!r}", retryable=False) from None
         assert row is not None

@@ -22,6 +22,15 @@ _RETRYABLE_SQLSTATE_CLASSES: Final = frozenset(
 )
 
 
+class ConflictError(StoreError):
+    """The write collides with a row already stored (same key), or would break a rule the stored rows
+    keep (the last admin); retrying the same write cannot help, re-reading and deciding again can.
+    The API answers 409."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 _DATA_EXCEPTION: Final = "22"
 """SQLSTATE class of values the database cannot take (invalid text, numeric out of range)."""
 

@@ -26,6 +26,7 @@ from peakwatch.domain.periods import Period, window_end, window_start
 from peakwatch.domain.targets import Target
 from peakwatch.errors import StoreError
 from peakwatch.store.conn import Conn
+from peakwatch.store.errors import ConflictError as ConflictError  # re-exported: callers import it here
 from peakwatch.store.pooled import Pooled, convert
 from peakwatch.store.records import RestatementRequest
 
@@ -46,14 +47,6 @@ FROM factor_versions"""
 _INSTRUMENT_SELECT: Final = """
 SELECT id, site_id, month, kind, kwh, reference, recorded_at AS recorded_ms FROM green_instruments"""
 _TARGET_SELECT: Final = "SELECT id, site_id, kpi, kind, value, year, baseline_year, note FROM targets"
-
-
-class ConflictError(StoreError):
-    """The write collides with a row already stored (same key); retrying the same write cannot help,
-    re-reading and deciding again can."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
 
 
 class GreenInstrument(msgspec.Struct, frozen=True, kw_only=True):

@@ -375,18 +375,25 @@ class Store(Pooled):
         return await self.get_alert(alert_id) if rows else None
 
     async def list_dead_letters(
-        self, *, reason: str | None = None, limit: int = 500, site_ids: Sequence[str] | None = None
+        self,
+        *,
+        reason: str | None = None,
+        limit: int = 500,
+        site_ids: Sequence[str] | None = None,
+        unknown_site: bool = True,
     ) -> list[DeadLetterRecord]:
-        """Newest first; ``site_ids`` limits to letters of those sites (letters of no known site are left
-        out), ``None``: all."""
+        """Newest first; ``site_ids`` limits to letters of those sites (``None``: every site);
+        ``unknown_site`` includes letters of no known site (only without ``site_ids``)."""
         rows = await self._fetch(
             "listing dead letters",
             "SELECT id, received_at AS received_ms, source, reason, detail, payload, site_id, meter_id "
             "FROM dead_letters WHERE ($1::text IS NULL OR reason = $1) "
-            "AND ($3::text[] IS NULL OR site_id = ANY($3)) ORDER BY received_at DESC, id DESC LIMIT $2",
+            "AND ($3::text[] IS NULL OR site_id = ANY($3)) AND ($4 OR site_id IS NOT NULL) "
+            "ORDER BY received_at DESC, id DESC LIMIT $2",
             reason,
             limit,
             None if site_ids is None else list(site_ids),
+            unknown_site and site_ids is None,
         )
         return [convert(r, DeadLetterRecord) for r in rows]
 

@@ -7,8 +7,10 @@ The route matrix is built from the app's own routes, so a new route is covered t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +24,7 @@ from api import create_app
 from peakwatch.accounts import new_credential
 from peakwatch.config import Settings
 from peakwatch.domain.access import AccessRole, CredentialKind
-from peakwatch.domain.models import AlertChange, ProcessedBatch
+from peakwatch.domain.models import AlertChange, DeadLetter, ProcessedBatch
 from peakwatch.store import Store
 from tests.integration.test_api import Sites, build_registry
 from tests.support import bearer
@@ -496,3 +498,106 @@ async def test_devices_through_the_api(store: Store, app_client: httpx.AsyncClie
     assert revoked.json()["revoked_ms"] is not None
     stored = {d.id: d for d in await store.devices.list()}
     assert stored["gw-1"].revoked_ms is not None
+
+
+# ------------------------------------------------------------------------------------------ review findings
+
+
+async def test_guesses_sent_at_once_are_throttled(store: Store, app_client: httpx.AsyncClient) -> None:
+    name = f"burst-{uuid.uuid4().hex[:6]}"
+    await _user(app_client, await bearer(store), name=name, role="viewer", password=PASSWORD)
+    answers = await asyncio.gather(
+        *(
+            app_client.post("/api/v1/auth/login", json={"username": name, "password": f"guess {i:08d}"})
+            for i in range(20)
+        )
+    )
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [401] * 5 + [429] * 15
+
+
+async def test_a_change_is_audited_whatever_its_query_carries(
+    store: Store, app_client: httpx.AsyncClient, sites: Sites
+) -> None:
+    admin = await bearer(store)
+    name = f"nul-{uuid.uuid4().hex[:6]}"
+    await _user(app_client, admin, name=name, role="viewer", password=PASSWORD)
+    changed = await app_client.patch(f"/api/v1/users/{name}?x=%00", headers=admin, json={"role": "operator"})
+    assert changed.status_code == 200
+    entry = (await app_client.get("/api/v1/audit?limit=1", headers=admin)).json()[0]
+    assert entry["action"] == "PATCH /api/v1/users/{name}"
+    assert entry["outcome"] == "ok"
+    assert entry["detail"]["query"] == {"x": "\\u0000"}
+    refused = await app_client.post(f"/api/v1/sites/{sites.dc}/targets", headers=admin, json={"kpi": "pue"})
+    assert refused.status_code == 422
+    entry = (await app_client.get("/api/v1/audit?limit=1", headers=admin)).json()[0]
+    assert entry["outcome"] == "refused: 422 invalid input"
+    assert entry["site_id"] == sites.dc
+
+
+async def test_admins_demoting_each_other_at_once_leave_one(
+    store: Store, app_client: httpx.AsyncClient
+) -> None:
+    for user in await store.access.list_users():
+        await store.access.delete_user(user.name)
+    names = [f"a-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    tokens = [await bearer(store, user=n) for n in names]
+    answers = await asyncio.gather(
+        *(
+            app_client.patch(f"/api/v1/users/{n}", headers=t, json={"role": "viewer"})
+            for n, t in zip(names, tokens, strict=True)
+        )
+    )
+    assert sorted(r.status_code for r in answers) == [200, 409]
+    assert len([u for u in await store.access.list_users() if u.role is AccessRole.ADMIN]) == 1
+
+
+async def test_a_token_made_with_an_expiring_one_expires_no_later(
+    store: Store, app_client: httpx.AsyncClient
+) -> None:
+    name = f"short-{uuid.uuid4().hex[:6]}"
+    await bearer(store, AccessRole.VIEWER, user=name)
+    now = int(time.time() * 1000)
+    credential, token = new_credential(
+        CredentialKind.TOKEN,
+        user_name=name,
+        name="short",
+        role=AccessRole.VIEWER,
+        sites=None,
+        now_ms=now,
+        ttl_ms=60_000,
+    )
+    await store.access.add_credential(credential)
+    made = await app_client.post(
+        "/api/v1/tokens",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"name": "forever", "expires_in_days": None},
+    )
+    assert made.status_code == 201
+    assert made.json()["credential"]["expires_ms"] == credential.expires_ms
+
+
+async def test_dead_letters_of_no_site_only_for_admins_of_every_site(
+    store: Store, app_client: httpx.AsyncClient, sites: Sites
+) -> None:
+    letter = DeadLetter(
+        received_ms=1_717_200_000_000, source="telemetry/x", reason="unknown_site", detail="?", payload=b"{}"
+    )
+    await store.write(ProcessedBatch(dead_letters=[letter]))
+    for role, seen in ((AccessRole.VIEWER, False), (AccessRole.OPERATOR, False), (AccessRole.ADMIN, True)):
+        listed = (await app_client.get("/api/v1/dead-letters", headers=await bearer(store, role))).json()
+        assert any(d["source"] == "telemetry/x" for d in listed) is seen, role
+
+
+async def test_a_duplicate_made_at_the_same_moment_is_a_conflict(
+    store: Store, app_client: httpx.AsyncClient
+) -> None:
+    admin = await bearer(store)
+    name = f"dup-{uuid.uuid4().hex[:6]}"
+    answers = await asyncio.gather(
+        *(
+            app_client.post("/api/v1/users", headers=admin, json={"name": name, "role": "viewer"})
+            for _ in range(3)
+        )
+    )
+    assert sorted(r.status_code for r in answers) == [201, 409, 409]

@@ -122,25 +122,44 @@ def test_password_rules() -> None:
     assert password_problem("correct horse battery", "ann") is None
 
 
-def test_throttle_counts_per_key_in_a_sliding_window() -> None:
+def test_throttle_counts_attempts_per_key_in_a_sliding_window() -> None:
     throttle = LoginThrottle(max_failures=3, window_ms=1000)
     keys = ("user:ann", "client:10.0.0.1")
-    for t in (0, 100, 200):
-        assert throttle.retry_after_ms(keys, t) == 0
-        throttle.failed(keys, t)
-    assert throttle.retry_after_ms(keys, 300) == 700  # the first failure expires at 1000
-    assert throttle.retry_after_ms(("user:bob", "client:10.0.0.1"), 300) == 700  # same address
-    assert throttle.retry_after_ms(("user:bob", "client:10.0.0.2"), 300) == 0
-    assert throttle.retry_after_ms(keys, 1000) == 0  # one failure left the window
-    throttle.succeeded("user:ann")
-    assert throttle.retry_after_ms(("user:ann", "client:10.0.0.9"), 1000) == 0
+    assert [throttle.attempt(keys, t) for t in (0, 100, 200)] == [0, 0, 0]
+    assert throttle.attempt(keys, 300) == 700  # refused, and not counted: the first expires at 1000
+    assert throttle.attempt(("user:bob", "client:10.0.0.1"), 300) == 700  # the same address
+    assert throttle.attempt(("user:bob", "client:10.0.0.2"), 300) == 0
+    assert throttle.attempt(keys, 1000) == 0  # the attempt at 0 left the window
+
+
+def test_a_success_takes_its_attempt_back() -> None:
+    throttle = LoginThrottle(max_failures=2, window_ms=1000)
+    for t in (0, 1):
+        throttle.attempt(("user:ann", "client:a"), t)
+    throttle.succeeded("user:ann", ("client:a",), 1)
+    assert throttle.attempt(("user:ann", "client:a"), 2) == 0  # user cleared, client back to one attempt
+    assert throttle.attempt(("user:zed", "client:a"), 3) == 997
+
+
+def test_attempts_at_the_same_moment_are_counted_as_they_arrive() -> None:
+    throttle = LoginThrottle(max_failures=5, window_ms=1000)
+    answers = [throttle.attempt(("user:ann", "client:a"), 0) for _ in range(40)]
+    assert answers.count(0) == 5
 
 
 def test_throttle_memory_is_bounded() -> None:
     throttle = LoginThrottle(max_failures=2, window_ms=1000, max_keys=100)
     for i in range(1000):
-        throttle.failed((f"user:{i}",), i)
-    assert len(throttle._failures) <= 100
+        throttle.attempt((f"user:{i}",), i)
+    assert len(throttle._attempts) <= 100
+
+
+def test_redact_makes_any_input_storable() -> None:
+    assert redact({"q": "a\x00b", "n": float("nan"), "i": float("-inf")}) == {
+        "q": "a\\u0000b",
+        "n": "nan",
+        "i": "-inf",
+    }
 
 
 def test_redact_replaces_secret_fields_at_any_depth() -> None:

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
     site_id   text,
     target    text NOT NULL DEFAULT '',
     detail    jsonb NOT NULL DEFAULT '{}',
-    client    text NOT NULL DEFAULT ''
+    client    text NOT NULL DEFAULT '',
+    outcome   text NOT NULL DEFAULT 'ok'  -- 'started' until the change ended; 'ok' or 'refused: …'
 );
 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at DESC);
 
