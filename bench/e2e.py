@@ -271,6 +271,7 @@ class ModeConfig:
     drain_timeout_s: float
     uvloop: bool
     serial_processor: bool
+    bus: str = "spool"
 
     @property
     def steps(self) -> int:
@@ -327,6 +328,8 @@ async def run_mode(cfg: ModeConfig, db: Database, workdir: Path, *, memory_limit
                 pipeline_args.append("--uvloop")
             if cfg.serial_processor:
                 pipeline_args.append("--serial-processor")
+            # as peakwatch up: readings go through the on-disk spool (memory: the in-process queue, A/B)
+            pipeline_args += ["--bus", f"spool://{mode_dir / 'spool'}" if cfg.bus == "spool" else "memory://"]
             pipeline = await Child.spawn("pipeline", *pipeline_args)
             children.append(pipeline)
             publishers = []
@@ -613,6 +616,7 @@ async def _main(args: argparse.Namespace) -> int:
                 drain_timeout_s=args.drain_timeout,
                 uvloop=args.uvloop,
                 serial_processor=args.serial_processor,
+                bus=args.bus,
             )
             results.append(await run_mode(cfg, db, workdir, memory_limit=args.broker_memory_mb << 20))
     finally:
@@ -638,6 +642,7 @@ async def _main(args: argparse.Namespace) -> int:
                 "database": database,
                 "uvloop": args.uvloop,
                 "serial_processor": args.serial_processor,
+                "bus": args.bus,
                 "results": results,
             },
             indent=2,
@@ -675,6 +680,9 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help="run the pipeline on uvloop (what-if)")
     parser.add_argument(
         "--serial-processor", action="store_true", help="processor without write pipelining (A/B)"
+    )
+    parser.add_argument(
+        "--bus", choices=("spool", "memory"), default="spool", help="spool (as peakwatch up) or memory (A/B)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir / external databases")
     args = parser.parse_args()

@@ -1,9 +1,11 @@
 """The system under test of the end-to-end bench, in its own process: collector + processor, no API.
 
-    python -m bench.pipeline --config registry.yaml --mqtt-url mqtt://... --database-url postgresql://...
+    python -m bench.pipeline --config registry.yaml --mqtt-url mqtt://... --database-url postgresql://... \
+        --bus spool:///tmp/spool
 
 Wired by ``cli.stack.running_stack`` exactly as ``peakwatch up --no-demo --mqtt-url ... --database-url
-...`` wires it (same Settings defaults, in-process bus, MQTT 5 when the broker speaks it), except
+...`` wires it (same Settings defaults, the bus given: the on-disk spool as ``peakwatch up``, or
+``memory://`` for an A/B; MQTT 5 when the broker speaks it), except
 that the processor is built here, with the same arguments plus an ``on_written`` hook, so the parent
 learns when each store transaction committed and how many readings it held.
 
@@ -41,6 +43,7 @@ async def _run(args: argparse.Namespace) -> None:
         database_url=args.database_url,
         mqtt_client_id=f"bench-collector-{uuid.uuid4().hex[:8]}",
         allowed_lateness_ms=args.allowed_lateness_ms,
+        bus_url=args.bus,
         demo=False,
     )
     registry = load_registry(settings)
@@ -123,6 +126,7 @@ def main() -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--allowed-lateness-ms", type=int, default=Settings().allowed_lateness_ms)
     parser.add_argument("--heartbeat-s", type=float, default=0.5)
+    parser.add_argument("--bus", required=True, help="spool://<dir> (as peakwatch up) or memory://")
     parser.add_argument("--serial-processor", action="store_true", help="no write pipelining (A/B)")
     parser.add_argument(
         "--uvloop", action="store_true", help="run on uvloop (what-if; peakwatch up does not)"

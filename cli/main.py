@@ -76,7 +76,8 @@ BusOpt = Annotated[
     typer.Option(
         "--bus",
         envvar="PEAKWATCH_BUS_URL",
-        help="Bus between collector and processor: memory:// (in-process).",
+        help="Bus between collector and processor: spool:// (on disk in the data directory: survives "
+        "crashes and database outages; spool:///path?max_bytes=1GiB) or memory:// (in-process, not durable).",
     ),
 ]
 
@@ -150,7 +151,7 @@ def up(
             help="Port of embedded PostgreSQL (loopback) [default: 5433, or a free port when 5433 is taken]"
         ),
     ] = None,
-    bus: BusOpt = "memory://",
+    bus: BusOpt = "spool://",
     demo: Annotated[
         bool,
         typer.Option(
@@ -296,7 +297,7 @@ def collector(
     config: ConfigOpt = None,
     mqtt_url: MqttUrlOpt = None,
     database_url: DbUrlOpt = None,
-    bus: BusOpt = "memory://",
+    bus: BusOpt = "spool://",
 ) -> None:
     """Run only the collector (MQTT -> bus). Needs a bus shared between processes."""
     settings = _settings(config_file=config, mqtt_url=mqtt_url, database_url=database_url, bus_url=bus)
@@ -309,7 +310,7 @@ def processor(
     config: ConfigOpt = None,
     database_url: DbUrlOpt = None,
     data_dir: DataDirOpt = None,
-    bus: BusOpt = "memory://",
+    bus: BusOpt = "spool://",
 ) -> None:
     """Run only the processor (bus -> KPIs -> database). Needs a bus shared between processes."""
     settings = _settings(config_file=config, database_url=database_url, data_dir=data_dir, bus_url=bus)
@@ -339,12 +340,12 @@ def api_command(
 
 
 def _require_shared_bus(settings: Settings, name: str) -> None:
-    if settings.bus_url.startswith("memory://"):
+    if settings.bus_url.startswith(("memory://", "spool://")):
         console.print(
-            f"[red]error:[/red] the {name} alone needs a bus shared between processes, and memory:// lives "
-            f"inside one process. Run the whole pipeline in one process with [bold]peakwatch up[/bold] "
-            f"(add --no-demo and --mqtt-url/--database-url for your own broker and database), or pass "
-            f"--bus kafka://host:9092 once the Kafka bus is installed."
+            f"[red]error:[/red] the {name} alone needs a bus shared between processes; memory:// and the "
+            f"spool:// belong to one process. Run the whole pipeline in one process with "
+            f"[bold]peakwatch up[/bold] (add --no-demo and --mqtt-url/--database-url for your own broker "
+            f"and database), or pass --bus kafka://host:9092 once the Kafka bus is installed."
         )
         raise typer.Exit(2)
 

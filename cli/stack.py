@@ -2,8 +2,8 @@
 
 This is where the data flow is wired, so it reads top to bottom like docs/architecture.md:
 
-    embedded PostgreSQL -> Store (migrate, sync registry)
-    embedded MQTT broker -> MqttSource -> Collector -> Bus -> Processor -> Store
+    embedded PostgreSQL -> Store (migrate, sync registry, first admin)
+    embedded MQTT broker -> MqttSource -> Collector -> Bus (on-disk spool) -> Processor -> Store
     Store -> API (uvicorn)
     simulators -> MQTT broker (demo)
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from api.app import create_app
 from api.health import ComponentStatus
@@ -32,7 +32,7 @@ from collector.metrics import CollectorMetrics
 from collector.mqtt import MqttSource
 from collector.service import Collector
 from peakwatch.accounts import ensure_first_admin
-from peakwatch.bus import Bus, open_bus
+from peakwatch.bus import Bus, SpoolBus, open_bus
 from peakwatch.config import Registry, Settings
 from peakwatch.embedded.mqtt import EmbeddedBroker
 from peakwatch.embedded.postgres import EmbeddedPostgres
@@ -102,8 +102,30 @@ class Stack:
                     detail=f"{self.mqtt_url} connected={self.source.connected}",
                 )
             )
-        if self.bus is not None:
+        if isinstance(self.bus, SpoolBus):
+            bus = self.bus
+            out.append(
+                ComponentStatus(
+                    name="spool",
+                    ok=not bus.full,
+                    detail=f"{bus.depth_items} item(s), {bus.depth_bytes} of {bus.capacity_bytes} bytes"
+                    + ("; full: readings wait on the broker (not acknowledged)" if bus.full else ""),
+                )
+            )
+        elif self.bus is not None:
             out.append(ComponentStatus(name="bus", ok=True, detail=f"lag={self.bus.lag}"))
+        if self.processor is not None:
+            failing = self.processor.write_failing_since_ms
+            out.append(
+                ComponentStatus(
+                    name="processor",
+                    ok=failing is None,
+                    detail="writing"
+                    if failing is None
+                    else f"database writes failing for {(time.time() * 1000 - failing) / 1000:.0f} s; "
+                    "readings are kept in the spool and retried",
+                )
+            )
         for task in self._tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 out.append(ComponentStatus(name=task.get_name(), ok=False, detail=repr(task.exception())))
@@ -129,6 +151,24 @@ class Stack:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+
+def _spool_metrics(bus: SpoolBus, registry: CollectorRegistry) -> None:
+    """Spool depth as gauges read at scrape time (nothing on the hot path)."""
+    Gauge("peakwatch_spool_bytes", "Uncommitted bytes in the on-disk spool.", registry=registry).set_function(
+        lambda: bus.depth_bytes
+    )
+    Gauge(
+        "peakwatch_spool_items", "Uncommitted batches in the on-disk spool.", registry=registry
+    ).set_function(lambda: bus.depth_items)
+    Gauge("peakwatch_spool_capacity_bytes", "The spool's bound (max_bytes).", registry=registry).set_function(
+        lambda: bus.capacity_bytes
+    )
+    Gauge(
+        "peakwatch_spool_full",
+        "1 while the spool is full and the collector stops acknowledging (back-pressure).",
+        registry=registry,
+    ).set_function(lambda: int(bus.full))
 
 
 def _log_end(task: asyncio.Task[Any]) -> None:
@@ -175,8 +215,10 @@ async def _start_broker(stack: Stack) -> None:
 
 async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> None:
     settings, registry = stack.settings, stack.registry
-    bus = open_bus(settings.bus_url)
+    bus = await asyncio.to_thread(open_bus, settings.bus_url, default_dir=settings.data_dir / "spool")
     stack.bus = bus
+    if isinstance(bus, SpoolBus):
+        _spool_metrics(bus, stack.metrics)
     if processor:
         assert stack.store is not None
         proc = Processor(bus, stack.store, registry, settings, ProcessorMetrics(stack.metrics))
@@ -193,7 +235,9 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
             proc.stop()
             await bus.close()
             await asyncio.wait_for(asyncio.shield(task), timeout=30)
-            if bus.lag:
+            if bus.lag and isinstance(bus, SpoolBus):
+                log.warning("%d spooled item(s) are processed at the next start", bus.depth_items)
+            elif bus.lag:
                 # Already acknowledged to the broker, so never silently: say what was not processed.
                 log.error(
                     "stopped with %d bus item(s) unprocessed (the processor did not drain in time)", bus.lag

@@ -64,7 +64,10 @@ class Settings(BaseSettings):
     api_port: int = 8000
     db_port: int = 5433
     """TCP port of embedded PostgreSQL (loopback only)."""
-    bus_url: str = "memory://"
+    bus_url: str = "spool://"
+    """Between collector and processor: ``spool://`` (on disk in ``data_dir/spool``, survives a crash
+    and a database outage; ``spool:///path?max_bytes=1GiB&fsync=0``) or ``memory://`` (in-process,
+    not durable; tests and benchmarks)."""
     window_ms: int = 60_000
     """The processor's closing window. Fixed at one minute: the 15-minute .. 12-month periods are summed
     from minutes (docs/kpis.md); the setting exists so that a wrong value is refused, not ignored."""

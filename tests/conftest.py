@@ -13,11 +13,7 @@ from tests.fixtures.postgres import *  # noqa: F403
 
 # peakwatch reads PEAKWATCH_* from the environment (pydantic-settings). A developer's own settings,
 # e.g. PEAKWATCH_DATABASE_URL pointing at the machine's PostgreSQL, must not leak into the tests, which
-# start their own servers. Only the documented test switches survive.
-_TEST_SWITCHES = {
-    "PEAKWATCH_TEST_DATABASE_URL",
-    "PEAKWATCH_TEST_FUZZ_EXAMPLES",
-    "PEAKWATCH_TEST_SCHEMATHESIS_EXAMPLES",
-}
-for _name in [n for n in os.environ if n.startswith("PEAKWATCH_") and n not in _TEST_SWITCHES]:
+# start their own servers. Only the test switches (PEAKWATCH_TEST_*: DATABASE_URL, FUZZ_EXAMPLES,
+# SCHEMATHESIS_EXAMPLES, DB_OUTAGE_S) survive.
+for _name in [n for n in os.environ if n.startswith("PEAKWATCH_") and not n.startswith("PEAKWATCH_TEST_")]:
     del os.environ[_name]
