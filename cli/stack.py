@@ -104,12 +104,14 @@ class Stack:
             )
         if isinstance(self.bus, SpoolBus):
             bus = self.bus
+            refusing = bus.failing
             out.append(
                 ComponentStatus(
                     name="spool",
-                    ok=not bus.full,
+                    ok=not bus.full and refusing is None,
                     detail=f"{bus.depth_items} item(s), {bus.depth_bytes} of {bus.capacity_bytes} bytes"
-                    + ("; full: readings wait on the broker (not acknowledged)" if bus.full else ""),
+                    + ("; full: readings wait on the broker (not acknowledged)" if bus.full else "")
+                    + (f"; {refusing}: readings wait on the broker (not acknowledged)" if refusing else ""),
                 )
             )
         elif self.bus is not None:

@@ -7,10 +7,13 @@ One step::
     await store.write(batch)               # one transaction; retried while the error is retryable
     await bus.commit(polled)               # only after the write: at-least-once, idempotent store
 
-``run`` pipelines this one step deep: while step N's transaction is in flight, step N+1 is polled,
-computed and its transaction started on a second pooled connection, so this process and two database
-backends work at the same time (on a 2-core machine that is most of the throughput). ``run`` polls
-step N+2 only after write N committed, so at most two steps' output is in flight.
+``run`` pipelines the steps: while step N's transaction is in flight, step N+1 is polled, computed and
+its transaction started on another pooled connection, so this process and several database backends
+work at the same time (on a 2-core machine that is most of the throughput). At most
+``writes_in_flight`` (3) steps' output is in flight; the next step is polled once the oldest committed.
+
+Each step carries an id (``ProcessedBatch.write_id``) that its transaction records: a write retried
+after an ambiguous failure (the COMMIT reached the server, its reply was lost) is applied once.
 
 Two transactions may overlap because what they write commutes: readings are insert-if-absent,
 meter states keep the newest timestamp, interval amounts add up, events and dead letters append, and
@@ -39,6 +42,7 @@ import collections
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -204,7 +208,7 @@ class Processor:
                 await in_flight.popleft()
         except BaseException as exc:
             self._stop.set()  # a write being retried gives up instead of holding the failure back
-            for task in in_flight:
+            for task in reversed(in_flight):  # newest first: none commits the bus past an older one
                 await _settle(task, cancel=isinstance(exc, asyncio.CancelledError))
             if accountant is not None:
                 await _settle(accountant, cancel=True)
@@ -315,15 +319,22 @@ class Processor:
                     detail=detail,
                 )
             )
+        # One request per meter and step, over the range of its out-of-order readings: a replay after a
+        # crash brings thousands of them, and each request costs a re-derivation.
+        spans: dict[tuple[str, str], tuple[int, int, int]] = {}
         for site_id, meter_id, ts in out.rederive:
+            first, last, count = spans.get((site_id, meter_id), (ts, ts, 0))
+            spans[(site_id, meter_id)] = (min(first, ts), max(last, ts), count + 1)
+        for (site_id, meter_id), (first, last, count) in spans.items():
             restatements.append(
                 Restatement(
                     site_id=site_id,
                     meter_id=meter_id,
-                    from_ms=ts,
-                    to_ms=ts + 1,
+                    from_ms=first,
+                    to_ms=last + 1,
                     reason=RestatementReason.OUT_OF_ORDER,
-                    detail=f"{meter_id}: reading at {ts} older than the meter's newest: re-derived",
+                    detail=f"{meter_id}: {count} reading(s) from {first} to {last} older than the meter's "
+                    "newest: re-derived",
                 )
             )
         events: list[MeterEvent] = out.events()
@@ -428,6 +439,8 @@ class Processor:
             or batch.restatements
         ):
             return False
+        if batch.write_id is None:  # one id for every attempt: the store applies the step once
+            batch.write_id = uuid.uuid4().hex
         delay_s = self._retry_initial_s
         m = self.metrics
         while True:
@@ -526,6 +539,11 @@ async def _after(task: asyncio.Task[bool]) -> None:
 
 
 def _raise_if_failed(task: asyncio.Task[bool] | None) -> None:
-    """A step computed on top of a step that was not stored is not committed either."""
-    if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+    """A step computed on top of a step that was not stored is not committed either (a cancelled
+    write was not stored: committing past it would lose its readings)."""
+    if task is None or not task.done():
+        return
+    if task.cancelled():
+        raise StoreError("an earlier write was cancelled", retryable=False)
+    if task.exception() is not None:
         raise StoreError(f"an earlier write failed: {task.exception()}", retryable=False)

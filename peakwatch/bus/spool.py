@@ -54,6 +54,7 @@ import itertools
 import logging
 import os
 import re
+import shutil
 import struct
 import weakref
 import zlib
@@ -219,6 +220,8 @@ class SpoolBus(Bus):
 
         self._closed = False
         self._broken: str | None = None
+        self.append_error: str | None = None
+        """Why the last append failed (a full disk), until one succeeds: health reports it."""
         self._publish_lock = asyncio.Lock()
         self._poll_lock = asyncio.Lock()
         self._commit_lock = asyncio.Lock()
@@ -260,6 +263,11 @@ class SpoolBus(Bus):
     @property
     def fsync(self) -> bool:
         return self._fsync
+
+    @property
+    def failing(self) -> str | None:
+        """Why the spool refuses writes now (broken, or the last append failed), else ``None``."""
+        return self._broken or self.append_error
 
     @property
     def full(self) -> bool:
@@ -359,6 +367,7 @@ class SpoolBus(Bus):
             while written < len(view):
                 written += os.write(fd, view[written:])
         except OSError as exc:
+            self.append_error = f"cannot append a record: {exc}"
             if written:
                 try:
                     os.ftruncate(fd, active.end - active.base)
@@ -368,6 +377,7 @@ class SpoolBus(Bus):
             raise BusError(f"spool {self.directory}: cannot append a record: {exc}") from exc
         active.end += len(record)
         self._write_end = active.end
+        self.append_error = None
 
     def _roll(self) -> _Segment:
         base = self._write_end
@@ -570,6 +580,27 @@ class SpoolBus(Bus):
             valid, starts, problem = _scan(path, limit)
             if problem is None and valid < size:
                 problem = f"{size - valid} byte(s) overlap the next segment"
+            torn = problem is not None and problem.startswith(("incomplete record header", "short read"))
+            torn = torn or (problem is not None and "runs past the end" in problem)
+            if problem is not None and last and not torn:
+                # damage inside the last segment, not a write cut short: the records after it were
+                # acknowledged, so keep the whole file for inspection before cutting it back
+                copy = path.with_name(path.name + ".corrupt")
+                n = 1
+                while copy.exists():
+                    copy = path.with_name(f"{path.name}.{n}.corrupt")
+                    n += 1
+                shutil.copy2(path, copy)
+                log.error(
+                    "spool %s: %s: damaged record (%s); log positions %d..%d cannot be delivered; a copy "
+                    "of the segment is kept as %s",
+                    directory,
+                    path.name,
+                    problem,
+                    base + valid,
+                    base + size,
+                    copy.name,
+                )
             if problem is not None:
                 if last:
                     log.warning(

@@ -331,3 +331,6 @@ class ProcessedBatch(msgspec.Struct, kw_only=True):
     dead_letters: list[DeadLetter] = msgspec.field(default_factory=list)
     restatements: list[Restatement] = msgspec.field(default_factory=list)
     """Late or out-of-order data for closed windows: queued for the accountant in the same transaction."""
+    write_id: str | None = None
+    """Set by the processor before the first attempt: the store applies a step once per id, so a retry
+    after a lost COMMIT reply does not add its interval amounts twice."""

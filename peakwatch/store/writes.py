@@ -201,6 +201,15 @@ async def write_batch(conn: Conn, batch: ProcessedBatch, meter_keys: MeterKeys) 
     """Everything in ``batch`` or nothing. ``meter_keys`` must hold every reading's meter (KeyError
     otherwise). Raises asyncpg errors (the caller translates them)."""
     async with conn.transaction():
+        if batch.write_id is not None:
+            first = await conn.fetchval(
+                "INSERT INTO processor_writes (id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+                batch.write_id,
+            )
+            if not first:  # an earlier attempt committed (its reply was lost): applying it again would
+                return  # add its interval amounts twice
+            if hash(batch.write_id) % 1000 == 0:  # now and then, forget ids no retry can still carry
+                await conn.execute("DELETE FROM processor_writes WHERE at < now() - interval '1 day'")
         if batch.readings:
             await _write_readings(conn, batch.readings, meter_keys)
         if batch.meter_states:

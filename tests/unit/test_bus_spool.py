@@ -316,6 +316,33 @@ async def test_a_torn_tail_of_the_last_segment_is_truncated(
     await last.close()
 
 
+async def test_damage_inside_the_last_segment_keeps_a_copy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records after a damaged one were acknowledged: they cannot be delivered (no way to resync past
+    the damage) but are never thrown away unseen: the file is copied aside and the loss logged."""
+    bus = SpoolBus(tmp_path)
+    for i in range(5):
+        await bus.publish(batch("a", 4, start=i * 10))
+    await bus.close()
+    (segment,) = seg_files(tmp_path)
+    data = bytearray(segment.read_bytes())
+    record = len(data) // 5
+    data[record + record // 2] ^= 0xFF  # a flipped bit inside the second record
+    segment.write_bytes(bytes(data))
+
+    with caplog.at_level(logging.WARNING, logger="peakwatch.bus.spool"):
+        again = SpoolBus(tmp_path)
+    copies = list(tmp_path.glob("*.corrupt"))
+    assert len(copies) == 1
+    assert copies[0].read_bytes() == bytes(data)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "CRC mismatch" in errors[0]
+    assert first_ts(await again.poll()) == [0]
+    await again.close()
+
+
 async def test_a_damaged_record_in_an_earlier_segment_sets_it_aside_and_reading_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
