@@ -144,7 +144,9 @@ def test_every_operation_keeps_its_contract(api_url: str, admin_headers: dict[st
                 # hypothesis replaying a failing example would see another answer and report the run
                 # as flaky instead of the failure itself.
                 if not _only_deliberate_rejections(exc) and case.operation.label not in failures:
-                    failures[case.operation.label] = f"{case.method} {case.formatted_path}: {_describe(exc)}"[:3000]
+                    failures[case.operation.label] = f"{case.method} {case.formatted_path}: {_describe(exc)}"[
+                        :3000
+                    ]
 
         check()
     assert operations >= (1 if only else 40), operations
