@@ -24,9 +24,9 @@ from schemathesis.openapi.checks import RejectedPositiveData
 
 from peakwatch.net import free_port
 
-pytestmark = pytest.mark.integration
-
 EXAMPLES = int(os.environ.get("PEAKWATCH_TEST_SCHEMATHESIS_EXAMPLES", "10"))
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(max(300, 2 * EXAMPLES))]
+"""The long run (1000 examples per operation) takes about 6 minutes."""
 CHECKS = [
     schemathesis.checks.not_a_server_error,
     schemathesis.checks.status_code_conformance,
