@@ -34,7 +34,7 @@ from peakwatch.domain.factors import (
 )
 from peakwatch.domain.kpis import DEFAULT_GB40879_THRESHOLDS
 from peakwatch.domain.models import Carrier, Meter, Quantity, Register, Role, Site
-from peakwatch.domain.rules import KPI_FIELDS, ThresholdRule
+from peakwatch.domain.rules import KPI_FIELDS, StalenessRule, ThresholdRule
 from peakwatch.domain.units import CARRIER_QUANTITIES, METER_UNITS, meter_quantity
 from peakwatch.errors import ConfigError
 
@@ -138,10 +138,18 @@ class _SiteDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class _RuleDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename={"for_": "for"}):
     name: str
-    kpi: str
-    op: str
-    threshold: float
+    kpi: str | None = None
+    op: str | None = None
+    threshold: float | None = None
+    """A threshold rule has ``kpi``, ``op`` and ``threshold``; a staleness rule has ``silent_for``."""
+    silent_for: str | int | None = None
+    meter_roles: list[str] = []
     for_: str | int = 0
+    recover: float | None = None
+    """Hysteresis: the value a firing alert must get back past (default: ``threshold``)."""
+    keep_firing_for: str | int = 0
+    min_completeness: float = 0.0
+    min_it_kw: float | None = None
     severity: str = "warning"
     summary: str = ""
     site_kinds: list[str] = []
@@ -186,10 +194,12 @@ class Registry:
         factors: FactorLibrary | None = None,
         *,
         gb40879_thresholds: tuple[float, float, float] = DEFAULT_GB40879_THRESHOLDS,
+        staleness_rules: Iterable[StalenessRule] = (),
     ) -> None:
         self.sites: dict[str, Site] = {s.id: s for s in sites}
         self.meters: dict[tuple[str, str], Meter] = {(m.site_id, m.id): m for m in meters}
         self.rules: tuple[ThresholdRule, ...] = tuple(rules)
+        self.staleness_rules: tuple[StalenessRule, ...] = tuple(staleness_rules)
         self.factors: FactorLibrary = factors or FactorLibrary()
         self.gb40879_thresholds: tuple[float, float, float] = gb40879_thresholds
         """Upper limits of the electric energy ratio for GB 40879-2021 grades 1, 2 and 3."""
@@ -315,7 +325,16 @@ class Registry:
         if len({s.id for s in sites}) != len(sites):
             raise ConfigError(f"{source}: duplicate site ids")
         rules: list[ThresholdRule] = []
+        stale_rules: list[StalenessRule] = []
         for r in doc.rules:
+            if r.silent_for is not None:
+                stale_rules.append(_staleness_rule(r, source))
+                continue
+            if r.kpi is None or r.op is None or r.threshold is None:
+                raise ConfigError(
+                    f"{source}: rule {r.name}: give kpi, op and threshold (a threshold rule) or silent_for "
+                    "(a staleness rule)"
+                )
             if r.kpi not in KPI_FIELDS:
                 raise ConfigError(
                     f"{source}: rule {r.name}: unknown kpi {r.kpi!r}; known: {sorted(KPI_FIELDS)}"
@@ -333,13 +352,50 @@ class Registry:
                             "summary": r.summary,
                             "site_kinds": r.site_kinds,
                             "site_ids": r.site_ids,
+                            "recover_threshold": r.recover,
+                            "keep_firing_for_ms": parse_duration_ms(r.keep_firing_for),
+                            "min_completeness": r.min_completeness,
+                            "min_it_kw": r.min_it_kw,
                         },
                         ThresholdRule,
                     )
                 )
             except msgspec.ValidationError as exc:
                 raise ConfigError(f"{source}: rule {r.name}: {exc}") from exc
-        return cls(sites, meters, rules, factors, gb40879_thresholds=thresholds)
+            if (problem := rules[-1].problem()) is not None:
+                raise ConfigError(f"{source}: rule {r.name}: {problem}")
+        names = [r.name for r in doc.rules]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{source}: duplicate rule names")
+        return cls(sites, meters, rules, factors, gb40879_thresholds=thresholds, staleness_rules=stale_rules)
+
+
+def _staleness_rule(r: _RuleDoc, source: str) -> StalenessRule:
+    where = f"{source}: rule {r.name}"
+    if r.kpi is not None or r.op is not None or r.threshold is not None:
+        raise ConfigError(f"{where}: a staleness rule (silent_for) takes no kpi, op or threshold")
+    assert r.silent_for is not None
+    silent_ms = parse_duration_ms(r.silent_for)
+    if silent_ms <= 0:
+        raise ConfigError(f"{where}: silent_for must be positive")
+    unknown = sorted(set(r.meter_roles) - {role.value for role in Role})
+    if unknown:
+        raise ConfigError(f"{where}: unknown meter roles {unknown}")
+    try:
+        return msgspec.convert(
+            {
+                "name": r.name,
+                "silent_ms": silent_ms,
+                "severity": r.severity,
+                "summary": r.summary,
+                "site_kinds": r.site_kinds,
+                "site_ids": r.site_ids,
+                "meter_roles": r.meter_roles,
+            },
+            StalenessRule,
+        )
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 GRID_FACTOR_UNIT = "kgCO2/kWh"

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import logging
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from peakwatch.config import Registry
-from peakwatch.domain.models import AlertChange, KpiWindow
-from peakwatch.domain.rules import AlertState, RuleState, ThresholdRule, evaluate
+from peakwatch.domain.models import AlertChange, KpiWindow, Meter
+from peakwatch.domain.rules import (
+    AlertState,
+    Evidence,
+    RuleState,
+    StalenessRule,
+    ThresholdRule,
+    evaluate,
+    staleness,
+)
 
 if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs the record's shape
     from peakwatch.store.records import AlertRecord
@@ -24,15 +32,19 @@ if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs
 log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = frozenset(
-    {"value", "site", "site_name", "threshold", "rule", "kpi", "op", "state", "severity"}
+    {"value", "site", "site_name", "threshold", "rule", "kpi", "op", "state", "severity", "meter", "silent_s"}
 )
 """Names a rule's ``summary`` template may use, e.g. ``"PUE {value:.2f} above {threshold} at {site}"``."""
 
 _CLOSED = (AlertState.INACTIVE, AlertState.RESOLVED)
 
 
-def fingerprint(rule_name: str, site_id: str) -> str:
-    return f"{rule_name}@{site_id}"
+def fingerprint(rule_name: str, site_id: str, meter_id: str | None = None) -> str:
+    return f"{rule_name}@{site_id}" if meter_id is None else f"{rule_name}@{site_id}/{meter_id}"
+
+
+STALENESS_EVERY_MS = 1_000
+"""Staleness is looked at once a second of wall time at most (a scan over every watched meter)."""
 
 
 def template_is_safe(template: str) -> bool:
@@ -59,6 +71,13 @@ def render_summary(template: str, values: Mapping[str, object], fallback: str) -
         return fallback
 
 
+def evidence(window: KpiWindow) -> Evidence:
+    """What a rule's gates look at: completeness and the mean IT load over the window."""
+    hours = (window.end_ms - window.start_ms) / 3_600_000
+    it_kw = None if window.it_kwh is None or hours <= 0 else window.it_kwh / hours
+    return Evidence(completeness=window.completeness, it_kw=it_kw)
+
+
 class _Tracked:
     __slots__ = ("last_end_ms", "state")
 
@@ -77,12 +96,23 @@ class RuleEngine:
             for site in registry.sites.values()
         }
         self._tracked: dict[str, _Tracked] = {}
-        for rule in registry.rules:
-            if not template_is_safe(rule.summary):
+        self._watched: list[tuple[StalenessRule, Meter]] = [
+            (rule, meter)
+            for rule in registry.staleness_rules
+            for meter in registry.meters.values()
+            if (site := registry.sites.get(meter.site_id)) is not None
+            and rule.applies_to(site.id, site.kind, meter.role.value)
+        ]
+        self._watch_started_ms: int | None = None
+        self._last_staleness_ms: int | None = None
+        templates = [(r.name, r.summary) for r in registry.rules]
+        templates += [(r.name, r.summary) for r in registry.staleness_rules]
+        for name, summary in templates:
+            if not template_is_safe(summary):
                 log.warning(
                     "rule %s: summary template %r uses fields other than %s; a default summary is used",
-                    rule.name,
-                    rule.summary,
+                    name,
+                    summary,
                     sorted(SUMMARY_FIELDS),
                 )
 
@@ -118,12 +148,76 @@ class RuleEngine:
             tracked.last_end_ms = window.end_ms
             value = getattr(window, rule.kpi)
             old = tracked.state
-            new = evaluate(rule, old, value, window.start_ms, window.end_ms)
+            new = evaluate(rule, old, value, window.start_ms, window.end_ms, evidence(window))
             tracked.state = new
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
             changes.append(self._change(rule, window, old, new))
         return changes
+
+    def evaluate_staleness(
+        self, now_ms: int, seen_ms: Callable[[str, str], int | None], *, backlog: bool = False
+    ) -> list[AlertChange]:
+        """Staleness rules on the clock. ``seen_ms(site, meter)``: when the meter last reported (``None``:
+        not since watching began). Not while the processor is catching up on a backlog: readings that
+        wait in the spool are not silence."""
+        if self._watch_started_ms is None:
+            self._watch_started_ms = now_ms
+        if backlog or not self._watched:
+            return []
+        if self._last_staleness_ms is not None and now_ms - self._last_staleness_ms < STALENESS_EVERY_MS:
+            return []
+        self._last_staleness_ms = now_ms
+        changes: list[AlertChange] = []
+        for rule, meter in self._watched:
+            fp = fingerprint(rule.name, meter.site_id, meter.id)
+            tracked = self._tracked.get(fp)
+            old = RuleState() if tracked is None else tracked.state
+            seen = seen_ms(meter.site_id, meter.id)
+            new = staleness(rule, old, self._watch_started_ms if seen is None else seen, now_ms)
+            if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
+                continue
+            self._tracked[fp] = _Tracked(new, now_ms)
+            changes.append(self._stale_change(rule, meter, new, now_ms))
+        return changes
+
+    def _stale_change(self, rule: StalenessRule, meter: Meter, new: RuleState, now_ms: int) -> AlertChange:
+        site = self._registry.sites.get(meter.site_id)
+        assert new.since_ms is not None
+        silent_s = (now_ms - new.since_ms) / 1000
+        fallback = (
+            f"meter {meter.id} at {meter.site_id} silent for {silent_s:.0f} s"
+            if new.state is AlertState.FIRING
+            else f"meter {meter.id} at {meter.site_id} reports again"
+        )
+        summary = render_summary(
+            rule.summary,
+            {
+                "value": silent_s,
+                "silent_s": silent_s,
+                "site": meter.site_id,
+                "site_name": site.name if site else meter.site_id,
+                "meter": meter.id,
+                "threshold": rule.silent_ms / 1000,
+                "rule": rule.name,
+                "kpi": "silence",
+                "op": ">=",
+                "state": new.state.value,
+                "severity": rule.severity,
+            },
+            fallback,
+        )
+        return AlertChange(
+            fingerprint=fingerprint(rule.name, meter.site_id, meter.id),
+            rule=rule.name,
+            site_id=meter.site_id,
+            state=new.state.value,
+            severity=rule.severity,
+            summary=summary,
+            value=silent_s if new.state is AlertState.FIRING else None,
+            started_ms=new.since_ms,
+            at_ms=now_ms,
+        )
 
     def _change(self, rule: ThresholdRule, window: KpiWindow, old: RuleState, new: RuleState) -> AlertChange:
         site = self._registry.sites.get(window.site_id)

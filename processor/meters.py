@@ -35,7 +35,7 @@ arithmetic. The accountant re-derives stored readings with the same function
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import msgspec
 
@@ -71,7 +71,7 @@ _AGGREGATED = frozenset({MeterFlag.OUT_OF_ORDER, MeterFlag.DUPLICATE, MeterFlag.
 class MeterSlot(MeterRegister):
     """One meter's rules state (``MeterRegister``) plus what the processor needs around it."""
 
-    __slots__ = ("dirty", "get", "meter", "meter_id", "pending", "site_id")
+    __slots__ = ("dirty", "get", "meter", "meter_id", "pending", "seen_ms", "site_id")
 
     def __init__(self, meter: Meter) -> None:
         super().__init__(meter)
@@ -82,6 +82,8 @@ class MeterSlot(MeterRegister):
         self.pending: dict[int, float] = {}
         """Amounts per window start accumulated during the current step."""
         self.dirty = False
+        self.seen_ms: int | None = None
+        """Wall-clock time the meter last reported (staleness rules); ``None``: not since start."""
 
     def state(self, now_ms: int) -> MeterState:
         return MeterState(
@@ -223,6 +225,7 @@ class MeterTracker:
             slot = self.slot(st.site_id, st.meter_id)
             if slot is not None:
                 slot.restore(st.last_ts_ms, st.last_value)
+                slot.seen_ms = st.last_seen_ms
 
     def add_replacements(self, replacements: Iterable[MeterReplacement]) -> None:
         """Use these meter replacements from now on (a record at the same time as a known one replaces
@@ -330,6 +333,7 @@ class MeterTracker:
         states: list[MeterState] = []
         for slot in out.touched:
             slot.dirty = False
+            slot.seen_ms = now_ms
             if slot.pending:
                 estimated = slot.estimated
                 for w, amount in slot.pending.items():
@@ -347,6 +351,10 @@ class MeterTracker:
                 states.append(slot.state(now_ms))
         out.touched = []
         return intervals, states
+
+    def slots(self) -> Iterator[MeterSlot]:
+        for slots in self._sites.values():
+            yield from slots.values()
 
     def prune(self, now_ms: int) -> None:
         """Forget interval timestamps older than the retention (at most once per window of wall time)."""

@@ -364,6 +364,7 @@ class Processor:
                 closed = watermark - watermark % self.window_ms
                 if closed > self.closed_end_ms.get(sw.site.id, closed - 1):
                     self.closed_end_ms[sw.site.id] = closed
+        alerts.extend(self.rules.evaluate_staleness(now_ms, self._seen_ms, backlog=backlog))
         self.tracker.prune(now_ms)
         dead_letters.extend(out.dead_letters)
         m = self.metrics
@@ -493,6 +494,10 @@ class Processor:
                 self._written.notify_all()
         if self._on_written is not None:
             self._on_written(batch)
+
+    def _seen_ms(self, site_id: str, meter_id: str) -> int | None:
+        slot = self.tracker.slot(site_id, meter_id)
+        return None if slot is None else slot.seen_ms
 
     # ------------------------------------------------------------------ restart
 

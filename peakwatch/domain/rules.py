@@ -1,10 +1,18 @@
-"""Threshold rules over KPI windows: the first alert, evaluated in event time.
+"""Threshold rules over KPI windows, evaluated in event time.
 
 A rule breaches when ``value <op> threshold``. It goes ``inactive -> pending`` on the first breaching
 window, ``pending -> firing`` once it has breached continuously for ``for_ms`` (measured from the start
-of the first breaching window to the end of the current one), and ``firing -> resolved`` on the first
-window that does not breach. A window with no value (``None``: e.g. no IT energy) leaves the state as
-it is: no evidence either way. The full engine (hysteresis, staleness, routing) is issue #4.
+of the first breaching window to the end of the current one), and ``firing -> resolved`` once the value
+has *recovered* continuously for ``keep_firing_for_ms`` (0: the first recovered window).
+
+Recovered means back on the safe side of ``recover_threshold`` when the rule has one, else simply not
+breaching. A separate recovery threshold is hysteresis: a PUE oscillating around 1.5 fires once at
+> 1.5 and resolves only below, say, 1.45, instead of flapping with every window.
+
+A window with no value (``None``: e.g. no IT energy), or one the rule's gates refuse (completeness
+below ``min_completeness``, IT load below ``min_it_kw``: a PUE computed on a near-idle hall or on half
+the meters is not evidence), leaves the state as it is: no evidence either way. Staleness, routing and
+notifications are issue #4's other parts.
 """
 
 from __future__ import annotations
@@ -57,6 +65,14 @@ class ThresholdRule(msgspec.Struct, frozen=True, kw_only=True):
     """Empty means every kind."""
     site_ids: tuple[str, ...] = ()
     """Empty means every site."""
+    recover_threshold: float | None = None
+    """Hysteresis: a firing alert recovers only on the safe side of this (``None``: of ``threshold``)."""
+    keep_firing_for_ms: int = 0
+    """A firing alert resolves only after this long recovered (a single good window does not end it)."""
+    min_completeness: float = 0.0
+    """Windows with a lower completeness (share of expected meter-minutes present) are no evidence."""
+    min_it_kw: float | None = None
+    """Windows whose mean IT load is below this are no evidence (PUE of a near-idle hall is noise)."""
 
     def applies_to(self, site_id: str, kind: SiteKind) -> bool:
         return (not self.site_ids or site_id in self.site_ids) and (
@@ -66,6 +82,46 @@ class ThresholdRule(msgspec.Struct, frozen=True, kw_only=True):
     def breaches(self, value: float) -> bool:
         return _OPS[self.op](value, self.threshold)
 
+    def recovered(self, value: float) -> bool:
+        return not _OPS[self.op](
+            value, self.threshold if self.recover_threshold is None else self.recover_threshold
+        )
+
+    def problem(self) -> str | None:
+        """Why the rule cannot be used as written (``None``: it can)."""
+        if self.recover_threshold is not None:
+            upward = self.op in (">", ">=")
+            if (upward and self.recover_threshold > self.threshold) or (
+                not upward and self.recover_threshold < self.threshold
+            ):
+                side = "at or below" if upward else "at or above"
+                return (
+                    f"recover threshold {self.recover_threshold:g} must be {side} the threshold "
+                    f"{self.threshold:g} (it is the safe side of a {self.op} rule)"
+                )
+        if self.for_ms < 0 or self.keep_firing_for_ms < 0:
+            return "durations must not be negative"
+        if not 0.0 <= self.min_completeness <= 1.0:
+            return f"min_completeness {self.min_completeness:g} must be a share between 0 and 1"
+        return None
+
+
+class Evidence(msgspec.Struct, frozen=True, kw_only=True):
+    """What the gates look at besides the value: the window's completeness and mean IT load."""
+
+    completeness: float = 1.0
+    it_kw: float | None = None
+
+
+def gated(rule: ThresholdRule, evidence: Evidence) -> str | None:
+    """Why the window is no evidence for ``rule`` (``None``: it is)."""
+    if evidence.completeness < rule.min_completeness:
+        return f"completeness {evidence.completeness:.0%} below {rule.min_completeness:.0%}"
+    if rule.min_it_kw is not None and (evidence.it_kw is None or evidence.it_kw < rule.min_it_kw):
+        load = "unknown" if evidence.it_kw is None else f"{evidence.it_kw:.4g} kW"
+        return f"IT load {load} below {rule.min_it_kw:g} kW"
+    return None
+
 
 class RuleState(msgspec.Struct, frozen=True, kw_only=True):
     """Where one rule stands for one site. ``since_ms``: start of the current breach."""
@@ -73,24 +129,67 @@ class RuleState(msgspec.Struct, frozen=True, kw_only=True):
     state: AlertState = AlertState.INACTIVE
     since_ms: int | None = None
     value: float | None = None
+    recovering_since_ms: int | None = None
+    """While firing: start of the current run of recovered windows (``keep_firing_for_ms``)."""
 
 
 def evaluate(
-    rule: ThresholdRule, current: RuleState, value: float | None, start_ms: int, end_ms: int
+    rule: ThresholdRule,
+    current: RuleState,
+    value: float | None,
+    start_ms: int,
+    end_ms: int,
+    evidence: Evidence | None = None,
 ) -> RuleState:
     """The rule's next state after the window ``[start_ms, end_ms)`` whose KPI is ``value``."""
-    if value is None:
+    if value is None or (evidence is not None and gated(rule, evidence) is not None):
         return current
+    if current.state is AlertState.FIRING:
+        if not rule.recovered(value):
+            return RuleState(state=AlertState.FIRING, since_ms=current.since_ms, value=value)
+        recovering = current.recovering_since_ms if current.recovering_since_ms is not None else start_ms
+        if end_ms - recovering >= rule.keep_firing_for_ms:
+            return RuleState(state=AlertState.RESOLVED, since_ms=current.since_ms, value=value)
+        return RuleState(
+            state=AlertState.FIRING, since_ms=current.since_ms, value=value, recovering_since_ms=recovering
+        )
     if rule.breaches(value):
         since = current.since_ms if current.state in (AlertState.PENDING, AlertState.FIRING) else start_ms
         assert since is not None
         held_ms = end_ms - since
-        state = (
-            AlertState.FIRING
-            if current.state is AlertState.FIRING or held_ms >= rule.for_ms
-            else AlertState.PENDING
-        )
+        state = AlertState.FIRING if held_ms >= rule.for_ms else AlertState.PENDING
         return RuleState(state=state, since_ms=since, value=value)
-    if current.state is AlertState.FIRING:
-        return RuleState(state=AlertState.RESOLVED, since_ms=current.since_ms, value=value)
     return RuleState(state=AlertState.INACTIVE, value=value)
+
+
+class StalenessRule(msgspec.Struct, frozen=True, kw_only=True):
+    """Fires for a meter that has not reported for ``silent_ms`` of wall-clock time, evaluated on the
+    processor's clock: a dead meter sends nothing that could trigger a rule, so waiting for data would
+    never raise it. One alert per meter; it resolves when the meter reports again."""
+
+    name: str
+    silent_ms: int
+    severity: str = "warning"
+    summary: str = ""
+    site_kinds: tuple[SiteKind, ...] = ()
+    site_ids: tuple[str, ...] = ()
+    meter_roles: tuple[str, ...] = ()
+    """Meter roles it watches (``it_load``, ``pv_generation`` ...); empty means every meter."""
+
+    def applies_to(self, site_id: str, kind: SiteKind, role: str) -> bool:
+        return (
+            (not self.site_ids or site_id in self.site_ids)
+            and (not self.site_kinds or kind in self.site_kinds)
+            and (not self.meter_roles or role in self.meter_roles)
+        )
+
+
+def staleness(rule: StalenessRule, current: RuleState, last_seen_ms: int, now_ms: int) -> RuleState:
+    """The rule's state for a meter last seen at ``last_seen_ms`` (for a meter never seen: when
+    watching began). Firing starts at the last sign of life; there is no pending stage, the silence is
+    its own duration."""
+    if now_ms - last_seen_ms >= rule.silent_ms:
+        return RuleState(state=AlertState.FIRING, since_ms=last_seen_ms)
+    if current.state is AlertState.FIRING:
+        return RuleState(state=AlertState.RESOLVED, since_ms=current.since_ms)
+    return RuleState(state=AlertState.INACTIVE)

@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -192,20 +194,23 @@ async def reference(module_database_url: str, tmp_path_factory: pytest.TempPathF
 
 
 @contextlib.asynccontextmanager
-async def own_postgres(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
-    """A PostgreSQL server of this test's own (the session's is shared, and this one gets stopped)."""
-    pg = EmbeddedPostgres(tmp_path / "pg", port=free_port(), durable=False, timescale=False)
+async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
+    """A PostgreSQL server of this test's own (the session's is shared, and this one gets stopped).
+    Not under pytest's basetemp, for the reason given in tests/fixtures/postgres.py (permissions)."""
+    root = Path(tempfile.mkdtemp(prefix="peakwatch-test-pg-drill-"))
+    pg = EmbeddedPostgres(root / "data", port=free_port(), durable=False, timescale=False)
     await asyncio.to_thread(pg.start)
     try:
         yield pg
     finally:
         await asyncio.to_thread(pg.stop)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_database_down_readings_wait_in_the_spool(tmp_path: Path, reference: dict[Any, Any]) -> None:
     messages = batches(0, MESSAGES)
     before, during, after = messages[:200], messages[200:400], messages[400:]
-    async with own_postgres(tmp_path) as pg:
+    async with own_postgres() as pg:
         with running_mosquitto(workdir=tmp_path) as url:
             settings = drill_settings(
                 tmp_path,

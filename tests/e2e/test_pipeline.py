@@ -72,8 +72,15 @@ sites:
     meters:
       - {id: facility, carrier: electricity, role: facility_total, unit: kWh}
       - {id: it, carrier: electricity, role: it_load, unit: kWh}
+  - id: dc-silent
+    name: A data centre whose IT meter goes quiet
+    kind: data_centre
+    meters:
+      - {id: facility, carrier: electricity, role: facility_total, unit: kWh}
+      - {id: it, carrier: electricity, role: it_load, unit: kWh}
 rules:
   - {name: pue_retrofit_line, kpi: pue, op: ">", threshold: 1.5, for: 5m, site_kinds: [data_centre]}
+  - {name: meter_silent, silent_for: 3s, site_ids: [dc-silent], meter_roles: [it_load], severity: critical}
 """
 
 
@@ -379,3 +386,25 @@ async def test_golden_park_exporting_pv_with_a_battery(
     assert row["electrification_rate_coal"] == pytest.approx(90.72 / 115.006)
     assert row["emissions_kg"] == pytest.approx(93.004)
     assert row["energy_intensity_kgce_per_unit"] == pytest.approx(0.122312)
+
+
+async def test_a_silent_meter_fires_with_no_message_arriving(
+    stack: Stack, publish: Any, api: httpx.AsyncClient
+) -> None:
+    """Staleness is evaluated on the clock: after the IT meter's last reading nothing more arrives, and
+    the alert still fires; a reading resolves it."""
+    t0 = window_start(5)
+    await publish("telemetry/dc-silent/it", {"ts": t0, "energy_kwh": 1.0})
+
+    async def alert(state: str) -> dict[str, Any] | None:
+        response = await api.get("/api/v1/alerts", params={"site_id": "dc-silent"})
+        response.raise_for_status()
+        rows = [r for r in response.json() if r["fingerprint"] == "meter_silent@dc-silent/it"]
+        return rows[0] if rows and rows[0]["state"] == state else None
+
+    firing = await eventually(lambda: alert("firing"), "staleness alert firing", timeout_s=30)
+    assert firing["severity"] == "critical"
+    assert "it" in firing["summary"]
+    assert firing["value"] >= 3.0
+    await publish("telemetry/dc-silent/it", {"ts": t0 + MIN, "energy_kwh": 2.0})
+    await eventually(lambda: alert("resolved"), "staleness alert resolved", timeout_s=30)

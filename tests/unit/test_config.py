@@ -117,6 +117,17 @@ def test_bad_factor_overrides_are_refused(factor: str, message: str) -> None:
         ("sites: [{id: a, name: x, kind: park, colour: red}]", "colour"),
         ("rules: [{name: r, kpi: happiness, op: '>', threshold: 1}]", "unknown kpi 'happiness'"),
         ("rules: [{name: r, kpi: pue, op: '>', threshold: 1, for: soon}]", "invalid duration 'soon'"),
+        (
+            "rules: [{name: r, kpi: pue, op: '>', threshold: 1.5, recover: 1.6}]",
+            "rule r: recover threshold 1.6",
+        ),
+        ("rules: [{name: r, kpi: pue, op: '>', threshold: 1, min_completeness: 80}]", "between 0 and 1"),
+        ("rules: [{name: r, kpi: pue, op: '>', threshold: 1, keep_firing_for: later}]", "invalid duration"),
+        ("rules: [{name: r, silent_for: 5m, kpi: pue}]", "a staleness rule .silent_for. takes no kpi"),
+        ("rules: [{name: r, silent_for: 0}]", "silent_for must be positive"),
+        ("rules: [{name: r, silent_for: 5m, meter_roles: [toaster]}]", "unknown meter roles"),
+        ("rules: [{name: r}]", "give kpi, op and threshold"),
+        ("rules: [{name: r, silent_for: 5m}, {name: r, silent_for: 1m}]", "duplicate rule names"),
         ("sites: [", "invalid YAML"),
     ],
 )
@@ -327,3 +338,16 @@ def test_registry_constructor_stays_compatible() -> None:
     assert DEFAULT_SET.name in reg.factors.sets
     custom = Registry([site], [m], (), None, gb40879_thresholds=(1.1, 1.2, 1.3))
     assert custom.gb40879_thresholds == (1.1, 1.2, 1.3)
+
+
+def test_rule_recovery_and_gates_from_yaml() -> None:
+    rule = Registry.from_text(
+        "rules: [{name: r, kpi: pue, op: '>', threshold: 1.5, recover: 1.45, keep_firing_for: 10m, "
+        "min_completeness: 0.9, min_it_kw: 50}]"
+    ).rules[0]
+    assert (rule.recover_threshold, rule.keep_firing_for_ms, rule.min_completeness, rule.min_it_kw) == (
+        1.45,
+        600_000,
+        0.9,
+        50.0,
+    )

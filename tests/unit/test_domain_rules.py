@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from peakwatch.domain.models import SiteKind
-from peakwatch.domain.rules import AlertState, RuleState, ThresholdRule, evaluate
+from peakwatch.domain.rules import (
+    AlertState,
+    Evidence,
+    RuleState,
+    StalenessRule,
+    ThresholdRule,
+    evaluate,
+    gated,
+    staleness,
+)
 
 MIN = 60_000
 PUE_RULE = ThresholdRule(name="pue", kpi="pue", op=">", threshold=1.5, for_ms=5 * MIN)
@@ -93,3 +102,107 @@ def test_applies_to(
 ) -> None:
     rule = ThresholdRule(name="r", kpi="pue", op=">", threshold=1.5, site_kinds=site_kinds, site_ids=site_ids)
     assert rule.applies_to(site_id, kind) is applies
+
+
+# ------------------------------------------------------------------------------------------ hysteresis, gates
+
+HYSTERESIS = ThresholdRule(name="pue", kpi="pue", op=">", threshold=1.5, recover_threshold=1.45)
+
+
+@pytest.mark.parametrize(
+    ("rule", "values", "expected"),
+    [
+        # oscillating around 1.5: fires once and stays firing until the value is back at or below 1.45
+        pytest.param(HYSTERESIS, [1.51, 1.49, 1.52, 1.48, 1.46, 1.45], [F, F, F, F, F, R], id="hysteresis"),
+        # without a recovery threshold the same series flaps
+        pytest.param(
+            ThresholdRule(name="pue", kpi="pue", op=">", threshold=1.5),
+            [1.51, 1.49, 1.52, 1.48],
+            [F, R, F, R],
+            id="no-hysteresis-flaps",
+        ),
+        # a "below" rule recovers at or above its recovery threshold
+        pytest.param(
+            ThresholdRule(
+                name="green", kpi="green_power_share", op="<", threshold=0.3, recover_threshold=0.35
+            ),
+            [0.2, 0.32, 0.34, 0.35, 0.36],
+            [F, F, F, R, N],
+            id="below-rule",
+        ),
+        # keep firing for 3 minutes of recovered windows; a relapse restarts the count
+        pytest.param(
+            ThresholdRule(name="pue", kpi="pue", op=">", threshold=1.5, keep_firing_for_ms=3 * MIN),
+            [1.6, 1.4, 1.4, 1.6, 1.4, 1.4, 1.4],
+            [F, F, F, F, F, F, R],
+            id="keep-firing-for",
+        ),
+    ],
+)
+def test_recovery(rule: ThresholdRule, values: list[float | None], expected: list[AlertState]) -> None:
+    assert [s.state for s in run(rule, values)] == expected
+
+
+def test_gated_windows_are_no_evidence() -> None:
+    rule = ThresholdRule(name="pue", kpi="pue", op=">", threshold=1.5, min_completeness=0.9, min_it_kw=50.0)
+    windows = [
+        (1.8, Evidence(completeness=0.5, it_kw=200.0)),  # half the meters: ignored
+        (1.8, Evidence(completeness=1.0, it_kw=10.0)),  # near-idle hall: ignored
+        (1.8, Evidence(completeness=1.0, it_kw=None)),  # load unknown: ignored
+        (1.8, Evidence(completeness=1.0, it_kw=60.0)),  # fires
+        (1.2, Evidence(completeness=0.2, it_kw=60.0)),  # a gated good value does not resolve it
+        (1.2, Evidence(completeness=0.95, it_kw=60.0)),  # resolves
+    ]
+    state = RuleState()
+    states = []
+    for i, (value, evidence) in enumerate(windows):
+        state = evaluate(rule, state, value, i * MIN, (i + 1) * MIN, evidence)
+        states.append(state.state)
+    assert states == [N, N, N, F, F, R]
+    assert gated(rule, Evidence(completeness=0.5, it_kw=200.0)) == "completeness 50% below 90%"
+    assert gated(rule, Evidence(completeness=1.0, it_kw=10.0)) == "IT load 10 kW below 50 kW"
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        (ThresholdRule(name="x", kpi="pue", op=">", threshold=1.5, recover_threshold=1.6), "at or below"),
+        (ThresholdRule(name="x", kpi="pue", op="<", threshold=0.3, recover_threshold=0.2), "at or above"),
+        (ThresholdRule(name="x", kpi="pue", op=">", threshold=1.5, min_completeness=90), "between 0 and 1"),
+        (ThresholdRule(name="x", kpi="pue", op=">", threshold=1.5, keep_firing_for_ms=-1), "negative"),
+    ],
+)
+def test_rules_that_cannot_work_are_refused(rule: ThresholdRule, problem: str) -> None:
+    found = rule.problem()
+    assert found is not None
+    assert problem in found
+
+
+# ------------------------------------------------------------------------------------------ staleness
+
+SILENT = StalenessRule(name="meter_silent", silent_ms=5 * MIN)
+
+
+@pytest.mark.parametrize(
+    ("last_seen", "now", "before", "after"),
+    [
+        (0, 4 * MIN, N, N),  # 4 min quiet: fine
+        (0, 5 * MIN, N, F),  # 5 min: fires, from the last sign of life
+        (0, 9 * MIN, F, F),  # still quiet
+        (8 * MIN, 9 * MIN, F, R),  # reported again
+        (8 * MIN, 9 * MIN, N, N),
+    ],
+)
+def test_staleness(last_seen: int, now: int, before: AlertState, after: AlertState) -> None:
+    current = RuleState(state=before, since_ms=0 if before is F else None)
+    new = staleness(SILENT, current, last_seen, now)
+    assert new.state is after
+    if after is F:
+        assert new.since_ms == last_seen
+
+
+def test_staleness_scope() -> None:
+    rule = StalenessRule(name="s", silent_ms=1, site_kinds=(SiteKind.DATA_CENTRE,), meter_roles=("it_load",))
+    assert rule.applies_to("dc", SiteKind.DATA_CENTRE, "it_load")
+    assert not rule.applies_to("dc", SiteKind.DATA_CENTRE, "cooling")
+    assert not rule.applies_to("p", SiteKind.PARK, "it_load")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from peakwatch.config import Registry
@@ -149,3 +150,48 @@ def test_bad_template_uses_default_summary() -> None:
     assert not template_is_safe("{value:.2f")
     [change] = RuleEngine(bad).evaluate(window(0, 1.6))
     assert change.summary == "r firing at dc: pue = 1.6 (rule: > 1.5)"
+
+
+def test_gates_see_the_windows_mean_it_load() -> None:
+    """min_it_kw compares the window's mean IT load: 0.5 kWh in a minute is 30 kW, 1 kWh is 60 kW."""
+    registry = Registry(
+        make_registry(rules=False).sites.values(),
+        make_registry(rules=False).meters.values(),
+        [ThresholdRule(name="pue_loaded", kpi="pue", op=">", threshold=1.5, min_it_kw=50.0)],
+    )
+    engine = RuleEngine(registry)
+    idle = msgspec.structs.replace(window(0, 1.9), it_kwh=0.5)
+    loaded = msgspec.structs.replace(window(1, 1.9), it_kwh=1.0)
+    assert engine.evaluate(idle) == []
+    assert [c.state for c in engine.evaluate(loaded)] == ["firing"]
+
+
+def test_staleness_on_the_clock() -> None:
+    registry = Registry.from_text(
+        """
+sites:
+  - id: dc
+    name: DC
+    kind: data_centre
+    meters:
+      - {id: it, carrier: electricity, role: it_load, unit: kWh}
+      - {id: cooling, carrier: electricity, role: cooling, unit: kWh}
+rules:
+  - {name: it_silent, silent_for: 5m, meter_roles: [it_load], summary: "{meter} quiet for {silent_s:.0f} s"}
+"""
+    )
+    engine = RuleEngine(registry)
+    seen: dict[tuple[str, str], int | None] = {("dc", "it"): None, ("dc", "cooling"): None}
+
+    def at(now: int, *, backlog: bool = False) -> list[tuple[str, str, str]]:
+        changes = engine.evaluate_staleness(now, lambda s, m: seen[(s, m)], backlog=backlog)
+        return [(c.fingerprint, c.state, c.summary) for c in changes]
+
+    assert at(W0) == []  # watching starts: a meter never seen counts from here
+    assert at(W0 + 4 * MIN) == []
+    assert at(W0 + 6 * MIN, backlog=True) == []  # catching up: readings waiting in the spool are not silence
+    assert at(W0 + 6 * MIN) == [("it_silent@dc/it", "firing", "it quiet for 360 s")]  # cooling is not watched
+    assert at(W0 + 6 * MIN + 500) == []  # once a second at most
+    seen[("dc", "it")] = W0 + 7 * MIN
+    assert at(W0 + 7 * MIN + 1000) == [("it_silent@dc/it", "resolved", "it quiet for 421 s")]
+    assert at(W0 + 20 * MIN) == [("it_silent@dc/it", "firing", "it quiet for 780 s")]
