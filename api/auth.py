@@ -150,8 +150,8 @@ def allow(role: AccessRole, *, global_scope: bool = False) -> Callable[..., Asyn
 
 
 def audited(role: AccessRole, *, global_scope: bool = False) -> Any:
-    """``Depends(allow(role))`` with the exit before the response (so the audit entry is written when
-    the client sees the answer, and its failure is the request's failure)."""
+    """``Depends(allow(role))`` with the exit before the response: the audit entry is complete when the
+    client sees the answer."""
     return Depends(allow(role, global_scope=global_scope), scope="function")
 
 
@@ -192,7 +192,7 @@ async def audit_entry(
     if body:
         try:
             detail["body"] = json.loads(body) if len(body) <= MAX_AUDIT_BODY_BYTES else "(too long)"
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to decode
             detail["body"] = f"({len(body)} bytes, not JSON)"
     client = request.client.host if request.client is not None else ""
     return AuditEntry(
