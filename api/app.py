@@ -120,6 +120,7 @@ def create_app(
         devices,
     ):
         api.include_router(module.router)
+    api.include_router(alerts.rules_router)
     public = APIRouter(prefix=API_PREFIX)
     public.include_router(auth.login_router)
     app.include_router(health_routes.router)

@@ -32,6 +32,7 @@ from peakwatch.domain.models import (
     SiteKind,
 )
 from peakwatch.domain.periods import Period
+from peakwatch.domain.rules import StalenessRule, ThresholdRule
 from peakwatch.domain.targets import Target, TargetKind, TargetProgress, TargetStatus
 from peakwatch.store.inputs import GreenInstrument, InstrumentKind, ValueAdded
 from peakwatch.store.records import (
@@ -534,6 +535,71 @@ class AlertPublic(BaseModel):
             acknowledged_at=_dt(a.acknowledged_ms),
             acknowledged_ms=a.acknowledged_ms,
             acknowledged_by=a.acknowledged_by,
+        )
+
+
+class RulePublic(BaseModel):
+    """One alert rule as configured (docs/alerting.md)."""
+
+    name: str
+    kind: Literal["threshold", "staleness"]
+    kpi: str | None = Field(description="Threshold rules: the KPI field compared.")
+    op: str | None
+    threshold: float | None
+    for_ms: int | None = Field(description="Threshold rules: how long the breach must hold before firing.")
+    recover_threshold: float | None = Field(
+        description="Hysteresis: the safe side a firing alert must reach."
+    )
+    keep_firing_for_ms: int | None
+    min_completeness: float | None
+    min_it_kw: float | None
+    silent_ms: int | None = Field(description="Staleness rules: silence (wall clock) before firing.")
+    meter_roles: list[str]
+    severity: str
+    summary: str
+    site_kinds: list[str]
+    site_ids: list[str]
+
+    @classmethod
+    def from_threshold(cls, r: ThresholdRule) -> RulePublic:
+        return cls(
+            name=r.name,
+            kind="threshold",
+            kpi=r.kpi,
+            op=r.op,
+            threshold=r.threshold,
+            for_ms=r.for_ms,
+            recover_threshold=r.recover_threshold,
+            keep_firing_for_ms=r.keep_firing_for_ms,
+            min_completeness=r.min_completeness,
+            min_it_kw=r.min_it_kw,
+            silent_ms=None,
+            meter_roles=[],
+            severity=r.severity,
+            summary=r.summary,
+            site_kinds=[k.value for k in r.site_kinds],
+            site_ids=list(r.site_ids),
+        )
+
+    @classmethod
+    def from_staleness(cls, r: StalenessRule) -> RulePublic:
+        return cls(
+            name=r.name,
+            kind="staleness",
+            kpi=None,
+            op=None,
+            threshold=None,
+            for_ms=None,
+            recover_threshold=None,
+            keep_firing_for_ms=None,
+            min_completeness=None,
+            min_it_kw=None,
+            silent_ms=r.silent_ms,
+            meter_roles=list(r.meter_roles),
+            severity=r.severity,
+            summary=r.summary,
+            site_kinds=[k.value for k in r.site_kinds],
+            site_ids=list(r.site_ids),
         )
 
 

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
 from api.auth import OPERATOR, PrincipalDep, audit_site, scope_of
-from api.deps import StoreDep, now_ms, unknown_site
+from api.deps import RegistryDep, StoreDep, now_ms, unknown_site
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
-from api.schemas import AlertPublic, AlertStateName, ErrorPublic
+from api.schemas import AlertPublic, AlertStateName, ErrorPublic, RulePublic
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
+rules_router = APIRouter(prefix="/rules", tags=["alerts"])
 
 
 @router.get(
@@ -25,12 +26,17 @@ async def list_alerts(
     principal: PrincipalDep,
     site_id: Annotated[str | None, Query(description="Only this site (404 if unknown).")] = None,
     state: Annotated[AlertStateName | None, Query(description="Only alerts in this state.")] = None,
+    severity: Annotated[
+        str | None, Query(max_length=50, description="Only this severity.", examples=["critical"])
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertPublic]:
     scope = scope_of(principal, site_id)
     if site_id is not None and await store.get_site(site_id) is None:
         raise unknown_site(site_id)
-    alerts = await store.list_alerts(site_id=site_id, state=state, limit=limit, site_ids=scope)
+    alerts = await store.list_alerts(
+        site_id=site_id, state=state, limit=limit, site_ids=scope, severity=severity
+    )
     return [AlertPublic.from_record(a) for a in alerts]
 
 
@@ -61,3 +67,16 @@ async def acknowledge_alert(
             detail=f"alert {alert_id} is {alert.state}: only open alerts are acknowledged",
         )
     return AlertPublic.from_record(acknowledged)
+
+
+@rules_router.get(
+    "",
+    response_model=list[RulePublic],
+    summary="The alert rules the registry configures",
+    description="Threshold rules (on closed KPI windows) and staleness rules (on the clock); "
+    "docs/alerting.md explains each field.",
+)
+async def list_rules(registry: RegistryDep) -> list[RulePublic]:
+    return [RulePublic.from_threshold(r) for r in registry.rules] + [
+        RulePublic.from_staleness(r) for r in registry.staleness_rules
+    ]

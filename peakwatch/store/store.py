@@ -343,16 +343,19 @@ class Store(Pooled):
         state: str | None = None,
         limit: int = 500,
         site_ids: Sequence[str] | None = None,
+        severity: str | None = None,
     ) -> list[AlertRecord]:
         """Newest first; ``site_ids`` limits to those sites (a caller's scope), ``None``: every site."""
         rows = await self._fetch(
             "listing alerts",
             _ALERT_SELECT + " WHERE ($1::text IS NULL OR site_id = $1) AND ($2::text IS NULL OR state = $2) "
-            "AND ($4::text[] IS NULL OR site_id = ANY($4)) ORDER BY updated_at DESC, id DESC LIMIT $3",
+            "AND ($4::text[] IS NULL OR site_id = ANY($4)) AND ($5::text IS NULL OR severity = $5) "
+            "ORDER BY updated_at DESC, id DESC LIMIT $3",
             site_id,
             state,
             limit,
             None if site_ids is None else list(site_ids),
+            severity,
         )
         return [convert(r, AlertRecord) for r in rows]
 

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from api import create_app
 from peakwatch.accounts import new_credential
-from peakwatch.config import Settings
+from peakwatch.config import Registry, Settings
 from peakwatch.domain.access import AccessRole, CredentialKind
 from peakwatch.domain.models import AlertChange, DeadLetter, ProcessedBatch
 from peakwatch.store import Store
@@ -601,3 +601,27 @@ async def test_a_duplicate_made_at_the_same_moment_is_a_conflict(
         )
     )
     assert sorted(r.status_code for r in answers) == [201, 409, 409]
+
+
+async def test_rules_and_alert_filters(store: Store, sites: Sites) -> None:
+    registry = Registry.from_text(
+        f"""
+sites:
+  - {{id: {sites.dc}, name: DC, kind: data_centre}}
+rules:
+  - {{name: pue_high, kpi: pue, op: ">", threshold: 1.5, recover: 1.45, min_it_kw: 50}}
+  - {{name: silent, silent_for: 5m, meter_roles: [it_load], severity: critical}}
+"""
+    )
+    app = create_app(store, registry, Settings())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        viewer = await bearer(store, AccessRole.VIEWER)
+        rules = (await client.get("/api/v1/rules", headers=viewer)).json()
+        assert [(r["name"], r["kind"]) for r in rules] == [("pue_high", "threshold"), ("silent", "staleness")]
+        assert rules[0]["recover_threshold"] == 1.45
+        assert rules[1]["silent_ms"] == 300_000
+        await _write_alert(store, sites.dc)  # severity critical
+        critical = (await client.get("/api/v1/alerts?severity=critical", headers=viewer)).json()
+        warning = (await client.get("/api/v1/alerts?severity=warning", headers=viewer)).json()
+        assert {a["site_id"] for a in critical} == {sites.dc}
+        assert all(a["severity"] == "warning" for a in warning)

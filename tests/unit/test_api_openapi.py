@@ -77,6 +77,7 @@ EXPECTED_PATHS = {
     "/api/v1/devices/{device_id}/rotate",
     "/api/v1/devices/{device_id}/revoke",
     "/api/v1/alerts/{alert_id}/acknowledge",
+    "/api/v1/rules",
 }
 
 EXPECTED_WRITES = {
