@@ -217,6 +217,9 @@ class SitePublic(BaseModel):
     pue_category: str = Field(
         examples=["category 1"], description="Measurement category stated with every published PUE."
     )
+    labels: dict[str, str] = Field(
+        examples=[{"class": "new-large"}], description="Registry labels; alert rules select sites by them."
+    )
 
     @classmethod
     def from_site(cls, site: Site, grid_factor_id: str | None) -> SitePublic:
@@ -228,6 +231,7 @@ class SitePublic(BaseModel):
             factor_set=site.factor_set,
             grid_factor_id=grid_factor_id,
             pue_category=site.pue_category,
+            labels=dict(site.labels),
         )
 
 
@@ -559,6 +563,7 @@ class RulePublic(BaseModel):
     summary: str
     site_kinds: list[str]
     site_ids: list[str]
+    site_labels: dict[str, str]
 
     @classmethod
     def from_threshold(cls, r: ThresholdRule) -> RulePublic:
@@ -579,6 +584,7 @@ class RulePublic(BaseModel):
             summary=r.summary,
             site_kinds=[k.value for k in r.site_kinds],
             site_ids=list(r.site_ids),
+            site_labels=dict(r.site_labels),
         )
 
     @classmethod
@@ -600,6 +606,7 @@ class RulePublic(BaseModel):
             summary=r.summary,
             site_kinds=[k.value for k in r.site_kinds],
             site_ids=list(r.site_ids),
+            site_labels=dict(r.site_labels),
         )
 
 

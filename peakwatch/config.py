@@ -133,6 +133,7 @@ class _SiteDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     grid_factor: str | None = None
     factor_set: str = DEFAULT_SET.name
     pue_category: str = "category 1"
+    labels: dict[str, str] = {}
     meters: list[_MeterDoc] = []
 
 
@@ -144,6 +145,7 @@ class _RuleDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename=
     """A threshold rule has ``kpi``, ``op`` and ``threshold``; a staleness rule has ``silent_for``."""
     silent_for: str | int | None = None
     meter_roles: list[str] = []
+    site_labels: dict[str, str] = {}
     for_: str | int = 0
     recover: float | None = None
     """Hysteresis: the value a firing alert must get back past (default: ``threshold``)."""
@@ -269,6 +271,12 @@ class Registry:
                 )
             if not s.pue_category.strip():
                 raise ConfigError(f"{source}: site {s.id}: pue_category must not be empty")
+            for key, value in s.labels.items():
+                if not _ID.match(key) or not _ID.match(value):
+                    raise ConfigError(
+                        f"{source}: site {s.id}: label {key}: {value} must be two words of letters, "
+                        f"digits, '_', '.' or '-' ({_ID.pattern})"
+                    )
             try:
                 site = msgspec.convert(
                     {
@@ -279,6 +287,7 @@ class Registry:
                         "grid_factor": s.grid_factor,
                         "factor_set": s.factor_set,
                         "pue_category": s.pue_category,
+                        "labels": s.labels,
                     },
                     Site,
                 )
@@ -352,6 +361,7 @@ class Registry:
                             "summary": r.summary,
                             "site_kinds": r.site_kinds,
                             "site_ids": r.site_ids,
+                            "site_labels": r.site_labels,
                             "recover_threshold": r.recover,
                             "keep_firing_for_ms": parse_duration_ms(r.keep_firing_for),
                             "min_completeness": r.min_completeness,
@@ -390,6 +400,7 @@ def _staleness_rule(r: _RuleDoc, source: str) -> StalenessRule:
                 "summary": r.summary,
                 "site_kinds": r.site_kinds,
                 "site_ids": r.site_ids,
+                "site_labels": r.site_labels,
                 "meter_roles": r.meter_roles,
             },
             StalenessRule,

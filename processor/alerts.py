@@ -92,7 +92,7 @@ class RuleEngine:
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._by_site: dict[str, tuple[ThresholdRule, ...]] = {
-            site.id: tuple(r for r in registry.rules if r.applies_to(site.id, site.kind))
+            site.id: tuple(r for r in registry.rules if r.applies_to(site.id, site.kind, site.labels))
             for site in registry.sites.values()
         }
         self._tracked: dict[str, _Tracked] = {}
@@ -101,7 +101,7 @@ class RuleEngine:
             for rule in registry.staleness_rules
             for meter in registry.meters.values()
             if (site := registry.sites.get(meter.site_id)) is not None
-            and rule.applies_to(site.id, site.kind, meter.role.value)
+            and rule.applies_to(site.id, site.kind, meter.role.value, site.labels)
         ]
         self._watch_started_ms: int | None = None
         self._last_staleness_ms: int | None = None

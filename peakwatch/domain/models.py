@@ -94,6 +94,8 @@ class Site(msgspec.Struct, frozen=True, kw_only=True):
     pue_category: str = "category 1"
     """Measurement category stated with every published PUE (ISO/IEC 30134-2 category 1..3, or The
     Green Grid PUE0..PUE3)."""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    """Free-form labels (``class: new-large``, ``region: changsha``) that alert rules select on."""
 
 
 class Meter(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final, Literal
 
 import msgspec
@@ -65,6 +65,8 @@ class ThresholdRule(msgspec.Struct, frozen=True, kw_only=True):
     """Empty means every kind."""
     site_ids: tuple[str, ...] = ()
     """Empty means every site."""
+    site_labels: dict[str, str] = msgspec.field(default_factory=dict)
+    """Only sites carrying every one of these labels; empty means every site."""
     recover_threshold: float | None = None
     """Hysteresis: a firing alert recovers only on the safe side of this (``None``: of ``threshold``)."""
     keep_firing_for_ms: int = 0
@@ -74,9 +76,11 @@ class ThresholdRule(msgspec.Struct, frozen=True, kw_only=True):
     min_it_kw: float | None = None
     """Windows whose mean IT load is below this are no evidence (PUE of a near-idle hall is noise)."""
 
-    def applies_to(self, site_id: str, kind: SiteKind) -> bool:
-        return (not self.site_ids or site_id in self.site_ids) and (
-            not self.site_kinds or kind in self.site_kinds
+    def applies_to(self, site_id: str, kind: SiteKind, labels: Mapping[str, str] | None = None) -> bool:
+        return (
+            (not self.site_ids or site_id in self.site_ids)
+            and (not self.site_kinds or kind in self.site_kinds)
+            and _has_labels(labels or {}, self.site_labels)
         )
 
     def breaches(self, value: float) -> bool:
@@ -173,15 +177,23 @@ class StalenessRule(msgspec.Struct, frozen=True, kw_only=True):
     summary: str = ""
     site_kinds: tuple[SiteKind, ...] = ()
     site_ids: tuple[str, ...] = ()
+    site_labels: dict[str, str] = msgspec.field(default_factory=dict)
     meter_roles: tuple[str, ...] = ()
     """Meter roles it watches (``it_load``, ``pv_generation`` ...); empty means every meter."""
 
-    def applies_to(self, site_id: str, kind: SiteKind, role: str) -> bool:
+    def applies_to(
+        self, site_id: str, kind: SiteKind, role: str, labels: Mapping[str, str] | None = None
+    ) -> bool:
         return (
             (not self.site_ids or site_id in self.site_ids)
             and (not self.site_kinds or kind in self.site_kinds)
             and (not self.meter_roles or role in self.meter_roles)
+            and _has_labels(labels or {}, self.site_labels)
         )
+
+
+def _has_labels(labels: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in wanted.items())
 
 
 def staleness(rule: StalenessRule, current: RuleState, last_seen_ms: int, now_ms: int) -> RuleState:

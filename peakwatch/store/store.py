@@ -31,7 +31,7 @@ COMMAND_TIMEOUT_S: Final = 120.0
 _REGISTRY_LOCK_KEY: Final = 0x7065616B77726567  # "peakwreg"
 
 _SITE_SELECT: Final = (
-    "SELECT id, name, kind, timezone, grid_factor, factor_set, pue_category FROM sites "
+    "SELECT id, name, kind, timezone, grid_factor, factor_set, pue_category, labels FROM sites "
     "WHERE retired_at IS NULL"
 )
 _METER_COLUMNS: Final = (
@@ -136,16 +136,18 @@ class Store(Pooled):
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _REGISTRY_LOCK_KEY)
             await conn.execute(
                 """
-                INSERT INTO sites AS s (id, name, kind, timezone, grid_factor, factor_set, pue_category)
+                INSERT INTO sites AS s (id, name, kind, timezone, grid_factor, factor_set, pue_category,
+                                        labels)
                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                     $7::text[])
+                                     $7::text[], $8::jsonb[])
                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
                     timezone = EXCLUDED.timezone, grid_factor = EXCLUDED.grid_factor,
                     factor_set = EXCLUDED.factor_set, pue_category = EXCLUDED.pue_category,
-                    updated_at = now(), retired_at = NULL
-                WHERE (s.name, s.kind, s.timezone, s.grid_factor, s.factor_set, s.pue_category, s.retired_at)
+                    labels = EXCLUDED.labels, updated_at = now(), retired_at = NULL
+                WHERE (s.name, s.kind, s.timezone, s.grid_factor, s.factor_set, s.pue_category, s.labels,
+                       s.retired_at)
                       IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.timezone, EXCLUDED.grid_factor,
-                                        EXCLUDED.factor_set, EXCLUDED.pue_category, NULL)
+                                        EXCLUDED.factor_set, EXCLUDED.pue_category, EXCLUDED.labels, NULL)
                 """,
                 [s.id for s in sites],
                 [s.name for s in sites],
@@ -154,6 +156,7 @@ class Store(Pooled):
                 [s.grid_factor for s in sites],
                 [s.factor_set for s in sites],
                 [s.pue_category for s in sites],
+                [s.labels for s in sites],
             )
             await conn.execute(
                 "UPDATE sites SET retired_at = now() WHERE retired_at IS NULL AND NOT (id = ANY($1::text[]))",

@@ -235,6 +235,7 @@ async def test_list_sites(client: httpx.AsyncClient, sites: Sites) -> None:
         "factor_set": "default",
         "grid_factor_id": "grid.cn.hunan.2023",  # the default set's grid slot
         "pue_category": "category 1",
+        "labels": {},
     }
     assert by_id[sites.park]["kind"] == "park"
     assert by_id[sites.park]["grid_factor_id"] == "grid.cn.central.2023"  # the site's own choice

@@ -607,19 +607,28 @@ async def test_rules_and_alert_filters(store: Store, sites: Sites) -> None:
     registry = Registry.from_text(
         f"""
 sites:
-  - {{id: {sites.dc}, name: DC, kind: data_centre}}
+  - {{id: {sites.dc}, name: DC, kind: data_centre, labels: {{class: new-large}}}}
 rules:
   - {{name: pue_high, kpi: pue, op: ">", threshold: 1.5, recover: 1.45, min_it_kw: 50}}
   - {{name: silent, silent_for: 5m, meter_roles: [it_load], severity: critical}}
+  - {{name: pue_new_large, kpi: pue, op: ">", threshold: 1.3, site_labels: {{class: new-large}}}}
 """
     )
+    await store.sync_registry(registry)
     app = create_app(store, registry, Settings())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         viewer = await bearer(store, AccessRole.VIEWER)
         rules = (await client.get("/api/v1/rules", headers=viewer)).json()
-        assert [(r["name"], r["kind"]) for r in rules] == [("pue_high", "threshold"), ("silent", "staleness")]
+        assert [(r["name"], r["kind"]) for r in rules] == [
+            ("pue_high", "threshold"),
+            ("pue_new_large", "threshold"),
+            ("silent", "staleness"),
+        ]
+        assert rules[1]["site_labels"] == {"class": "new-large"}
+        site = (await client.get(f"/api/v1/sites/{sites.dc}", headers=viewer)).json()
+        assert site["labels"] == {"class": "new-large"}
         assert rules[0]["recover_threshold"] == 1.45
-        assert rules[1]["silent_ms"] == 300_000
+        assert rules[2]["silent_ms"] == 300_000
         await _write_alert(store, sites.dc)  # severity critical
         critical = (await client.get("/api/v1/alerts?severity=critical", headers=viewer)).json()
         warning = (await client.get("/api/v1/alerts?severity=warning", headers=viewer)).json()

@@ -128,6 +128,7 @@ def test_bad_factor_overrides_are_refused(factor: str, message: str) -> None:
         ("rules: [{name: r, silent_for: 5m, meter_roles: [toaster]}]", "unknown meter roles"),
         ("rules: [{name: r}]", "give kpi, op and threshold"),
         ("rules: [{name: r, silent_for: 5m}, {name: r, silent_for: 1m}]", "duplicate rule names"),
+        ("sites: [{id: a, name: x, kind: park, labels: {class: 'new large'}}]", "label class: new large"),
         ("sites: [", "invalid YAML"),
     ],
 )

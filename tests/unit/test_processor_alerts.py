@@ -195,3 +195,19 @@ rules:
     seen[("dc", "it")] = W0 + 7 * MIN
     assert at(W0 + 7 * MIN + 1000) == [("it_silent@dc/it", "resolved", "it quiet for 421 s")]
     assert at(W0 + 20 * MIN) == [("it_silent@dc/it", "firing", "it quiet for 780 s")]
+
+
+def test_rules_select_sites_by_label() -> None:
+    """The plan's 1.3 line applies to new large data centres only: a label on the site selects them."""
+    registry = Registry.from_text(
+        """
+sites:
+  - {id: new-dc, name: New, kind: data_centre, labels: {class: new-large}}
+  - {id: old-dc, name: Old, kind: data_centre}
+rules:
+  - {name: pue_new_large, kpi: pue, op: ">", threshold: 1.3, site_labels: {class: new-large}}
+"""
+    )
+    engine = RuleEngine(registry)
+    assert [c.fingerprint for c in engine.evaluate(window(0, 1.4, "new-dc"))] == ["pue_new_large@new-dc"]
+    assert engine.evaluate(window(0, 1.4, "old-dc")) == []
