@@ -557,6 +557,9 @@ class RulePublic(BaseModel):
     keep_firing_for_ms: int | None
     min_completeness: float | None
     min_it_kw: float | None
+    change_over_ms: int | None = Field(
+        description="Rate-of-change rules: the KPI's change over this span is compared, not its value."
+    )
     silent_ms: int | None = Field(description="Staleness rules: silence (wall clock) before firing.")
     meter_roles: list[str]
     severity: str
@@ -578,6 +581,7 @@ class RulePublic(BaseModel):
             keep_firing_for_ms=r.keep_firing_for_ms,
             min_completeness=r.min_completeness,
             min_it_kw=r.min_it_kw,
+            change_over_ms=r.change_over_ms,
             silent_ms=None,
             meter_roles=[],
             severity=r.severity,
@@ -600,6 +604,7 @@ class RulePublic(BaseModel):
             keep_firing_for_ms=None,
             min_completeness=None,
             min_it_kw=None,
+            change_over_ms=None,
             silent_ms=r.silent_ms,
             meter_roles=list(r.meter_roles),
             severity=r.severity,

@@ -152,6 +152,8 @@ class _RuleDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename=
     keep_firing_for: str | int = 0
     min_completeness: float = 0.0
     min_it_kw: float | None = None
+    change_over: str | int | None = None
+    """Rate of change: compare the KPI's change over this span (e.g. 15m) instead of its value."""
     severity: str = "warning"
     summary: str = ""
     site_kinds: list[str] = []
@@ -366,6 +368,9 @@ class Registry:
                             "keep_firing_for_ms": parse_duration_ms(r.keep_firing_for),
                             "min_completeness": r.min_completeness,
                             "min_it_kw": r.min_it_kw,
+                            "change_over_ms": None
+                            if r.change_over is None
+                            else parse_duration_ms(r.change_over),
                         },
                         ThresholdRule,
                     )

@@ -9,6 +9,7 @@ the state twice.
 
 from __future__ import annotations
 
+import collections
 import logging
 import string
 from collections.abc import Callable, Iterable, Mapping
@@ -22,6 +23,7 @@ from peakwatch.domain.rules import (
     RuleState,
     StalenessRule,
     ThresholdRule,
+    change_over,
     evaluate,
     staleness,
 )
@@ -79,11 +81,13 @@ def evidence(window: KpiWindow) -> Evidence:
 
 
 class _Tracked:
-    __slots__ = ("last_end_ms", "state")
+    __slots__ = ("history", "last_end_ms", "state")
 
     def __init__(self, state: RuleState, last_end_ms: int) -> None:
         self.state = state
         self.last_end_ms = last_end_ms
+        self.history: collections.deque[tuple[int, float]] = collections.deque()
+        """Rate-of-change rules: recent ``(window end, value)``, as far back as the span needs."""
 
 
 class RuleEngine:
@@ -147,6 +151,8 @@ class RuleEngine:
                 continue
             tracked.last_end_ms = window.end_ms
             value = getattr(window, rule.kpi)
+            if rule.change_over_ms is not None and value is not None:
+                value = self._change_over(tracked, rule.change_over_ms, window.end_ms, value)
             old = tracked.state
             new = evaluate(rule, old, value, window.start_ms, window.end_ms, evidence(window))
             tracked.state = new
@@ -154,6 +160,17 @@ class RuleEngine:
                 continue
             changes.append(self._change(rule, window, old, new))
         return changes
+
+    @staticmethod
+    def _change_over(tracked: _Tracked, span_ms: int, end_ms: int, value: float) -> float | None:
+        """The change over ``span_ms``; remembers ``value`` and forgets what no later window needs. The
+        history lives in memory: after a restart a rate rule waits one span before it judges again."""
+        history = tracked.history
+        change = change_over(history, end_ms, value, span_ms)
+        history.append((end_ms, value))
+        while len(history) > 1 and history[1][0] <= end_ms - span_ms:
+            history.popleft()  # the newest window at least a span old stays: the next one compares to it
+        return change
 
     def evaluate_staleness(
         self, now_ms: int, seen_ms: Callable[[str, str], int | None], *, backlog: bool = False

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Literal
 
 import msgspec
@@ -75,6 +75,10 @@ class ThresholdRule(msgspec.Struct, frozen=True, kw_only=True):
     """Windows with a lower completeness (share of expected meter-minutes present) are no evidence."""
     min_it_kw: float | None = None
     """Windows whose mean IT load is below this are no evidence (PUE of a near-idle hall is noise)."""
+    change_over_ms: int | None = None
+    """Rate of change: compare the KPI's change over this span (value now minus the value of the
+    window that ended this long before) instead of the KPI itself, e.g. PUE up by more than 0.1 in
+    15 minutes. ``None``: compare the value."""
 
     def applies_to(self, site_id: str, kind: SiteKind, labels: Mapping[str, str] | None = None) -> bool:
         return (
@@ -105,6 +109,8 @@ class ThresholdRule(msgspec.Struct, frozen=True, kw_only=True):
                 )
         if self.for_ms < 0 or self.keep_firing_for_ms < 0:
             return "durations must not be negative"
+        if self.change_over_ms is not None and self.change_over_ms <= 0:
+            return "change_over must be positive"
         if not 0.0 <= self.min_completeness <= 1.0:
             return f"min_completeness {self.min_completeness:g} must be a share between 0 and 1"
         return None
@@ -205,3 +211,17 @@ def staleness(rule: StalenessRule, current: RuleState, last_seen_ms: int, now_ms
     if current.state is AlertState.FIRING:
         return RuleState(state=AlertState.RESOLVED, since_ms=current.since_ms)
     return RuleState(state=AlertState.INACTIVE)
+
+
+def change_over(
+    history: Sequence[tuple[int, float]], end_ms: int, value: float, span_ms: int
+) -> float | None:
+    """``value`` minus the value of the newest window in ``history`` (``(end_ms, value)``, oldest first)
+    that ended at least ``span_ms`` before ``end_ms``; ``None`` when there is none (not enough history
+    yet: no evidence)."""
+    before: float | None = None
+    for ended, old in history:
+        if ended > end_ms - span_ms:
+            break
+        before = old
+    return None if before is None else value - before

@@ -11,6 +11,7 @@ from peakwatch.domain.rules import (
     RuleState,
     StalenessRule,
     ThresholdRule,
+    change_over,
     evaluate,
     gated,
     staleness,
@@ -206,3 +207,22 @@ def test_staleness_scope() -> None:
     assert rule.applies_to("dc", SiteKind.DATA_CENTRE, "it_load")
     assert not rule.applies_to("dc", SiteKind.DATA_CENTRE, "cooling")
     assert not rule.applies_to("p", SiteKind.PARK, "it_load")
+
+
+# ------------------------------------------------------------------------------------------ rate of change
+
+
+@pytest.mark.parametrize(
+    ("history", "end", "value", "span", "expected"),
+    [
+        ([], 15 * MIN, 1.5, 15 * MIN, None),  # nothing yet
+        ([(MIN, 1.3)], 15 * MIN, 1.5, 15 * MIN, None),  # only 14 minutes back: not enough history
+        ([(0, 1.3), (MIN, 1.35)], 15 * MIN, 1.5, 15 * MIN, pytest.approx(0.2)),  # vs the window ended at 0
+        ([(0, 1.3), (MIN, 1.35)], 16 * MIN, 1.5, 15 * MIN, pytest.approx(0.15)),  # the newest old enough
+        ([(0, 1.6)], 15 * MIN, 1.5, 15 * MIN, pytest.approx(-0.1)),  # a fall is negative
+    ],
+)
+def test_change_over(
+    history: list[tuple[int, float]], end: int, value: float, span: int, expected: object
+) -> None:
+    assert change_over(history, end, value, span) == expected

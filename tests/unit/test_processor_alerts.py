@@ -211,3 +211,25 @@ rules:
     engine = RuleEngine(registry)
     assert [c.fingerprint for c in engine.evaluate(window(0, 1.4, "new-dc"))] == ["pue_new_large@new-dc"]
     assert engine.evaluate(window(0, 1.4, "old-dc")) == []
+
+
+def test_rate_of_change_rule() -> None:
+    """PUE up by more than 0.1 within 5 minutes fires, whatever its level; hysteresis on the change."""
+    registry = Registry.from_text(
+        """
+sites:
+  - {id: dc, name: DC, kind: data_centre}
+rules:
+  - {name: pue_jump, kpi: pue, op: ">", threshold: 0.1, change_over: 5m, recover: 0.05}
+"""
+    )
+    engine = RuleEngine(registry)
+    pues = [1.20, 1.20, 1.22, 1.25, 1.28, 1.29, 1.33, 1.36, 1.36, 1.36, 1.36, 1.36]
+    changes = [
+        (i, c.state, round(c.value or 0, 2))
+        for i, p in enumerate(pues)
+        for c in engine.evaluate(window(i, p))
+    ]
+    # minute 5: 1.29 - 1.20 (minute 0) = 0.09, no; minute 6: 1.33 - 1.20 (minute 1) = 0.13, firing;
+    # minutes 7-10: 0.14, 0.11, 0.08, 0.07, above the 0.05 recovery line; minute 11: 1.36 - 1.33 = 0.03
+    assert changes == [(6, "firing", 0.13), (11, "resolved", 0.03)]
