@@ -341,6 +341,11 @@ class Registry:
             if r.silent_for is not None:
                 stale_rules.append(_staleness_rule(r, source))
                 continue
+            if r.meter_roles:
+                raise ConfigError(
+                    f"{source}: rule {r.name}: meter_roles scope staleness rules (silent_for); a threshold "
+                    "rule watches a site's KPIs"
+                )
             if r.kpi is None or r.op is None or r.threshold is None:
                 raise ConfigError(
                     f"{source}: rule {r.name}: give kpi, op and threshold (a threshold rule) or silent_for "
@@ -387,8 +392,20 @@ class Registry:
 
 def _staleness_rule(r: _RuleDoc, source: str) -> StalenessRule:
     where = f"{source}: rule {r.name}"
-    if r.kpi is not None or r.op is not None or r.threshold is not None:
-        raise ConfigError(f"{where}: a staleness rule (silent_for) takes no kpi, op or threshold")
+    threshold_only = {
+        "kpi": r.kpi,
+        "op": r.op,
+        "threshold": r.threshold,
+        "for": r.for_ or None,
+        "recover": r.recover,
+        "keep_firing_for": r.keep_firing_for or None,
+        "min_completeness": r.min_completeness or None,
+        "min_it_kw": r.min_it_kw,
+        "change_over": r.change_over,
+    }
+    given = [name for name, value in threshold_only.items() if value is not None]
+    if given:
+        raise ConfigError(f"{where}: a staleness rule (silent_for) takes no {', '.join(given)}")
     assert r.silent_for is not None
     silent_ms = parse_duration_ms(r.silent_for)
     if silent_ms <= 0:

@@ -25,6 +25,7 @@ from peakwatch.domain.rules import (
     ThresholdRule,
     change_over,
     evaluate,
+    gated,
     staleness,
 )
 
@@ -108,6 +109,8 @@ class RuleEngine:
             and rule.applies_to(site.id, site.kind, meter.role.value, site.labels)
         ]
         self._watch_started_ms: int | None = None
+        self._orphans: list[AlertRecord] = []
+        """Restored open alerts no current rule produces: resolved at the first step."""
         self._last_staleness_ms: int | None = None
         templates = [(r.name, r.summary) for r in registry.rules]
         templates += [(r.name, r.summary) for r in registry.staleness_rules]
@@ -121,13 +124,20 @@ class RuleEngine:
                 )
 
     def restore(self, alerts: Iterable[AlertRecord]) -> None:
-        """Take over the open (pending or firing) alerts a previous processor left."""
+        """Take over the open (pending or firing) alerts a previous processor left. One whose rule no
+        longer applies (a rule removed or rescoped, a meter or site gone) would stay open for ever:
+        it is resolved at the first step."""
+        current = {fingerprint(r.name, site_id) for site_id, rules in self._by_site.items() for r in rules}
+        current |= {fingerprint(r.name, m.site_id, m.id) for r, m in self._watched}
         for a in alerts:
             try:
                 state = AlertState(a.state)
             except ValueError:
                 continue
             if state in _CLOSED:
+                continue
+            if a.fingerprint not in current:
+                self._orphans.append(a)
                 continue
             self._tracked[a.fingerprint] = _Tracked(
                 RuleState(state=state, since_ms=a.started_ms, value=a.value), a.updated_ms
@@ -151,10 +161,18 @@ class RuleEngine:
                 continue
             tracked.last_end_ms = window.end_ms
             value = getattr(window, rule.kpi)
+            window_evidence = evidence(window)
             if rule.change_over_ms is not None and value is not None:
-                value = self._change_over(tracked, rule.change_over_ms, window.end_ms, value)
+                # a window the gates refuse is no evidence, and no baseline for later changes either
+                value = (
+                    None
+                    if gated(rule, window_evidence) is not None
+                    else self._change_over(
+                        tracked, rule.change_over_ms, window.end_ms, value, window.end_ms - window.start_ms
+                    )
+                )
             old = tracked.state
-            new = evaluate(rule, old, value, window.start_ms, window.end_ms, evidence(window))
+            new = evaluate(rule, old, value, window.start_ms, window.end_ms, window_evidence)
             tracked.state = new
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
@@ -162,11 +180,14 @@ class RuleEngine:
         return changes
 
     @staticmethod
-    def _change_over(tracked: _Tracked, span_ms: int, end_ms: int, value: float) -> float | None:
-        """The change over ``span_ms``; remembers ``value`` and forgets what no later window needs. The
-        history lives in memory: after a restart a rate rule waits one span before it judges again."""
+    def _change_over(
+        tracked: _Tracked, span_ms: int, end_ms: int, value: float, window_ms: int
+    ) -> float | None:
+        """The change over ``span_ms`` (against a window that ended within one window of the span's
+        start); remembers ``value`` and forgets what no later window needs. The history lives in memory:
+        after a restart a rate rule waits one span before it judges again."""
         history = tracked.history
-        change = change_over(history, end_ms, value, span_ms)
+        change = change_over(history, end_ms, value, span_ms, window_ms)
         history.append((end_ms, value))
         while len(history) > 1 and history[1][0] <= end_ms - span_ms:
             history.popleft()  # the newest window at least a span old stays: the next one compares to it
@@ -180,23 +201,41 @@ class RuleEngine:
         wait in the spool are not silence."""
         if self._watch_started_ms is None:
             self._watch_started_ms = now_ms
+        changes = self._resolve_orphans(now_ms)
         if backlog or not self._watched:
-            return []
+            return changes
         if self._last_staleness_ms is not None and now_ms - self._last_staleness_ms < STALENESS_EVERY_MS:
             return []
         self._last_staleness_ms = now_ms
-        changes: list[AlertChange] = []
         for rule, meter in self._watched:
             fp = fingerprint(rule.name, meter.site_id, meter.id)
             tracked = self._tracked.get(fp)
             old = RuleState() if tracked is None else tracked.state
-            seen = seen_ms(meter.site_id, meter.id)
-            new = staleness(rule, old, self._watch_started_ms if seen is None else seen, now_ms)
+            new = staleness(rule, old, seen_ms(meter.site_id, meter.id), now_ms, self._watch_started_ms)
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
             self._tracked[fp] = _Tracked(new, now_ms)
             changes.append(self._stale_change(rule, meter, new, now_ms))
         return changes
+
+    def _resolve_orphans(self, now_ms: int) -> list[AlertChange]:
+        orphans, self._orphans = self._orphans, []
+        return [
+            AlertChange(
+                fingerprint=a.fingerprint,
+                rule=a.rule,
+                site_id=a.site_id,
+                state=(
+                    AlertState.RESOLVED if a.state == AlertState.FIRING.value else AlertState.INACTIVE
+                ).value,
+                severity=a.severity,
+                summary=f"{a.summary} (closed: its rule, site or meter is no longer configured)",
+                value=a.value,
+                started_ms=a.started_ms,
+                at_ms=now_ms,
+            )
+            for a in orphans
+        ]
 
     def _stale_change(self, rule: StalenessRule, meter: Meter, new: RuleState, now_ms: int) -> AlertChange:
         site = self._registry.sites.get(meter.site_id)

@@ -76,7 +76,17 @@ async def acknowledge_alert(
     description="Threshold rules (on closed KPI windows) and staleness rules (on the clock); "
     "docs/alerting.md explains each field.",
 )
-async def list_rules(registry: RegistryDep) -> list[RulePublic]:
-    return [RulePublic.from_threshold(r) for r in registry.rules] + [
-        RulePublic.from_staleness(r) for r in registry.staleness_rules
-    ]
+async def list_rules(registry: RegistryDep, principal: PrincipalDep) -> list[RulePublic]:
+    """A rule scoped to named sites is shown only with the sites in the caller's scope (and not at all
+    when none is)."""
+    rules = [RulePublic.from_threshold(r) for r in registry.rules]
+    rules += [RulePublic.from_staleness(r) for r in registry.staleness_rules]
+    shown = []
+    for rule in rules:
+        if rule.site_ids:
+            visible = principal.visible(rule.site_ids)
+            if not visible:
+                continue
+            rule = rule.model_copy(update={"site_ids": visible})
+        shown.append(rule)
+    return shown

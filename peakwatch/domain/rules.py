@@ -202,26 +202,37 @@ def _has_labels(labels: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in wanted.items())
 
 
-def staleness(rule: StalenessRule, current: RuleState, last_seen_ms: int, now_ms: int) -> RuleState:
-    """The rule's state for a meter last seen at ``last_seen_ms`` (for a meter never seen: when
-    watching began). Firing starts at the last sign of life; there is no pending stage, the silence is
-    its own duration."""
-    if now_ms - last_seen_ms >= rule.silent_ms:
-        return RuleState(state=AlertState.FIRING, since_ms=last_seen_ms)
+def staleness(
+    rule: StalenessRule, current: RuleState, last_seen_ms: int | None, now_ms: int, watching_since_ms: int
+) -> RuleState:
+    """The rule's state for a meter last seen at ``last_seen_ms`` (``None``: never), judged by a
+    processor watching since ``watching_since_ms``. Silence is counted from the later of the two: a
+    restarted processor gives every meter one ``silent_ms`` of grace (its own downtime is not the
+    meter's silence), and an alert that was firing stays firing until the meter reports. Firing starts
+    at the last sign of life; there is no pending stage, the silence is its own duration."""
+    reported = last_seen_ms is not None and last_seen_ms > watching_since_ms
+    if current.state is AlertState.FIRING and not reported:
+        return current
+    basis = last_seen_ms if reported and last_seen_ms is not None else watching_since_ms
+    if now_ms - basis >= rule.silent_ms:
+        return RuleState(state=AlertState.FIRING, since_ms=basis if last_seen_ms is None else last_seen_ms)
     if current.state is AlertState.FIRING:
         return RuleState(state=AlertState.RESOLVED, since_ms=current.since_ms)
     return RuleState(state=AlertState.INACTIVE)
 
 
 def change_over(
-    history: Sequence[tuple[int, float]], end_ms: int, value: float, span_ms: int
+    history: Sequence[tuple[int, float]], end_ms: int, value: float, span_ms: int, tolerance_ms: int
 ) -> float | None:
     """``value`` minus the value of the newest window in ``history`` (``(end_ms, value)``, oldest first)
-    that ended at least ``span_ms`` before ``end_ms``; ``None`` when there is none (not enough history
-    yet: no evidence)."""
-    before: float | None = None
+    that ended at least ``span_ms`` before ``end_ms``, if it ended no more than ``tolerance_ms`` earlier
+    than that; ``None`` otherwise (not enough history yet, or a gap: a slow drift over hours is not a
+    jump within the span)."""
+    before: tuple[int, float] | None = None
     for ended, old in history:
         if ended > end_ms - span_ms:
             break
-        before = old
-    return None if before is None else value - before
+        before = (ended, old)
+    if before is None or before[0] < end_ms - span_ms - tolerance_ms:
+        return None
+    return value - before[1]

@@ -124,6 +124,8 @@ def test_bad_factor_overrides_are_refused(factor: str, message: str) -> None:
         ("rules: [{name: r, kpi: pue, op: '>', threshold: 1, min_completeness: 80}]", "between 0 and 1"),
         ("rules: [{name: r, kpi: pue, op: '>', threshold: 1, keep_firing_for: later}]", "invalid duration"),
         ("rules: [{name: r, silent_for: 5m, kpi: pue}]", "a staleness rule .silent_for. takes no kpi"),
+        ("rules: [{name: r, silent_for: 5m, recover: 1, for: 1m}]", "takes no for, recover"),
+        ("rules: [{name: r, kpi: pue, op: '>', threshold: 1, meter_roles: [it_load]}]", "meter_roles scope"),
         ("rules: [{name: r, silent_for: 0}]", "silent_for must be positive"),
         ("rules: [{name: r, silent_for: 5m, meter_roles: [toaster]}]", "unknown meter roles"),
         ("rules: [{name: r}]", "give kpi, op and threshold"),

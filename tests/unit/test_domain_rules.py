@@ -187,19 +187,34 @@ SILENT = StalenessRule(name="meter_silent", silent_ms=5 * MIN)
 @pytest.mark.parametrize(
     ("last_seen", "now", "before", "after"),
     [
-        (0, 4 * MIN, N, N),  # 4 min quiet: fine
-        (0, 5 * MIN, N, F),  # 5 min: fires, from the last sign of life
-        (0, 9 * MIN, F, F),  # still quiet
+        (10, 4 * MIN, N, N),  # 4 min quiet: fine
+        (10, 5 * MIN + 10, N, F),  # 5 min: fires, from the last sign of life
+        (10, 9 * MIN, F, F),  # still quiet
         (8 * MIN, 9 * MIN, F, R),  # reported again
         (8 * MIN, 9 * MIN, N, N),
+        (None, 5 * MIN - 1, N, N),  # never seen: counted from when watching began (at 0)
+        (None, 5 * MIN, N, F),
     ],
 )
-def test_staleness(last_seen: int, now: int, before: AlertState, after: AlertState) -> None:
+def test_staleness(last_seen: int | None, now: int, before: AlertState, after: AlertState) -> None:
     current = RuleState(state=before, since_ms=0 if before is F else None)
-    new = staleness(SILENT, current, last_seen, now)
+    new = staleness(SILENT, current, last_seen, now, watching_since_ms=0)
     assert new.state is after
-    if after is F:
-        assert new.since_ms == last_seen
+    if after is F and before is N:
+        assert new.since_ms == (0 if last_seen is None else last_seen)
+
+
+def test_staleness_after_a_restart_gives_one_period_of_grace() -> None:
+    """Last seen 20 minutes before the processor (re)started: its own downtime is not the meter's
+    silence; an alert that was firing stays firing until the meter reports."""
+    start = 20 * MIN
+    assert staleness(SILENT, RuleState(), 0, start + MIN, start).state is N
+    fired = staleness(SILENT, RuleState(), 0, start + 5 * MIN, start)
+    assert fired.state is F
+    assert fired.since_ms == 0  # reported as silent since its real last reading
+    firing = RuleState(state=F, since_ms=0)
+    assert staleness(SILENT, firing, 0, start + MIN, start) is firing
+    assert staleness(SILENT, firing, start + MIN, start + 2 * MIN, start).state is R
 
 
 def test_staleness_scope() -> None:
@@ -220,9 +235,11 @@ def test_staleness_scope() -> None:
         ([(0, 1.3), (MIN, 1.35)], 15 * MIN, 1.5, 15 * MIN, pytest.approx(0.2)),  # vs the window ended at 0
         ([(0, 1.3), (MIN, 1.35)], 16 * MIN, 1.5, 15 * MIN, pytest.approx(0.15)),  # the newest old enough
         ([(0, 1.6)], 15 * MIN, 1.5, 15 * MIN, pytest.approx(-0.1)),  # a fall is negative
+        ([(0, 1.3)], 16 * MIN, 1.5, 15 * MIN, pytest.approx(0.2)),  # one window late: still the span
+        ([(0, 1.2)], 10 * 60 * MIN, 1.35, 5 * MIN, None),  # 10 hours apart: a drift, not a jump
     ],
 )
 def test_change_over(
     history: list[tuple[int, float]], end: int, value: float, span: int, expected: object
 ) -> None:
-    assert change_over(history, end, value, span) == expected
+    assert change_over(history, end, value, span, tolerance_ms=MIN) == expected

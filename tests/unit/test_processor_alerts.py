@@ -233,3 +233,58 @@ rules:
     # minute 5: 1.29 - 1.20 (minute 0) = 0.09, no; minute 6: 1.33 - 1.20 (minute 1) = 0.13, firing;
     # minutes 7-10: 0.14, 0.11, 0.08, 0.07, above the 0.05 recovery line; minute 11: 1.36 - 1.33 = 0.03
     assert changes == [(6, "firing", 0.13), (11, "resolved", 0.03)]
+
+
+def test_a_gated_window_is_no_baseline_for_a_rate_rule() -> None:
+    registry = Registry.from_text(
+        """
+sites:
+  - {id: dc, name: DC, kind: data_centre}
+rules:
+  - {name: pue_jump, kpi: pue, op: ">", threshold: 0.1, change_over: 5m, min_completeness: 0.9}
+"""
+    )
+    engine = RuleEngine(registry)
+    first = msgspec.structs.replace(window(0, 0.9), completeness=0.5)  # half the meters: no evidence
+    changes = engine.evaluate(first)
+    for i in range(1, 12):
+        changes += engine.evaluate(window(i, 1.30))
+    assert changes == []
+
+
+def test_restored_alerts_no_rule_produces_any_more_are_closed() -> None:
+    """A meter removed from the registry (or a rule renamed or rescoped): its open alert is closed at the
+    first step instead of staying open for ever."""
+    registry = Registry.from_text(
+        """
+sites:
+  - id: dc
+    name: DC
+    kind: data_centre
+    meters:
+      - {id: it, carrier: electricity, role: it_load, unit: kWh}
+rules:
+  - {name: it_silent, silent_for: 5m}
+"""
+    )
+    engine = RuleEngine(registry)
+
+    def record(fp: str, rule: str, state: str) -> AlertRecord:
+        return AlertRecord(
+            id=1, fingerprint=fp, rule=rule, site_id="dc", state=state, severity="warning", summary="s",
+            value=None, started_ms=W0, fired_ms=W0, resolved_ms=None, updated_ms=W0,
+        )  # fmt: skip
+
+    engine.restore(
+        [
+            record("it_silent@dc/old-meter", "it_silent", "firing"),
+            record("gone_rule@dc", "gone_rule", "pending"),
+            record("it_silent@dc/it", "it_silent", "firing"),  # still configured: kept
+        ]
+    )
+    changes = engine.evaluate_staleness(W0 + MIN, lambda s, m: None)
+    assert sorted((c.fingerprint, c.state) for c in changes) == [
+        ("gone_rule@dc", "inactive"),
+        ("it_silent@dc/old-meter", "resolved"),
+    ]
+    assert engine.evaluate_staleness(W0 + 2 * MIN, lambda s, m: None) == []  # once, and the live one stays
