@@ -423,6 +423,7 @@ class SpoolBus(Bus):
         readings = 0
         first = self._read_seq
         memory = self._memory
+        start_pos = self._read_pos
         while self._read_seq < self._appended and (readings < max_readings or self._read_seq == first):
             if memory:
                 entry = memory.popleft()
@@ -435,13 +436,23 @@ class SpoolBus(Bus):
             # Not in memory: read back from disk. While this runs, publishes only append to the log
             # (the memory queue takes records again once the reader has caught up).
             segments = [(s.base, s.end, str(s.path)) for s in self._segments if s.end > self._read_pos]
-            items, end = await asyncio.to_thread(
-                _read_range,
-                segments,
-                self._read_pos,
-                self._write_end,
-                max(1, max_readings - readings),
-            )
+            try:
+                items, end = await asyncio.to_thread(
+                    _read_range,
+                    segments,
+                    self._read_pos,
+                    self._write_end,
+                    max(1, max_readings - readings),
+                )
+            except BaseException:
+                # Cancelled (or failed) half-way: nothing of this poll was delivered. Rewind the reader
+                # and let the next poll read it all back from the log (every record is on disk; the
+                # memory queue, now possibly out of step with the reader, refills once it catches up).
+                memory.clear()
+                self._memory_bytes = 0
+                self._read_pos = start_pos
+                self._read_seq = first
+                raise
             if not items:
                 raise BusError(
                     f"spool {self.directory}: {self.lag} record(s) expected after position "

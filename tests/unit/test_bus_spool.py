@@ -783,3 +783,22 @@ def test_open_bus_refuses_bad_urls(tmp_path: Path, url: str, message: str) -> No
     with pytest.raises(ConfigError, match=message):
         open_bus(url.format(tmp=tmp_path))
     assert not (tmp_path / "x").exists()
+
+
+async def test_a_poll_cancelled_while_reading_back_from_disk_loses_nothing(tmp_path: Path) -> None:
+    """The first records come from the memory queue, the rest from disk; cancelled during the disk
+    read, the poll delivered nothing, so the next one must deliver everything."""
+    bus = SpoolBus(tmp_path / "spool", memory_items=2)
+    for i in range(5):
+        await bus.publish(batch("a", 1, start=i * 10))
+    poll = asyncio.create_task(bus.poll(max_readings=100))
+    await asyncio.sleep(0)  # memory entries taken; now waiting for the read-back of the others
+    poll.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await poll
+    polled = await bus.poll(max_readings=100)
+    assert first_ts(polled) == [0, 10, 20, 30, 40]
+    await bus.commit(polled)
+    await bus.publish(batch("a", 1, start=50))  # the memory queue works again once caught up
+    assert first_ts(await bus.poll()) == [50]
+    await bus.close()
