@@ -178,13 +178,7 @@ async def _token(
             raise ConfigError(f"no active user {user_name!r}")
         granted_role = role or user.role
         granted_sites = tuple(sites) if sites else user.sites
-        owner = Principal(
-            user_name=user.name,
-            role=user.role,
-            sites=None if user.sites is None else frozenset(user.sites),
-            via="cli",
-        )
-        problem = within(granted_role, granted_sites, owner)
+        problem = within(granted_role, granted_sites, Principal.of(user, "cli"))
         if problem is not None:
             raise ConfigError(f"the token would exceed its user: {problem}")
         credential, bearer = new_credential(

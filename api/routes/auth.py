@@ -113,13 +113,7 @@ async def login(
         secure=config.secure_cookie,
         path="/",
     )
-    principal = Principal(
-        user_name=user.name,
-        role=user.role,
-        sites=None if user.sites is None else frozenset(user.sites),
-        via=f"session:{credential.id}",
-        must_change_password=user.must_change_password,
-    )
+    principal = Principal.of(user, f"session:{credential.id}")
     await store.access.audit(await audit_entry(request, principal, action="login"))
     return SessionPublic(
         token=token,
@@ -227,13 +221,7 @@ async def create_token(body: TokenIn, principal: PrincipalDep, store: StoreDep) 
         raise invalid_body("user", f"no active user {owner_name!r}", owner_name)
     role = body.role or owner.role
     sites = owner.sites if body.sites is None else tuple(body.sites)
-    owner_principal = Principal(
-        user_name=owner.name,
-        role=owner.role,
-        sites=None if owner.sites is None else frozenset(owner.sites),
-        via="",
-    )
-    for granter in (principal, owner_principal):
+    for granter in (principal, Principal.of(owner, "")):
         problem = within(role, sites, granter)
         if problem is not None:
             raise invalid_body("role" if "role" in problem else "sites", problem, body.role or body.sites)

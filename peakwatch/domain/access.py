@@ -102,6 +102,17 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """When the credential the request came with expires (``None``: never): a token made with it
     expires no later."""
 
+    @classmethod
+    def of(cls, user: User, via: str) -> Principal:
+        """The user's own rights (a login, or the owner a token is checked against)."""
+        return cls(
+            user_name=user.name,
+            role=user.role,
+            sites=None if user.sites is None else frozenset(user.sites),
+            via=via,
+            must_change_password=user.must_change_password,
+        )
+
     @property
     def global_scope(self) -> bool:
         return self.sites is None
