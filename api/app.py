@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import APIRouter, Depends, FastAPI, status
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
@@ -20,12 +23,16 @@ from api.routes import (
     kpis,
     meters,
     metrics,
+    notifications,
+    rules,
+    silences,
     sites,
     targets,
     users,
 )
 from api.routes import health as health_routes
 from api.schemas import ErrorPublic
+from api.stream import AlertBroadcaster, close_streams
 from peakwatch.config import Registry, Settings
 from peakwatch.errors import StoreError
 from peakwatch.store import Store
@@ -46,8 +53,18 @@ def create_app(
     ``registry`` supplies the factor library behind site details; ``settings`` the window size and
     lateness quoted in messages and range limits; ``health`` the status of the other components for
     ``/healthz``; ``metrics_registry``, when given, is exposed at ``/metrics`` (absent otherwise).
+
+    The app's lifespan ends its live alert streams; a server that waits for open responses before
+    running the lifespan's end (uvicorn) needs ``api.stream.close_streams(app)`` first.
     """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await close_streams(app)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="peakwatch",
         version=peakwatch.__version__,
         summary="Live PUE, electrification rate and carbon intensity of industrial parks and data centres.",
@@ -74,7 +91,11 @@ def create_app(
             },
             {"name": "targets", "description": "Carbon-peak targets and their progress."},
             {"name": "factors", "description": "Versioned emission and conversion factors, factor sets."},
-            {"name": "alerts", "description": "Threshold-rule alerts."},
+            {"name": "alerts", "description": "Threshold-rule alerts and their live stream."},
+            {
+                "name": "notifications",
+                "description": "Silences (mute notifications for a while) and the delivery log.",
+            },
             {"name": "dead letters", "description": "Refused input, kept with the reason."},
             {
                 "name": "metrics",
@@ -88,6 +109,7 @@ def create_app(
     app.state.settings = settings
     app.state.health = health
     app.state.metrics_registry = metrics_registry
+    app.state.alert_stream = AlertBroadcaster(store)
     app.state.auth = AuthConfig(session_ttl_ms=settings.session_ttl_ms, secure_cookie=settings.cookie_secure)
     app.add_exception_handler(StoreError, store_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
@@ -115,12 +137,14 @@ def create_app(
         targets,
         factors,
         alerts,
+        silences,
+        notifications,
         dead_letters,
         users,
         devices,
     ):
         api.include_router(module.router)
-    api.include_router(alerts.rules_router)
+    api.include_router(rules.router)
     public = APIRouter(prefix=API_PREFIX)
     public.include_router(auth.login_router)
     app.include_router(health_routes.router)

@@ -21,7 +21,8 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.state import StoreDep, now_ms
+from api.state import StoreDep
+from peakwatch.clock import now_ms
 from peakwatch.domain.access import (
     AccessRole,
     AuditEntry,

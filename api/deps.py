@@ -24,9 +24,9 @@ from api.state import (
     get_registry,
     get_settings,
     get_store,
-    now_ms,
 )
 from api.timestamps import TimestampError, parse_timestamp_ms
+from peakwatch.clock import now_ms
 from peakwatch.config import Settings
 from peakwatch.domain.factors import GRID_SLOT, FactorLibrary, ResolvedFactors
 from peakwatch.domain.models import Meter, Site

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -32,19 +32,24 @@ from peakwatch.domain.models import (
     SiteKind,
 )
 from peakwatch.domain.periods import Period
+from peakwatch.domain.routing import Matcher
 from peakwatch.domain.rules import StalenessRule, ThresholdRule
 from peakwatch.domain.targets import Target, TargetKind, TargetProgress, TargetStatus
 from peakwatch.store.inputs import GreenInstrument, InstrumentKind, ValueAdded
 from peakwatch.store.records import (
     AlertRecord,
     DeadLetterRecord,
+    Delivery,
     KpiRevision,
     MeterStatus,
     RestatementRequest,
+    SilenceRecord,
+    StoredRule,
 )
 
 MeterHealth = Literal["ok", "stale", "never"]
 AlertStateName = Literal["pending", "firing", "resolved"]
+SilenceState = Literal["active", "pending", "expired"]
 
 KWH_PER_CERTIFICATE: Final = 1000.0
 """One green electricity certificate (GEC, 绿证) stands for 1 MWh."""
@@ -516,6 +521,10 @@ class AlertPublic(BaseModel):
     acknowledged_at: datetime | None = Field(description="When an operator took the alert on.")
     acknowledged_ms: int | None
     acknowledged_by: str | None = Field(description="Who acknowledged it.")
+    labels: dict[str, str] = Field(
+        examples=[{"alertname": "pue_high", "site": "dc-xiangjiang", "severity": "critical"}],
+        description="What notification routes and silences match on (docs/alerting.md).",
+    )
 
     @classmethod
     def from_record(cls, a: AlertRecord) -> AlertPublic:
@@ -539,14 +548,18 @@ class AlertPublic(BaseModel):
             acknowledged_at=_dt(a.acknowledged_ms),
             acknowledged_ms=a.acknowledged_ms,
             acknowledged_by=a.acknowledged_by,
+            labels=dict(a.labels),
         )
 
 
 class RulePublic(BaseModel):
-    """One alert rule as configured (docs/alerting.md)."""
+    """One alert rule (docs/alerting.md): from the registry file, or made through the API."""
 
     name: str
     kind: Literal["threshold", "staleness"]
+    source: Literal["file", "api"] = Field(
+        description="``file``: the registry YAML (read-only here); ``api``: made through the API."
+    )
     kpi: str | None = Field(description="Threshold rules: the KPI field compared.")
     op: str | None
     threshold: float | None
@@ -561,58 +574,85 @@ class RulePublic(BaseModel):
         description="Rate-of-change rules: the KPI's change over this span is compared, not its value."
     )
     silent_ms: int | None = Field(description="Staleness rules: silence (wall clock) before firing.")
+    per: Literal["meter", "site"] | None = Field(
+        description="Staleness rules: one alert per silent meter, or one when the whole site is silent."
+    )
     meter_roles: list[str]
     severity: str
     summary: str
     site_kinds: list[str]
     site_ids: list[str]
     site_labels: dict[str, str]
+    labels: dict[str, str] = Field(
+        description="Added to the alert's labels (what notification routes match)."
+    )
+    created_by: str | None = None
+    updated_by: str | None = None
+    updated_at: datetime | None = None
 
     @classmethod
-    def from_threshold(cls, r: ThresholdRule) -> RulePublic:
+    def from_rule(cls, r: ThresholdRule | StalenessRule, stored: StoredRule | None = None) -> RulePublic:
+        threshold = r if isinstance(r, ThresholdRule) else None
+        stale = r if isinstance(r, StalenessRule) else None
         return cls(
             name=r.name,
-            kind="threshold",
-            kpi=r.kpi,
-            op=r.op,
-            threshold=r.threshold,
-            for_ms=r.for_ms,
-            recover_threshold=r.recover_threshold,
-            keep_firing_for_ms=r.keep_firing_for_ms,
-            min_completeness=r.min_completeness,
-            min_it_kw=r.min_it_kw,
-            change_over_ms=r.change_over_ms,
-            silent_ms=None,
-            meter_roles=[],
+            kind="threshold" if threshold else "staleness",
+            source="file" if stored is None else "api",
+            kpi=threshold.kpi if threshold else None,
+            op=threshold.op if threshold else None,
+            threshold=threshold.threshold if threshold else None,
+            for_ms=threshold.for_ms if threshold else None,
+            recover_threshold=threshold.recover_threshold if threshold else None,
+            keep_firing_for_ms=threshold.keep_firing_for_ms if threshold else None,
+            min_completeness=threshold.min_completeness if threshold else None,
+            min_it_kw=threshold.min_it_kw if threshold else None,
+            change_over_ms=threshold.change_over_ms if threshold else None,
+            silent_ms=stale.silent_ms if stale else None,
+            per=stale.per if stale else None,
+            meter_roles=list(stale.meter_roles) if stale else [],
             severity=r.severity,
             summary=r.summary,
             site_kinds=[k.value for k in r.site_kinds],
             site_ids=list(r.site_ids),
             site_labels=dict(r.site_labels),
+            labels=dict(r.labels),
+            created_by=stored.created_by if stored else None,
+            updated_by=stored.updated_by if stored else None,
+            updated_at=datetime_from_ms(stored.updated_ms) if stored else None,
         )
 
-    @classmethod
-    def from_staleness(cls, r: StalenessRule) -> RulePublic:
-        return cls(
-            name=r.name,
-            kind="staleness",
-            kpi=None,
-            op=None,
-            threshold=None,
-            for_ms=None,
-            recover_threshold=None,
-            keep_firing_for_ms=None,
-            min_completeness=None,
-            min_it_kw=None,
-            change_over_ms=None,
-            silent_ms=r.silent_ms,
-            meter_roles=list(r.meter_roles),
-            severity=r.severity,
-            summary=r.summary,
-            site_kinds=[k.value for k in r.site_kinds],
-            site_ids=list(r.site_ids),
-            site_labels=dict(r.site_labels),
-        )
+
+RULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class RuleIn(BaseModel):
+    """A rule as written in the registry's ``rules:`` list (docs/alerting.md): ``kpi``, ``op`` and
+    ``threshold`` make a threshold rule, ``silent_for`` a staleness rule. Durations as ``30s``, ``5m``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=RULE_NAME_PATTERN, examples=["pue_hall_b"])
+    kpi: str | None = Field(default=None, examples=["pue"])
+    op: Literal[">", ">=", "<", "<="] | None = None
+    threshold: float | None = Field(default=None, allow_inf_nan=False, examples=[1.4])
+    for_: str | None = Field(default=None, alias="for", max_length=20, examples=["5m"])
+    recover: float | None = Field(default=None, allow_inf_nan=False)
+    keep_firing_for: str | None = Field(default=None, max_length=20)
+    min_completeness: float | None = Field(default=None, ge=0, le=1)
+    min_it_kw: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    change_over: str | None = Field(default=None, max_length=20)
+    silent_for: str | None = Field(default=None, max_length=20, examples=["5m"])
+    per: Literal["meter", "site"] | None = None
+    meter_roles: list[str] | None = Field(default=None, max_length=20)
+    severity: str | None = Field(default=None, max_length=50, examples=["critical"])
+    summary: str | None = Field(default=None, max_length=500)
+    site_kinds: list[str] | None = Field(default=None, max_length=10)
+    site_ids: list[str] | None = Field(default=None, max_length=1000, examples=[["dc-xiangjiang"]])
+    site_labels: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+
+    def document(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
 
 
 # ------------------------------------------------------------------------------------------ dead letters
@@ -1196,3 +1236,152 @@ class DeviceSecretPublic(BaseModel):
     secret: str = Field(
         description="The MQTT password, shown once; applied at the next `peakwatch devices export`."
     )
+
+
+# ------------------------------------------------------------------------------------------ silences
+
+MAX_SILENCE_MATCHERS: Final = 20
+
+
+class SilenceIn(BaseModel):
+    """Mute the alerts every matcher matches, from ``starts_at`` until ``ends_at`` (or for ``duration``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        min_length=1,
+        max_length=MAX_SILENCE_MATCHERS,
+        examples=[['site="dc-xiangjiang"', 'alertname=~"pue_.*"']],
+        description="Label matchers, all of which must match: `name=value`, `name!=value`, `name=~regex`, "
+        "`name!~regex` (regexes match the whole value). A user whose scope is not every site must "
+        'include `site="<one of your sites>"`.',
+    )
+    starts_at: int | str | None = Field(
+        default=None,
+        description="RFC 3339 with an offset or epoch milliseconds; default: now.",
+        examples=["2025-03-01T22:00:00+08:00"],
+    )
+    ends_at: int | str | None = Field(
+        default=None,
+        description="RFC 3339 with an offset or epoch milliseconds (or give `duration`); after `starts_at` "
+        "and in the future.",
+        examples=["2025-03-02T02:00:00+08:00"],
+    )
+    duration: str | None = Field(
+        default=None,
+        max_length=20,
+        description="Instead of `ends_at`: how long from `starts_at`, e.g. `30m`, `2h`, `1d`.",
+        examples=["2h"],
+    )
+    comment: str = Field(default="", max_length=500, description="Why (shown with the silence).")
+
+    @field_validator("matchers")
+    @classmethod
+    def _parse_matchers(cls, value: list[str]) -> list[str]:
+        """Canonical text (``site="dc-1"``), so what is stored reads the same whoever typed it."""
+        return [str(Matcher.parse(text)) for text in value]
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _parse_instant(cls, value: int | str | None) -> int | None:
+        return None if value is None else parse_timestamp_ms(str(value))
+
+    @property
+    def parsed_matchers(self) -> list[Matcher]:
+        return [Matcher.parse(text) for text in self.matchers]
+
+    @property
+    def starts_ms(self) -> int | None:
+        assert self.starts_at is None or isinstance(self.starts_at, int)  # the validator made it so
+        return self.starts_at
+
+    @property
+    def ends_ms(self) -> int | None:
+        assert self.ends_at is None or isinstance(self.ends_at, int)
+        return self.ends_at
+
+
+class SilencePublic(BaseModel):
+    id: int
+    matchers: list[str] = Field(examples=[['site="dc-xiangjiang"', 'alertname=~"pue_.*"']])
+    state: SilenceState = Field(
+        description="active: muting now; pending: starts later; expired: ended (or expired early)."
+    )
+    starts_at: datetime
+    starts_ms: int
+    ends_at: datetime
+    ends_ms: int
+    created_by: str
+    comment: str
+    created_at: datetime
+    created_ms: int
+    expired_by: str | None = Field(description="Who ended it early; `null` if it ran (or runs) its course.")
+
+    @classmethod
+    def from_record(cls, s: SilenceRecord, now_ms: int) -> SilencePublic:
+        return cls(
+            id=s.id,
+            matchers=list(s.matchers),
+            state=silence_state(s, now_ms),
+            starts_at=datetime_from_ms(s.starts_ms),
+            starts_ms=s.starts_ms,
+            ends_at=datetime_from_ms(s.ends_ms),
+            ends_ms=s.ends_ms,
+            created_by=s.created_by,
+            comment=s.comment,
+            created_at=datetime_from_ms(s.created_ms),
+            created_ms=s.created_ms,
+            expired_by=s.expired_by,
+        )
+
+
+def silence_state(s: SilenceRecord, now_ms: int) -> SilenceState:
+    """Expired early counts as expired even while ``ends_ms`` is ahead: a silence expired before it
+    started ends as it starts."""
+    if s.expired_by is not None or s.ends_ms <= now_ms:
+        return "expired"
+    return "pending" if now_ms < s.starts_ms else "active"
+
+
+# ------------------------------------------------------------------------------------------ deliveries
+
+
+class DeliveryPublic(BaseModel):
+    """One attempt to deliver a notification to one channel."""
+
+    id: int
+    at: datetime
+    at_ms: int
+    receiver: str = Field(examples=["oncall"])
+    channel: str = Field(description="The receiver's channel (`oncall/wecom`).", examples=["oncall/wecom"])
+    group_key: str = Field(description="The alert group the message was about.")
+    status: str = Field(
+        examples=["firing"],
+        description="What the message said: `firing` (something in the group fires) or `resolved`.",
+    )
+    outcome: str = Field(examples=["sent"], description="`sent` or `failed`.")
+    detail: str = Field(description="The channel's answer (`HTTP 200`, `250 OK`) or why it failed.")
+    attempt: int = Field(description="1 for the first try of this message; +1 per retry.")
+    escalation: int = Field(description="0: the route's receiver; n: the n-th escalation level.")
+    repeat: bool = Field(description="A reminder of alerts still firing, not a change.")
+    alert_ids: list[int]
+    site_ids: list[str]
+
+    @classmethod
+    def from_delivery(cls, d: Delivery) -> DeliveryPublic:
+        return cls(
+            id=d.id,
+            at=datetime_from_ms(d.at_ms),
+            at_ms=d.at_ms,
+            receiver=d.receiver,
+            channel=d.channel,
+            group_key=d.group_key,
+            status=d.status,
+            outcome=d.outcome,
+            detail=d.detail,
+            attempt=d.attempt,
+            escalation=d.escalation,
+            repeat=d.repeat,
+            alert_ids=list(d.alert_ids),
+            site_ids=list(d.site_ids),
+        )

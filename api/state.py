@@ -7,7 +7,6 @@ in its thread pool, a needless hop per request.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
@@ -15,10 +14,6 @@ from fastapi import Depends, Request
 from api.health import HealthProbe
 from peakwatch.config import Registry, Settings
 from peakwatch.store import Store
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def get_store(request: Request) -> Store:

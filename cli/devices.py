@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,7 @@ from rich.table import Table
 
 from cli.main import ConfigOpt, DataDirOpt, DbUrlOpt, _database, _run, _settings, console
 from peakwatch.accounts import audit_cli, new_device_secret
+from peakwatch.clock import now_ms
 from peakwatch.config import Settings
 from peakwatch.domain.devices import (
     DEVICE_ID,
@@ -31,10 +31,6 @@ from peakwatch.domain.devices import (
 devices_app = typer.Typer(help="Broker credentials of devices and collectors.", no_args_is_help=True)
 
 DbPortOpt = Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _check_id(device_id: str) -> None:
@@ -103,7 +99,7 @@ async def _add(
                 site_id=site,
                 meters=meters,
                 password_hash=password_hash,
-                created_ms=_now_ms(),
+                created_ms=now_ms(),
             )
         )
         await audit_cli(store, f"add {kind.value}", device_id, {"site_id": site, "meters": list(meters)})
@@ -126,7 +122,7 @@ def rotate(
 async def _rotate(settings: Settings, device_id: str) -> None:
     secret, password_hash = new_device_secret()
     async with _database(settings) as store:
-        device = await store.devices.rotate(device_id, password_hash, _now_ms())
+        device = await store.devices.rotate(device_id, password_hash, now_ms())
         if device is not None:
             await audit_cli(store, "rotate device", device_id)
     if device is None:
@@ -149,7 +145,7 @@ def revoke(
 
 async def _revoke(settings: Settings, device_id: str) -> None:
     async with _database(settings) as store:
-        device = await store.devices.revoke(device_id, _now_ms())
+        device = await store.devices.revoke(device_id, now_ms())
         if device is not None:
             await audit_cli(store, "revoke device", device_id)
     if device is None:

@@ -318,6 +318,23 @@ def processor(
     _run(_component(settings, collector=False, processor=True, api=False))
 
 
+@app.command()
+def notifier(
+    config: ConfigOpt = None,
+    database_url: DbUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    public_url: Annotated[
+        str | None, typer.Option(help="Where people reach peakwatch (links in the messages).")
+    ] = None,
+) -> None:
+    """Run only the notifier (alerts in the database -> webhook, e-mail, chat). Several may run: one
+    sends, the others stand by and take over when it stops."""
+    settings = _settings(
+        config_file=config, database_url=database_url, data_dir=data_dir, public_url=public_url
+    )
+    _run(_component(settings, collector=False, processor=False, api=False, notifier=True))
+
+
 @app.command("api")
 def api_command(
     config: ConfigOpt = None,
@@ -350,12 +367,22 @@ def _require_shared_bus(settings: Settings, name: str) -> None:
         raise typer.Exit(2)
 
 
-async def _component(settings: Settings, *, collector: bool, processor: bool, api: bool) -> None:
+async def _component(
+    settings: Settings, *, collector: bool, processor: bool, api: bool, notifier: bool = False
+) -> None:
     from cli.stack import load_registry, running_stack
 
     registry = load_registry(settings)
+    if notifier and registry.notifications is None:
+        raise PeakwatchError("the registry has no notifications section: there is nothing to send")
     async with running_stack(
-        settings, registry, collector=collector, processor=processor, api=api, broker=False
+        settings,
+        registry,
+        collector=collector,
+        processor=processor,
+        api=api,
+        broker=False,
+        notifier=notifier,
     ) as stack:
         if stack.first_admin_password is not None:
             _print_first_admin(stack.first_admin_password)

@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from peakwatch.config import parse_duration_ms
+from peakwatch.durations import parse_duration_ms
 from peakwatch.errors import PeakwatchError
 from simulators.faults import MALFORMED_KINDS, FaultConfig
 from simulators.fleet import build_fleet, registry_yaml

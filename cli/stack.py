@@ -5,6 +5,7 @@ This is where the data flow is wired, so it reads top to bottom like docs/archit
     embedded PostgreSQL -> Store (migrate, sync registry, first admin)
     embedded MQTT broker -> MqttSource -> Collector -> Bus (on-disk spool) -> Processor -> Store
     Store -> API (uvicorn)
+    Store -> Notifier -> webhook / e-mail / WeCom / DingTalk / Feishu / Slack / apprise
     simulators -> MQTT broker (demo)
 
 Shutdown runs in reverse order of start so that nothing accepted is lost: the demo simulators stop
@@ -27,10 +28,12 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from api.app import create_app
 from api.health import ComponentStatus
+from api.stream import close_streams
 from collector.decode import DecodeContext
 from collector.metrics import CollectorMetrics
 from collector.mqtt import MqttSource
 from collector.service import Collector
+from notifier.service import Notifier, NotifierMetrics
 from peakwatch.accounts import ensure_first_admin
 from peakwatch.bus import Bus, SpoolBus, open_bus
 from peakwatch.config import Registry, Settings
@@ -70,6 +73,7 @@ class Stack:
     store: Store | None = None
     bus: Bus | None = None
     processor: Processor | None = None
+    notifier: Notifier | None = None
     source: MqttSource | None = None
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     _stoppers: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
@@ -126,6 +130,14 @@ class Stack:
                     if failing is None
                     else f"database writes failing for {(time.time() * 1000 - failing) / 1000:.0f} s; "
                     "readings are kept in the spool and retried",
+                )
+            )
+        if self.notifier is not None:
+            out.append(
+                ComponentStatus(
+                    name="notifier",
+                    ok=True,
+                    detail="sending" if self.notifier.leading else "standing by (another notifier sends)",
                 )
             )
         for task in self._tasks:
@@ -225,6 +237,7 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
         assert stack.store is not None
         proc = Processor(bus, stack.store, registry, settings, ProcessorMetrics(stack.metrics))
         proc.attach_accountant(stack.store)
+        proc.attach_rules(stack.store)
         stack.processor = proc
         task = stack.spawn("processor", proc.run())
 
@@ -264,6 +277,25 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
         stack.on_stop("collector", source.stop)
 
 
+async def _start_notifier(stack: Stack) -> None:
+    config = stack.registry.notifications
+    if config is None:
+        log.info("notifications: none configured (alerts are shown, not sent)")
+        return
+    assert stack.store is not None
+    notifier = Notifier(
+        stack.store, config, public_url=stack.settings.public_url, metrics=NotifierMetrics(stack.metrics)
+    )
+    stack.notifier = notifier
+    task = stack.spawn("notifier", notifier.run())
+
+    async def stop_notifier() -> None:
+        notifier.stop()
+        await asyncio.wait({task}, timeout=35)
+
+    stack.on_stop("notifier", stop_notifier)
+
+
 async def _start_api(stack: Stack) -> None:
     settings = stack.settings
     assert stack.store is not None
@@ -286,6 +318,7 @@ async def _start_api(stack: Stack) -> None:
     stack.api_url = f"http://{settings.api_host}:{settings.api_port}"
 
     async def stop_api() -> None:
+        await close_streams(app)  # uvicorn waits for open responses: end the live alert streams first
         server.should_exit = True  # finishes open requests and the lifespan, then serve() returns
         await asyncio.wait({task}, timeout=10)
 
@@ -301,6 +334,7 @@ async def running_stack(
     processor: bool = True,
     api: bool = True,
     broker: bool = True,
+    notifier: bool = True,
 ) -> AsyncIterator[Stack]:
     """Start the chosen components; stop them all (in reverse) when the block exits."""
     stack = Stack(settings=settings, registry=registry)
@@ -312,6 +346,8 @@ async def running_stack(
             stack.mqtt_url = settings.mqtt_url or f"mqtt://127.0.0.1:{settings.mqtt_port}"
         if collector or processor:
             await _start_pipeline(stack, collector=collector, processor=processor)
+        if notifier:
+            await _start_notifier(stack)
         if api:
             await _start_api(stack)
         yield stack

@@ -9,7 +9,6 @@ written to the audit log as ``cli:<operating-system user>``.
 from __future__ import annotations
 
 import sys
-import time
 from typing import Annotated
 
 import typer
@@ -17,6 +16,7 @@ from rich.table import Table
 
 from cli.main import ConfigOpt, DataDirOpt, DbUrlOpt, _database, _run, _settings, console
 from peakwatch.accounts import audit_cli, new_credential, new_user
+from peakwatch.clock import now_ms
 from peakwatch.config import Settings
 from peakwatch.domain.access import AccessRole, CredentialKind, Principal, within
 from peakwatch.errors import ConfigError
@@ -28,10 +28,6 @@ DbPortOpt = Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopb
 SiteOpt = Annotated[
     list[str] | None, typer.Option("--site", help="A site in scope (repeat); default: every site.")
 ]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @users_app.command("add")
@@ -56,7 +52,7 @@ def add(
 async def _add(
     settings: Settings, name: str, role: AccessRole, sites: list[str] | None, password: str | None
 ) -> None:
-    user, secret = new_user(name, role, sites, password, _now_ms())
+    user, secret = new_user(name, role, sites, password, now_ms())
     async with _database(settings) as store:
         if sites:
             known = {s.id for s in await store.list_sites()}
@@ -115,7 +111,7 @@ def disable(
 
 async def _disable(settings: Settings, name: str) -> None:
     async with _database(settings) as store:
-        if await store.access.update_user(name, disabled_ms=_now_ms()) is None:
+        if await store.access.update_user(name, disabled_ms=now_ms()) is None:
             raise ConfigError(f"unknown user {name!r}")
         await audit_cli(store, "disable user", name)
     console.print(f"{name} disabled; its sessions and tokens are revoked")
@@ -138,7 +134,7 @@ async def _reset(settings: Settings, name: str) -> None:
     password = new_password()
     async with _database(settings) as store:
         found = await store.access.set_password(
-            name, hash_password(password), must_change=True, now_ms=_now_ms()
+            name, hash_password(password), must_change=True, now_ms=now_ms()
         )
         if not found:
             raise ConfigError(f"unknown user {name!r}")
@@ -187,7 +183,7 @@ async def _token(
             name=name,
             role=granted_role,
             sites=granted_sites,
-            now_ms=_now_ms(),
+            now_ms=now_ms(),
             ttl_ms=expires_days * 86_400_000 if expires_days > 0 else None,
         )
         await store.access.add_credential(credential)
@@ -213,7 +209,7 @@ def revoke_token(
 
 async def _revoke_token(settings: Settings, credential_id: str) -> None:
     async with _database(settings) as store:
-        if await store.access.revoke_credential(credential_id, _now_ms()) is None:
+        if await store.access.revoke_credential(credential_id, now_ms()) is None:
             raise ConfigError(f"no active token {credential_id!r}")
         await audit_cli(store, "revoke token", credential_id)
     console.print(f"token {credential_id} revoked")

@@ -5,7 +5,7 @@ created at import time.
 
 * ``Settings`` (pydantic-settings, env prefix ``PEAKWATCH_``): where things run.
 * ``Registry`` (YAML, see docs/configuration.md): sites, meters, alert rules, factor overrides, factor
-  sets and the GB 40879 thresholds.
+  sets, the GB 40879 thresholds and notifications (``peakwatch.notify_config``).
   It is mirrored into the database (``sites``/``meters`` tables) so the API and SQL users see it.
 """
 
@@ -36,7 +36,9 @@ from peakwatch.domain.kpis import DEFAULT_GB40879_THRESHOLDS
 from peakwatch.domain.models import Carrier, Meter, Quantity, Register, Role, Site
 from peakwatch.domain.rules import KPI_FIELDS, StalenessRule, ThresholdRule
 from peakwatch.domain.units import CARRIER_QUANTITIES, METER_UNITS, meter_quantity
+from peakwatch.durations import parse_duration_ms
 from peakwatch.errors import ConfigError
+from peakwatch.notify_config import Notifications, parse_notifications
 
 
 def default_data_dir() -> Path:
@@ -83,6 +85,8 @@ class Settings(BaseSettings):
     max_payload_bytes: int = 1_048_576
     session_ttl_ms: int = Field(default=12 * 3_600_000, ge=60_000)
     """How long a dashboard login lasts."""
+    public_url: str = ""
+    """Where people reach this peakwatch (``https://peakwatch.example.com``): links in notifications."""
     cookie_secure: bool = False
     """Send the session cookie over HTTPS only: set it whenever a TLS proxy serves the API."""
     demo: bool = True
@@ -98,19 +102,6 @@ class Settings(BaseSettings):
 
 
 # ---------------------------------------------------------------------------------------------- registry
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1000}
-
-
-def parse_duration_ms(value: str | int | float) -> int:
-    """``"5m"`` -> 300000. Bare numbers are seconds."""
-    if isinstance(value, int | float):
-        return int(value * 1000)
-    match = _DURATION.match(value)
-    if not match:
-        raise ConfigError(f"invalid duration {value!r}: use e.g. 30s, 5m, 1h")
-    return int(float(match.group(1)) * _DURATION_MS[match.group(2)])
 
 
 class _MeterDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -144,7 +135,10 @@ class _RuleDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename=
     threshold: float | None = None
     """A threshold rule has ``kpi``, ``op`` and ``threshold``; a staleness rule has ``silent_for``."""
     silent_for: str | int | None = None
+    per: str | None = None
+    """Staleness rules: ``meter`` (default, one alert per silent meter) or ``site`` (every meter silent)."""
     meter_roles: list[str] = []
+    labels: dict[str, str] = {}
     site_labels: dict[str, str] = {}
     for_: str | int = 0
     recover: float | None = None
@@ -182,6 +176,7 @@ class _RegistryDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     factors: list[_FactorDoc] = []
     factor_sets: list[_FactorSetDoc] = []
     gb40879_thresholds: list[float] | None = None
+    notifications: dict[str, Any] | None = None
 
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -199,11 +194,14 @@ class Registry:
         *,
         gb40879_thresholds: tuple[float, float, float] = DEFAULT_GB40879_THRESHOLDS,
         staleness_rules: Iterable[StalenessRule] = (),
+        notifications: Notifications | None = None,
     ) -> None:
         self.sites: dict[str, Site] = {s.id: s for s in sites}
         self.meters: dict[tuple[str, str], Meter] = {(m.site_id, m.id): m for m in meters}
         self.rules: tuple[ThresholdRule, ...] = tuple(rules)
         self.staleness_rules: tuple[StalenessRule, ...] = tuple(staleness_rules)
+        self.notifications: Notifications | None = notifications
+        """Receivers and routing (``None``: alerts are shown in the API, never sent)."""
         self.factors: FactorLibrary = factors or FactorLibrary()
         self.gb40879_thresholds: tuple[float, float, float] = gb40879_thresholds
         """Upper limits of the electric energy ratio for GB 40879-2021 grades 1, 2 and 3."""
@@ -338,56 +336,117 @@ class Registry:
         rules: list[ThresholdRule] = []
         stale_rules: list[StalenessRule] = []
         for r in doc.rules:
-            if r.silent_for is not None:
-                stale_rules.append(_staleness_rule(r, source))
-                continue
-            if r.meter_roles:
-                raise ConfigError(
-                    f"{source}: rule {r.name}: meter_roles scope staleness rules (silent_for); a threshold "
-                    "rule watches a site's KPIs"
-                )
-            if r.kpi is None or r.op is None or r.threshold is None:
-                raise ConfigError(
-                    f"{source}: rule {r.name}: give kpi, op and threshold (a threshold rule) or silent_for "
-                    "(a staleness rule)"
-                )
-            if r.kpi not in KPI_FIELDS:
-                raise ConfigError(
-                    f"{source}: rule {r.name}: unknown kpi {r.kpi!r}; known: {sorted(KPI_FIELDS)}"
-                )
-            try:
-                rules.append(
-                    msgspec.convert(
-                        {
-                            "name": r.name,
-                            "kpi": r.kpi,
-                            "op": r.op,
-                            "threshold": r.threshold,
-                            "for_ms": parse_duration_ms(r.for_),
-                            "severity": r.severity,
-                            "summary": r.summary,
-                            "site_kinds": r.site_kinds,
-                            "site_ids": r.site_ids,
-                            "site_labels": r.site_labels,
-                            "recover_threshold": r.recover,
-                            "keep_firing_for_ms": parse_duration_ms(r.keep_firing_for),
-                            "min_completeness": r.min_completeness,
-                            "min_it_kw": r.min_it_kw,
-                            "change_over_ms": None
-                            if r.change_over is None
-                            else parse_duration_ms(r.change_over),
-                        },
-                        ThresholdRule,
-                    )
-                )
-            except msgspec.ValidationError as exc:
-                raise ConfigError(f"{source}: rule {r.name}: {exc}") from exc
-            if (problem := rules[-1].problem()) is not None:
-                raise ConfigError(f"{source}: rule {r.name}: {problem}")
+            rule = _rule(r, source)
+            if isinstance(rule, StalenessRule):
+                stale_rules.append(rule)
+            else:
+                rules.append(rule)
         names = [r.name for r in doc.rules]
         if len(set(names)) != len(names):
             raise ConfigError(f"{source}: duplicate rule names")
-        return cls(sites, meters, rules, factors, gb40879_thresholds=thresholds, staleness_rules=stale_rules)
+        notifications = None if doc.notifications is None else parse_notifications(doc.notifications, source)
+        return cls(
+            sites,
+            meters,
+            rules,
+            factors,
+            gb40879_thresholds=thresholds,
+            staleness_rules=stale_rules,
+            notifications=notifications,
+        )
+
+
+Rule = ThresholdRule | StalenessRule
+
+
+def parse_rule(raw: Mapping[str, Any], source: str) -> Rule:
+    """One rule as written in the registry's ``rules:`` list (or sent to the API), validated."""
+    try:
+        doc = msgspec.convert(raw, _RuleDoc)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: rule {raw.get('name', '?')}: {exc}") from exc
+    return _rule(doc, source)
+
+
+def rule_document(rule: Rule) -> dict[str, Any]:
+    """The registry form of ``rule`` (what ``parse_rule`` reads back to an equal rule)."""
+    common: dict[str, Any] = {"name": rule.name, "severity": rule.severity}
+    if rule.summary:
+        common["summary"] = rule.summary
+    for key in ("site_kinds", "site_ids"):
+        if value := getattr(rule, key):
+            common[key] = [str(v) for v in value]
+    if rule.site_labels:
+        common["site_labels"] = dict(rule.site_labels)
+    if rule.labels:
+        common["labels"] = dict(rule.labels)
+    if isinstance(rule, StalenessRule):
+        common |= {"silent_for": _seconds(rule.silent_ms), "per": rule.per}
+        if rule.meter_roles:
+            common["meter_roles"] = list(rule.meter_roles)
+        return common
+    common |= {"kpi": rule.kpi, "op": rule.op, "threshold": rule.threshold, "for": _seconds(rule.for_ms)}
+    if rule.recover_threshold is not None:
+        common["recover"] = rule.recover_threshold
+    if rule.keep_firing_for_ms:
+        common["keep_firing_for"] = _seconds(rule.keep_firing_for_ms)
+    if rule.min_completeness:
+        common["min_completeness"] = rule.min_completeness
+    if rule.min_it_kw is not None:
+        common["min_it_kw"] = rule.min_it_kw
+    if rule.change_over_ms is not None:
+        common["change_over"] = _seconds(rule.change_over_ms)
+    return common
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:g}s"
+
+
+def _rule(r: _RuleDoc, source: str) -> Rule:
+    if r.silent_for is not None:
+        return _staleness_rule(r, source)
+    if r.per is not None:
+        raise ConfigError(f"{source}: rule {r.name}: per (meter or site) belongs to staleness rules")
+    if r.meter_roles:
+        raise ConfigError(
+            f"{source}: rule {r.name}: meter_roles scope staleness rules (silent_for); a threshold "
+            "rule watches a site's KPIs"
+        )
+    if r.kpi is None or r.op is None or r.threshold is None:
+        raise ConfigError(
+            f"{source}: rule {r.name}: give kpi, op and threshold (a threshold rule) or silent_for "
+            "(a staleness rule)"
+        )
+    if r.kpi not in KPI_FIELDS:
+        raise ConfigError(f"{source}: rule {r.name}: unknown kpi {r.kpi!r}; known: {sorted(KPI_FIELDS)}")
+    try:
+        rule = msgspec.convert(
+            {
+                "name": r.name,
+                "kpi": r.kpi,
+                "op": r.op,
+                "threshold": r.threshold,
+                "for_ms": parse_duration_ms(r.for_),
+                "severity": r.severity,
+                "summary": r.summary,
+                "site_kinds": r.site_kinds,
+                "site_ids": r.site_ids,
+                "site_labels": r.site_labels,
+                "labels": r.labels,
+                "recover_threshold": r.recover,
+                "keep_firing_for_ms": parse_duration_ms(r.keep_firing_for),
+                "min_completeness": r.min_completeness,
+                "min_it_kw": r.min_it_kw,
+                "change_over_ms": None if r.change_over is None else parse_duration_ms(r.change_over),
+            },
+            ThresholdRule,
+        )
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: rule {r.name}: {exc}") from exc
+    if (problem := rule.problem()) is not None:
+        raise ConfigError(f"{source}: rule {r.name}: {problem}")
+    return rule
 
 
 def _staleness_rule(r: _RuleDoc, source: str) -> StalenessRule:
@@ -424,6 +483,8 @@ def _staleness_rule(r: _RuleDoc, source: str) -> StalenessRule:
                 "site_ids": r.site_ids,
                 "site_labels": r.site_labels,
                 "meter_roles": r.meter_roles,
+                "labels": r.labels,
+                "per": r.per or "meter",
             },
             StalenessRule,
         )

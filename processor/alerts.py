@@ -1,4 +1,4 @@
-"""Threshold rules over closed KPI windows -> alert changes (the first alert stage; issue #4 adds the rest).
+"""Alert rules -> alert changes: threshold and rate rules over closed KPI windows, staleness on a clock.
 
 One state per (rule, site), keyed by a stable fingerprint ``"<rule>@<site>"``. Only state changes
 are emitted: ``pending``, ``firing``, ``resolved`` (from firing) and ``inactive`` (a pending alert that
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from peakwatch.config import Registry
-from peakwatch.domain.models import AlertChange, KpiWindow, Meter
+from peakwatch.domain.models import AlertChange, KpiWindow, Meter, Site
 from peakwatch.domain.rules import (
     AlertState,
     Evidence,
@@ -74,6 +74,20 @@ def render_summary(template: str, values: Mapping[str, object], fallback: str) -
         return fallback
 
 
+def alert_labels(
+    base: Mapping[str, str], site: Site | None, rule_labels: Mapping[str, str]
+) -> dict[str, str]:
+    """The labels routing matches on: the site's registry labels and kind, the rule's own labels, then
+    the identifying ones (``alertname``, ``site``, ``severity``, ``kpi``/``meter``), which nothing
+    overrides."""
+    labels = dict(site.labels) if site is not None else {}
+    if site is not None:
+        labels["site_kind"] = site.kind.value
+    labels.update(rule_labels)
+    labels.update(base)
+    return labels
+
+
 def evidence(window: KpiWindow) -> Evidence:
     """What a rule's gates look at: completeness and the mean IT load over the window."""
     hours = (window.end_ms - window.start_ms) / 3_600_000
@@ -94,41 +108,82 @@ class _Tracked:
 class RuleEngine:
     """Evaluates the registry's rules on every closed window of the sites they apply to."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self, registry: Registry, rules: Iterable[ThresholdRule | StalenessRule] | None = None
+    ) -> None:
+        """``rules``: the rules to run (default: the registry's; the processor adds those made through
+        the API)."""
         self._registry = registry
+        self._tracked: dict[str, _Tracked] = {}
+        self._open: dict[str, AlertChange] = {}
+        """The last change of every open (pending or firing) alert, to close it if its rule goes."""
+        self._watch_started_ms: int | None = None
+        self._orphans: list[AlertChange] = []
+        """Open alerts no current rule produces: closed at the next step."""
+        self._last_staleness_ms: int | None = None
+        self._configure((*registry.rules, *registry.staleness_rules) if rules is None else tuple(rules))
+
+    def _configure(self, rules: tuple[ThresholdRule | StalenessRule, ...]) -> None:
+        registry = self._registry
+        threshold = [r for r in rules if isinstance(r, ThresholdRule)]
+        stale = [r for r in rules if isinstance(r, StalenessRule)]
         self._by_site: dict[str, tuple[ThresholdRule, ...]] = {
-            site.id: tuple(r for r in registry.rules if r.applies_to(site.id, site.kind, site.labels))
+            site.id: tuple(r for r in threshold if r.applies_to(site.id, site.kind, site.labels))
             for site in registry.sites.values()
         }
-        self._tracked: dict[str, _Tracked] = {}
         self._watched: list[tuple[StalenessRule, Meter]] = [
             (rule, meter)
-            for rule in registry.staleness_rules
+            for rule in stale
+            if rule.per == "meter"
             for meter in registry.meters.values()
             if (site := registry.sites.get(meter.site_id)) is not None
             and rule.applies_to(site.id, site.kind, meter.role.value, site.labels)
         ]
-        self._watch_started_ms: int | None = None
-        self._orphans: list[AlertRecord] = []
-        """Restored open alerts no current rule produces: resolved at the first step."""
-        self._last_staleness_ms: int | None = None
-        templates = [(r.name, r.summary) for r in registry.rules]
-        templates += [(r.name, r.summary) for r in registry.staleness_rules]
-        for name, summary in templates:
-            if not template_is_safe(summary):
+        self._watched_sites: list[tuple[StalenessRule, Site, tuple[Meter, ...]]] = [
+            (rule, site, meters)
+            for rule in stale
+            if rule.per == "site"
+            for site in registry.sites.values()
+            if (
+                meters := tuple(
+                    m
+                    for m in registry.site_meters(site.id)
+                    if rule.applies_to(site.id, site.kind, m.role.value, site.labels)
+                )
+            )
+        ]
+        for rule in rules:
+            if not template_is_safe(rule.summary):
                 log.warning(
                     "rule %s: summary template %r uses fields other than %s; a default summary is used",
-                    name,
-                    summary,
+                    rule.name,
+                    rule.summary,
                     sorted(SUMMARY_FIELDS),
                 )
+
+    def _current(self) -> set[str]:
+        """Fingerprints the configured rules can produce."""
+        current = {fingerprint(r.name, site_id) for site_id, rules in self._by_site.items() for r in rules}
+        current |= {fingerprint(r.name, m.site_id, m.id) for r, m in self._watched}
+        current |= {fingerprint(r.name, site.id) for r, site, _ in self._watched_sites}
+        return current
+
+    def reload(self, rules: Iterable[ThresholdRule | StalenessRule]) -> None:
+        """Run ``rules`` from now on. A rule that stays (same name, same sites) keeps its state, so a
+        changed threshold judges the next window without restarting ``for``; the open alerts of a rule
+        that went (removed, or no longer applying to a site or meter) are closed at the next step."""
+        self._configure(tuple(rules))
+        current = self._current()
+        for fp in [fp for fp in self._open if fp not in current]:
+            self._orphans.append(self._open.pop(fp))
+        for fp in [fp for fp in self._tracked if fp not in current]:
+            del self._tracked[fp]
 
     def restore(self, alerts: Iterable[AlertRecord]) -> None:
         """Take over the open (pending or firing) alerts a previous processor left. One whose rule no
         longer applies (a rule removed or rescoped, a meter or site gone) would stay open for ever:
         it is resolved at the first step."""
-        current = {fingerprint(r.name, site_id) for site_id, rules in self._by_site.items() for r in rules}
-        current |= {fingerprint(r.name, m.site_id, m.id) for r, m in self._watched}
+        current = self._current()
         for a in alerts:
             try:
                 state = AlertState(a.state)
@@ -136,9 +191,22 @@ class RuleEngine:
                 continue
             if state in _CLOSED:
                 continue
+            change = AlertChange(
+                fingerprint=a.fingerprint,
+                rule=a.rule,
+                site_id=a.site_id,
+                state=a.state,
+                severity=a.severity,
+                summary=a.summary,
+                value=a.value,
+                started_ms=a.started_ms,
+                at_ms=a.updated_ms,
+                labels=a.labels,
+            )
             if a.fingerprint not in current:
-                self._orphans.append(a)
+                self._orphans.append(change)
                 continue
+            self._open[a.fingerprint] = change
             self._tracked[a.fingerprint] = _Tracked(
                 RuleState(state=state, since_ms=a.started_ms, value=a.value), a.updated_ms
             )
@@ -176,7 +244,7 @@ class RuleEngine:
             tracked.state = new
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
-            changes.append(self._change(rule, window, old, new))
+            changes.append(self._note(self._change(rule, window, old, new)))
         return changes
 
     @staticmethod
@@ -202,10 +270,10 @@ class RuleEngine:
         if self._watch_started_ms is None:
             self._watch_started_ms = now_ms
         changes = self._resolve_orphans(now_ms)
-        if backlog or not self._watched:
+        if backlog or not (self._watched or self._watched_sites):
             return changes
         if self._last_staleness_ms is not None and now_ms - self._last_staleness_ms < STALENESS_EVERY_MS:
-            return []
+            return changes  # the orphans closed above still go out
         self._last_staleness_ms = now_ms
         for rule, meter in self._watched:
             fp = fingerprint(rule.name, meter.site_id, meter.id)
@@ -215,8 +283,25 @@ class RuleEngine:
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
             self._tracked[fp] = _Tracked(new, now_ms)
-            changes.append(self._stale_change(rule, meter, new, now_ms))
+            changes.append(self._note(self._stale_change(rule, meter.site_id, meter, new, now_ms)))
+        for rule, site, meters in self._watched_sites:
+            fp = fingerprint(rule.name, site.id)
+            tracked = self._tracked.get(fp)
+            old = RuleState() if tracked is None else tracked.state
+            seen = [t for m in meters if (t := seen_ms(site.id, m.id)) is not None]
+            new = staleness(rule, old, max(seen, default=None), now_ms, self._watch_started_ms)
+            if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
+                continue
+            self._tracked[fp] = _Tracked(new, now_ms)
+            changes.append(self._note(self._stale_change(rule, site.id, None, new, now_ms)))
         return changes
+
+    def _note(self, change: AlertChange) -> AlertChange:
+        if change.state in (AlertState.PENDING, AlertState.FIRING):
+            self._open[change.fingerprint] = change
+        else:
+            self._open.pop(change.fingerprint, None)
+        return change
 
     def _resolve_orphans(self, now_ms: int) -> list[AlertChange]:
         orphans, self._orphans = self._orphans, []
@@ -233,27 +318,32 @@ class RuleEngine:
                 value=a.value,
                 started_ms=a.started_ms,
                 at_ms=now_ms,
+                labels=a.labels,
             )
             for a in orphans
         ]
 
-    def _stale_change(self, rule: StalenessRule, meter: Meter, new: RuleState, now_ms: int) -> AlertChange:
-        site = self._registry.sites.get(meter.site_id)
+    def _stale_change(
+        self, rule: StalenessRule, site_id: str, meter: Meter | None, new: RuleState, now_ms: int
+    ) -> AlertChange:
+        """A staleness alert for one meter, or for the whole site (``meter`` ``None``: ``per: site``)."""
+        site = self._registry.sites.get(site_id)
         assert new.since_ms is not None
         silent_s = (now_ms - new.since_ms) / 1000
+        what = f"meter {meter.id} at {site_id}" if meter is not None else f"site {site_id}"
         fallback = (
-            f"meter {meter.id} at {meter.site_id} silent for {silent_s:.0f} s"
+            f"{what} silent for {silent_s:.0f} s"
             if new.state is AlertState.FIRING
-            else f"meter {meter.id} at {meter.site_id} reports again"
+            else f"{what} reports again"
         )
         summary = render_summary(
             rule.summary,
             {
                 "value": silent_s,
                 "silent_s": silent_s,
-                "site": meter.site_id,
-                "site_name": site.name if site else meter.site_id,
-                "meter": meter.id,
+                "site": site_id,
+                "site_name": site.name if site else site_id,
+                "meter": meter.id if meter is not None else "",
                 "threshold": rule.silent_ms / 1000,
                 "rule": rule.name,
                 "kpi": "silence",
@@ -263,16 +353,20 @@ class RuleEngine:
             },
             fallback,
         )
+        base = {"alertname": rule.name, "site": site_id, "severity": rule.severity}
+        if meter is not None:
+            base |= {"meter": meter.id, "meter_role": meter.role.value}
         return AlertChange(
-            fingerprint=fingerprint(rule.name, meter.site_id, meter.id),
+            fingerprint=fingerprint(rule.name, site_id, None if meter is None else meter.id),
             rule=rule.name,
-            site_id=meter.site_id,
+            site_id=site_id,
             state=new.state.value,
             severity=rule.severity,
             summary=summary,
             value=silent_s if new.state is AlertState.FIRING else None,
             started_ms=new.since_ms,
             at_ms=now_ms,
+            labels=alert_labels(base, site, rule.labels),
         )
 
     def _change(self, rule: ThresholdRule, window: KpiWindow, old: RuleState, new: RuleState) -> AlertChange:
@@ -308,4 +402,9 @@ class RuleEngine:
             value=new.value,
             started_ms=started if started is not None else window.start_ms,
             at_ms=window.end_ms,
+            labels=alert_labels(
+                {"alertname": rule.name, "site": window.site_id, "severity": rule.severity, "kpi": rule.kpi},
+                site,
+                rule.labels,
+            ),
         )

@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from peakwatch.bus import Bus, Polled
-from peakwatch.config import Registry, Settings
+from peakwatch.clock import now_ms
+from peakwatch.config import Registry, Rule, Settings, parse_rule
 from peakwatch.domain.energy import interval_window_ms, window_start_ms
 from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.models import (
@@ -64,7 +65,7 @@ from peakwatch.domain.models import (
     Restatement,
     RestatementReason,
 )
-from peakwatch.errors import StoreError
+from peakwatch.errors import ConfigError, StoreError
 from processor.accountant import Accountant
 from processor.alerts import RuleEngine
 from processor.meters import DEFAULT_DEDUP_RETENTION_MS, MeterTracker, StepOutput
@@ -92,10 +93,6 @@ class ProcessorStore(Protocol):
     async def latest_kpis(self, site_id: str) -> KpiWindow | None: ...
 
 
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 async def _settle(task: asyncio.Task[Any], *, cancel: bool) -> None:
     """Wait for ``task`` (cancelled first if ``cancel``), swallowing its outcome: the caller is already
     failing or being cancelled, and a write in flight is better finished than abandoned."""
@@ -117,7 +114,7 @@ class Processor:
         settings: Settings,
         metrics: ProcessorMetrics | None = None,
         *,
-        clock_ms: Callable[[], int] = wall_clock_ms,
+        clock_ms: Callable[[], int] = now_ms,
         on_written: Callable[[ProcessedBatch], None] | None = None,
         poll_timeout_s: float = 0.5,
         max_poll_readings: int = 50_000,
@@ -126,6 +123,7 @@ class Processor:
         retry_max_s: float = 5.0,
         dedup_retention_ms: int = DEFAULT_DEDUP_RETENTION_MS,
         accountant_interval_s: float = 1.0,
+        rules_interval_s: float = 2.0,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -171,6 +169,9 @@ class Processor:
         """Set by ``attach_accountant``; runs beside ``run`` (longer windows, restatements)."""
         self._accountant_interval_s = accountant_interval_s
         self._accountant_wake = asyncio.Event()
+        self._rules_store: Store | None = None
+        self._rules_version: str | None = None
+        self._rules_interval_s = rules_interval_s
         self.write_failing_since_ms: int | None = None
         """Wall-clock time of the first failed attempt of the write being retried (``None``: writes
         succeed): health reports the processor degraded meanwhile."""
@@ -182,6 +183,8 @@ class Processor:
         async with self._lock:
             if self._started:
                 return
+            if self._rules_store is not None:
+                await self._load_rules()  # before restoring: alerts of API rules are not orphans
             await self._restore()
             self._started = True
 
@@ -194,6 +197,11 @@ class Processor:
             None
             if self.accountant is None
             else asyncio.create_task(self._run_accountant(), name="processor-accountant")
+        )
+        rules = (
+            None
+            if self._rules_store is None
+            else asyncio.create_task(self._watch_rules(), name="processor-rules")
         )
         try:
             while not self._stop.is_set():
@@ -212,7 +220,11 @@ class Processor:
                 await _settle(task, cancel=isinstance(exc, asyncio.CancelledError))
             if accountant is not None:
                 await _settle(accountant, cancel=True)
+            if rules is not None:
+                await _settle(rules, cancel=True)
             raise
+        if rules is not None:
+            await _settle(rules, cancel=True)
         if accountant is not None:
             self._accountant_wake.set()
             await _settle(accountant, cancel=False)
@@ -235,6 +247,42 @@ class Processor:
             on_replacements=self.tracker.add_replacements,
         )
         return self.accountant
+
+    def attach_rules(self, store: Store) -> None:
+        """Also run the alert rules made through the API (``store.rules``), reloaded when they change."""
+        self._rules_store = store
+
+    async def _load_rules(self) -> None:
+        """Reload the rules if the stored ones changed. A stored rule that no longer parses (an older
+        peakwatch wrote it) is skipped with a warning rather than stopping every other rule."""
+        assert self._rules_store is not None
+        version = await self._rules_store.rules.version()
+        if version == self._rules_version:
+            return
+        stored: list[Rule] = []
+        for r in await self._rules_store.rules.list():
+            try:
+                stored.append(parse_rule(r.spec, "stored rule"))
+            except ConfigError as exc:
+                log.warning("alert rule %s is skipped: %s", r.name, exc)
+        self.rules.reload([*self._registry.rules, *self._registry.staleness_rules, *stored])
+        if self._rules_version is not None:
+            log.info(
+                "alert rules reloaded: %d from the registry, %d made through the API",
+                len(self._registry.rules) + len(self._registry.staleness_rules),
+                len(stored),
+            )
+        self._rules_version = version
+
+    async def _watch_rules(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._rules_interval_s)
+            try:
+                async with self._lock:  # never between a step's poll and its evaluation
+                    await self._load_rules()
+            except StoreError as exc:
+                log.warning("reading the alert rules failed (retrying): %s", exc)
 
     def _use_factors(self, library: FactorLibrary) -> None:
         for sw in self.windows.values():
@@ -460,7 +508,7 @@ class Processor:
                     )
                     raise
                 if self.write_failing_since_ms is None:
-                    self.write_failing_since_ms = wall_clock_ms()
+                    self.write_failing_since_ms = now_ms()
                 log.warning("store write failed (retrying in %.1f s): %s", delay_s, exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay_s)
@@ -470,7 +518,7 @@ class Processor:
             if self.write_failing_since_ms is not None:
                 log.info(
                     "store writes succeed again after %.1f s",
-                    (wall_clock_ms() - self.write_failing_since_ms) / 1000,
+                    (now_ms() - self.write_failing_since_ms) / 1000,
                 )
                 self.write_failing_since_ms = None
             break

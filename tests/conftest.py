@@ -8,8 +8,11 @@ on free ports and never depends on services already running on the machine.
 
 import os
 
+import pytest
+
 from tests.fixtures.mqtt import *  # noqa: F403
 from tests.fixtures.postgres import *  # noqa: F403
+from tests.fixtures.receivers import *  # noqa: F403
 
 # peakwatch reads PEAKWATCH_* from the environment (pydantic-settings). A developer's own settings,
 # e.g. PEAKWATCH_DATABASE_URL pointing at the machine's PostgreSQL, must not leak into the tests, which
@@ -17,3 +20,13 @@ from tests.fixtures.postgres import *  # noqa: F403
 # SCHEMATHESIS_EXAMPLES, DB_OUTAGE_S) survive.
 for _name in [n for n in os.environ if n.startswith("PEAKWATCH_") and not n.startswith("PEAKWATCH_TEST_")]:
     del os.environ[_name]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hypothesis_regex_imported() -> None:
+    """hypothesis imports its regex strategies lazily, on the first ``st.from_regex``, and pytest
+    rewrites the module as it is imported. Inside a hypothesis test late in a session that import can
+    hit a CPython 3.11.7 fault ("SystemError: AST constructor recursion depth mismatch", seen when
+    tests/integration/test_notifier_races.py ran first); importing it once before the first test
+    avoids it."""
+    import hypothesis.strategies._internal.regex  # noqa: F401

@@ -307,6 +307,9 @@ class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
     value: float | None
     started_ms: int
     at_ms: int
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    """What notification routing matches on: ``alertname``, ``site``, ``severity``, ``kpi`` or ``meter``,
+    the site's kind and registry labels, the rule's labels."""
 
 
 class Restatement(msgspec.Struct, frozen=True, kw_only=True):

@@ -67,6 +67,8 @@ class ThresholdRule(msgspec.Struct, frozen=True, kw_only=True):
     """Empty means every site."""
     site_labels: dict[str, str] = msgspec.field(default_factory=dict)
     """Only sites carrying every one of these labels; empty means every site."""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    """Added to the alert's labels (``team: facilities``): what notification routes match on."""
     recover_threshold: float | None = None
     """Hysteresis: a firing alert recovers only on the safe side of this (``None``: of ``threshold``)."""
     keep_firing_for_ms: int = 0
@@ -186,6 +188,11 @@ class StalenessRule(msgspec.Struct, frozen=True, kw_only=True):
     site_labels: dict[str, str] = msgspec.field(default_factory=dict)
     meter_roles: tuple[str, ...] = ()
     """Meter roles it watches (``it_load``, ``pv_generation`` ...); empty means every meter."""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    per: Literal["meter", "site"] = "meter"
+    """``meter``: one alert per silent meter. ``site``: one alert when every watched meter of the site
+    is silent (the site is offline: its uplink or collector is down), which can inhibit the site's
+    meter and KPI alerts (docs/alerting.md)."""
 
     def applies_to(
         self, site_id: str, kind: SiteKind, role: str, labels: Mapping[str, str] | None = None

@@ -12,7 +12,6 @@ months are ``datetime.date`` values on the 1st, a calendar month in the site's t
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Final, Literal
@@ -20,6 +19,7 @@ from typing import Final, Literal
 import asyncpg
 import msgspec
 
+from peakwatch.clock import now_ms
 from peakwatch.domain.factors import Factor
 from peakwatch.domain.models import MeterReplacement, RestatementReason
 from peakwatch.domain.periods import Period, window_end, window_start
@@ -66,10 +66,6 @@ class ValueAdded(msgspec.Struct, frozen=True, kw_only=True):
     month: date
     value_cny: float
     recorded_ms: int
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def month_range_ms(month: date, tz: str) -> tuple[int, int]:

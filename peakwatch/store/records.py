@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from peakwatch.domain.models import KpiWindow, Meter
@@ -32,6 +34,7 @@ class AlertRecord(msgspec.Struct, frozen=True, kw_only=True):
     acknowledged_ms: int | None = None
     acknowledged_by: str | None = None
     """The user who acknowledged the alert (``None``: not acknowledged)."""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,3 +71,48 @@ class RestatementRequest(msgspec.Struct, frozen=True, kw_only=True):
     detail: str
     requested_ms: int
     done_ms: int | None = None
+
+
+class SilenceRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    matchers: list[str]
+    """Matchers as text (``site="dc-1"``, ``alertname=~"pue_.*"``); every one must match."""
+    starts_ms: int
+    ends_ms: int
+    created_by: str
+    comment: str
+    created_ms: int
+    expired_by: str | None = None
+    """Who ended it early (``ends_ms`` is then that moment)."""
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt to deliver a message to one channel (the delivery log)."""
+
+    at_ms: int
+    receiver: str
+    channel: str
+    group_key: str
+    status: str
+    """What the message said: ``firing`` (something in the group fires) or ``resolved``."""
+    outcome: str
+    """``sent`` or ``failed``."""
+    detail: str
+    """The channel's answer (``HTTP 200``, ``250 OK``) or why it failed."""
+    attempt: int
+    escalation: int
+    repeat: bool
+    alert_ids: list[int]
+    site_ids: list[str]
+    id: int = 0
+
+
+class StoredRule(msgspec.Struct, frozen=True, kw_only=True):
+    """An alert rule made through the API; ``spec`` is its registry document (``rules:`` entry)."""
+
+    name: str
+    spec: dict[str, Any]
+    created_by: str
+    created_ms: int
+    updated_by: str
+    updated_ms: int

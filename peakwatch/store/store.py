@@ -21,10 +21,12 @@ from peakwatch.store.devices import DevicesStore
 from peakwatch.store.errors import STORE_FAILURES, translate
 from peakwatch.store.inputs import InputsStore
 from peakwatch.store.migrate import apply_migrations
+from peakwatch.store.notify import NotifyStore
 from peakwatch.store.pooled import Pooled, convert
 from peakwatch.store.records import AlertRecord, DeadLetterRecord, KpiRevision, MeterStatus
+from peakwatch.store.rules import RulesStore
 from peakwatch.store.timescale import TimescalePolicy
-from peakwatch.store.writes import KPI_SELECT, create_staging_tables, write_batch
+from peakwatch.store.writes import ALERTS_CHANNEL, KPI_SELECT, create_staging_tables, write_batch
 
 CONNECT_TIMEOUT_S: Final = 10.0
 COMMAND_TIMEOUT_S: Final = 120.0
@@ -48,7 +50,7 @@ _METER_COLUMNS: Final = (
 _ALERT_SELECT: Final = """
 SELECT id, fingerprint, rule, site_id, state, severity, summary, value, started_at AS started_ms,
        fired_at AS fired_ms, resolved_at AS resolved_ms, updated_at AS updated_ms,
-       acknowledged_at AS acknowledged_ms, acknowledged_by
+       acknowledged_at AS acknowledged_ms, acknowledged_by, labels
 FROM alerts"""
 
 
@@ -72,6 +74,10 @@ class Store(Pooled):
         """Device and collector credentials for the MQTT broker."""
         self.access = AccessStore(pool)
         """API and dashboard users, their tokens and sessions, the audit log."""
+        self.rules = RulesStore(pool)
+        """Alert rules made through the API (the registry file holds the others)."""
+        self.notify = NotifyStore(pool)
+        """Silences, the notifier's group logs, the delivery log, and the notifier's wake-ups."""
         self._meter_keys: dict[tuple[str, str], int] = {}
         """(site, meter) -> ``meters.key``, the compact key raw readings are stored under."""
 
@@ -371,12 +377,14 @@ class Store(Pooled):
         Acknowledging twice keeps the first acknowledgement."""
         rows = await self._fetch(
             "acknowledging an alert",
-            "UPDATE alerts SET acknowledged_at = coalesce(acknowledged_at, $3), "
+            "WITH acked AS (UPDATE alerts SET acknowledged_at = coalesce(acknowledged_at, $3), "
             "acknowledged_by = coalesce(acknowledged_by, $2) "
-            "WHERE id = $1 AND state IN ('pending', 'firing') RETURNING id",
+            "WHERE id = $1 AND state IN ('pending', 'firing') RETURNING id) "
+            "SELECT id, pg_notify($4, '') FROM acked",
             alert_id,
             by,
             now_ms,
+            ALERTS_CHANNEL,
         )
         return await self.get_alert(alert_id) if rows else None
 

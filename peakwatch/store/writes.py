@@ -177,7 +177,7 @@ SELECT {", ".join(RESTATEMENT_COLUMNS)} FROM pw_restatements_in"""
 
 # One statement per change, applied in order (executemany): close the open alert, or open/advance it
 # (a close with no open alert changes nothing).
-# $1 fingerprint $2 rule $3 site_id $4 state $5 severity $6 summary $7 value $8 started $9 at
+# $1 fingerprint $2 rule $3 site_id $4 state $5 severity $6 summary $7 value $8 started $9 at $10 labels
 _ALERT_CHANGE: Final = """
 WITH closed AS (
     UPDATE alerts
@@ -186,12 +186,18 @@ WITH closed AS (
     RETURNING id
 )
 INSERT INTO alerts AS a (fingerprint, rule, site_id, state, severity, summary, value, started_at, fired_at,
-                         updated_at)
-SELECT $1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $4 = 'firing' THEN $9 END, $9
+                         updated_at, labels)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $4 = 'firing' THEN $9 END, $9, $10
 WHERE $4 NOT IN ('resolved', 'inactive')  -- an unknown state fails the table's CHECK
 ON CONFLICT (fingerprint) WHERE state IN ('pending', 'firing') DO UPDATE SET
     state = EXCLUDED.state, severity = EXCLUDED.severity, summary = EXCLUDED.summary, value = EXCLUDED.value,
-    fired_at = COALESCE(a.fired_at, EXCLUDED.fired_at), updated_at = EXCLUDED.updated_at"""
+    fired_at = COALESCE(a.fired_at, EXCLUDED.fired_at), updated_at = EXCLUDED.updated_at,
+    labels = EXCLUDED.labels"""
+
+ALERTS_CHANNEL: Final = "peakwatch_alerts"
+"""``NOTIFY`` channel: an alert changed (written by a processor step, acknowledged, a silence changed).
+Delivered at commit, so a listener (the notifier, the API's live stream) never sees an uncommitted
+change."""
 
 
 MeterKeys = Mapping[tuple[str, str], int]
@@ -230,6 +236,7 @@ async def write_batch(conn: Conn, batch: ProcessedBatch, meter_keys: MeterKeys) 
             await write_kpi_windows(conn, batch.kpi_windows)
         if batch.alerts:
             await conn.executemany(_ALERT_CHANGE, [_alert_args(a) for a in batch.alerts])
+            await conn.execute("SELECT pg_notify($1, '')", ALERTS_CHANNEL)
         if batch.dead_letters:
             await conn.copy_records_to_table(
                 "dead_letters", records=map(_astuple, batch.dead_letters), columns=DEAD_LETTER_COLUMNS
@@ -276,4 +283,15 @@ async def write_kpi_windows(conn: Conn, windows: Sequence[KpiWindow]) -> None:
 
 
 def _alert_args(a: AlertChange) -> tuple[object, ...]:
-    return (a.fingerprint, a.rule, a.site_id, a.state, a.severity, a.summary, a.value, a.started_ms, a.at_ms)
+    return (
+        a.fingerprint,
+        a.rule,
+        a.site_id,
+        a.state,
+        a.severity,
+        a.summary,
+        a.value,
+        a.started_ms,
+        a.at_ms,
+        a.labels,
+    )

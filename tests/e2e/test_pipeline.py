@@ -18,6 +18,7 @@ from gmqtt.mqtt.constants import MQTTv311
 
 from cli.stack import Stack, running_stack
 from peakwatch.config import Registry, Settings
+from tests.fixtures.receivers import HttpReceiver
 from tests.support import bearer, eventually, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -81,11 +82,23 @@ sites:
 rules:
   - {name: pue_retrofit_line, kpi: pue, op: ">", threshold: 1.5, for: 5m, site_kinds: [data_centre]}
   - {name: meter_silent, silent_for: 3s, site_ids: [dc-silent], meter_roles: [it_load], severity: critical}
+notifications:
+  receivers:
+    - name: oncall
+      channels: [{type: webhook, url: "HOOK_URL"}]
+    - name: nobody
+  route:
+    receiver: nobody
+    routes: [{receiver: oncall, group_wait: 0s, group_interval: 1s, matchers: ['alertname="meter_silent"']}]
 """
+HOOK_PATH = "/e2e-pipeline-oncall"
 
 
 @pytest.fixture
-async def stack(database_url: str, mqtt_url: str, tmp_path: Any) -> AsyncIterator[Stack]:
+async def stack(
+    database_url: str, mqtt_url: str, tmp_path: Any, http_receiver: HttpReceiver
+) -> AsyncIterator[Stack]:
+    http_receiver.clear()
     settings = Settings(
         database_url=database_url,
         mqtt_url=mqtt_url,
@@ -98,7 +111,8 @@ async def stack(database_url: str, mqtt_url: str, tmp_path: Any) -> AsyncIterato
         idle_close_ms=1_000,
         demo=False,
     )
-    async with running_stack(settings, Registry.from_text(REGISTRY), broker=False) as running:
+    registry = Registry.from_text(REGISTRY.replace("HOOK_URL", http_receiver.url_for(HOOK_PATH)))
+    async with running_stack(settings, registry, broker=False) as running:
         yield running
 
 
@@ -389,7 +403,7 @@ async def test_golden_park_exporting_pv_with_a_battery(
 
 
 async def test_a_silent_meter_fires_with_no_message_arriving(
-    stack: Stack, publish: Any, api: httpx.AsyncClient
+    stack: Stack, publish: Any, api: httpx.AsyncClient, http_receiver: HttpReceiver
 ) -> None:
     """Staleness is evaluated on the clock: after the IT meter's last reading nothing more arrives, and
     the alert still fires; a reading resolves it."""
@@ -402,9 +416,21 @@ async def test_a_silent_meter_fires_with_no_message_arriving(
         rows = [r for r in response.json() if r["fingerprint"] == "meter_silent@dc-silent/it"]
         return rows[0] if rows and rows[0]["state"] == state else None
 
+    # the notifier hears of it from the processor's commit, with nothing arriving from the meter
+    message = (await http_receiver.next(HOOK_PATH, timeout=30)).json()
+    assert message["status"] == "firing"
+    assert message["alerts"][0]["labels"] == {
+        "alertname": "meter_silent",
+        "site": "dc-silent",
+        "severity": "critical",
+        "meter": "it",
+        "meter_role": "it_load",
+        "site_kind": "data_centre",
+    }
     firing = await eventually(lambda: alert("firing"), "staleness alert firing", timeout_s=30)
     assert firing["severity"] == "critical"
     assert "it" in firing["summary"]
     assert firing["value"] >= 3.0
     await publish("telemetry/dc-silent/it", {"ts": t0 + MIN, "energy_kwh": 2.0})
     await eventually(lambda: alert("resolved"), "staleness alert resolved", timeout_s=30)
+    assert (await http_receiver.next(HOOK_PATH, timeout=30)).json()["status"] == "resolved"

@@ -77,7 +77,12 @@ EXPECTED_PATHS = {
     "/api/v1/devices/{device_id}/rotate",
     "/api/v1/devices/{device_id}/revoke",
     "/api/v1/alerts/{alert_id}/acknowledge",
+    "/api/v1/alerts/stream",
     "/api/v1/rules",
+    "/api/v1/rules/{name}",
+    "/api/v1/silences",
+    "/api/v1/silences/{silence_id}",
+    "/api/v1/notifications",
 }
 
 EXPECTED_WRITES = {
@@ -100,12 +105,19 @@ EXPECTED_WRITES = {
     ("post", "/api/v1/devices/{device_id}/rotate"): "200",
     ("post", "/api/v1/devices/{device_id}/revoke"): "200",
     ("post", "/api/v1/alerts/{alert_id}/acknowledge"): "200",
+    ("post", "/api/v1/silences"): "201",
+    ("delete", "/api/v1/silences/{silence_id}"): "200",
+    ("post", "/api/v1/rules"): "201",
+    ("put", "/api/v1/rules/{name}"): "200",
+    ("delete", "/api/v1/rules/{name}"): "200",
 }
 
 SELF_SERVICE = {"/api/v1/auth/login", "/api/v1/auth/logout", "/api/v1/auth/password"}
 """Writes that act on the caller's own session or password: authenticated (but login), audited by
 their handlers, no role needed."""
 OPEN = {"/healthz", "/readyz", "/metrics", "/api/v1/auth/login"}
+STREAMS = {"/api/v1/alerts/stream"}
+"""Server-Sent Events: ``text/event-stream``, no response model."""
 
 
 def test_schema_lists_every_route(schema: dict[str, Any]) -> None:
@@ -114,7 +126,9 @@ def test_schema_lists_every_route(schema: dict[str, Any]) -> None:
 
 
 def test_every_json_route_declares_a_response_model(app: FastAPI) -> None:
-    missing = [r.path for r in api_routes(app) if r.response_model is None and r.path != "/metrics"]
+    missing = [
+        r.path for r in api_routes(app) if r.response_model is None and r.path not in {"/metrics", *STREAMS}
+    ]
     assert missing == []
 
 
@@ -153,6 +167,8 @@ def test_every_route_documents_its_200_content(schema: dict[str, Any]) -> None:
         media, body = next(iter(content.items()))
         if path == "/metrics":
             assert media.startswith("text/plain")
+        elif path in STREAMS:
+            assert media == "text/event-stream"
         else:
             assert media == "application/json"
             assert "$ref" in body["schema"] or body["schema"].get("type") == "array", path
@@ -241,9 +257,9 @@ def _role_dependencies(route: APIRoute) -> list[str]:
 def test_every_change_needs_a_role_and_is_audited(app: FastAPI) -> None:
     """A write route without ``allow`` would be open to any viewer and missing from the audit log."""
     unguarded = [
-        (sorted(r.methods), r.path)
+        (sorted(r.methods or ()), r.path)
         for r in api_routes(app)
-        if r.methods - {"GET", "HEAD"} and r.path not in SELF_SERVICE and not _role_dependencies(r)
+        if (r.methods or set()) - {"GET", "HEAD"} and r.path not in SELF_SERVICE and not _role_dependencies(r)
     ]
     assert unguarded == []
 
@@ -257,3 +273,25 @@ def test_every_data_route_documents_401_and_403(schema: dict[str, Any]) -> None:
                 continue
             else:
                 assert {"401", "403"} <= set(op["responses"]), (method, path)
+
+
+def test_the_alert_stream_documents_its_events_and_credentials(schema: dict[str, Any]) -> None:
+    op = schema["paths"]["/api/v1/alerts/stream"]["get"]
+    assert list(op["responses"]["200"]["content"]) == ["text/event-stream"]
+    for code in ("401", "403", "404", "503"):  # errors are JSON like everywhere else
+        assert list(op["responses"][code]["content"]) == ["application/json"], code
+    for words in ("event: snapshot", "event: alert", ": keepalive", "EventSource", "cookie", "Bearer"):
+        assert words in op["description"], words
+    assert {p["name"] for p in op["parameters"]} == {"site_id"}
+
+
+def test_silences_validate_their_body(schema: dict[str, Any]) -> None:
+    body = schema["components"]["schemas"]["SilenceIn"]
+    assert body["additionalProperties"] is False
+    assert body["properties"]["matchers"]["minItems"] == 1
+    assert body["properties"]["matchers"]["maxItems"] == 20
+    assert body["properties"]["comment"]["maxLength"] == 500
+    assert body["required"] == ["matchers"]
+    listed = {p["name"] for p in schema["paths"]["/api/v1/silences"]["get"]["parameters"]}
+    assert listed == {"include_expired", "limit"}
+    assert "409" in schema["paths"]["/api/v1/silences/{silence_id}"]["delete"]["responses"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from peakwatch.config import Registry, parse_duration_ms
+from peakwatch.config import Registry, parse_rule, rule_document
 from peakwatch.domain.factors import DEFAULT_SET
 from peakwatch.domain.kpis import DEFAULT_GB40879_THRESHOLDS
 from peakwatch.domain.models import Carrier, Meter, Register, Role, Site, SiteKind
+from peakwatch.durations import parse_duration_ms
 from peakwatch.errors import ConfigError
 
 SITE = """
@@ -354,3 +355,29 @@ def test_rule_recovery_and_gates_from_yaml() -> None:
         0.9,
         50.0,
     )
+
+
+def test_every_demo_rule_survives_its_document_form() -> None:
+    """The API stores rules in their registry form: writing one out and reading it back gives it again."""
+    registry = Registry.bundled_demo()
+    for rule in (*registry.rules, *registry.staleness_rules):
+        assert parse_rule(rule_document(rule), "test") == rule
+    full = parse_rule(
+        {
+            "name": "r",
+            "kpi": "pue",
+            "op": ">",
+            "threshold": 1.5,
+            "for": "90s",
+            "recover": 1.4,
+            "keep_firing_for": "2m",
+            "min_completeness": 0.5,
+            "min_it_kw": 10,
+            "change_over": "15m",
+            "labels": {"team": "a"},
+            "site_ids": ["dc"],
+        },
+        "test",
+    )
+    assert parse_rule(rule_document(full), "test") == full
+    assert full.for_ms == 90_000  # type: ignore[union-attr]

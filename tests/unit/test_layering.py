@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("collector", "processor", "api", "simulators")
+SERVICES = ("collector", "processor", "notifier", "api", "simulators")
 # The pure domain may use the standard library and these value libraries, nothing that does I/O.
 DOMAIN_ALLOWED = {"msgspec", "peakwatch"}
 IO_MODULES = {

@@ -8,6 +8,7 @@ import pytest
 from peakwatch.config import Registry
 from peakwatch.domain.models import KpiWindow
 from peakwatch.domain.rules import ThresholdRule
+from peakwatch.errors import ConfigError
 from peakwatch.store.records import AlertRecord
 from processor.alerts import RuleEngine, render_summary, template_is_safe
 from tests.unit.fakes import make_registry
@@ -288,3 +289,119 @@ rules:
         ("it_silent@dc/old-meter", "resolved"),
     ]
     assert engine.evaluate_staleness(W0 + 2 * MIN, lambda s, m: None) == []  # once, and the live one stays
+
+
+def test_alert_labels_carry_rule_site_and_identity() -> None:
+    """Routing matches on labels: the identifying ones win over site and rule labels of the same name."""
+    registry = Registry.from_text(
+        """
+sites:
+  - {id: dc, name: DC, kind: data_centre, labels: {class: new-large, region: changsha, site: spoofed}}
+rules:
+  - {name: pue_high, kpi: pue, op: ">", threshold: 1.3, severity: critical,
+     labels: {team: facilities, severity: low}}
+"""
+    )
+    [change] = RuleEngine(registry).evaluate(window(0, 1.4))
+    assert change.labels == {
+        "alertname": "pue_high",
+        "site": "dc",
+        "severity": "critical",
+        "kpi": "pue",
+        "site_kind": "data_centre",
+        "class": "new-large",
+        "region": "changsha",
+        "team": "facilities",
+    }
+
+
+def test_site_offline_fires_only_when_every_watched_meter_is_silent() -> None:
+    registry = Registry.from_text(
+        """
+sites:
+  - id: dc
+    name: DC
+    kind: data_centre
+    meters:
+      - {id: it, carrier: electricity, role: it_load, unit: kWh}
+      - {id: cooling, carrier: electricity, role: cooling, unit: kWh}
+rules:
+  - {name: site_offline, silent_for: 5m, per: site, severity: critical}
+  - {name: meter_silent, silent_for: 5m}
+"""
+    )
+    engine = RuleEngine(registry)
+    seen: dict[tuple[str, str], int | None] = {("dc", "it"): None, ("dc", "cooling"): None}
+
+    def at(now: int) -> list[tuple[str, str]]:
+        return [(c.fingerprint, c.state) for c in engine.evaluate_staleness(now, lambda s, m: seen[(s, m)])]
+
+    assert at(W0) == []
+    seen[("dc", "cooling")] = W0 + 3 * MIN  # cooling reports, IT stays silent
+    assert at(W0 + 6 * MIN) == [("meter_silent@dc/it", "firing")]  # the site is not offline
+    assert at(W0 + 9 * MIN) == [("meter_silent@dc/cooling", "firing"), ("site_offline@dc", "firing")]
+    seen[("dc", "it")] = W0 + 10 * MIN
+    changes = engine.evaluate_staleness(W0 + 10 * MIN + 1000, lambda s, m: seen[(s, m)])
+    assert [(c.fingerprint, c.state) for c in changes] == [
+        ("meter_silent@dc/it", "resolved"),
+        ("site_offline@dc", "resolved"),
+    ]
+    offline = next(c for c in changes if c.fingerprint == "site_offline@dc")
+    assert offline.labels == {
+        "alertname": "site_offline",
+        "site": "dc",
+        "severity": "critical",
+        "site_kind": "data_centre",
+    }
+    assert offline.summary == "site dc reports again"
+
+
+def test_per_is_for_staleness_rules_only() -> None:
+    with pytest.raises(ConfigError, match=r"per \(meter or site\) belongs to staleness rules"):
+        Registry.from_text("sites: []\nrules:\n  - {name: r, kpi: pue, op: '>', threshold: 1.5, per: site}\n")
+    with pytest.raises(ConfigError, match="rule r"):
+        Registry.from_text("sites: []\nrules:\n  - {name: r, silent_for: 5m, per: hall}\n")
+
+
+def test_reload_keeps_the_state_of_rules_that_stay_and_closes_the_alerts_of_rules_that_go() -> None:
+    registry = Registry.from_text(
+        """
+sites:
+  - {id: dc, name: DC, kind: data_centre}
+rules:
+  - {name: pue_high, kpi: pue, op: ">", threshold: 1.5, for: 2m}
+  - {name: pue_low, kpi: pue, op: "<", threshold: 1.2}
+"""
+    )
+    engine = RuleEngine(registry)
+    assert run(engine, [1.6, 1.6]) == [(0, "pending"), (1, "firing")]
+    high = next(r for r in registry.rules if r.name == "pue_high")
+    stricter = msgspec.structs.replace(high, threshold=1.55)
+    engine.reload([stricter])  # pue_high changed, pue_low removed (it had no open alert)
+    assert engine.state("pue_high", "dc").state.value == "firing"  # no new for, no second "firing"
+    assert run(engine, [1.57], first=2) == []
+    engine.reload([])  # pue_high removed while firing: closed at the next step
+    [closed] = engine.evaluate_staleness(W0 + 10 * MIN, lambda s, m: None)
+    assert (closed.fingerprint, closed.state) == ("pue_high@dc", "resolved")
+    assert closed.summary.endswith("(closed: its rule, site or meter is no longer configured)")
+    assert closed.labels["alertname"] == "pue_high"
+    assert engine.evaluate(window(4, 1.9)) == []
+
+
+def test_a_rule_removed_between_staleness_scans_still_closes_its_alert() -> None:
+    """Steps come faster than the once-a-second staleness scan: the orphans must not wait for it."""
+    registry = Registry.from_text(
+        """
+sites:
+  - {id: dc, name: DC, kind: data_centre, meters: [{id: it, carrier: electricity, role: it_load, unit: kWh}]}
+rules:
+  - {name: pue_high, kpi: pue, op: ">", threshold: 1.5}
+  - {name: meter_silent, silent_for: 5m}
+"""
+    )
+    engine = RuleEngine(registry)
+    assert engine.evaluate_staleness(W0, lambda s, m: W0) == []  # the scan ran at W0
+    assert run(engine, [1.6]) == [(0, "firing")]
+    engine.reload(registry.staleness_rules)  # pue_high removed
+    [closed] = engine.evaluate_staleness(W0 + 500, lambda s, m: W0)  # within the same second
+    assert (closed.fingerprint, closed.state) == ("pue_high@dc", "resolved")
