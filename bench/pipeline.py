@@ -9,9 +9,13 @@ Wired by ``cli.stack.running_stack`` exactly as ``peakwatch up --no-demo --mqtt-
 that the processor is built here, with the same arguments plus an ``on_written`` hook, so the parent
 learns when each store transaction committed and how many readings it held.
 
+The notifier runs too when the registry has a ``notifications:`` section (as in ``peakwatch up``);
+``ready`` waits until it leads, so a latency bench does not time its start-up.
+
 Protocol with the parent: JSON lines on stdout (``ready``, ``w`` per committed write with cumulative
-readings and KPI windows, ``hb`` heartbeats with the bus lag and collector counters, ``stopped``);
-a line or EOF on stdin stops the pipeline (after the bus drained).
+readings and KPI windows, ``a`` per committed write holding alert changes with the sites that fire,
+``hb`` heartbeats with the bus lag and collector counters, ``stopped``); a line or EOF on stdin stops
+the pipeline (after the bus drained).
 """
 
 from __future__ import annotations
@@ -55,8 +59,13 @@ async def _run(args: argparse.Namespace) -> None:
             totals["readings"] += len(batch.readings)
             totals["kpi"] += len(batch.kpi_windows)
             _emit({"ev": "w", "t": time.time(), "r": totals["readings"], "k": totals["kpi"]})
+        firing = sorted({a.site_id for a in batch.alerts if a.state == "firing"})
+        if firing:
+            _emit({"ev": "a", "t": time.time(), "firing": firing})
 
-    async with running_stack(settings, registry, processor=False, api=False, broker=False) as stack:
+    async with running_stack(
+        settings, registry, processor=False, api=False, broker=False, notifier=True
+    ) as stack:
         assert stack.bus is not None
         assert stack.store is not None
         assert stack.source is not None
@@ -65,15 +74,19 @@ async def _run(args: argparse.Namespace) -> None:
             bus, stack.store, registry, settings, ProcessorMetrics(stack.metrics), on_written=on_written
         )
         proc.attach_accountant(stack.store)
+        proc.attach_rules(stack.store)  # as running_stack wires its processor
         stopping = asyncio.Event()
         loop = _serial(proc, stopping) if args.serial_processor else proc.run()
         task = asyncio.create_task(loop, name="processor")
         await proc.start()
+        if stack.notifier is not None:
+            await asyncio.wait_for(stack.notifier.ready.wait(), 60)
         _emit(
             {
                 "ev": "ready",
                 "timescale": stack.store.timescale,
                 "mqtt_protocol": stack.source.protocol_version,
+                "notifier": stack.notifier is not None,
             }
         )
         stop = asyncio.create_task(asyncio.to_thread(sys.stdin.readline))

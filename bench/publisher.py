@@ -16,6 +16,9 @@ Readings: the synthetic fleet of ``simulators.fleet`` (sites ``load-site-0001`` 
 event time (``--step-ms``), so the processor closes 1-minute windows and computes KPIs as it goes.
 With ``--batch B`` a message carries B consecutive readings of one meter (a JSON array).
 
+With ``--rate R`` the publisher is paced: at most R readings per second, sent in slices of a few
+milliseconds (a steady background load for latency benches); without it, as fast as the window allows.
+
 Protocol with the parent (stdout JSON lines, stdin): ``{"ev": "ready", ...}`` once the messages are
 built; the parent writes a line to start; ``{"ev": "done", ...}`` at the end with what was
 acknowledged and when (``time.time()``).
@@ -189,10 +192,20 @@ class _Protocol(asyncio.Protocol):
                 self.space.set()
 
 
+PACE_SLICE_S = 0.005
+"""Paced mode sends what is due every slice: 50 readings at 10,000/s, close to a steady stream."""
+
+
 async def publish(
-    url: str, packets: list[bytes], counts: list[int], window: int, chunk: int = 256
+    url: str,
+    packets: list[bytes],
+    counts: list[int],
+    window: int,
+    chunk: int = 256,
+    rate: float = 0.0,
 ) -> dict[str, float | int | bool]:
-    """Send ``packets`` with at most ``window`` unacknowledged; returns the timing and the counts."""
+    """Send ``packets`` with at most ``window`` unacknowledged and, when ``rate`` > 0, no more readings
+    than ``rate`` per second since the first publish; returns the timing and the counts."""
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_connection(
@@ -204,6 +217,8 @@ async def publish(
     index = proto.inflight_index
     total = len(packets)
     first_s = time.time()
+    start = time.monotonic()
+    sent_readings = 0
     i = 0
     while i < total and not proto.closed.done():
         if not proto.writable.is_set():
@@ -214,6 +229,16 @@ async def publish(
             proto.space.clear()
             await proto.space.wait()
             continue
+        if rate > 0:
+            due = rate * (time.monotonic() - start) - sent_readings
+            allowed = 0
+            while allowed < room and counts[i + allowed] <= due:
+                due -= counts[i + allowed]
+                allowed += 1
+            if not allowed:
+                await asyncio.sleep(PACE_SLICE_S)
+                continue
+            room = allowed
         n = 0
         for k in range(i, i + room):
             packet_id = k % _MAX_ID + 1
@@ -224,6 +249,8 @@ async def publish(
         if n:
             transport.write(b"".join(packets[i : i + n]))
             proto.inflight += n
+            if rate > 0:
+                sent_readings += sum(counts[i : i + n])
             i += n
             await asyncio.sleep(0)  # let PUBACKs in even while the window never fills
         else:
@@ -276,7 +303,7 @@ async def _main(args: argparse.Namespace) -> None:
     print(json.dumps(ready), flush=True)
     await asyncio.to_thread(sys.stdin.readline)
     cpu0 = time.process_time()
-    result = await publish(args.url, packets, counts, args.window)
+    result = await publish(args.url, packets, counts, args.window, rate=args.rate)
     print(json.dumps({"ev": "done", **result, "cpu_s": time.process_time() - cpu0}), flush=True)
     await asyncio.to_thread(sys.stdin.read)  # stay until the parent measured our CPU (EOF)
 
@@ -294,6 +321,9 @@ def main() -> None:
     parser.add_argument("--step-ms", type=int, default=1000)
     parser.add_argument("--part", default="0/1", help="i/n: publish every n-th site starting at i")
     parser.add_argument("--window", type=int, default=4000, help="QoS 1 messages in flight (max)")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="readings/s, paced (default 0: as fast as possible)"
+    )
     parser.add_argument("--topic-prefix", default="telemetry")
     parser.add_argument("--seed", type=int, default=0)
     asyncio.run(_main(parser.parse_args()))

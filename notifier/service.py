@@ -187,7 +187,9 @@ class Notifier:
         reported = {alert_id for entry in snapshot.values() for alert_id in owed(entry)}
         alerts = await store.routing_alerts(reported)
         silences = [silence_of(s) for s in await store.silences(now_ms=now, limit=None)]
-        result = plan(now, alerts, self._config.routing, silences, snapshot)
+        # pure CPU, linear in the firing alerts: in a thread, so that thousands firing at once (a
+        # fleet-wide outage) do not stall the loop the collector and processor share in `peakwatch up`
+        result = await asyncio.to_thread(plan, now, alerts, self._config.routing, silences, snapshot)
         self._metrics.muted.set(len(result.muted))
 
         def current(log_id: str) -> bool:

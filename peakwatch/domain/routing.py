@@ -504,22 +504,36 @@ def inhibited_by(
     equal (missing == missing), as in Alertmanager. As in Alertmanager too, an alert matching both sides
     of a rule is not inhibited through that rule by another alert that matches both sides, else two such
     alerts would silence each other and nobody would hear of either."""
-    for source in firing:
-        if source.id == alert.id or source.state != "firing":
-            continue
+    return Inhibitions(firing, rules).source_for(alert)
+
+
+class Inhibitions:
+    """Per inhibit rule, the firing alerts on its source side, indexed by their ``equal`` labels. Built
+    once per plan, so judging every firing alert costs O(alerts x rules), not O(alerts^2): a fleet-wide
+    outage with thousands of alerts firing must not stall the loop the notifier shares."""
+
+    def __init__(self, firing: Sequence[AlertView], rules: Sequence[InhibitRule]) -> None:
+        self._rules: list[tuple[InhibitRule, dict[tuple[str, ...], list[AlertView]]]] = []
         for rule in rules:
+            index: dict[tuple[str, ...], list[AlertView]] = {}
+            for source in firing:
+                if source.state == "firing" and matches_all(rule.source_matchers, source.labels):
+                    key = tuple(source.labels.get(name, "") for name in rule.equal)
+                    index.setdefault(key, []).append(source)
+            self._rules.append((rule, index))
+
+    def source_for(self, alert: AlertView) -> AlertView | None:
+        for rule, index in self._rules:
             if not matches_all(rule.target_matchers, alert.labels):
                 continue
-            if not matches_all(rule.source_matchers, source.labels):
-                continue
-            if any(source.labels.get(name, "") != alert.labels.get(name, "") for name in rule.equal):
-                continue
-            if matches_all(rule.source_matchers, alert.labels) and matches_all(
-                rule.target_matchers, source.labels
-            ):
-                continue
-            return source
-    return None
+            both_sides = matches_all(rule.source_matchers, alert.labels)
+            for source in index.get(tuple(alert.labels.get(name, "") for name in rule.equal), ()):
+                if source.id == alert.id:
+                    continue
+                if both_sides and matches_all(rule.target_matchers, source.labels):
+                    continue
+                return source
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -640,7 +654,7 @@ def _describe(alert: AlertView) -> str:
 def _mute_reason(
     alert: AlertView,
     now_ms: int,
-    firing_all: Sequence[AlertView],
+    inhibitions: Inhibitions,
     config: RoutingConfig,
     silences: Sequence[Silence],
 ) -> str | None:
@@ -650,7 +664,7 @@ def _mute_reason(
     for window in config.maintenance:
         if window.mutes(alert.labels, now_ms):
             return f"maintenance window {window.name}"
-    source = inhibited_by(alert, firing_all, config.inhibit_rules)
+    source = inhibitions.source_for(alert)
     if source is not None:
         return f"inhibited by {_describe(source)}"
     return None
@@ -668,8 +682,9 @@ def _assemble(
     """Steps 2 and 3: mute, route and escalate the firing alerts into groups (by log id); the muted
     alerts and the instants escalations become due are added to ``muted`` and ``wakes``."""
     groups: dict[str, _Group] = {}
+    inhibitions = Inhibitions(firing_all, config.inhibit_rules)
     for alert in firing_all:
-        reason = _mute_reason(alert, now_ms, firing_all, config, silences)
+        reason = _mute_reason(alert, now_ms, inhibitions, config, silences)
         if reason is not None:
             muted.append(Muted(alert_id=alert.id, reason=reason))
             continue
