@@ -33,6 +33,7 @@ import httpx
 import msgspec
 
 from notifier.messages import Message, alertmanager_payload, render, truncate_utf8
+from peakwatch.channel_checks import channel_problem
 from peakwatch.domain.notifications import (
     AppriseChannel,
     Channel,
@@ -54,7 +55,6 @@ __all__ = [
     "WECOM_TEXT_MAX_BYTES",
     "Channels",
     "DeliveryError",
-    "channel_problem",
     "dingtalk_sign",
     "feishu_sign",
 ]
@@ -244,6 +244,8 @@ class Channels:
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             detail = f"unusable address {where}: {_scrub(str(exc), secrets)}"
             raise DeliveryError(detail, retryable=False) from None
+        except httpx.LocalProtocolError as exc:  # a header it refused, quoted whole (secret and all)
+            raise DeliveryError(f"cannot send to {where}: {type(exc).__name__}", retryable=False) from None
         except httpx.HTTPError as exc:
             reason = _scrub(str(exc), secrets) or type(exc).__name__
             raise DeliveryError(f"cannot reach {where}: {reason}", retryable=True) from None
@@ -387,76 +389,6 @@ def _apprise_notify(ch: AppriseChannel, message: Message) -> str:
 
 
 # ---------------------------------------------------------------------------------- config checks
-
-
-def channel_problem(channel: Channel) -> str | None:
-    """Why ``channel`` cannot deliver as configured (``None``: it can), checked when the config is
-    loaded so a typo shows at start-up rather than as a failed delivery during an incident. The
-    answer never quotes the value it complains about (it may hold a token)."""
-    match channel:
-        case WebhookChannel():
-            if channel.max_alerts < 0:
-                return "webhook max_alerts must not be negative"
-            return _http_url_problem("webhook url", channel.url) or _timeout_problem(channel.timeout_s)
-        case EmailChannel():
-            return _email_problem(channel)
-        case WeComChannel():
-            if not channel.key:
-                return "wecom channel without a key"
-            return _http_url_problem("wecom url", channel.url) or _timeout_problem(channel.timeout_s)
-        case DingTalkChannel():
-            if not channel.access_token:
-                return "dingtalk channel without an access_token"
-            return _http_url_problem("dingtalk url", channel.url) or _timeout_problem(channel.timeout_s)
-        case FeishuChannel():
-            if not channel.hook or "/" in channel.hook:
-                return "feishu hook must be the token at the end of the bot's address"
-            return _http_url_problem("feishu url", channel.url) or _timeout_problem(channel.timeout_s)
-        case SlackChannel():
-            return _http_url_problem("slack webhook_url", channel.webhook_url) or _timeout_problem(
-                channel.timeout_s
-            )
-        case AppriseChannel():
-            if not channel.urls:
-                return "apprise channel without urls"
-            for url in channel.urls:
-                if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
-                    return f"apprise does not understand the {_scheme(url)}:// URL"
-            return None
-        case _:
-            assert_never(channel)
-
-
-def _email_problem(ch: EmailChannel) -> str | None:
-    if not ch.to:
-        return "e-mail channel without recipients"
-    for role, address in [("sender", ch.sender)] + [("recipient", a) for a in ch.to]:
-        if "@" not in parseaddr(address)[1]:
-            return f"e-mail {role} is not an address"
-    if not ch.host:
-        return "e-mail channel without a host"
-    if not 0 < ch.port < 65536:
-        return f"e-mail port {ch.port} is not a TCP port"
-    if ch.password and not ch.username:
-        return "e-mail password without a username"
-    return _timeout_problem(ch.timeout_s)
-
-
-def _http_url_problem(what: str, url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        return f"{what} is not a URL"
-    if parts.scheme not in ("http", "https"):
-        return f"{what} must be http:// or https://" + (f" (not {parts.scheme}://)" if parts.scheme else "")
-    if not parts.hostname:
-        return f"{what} has no host"
-    return None
-
-
-def _timeout_problem(timeout_s: float) -> str | None:
-    return None if timeout_s > 0 else "timeout_s must be positive"
 
 
 # -------------------------------------------------------------------------------------- redaction

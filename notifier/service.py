@@ -186,7 +186,12 @@ class Notifier:
         snapshot = dict(self._logs)
         reported = {alert_id for entry in snapshot.values() for alert_id in owed(entry)}
         alerts = await store.routing_alerts(reported)
-        silences = [silence_of(s) for s in await store.silences(now_ms=now, limit=None)]
+        silences = []
+        for record in await store.silences(now_ms=now, limit=None):
+            try:
+                silences.append(silence_of(record))
+            except ValueError as exc:  # stored by another version in a form this one refuses
+                log.warning("notifier: silence %d is ignored: %s", record.id, exc)
         # pure CPU, linear in the firing alerts: in a thread, so that thousands firing at once (a
         # fleet-wide outage) do not stall the loop the collector and processor share in `peakwatch up`
         result = await asyncio.to_thread(plan, now, alerts, self._config.routing, silences, snapshot)

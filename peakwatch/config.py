@@ -400,10 +400,32 @@ def rule_document(rule: Rule) -> dict[str, Any]:
 
 
 def _seconds(ms: int) -> str:
-    return f"{ms / 1000:g}s"
+    """Exact and readable: ``300s``, ``1500ms`` (never ``1.2096e+06s``, which no parser reads back)."""
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+MAX_RULE_LABELS = 20
+MAX_LABEL_VALUE = 200
+
+
+def _labels_problem(labels: Mapping[str, str]) -> str | None:
+    """Labels end up in matchers, group keys and message headers: names as Alertmanager's, values short
+    and on one line (a newline in a grouped label would break every e-mail of the group)."""
+    if len(labels) > MAX_RULE_LABELS:
+        return f"at most {MAX_RULE_LABELS} labels"
+    for name, value in labels.items():
+        if not _LABEL_NAME.match(name):
+            return f"label name {name!r} must match {_LABEL_NAME.pattern}"
+        if len(value) > MAX_LABEL_VALUE or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return f"label {name}: at most {MAX_LABEL_VALUE} characters on one line"
+    return None
 
 
 def _rule(r: _RuleDoc, source: str) -> Rule:
+    for field, labels in (("labels", r.labels), ("site_labels", r.site_labels)):
+        if (problem := _labels_problem(labels)) is not None:
+            raise ConfigError(f"{source}: rule {r.name}: {field}: {problem}")
     if r.silent_for is not None:
         return _staleness_rule(r, source)
     if r.per is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from peakwatch.channel_checks import channel_problem
 from peakwatch.domain.notifications import Channel, Language, Receiver
 from peakwatch.domain.routing import (
     Escalation,
@@ -106,6 +107,9 @@ def parse_notifications(raw: Mapping[str, Any], source: str) -> Notifications | 
     for r in doc.receivers:
         if r.name in receivers:
             raise ConfigError(f"{where}: duplicate receiver {r.name!r}")
+        for i, channel in enumerate(r.channels):
+            if (problem := channel_problem(channel)) is not None:
+                raise ConfigError(f"{where}: receiver {r.name!r} channel {i}: {problem}")
         receivers[r.name] = Receiver(
             name=r.name, channels=tuple(r.channels), language=r.language or doc.language
         )

@@ -77,15 +77,23 @@ def render_summary(template: str, values: Mapping[str, object], fallback: str) -
 def alert_labels(
     base: Mapping[str, str], site: Site | None, rule_labels: Mapping[str, str]
 ) -> dict[str, str]:
-    """The labels routing matches on: the site's registry labels and kind, the rule's own labels, then
-    the identifying ones (``alertname``, ``site``, ``severity``, ``kpi``/``meter``), which nothing
-    overrides."""
-    labels = dict(site.labels) if site is not None else {}
+    """The labels routing matches on: the rule's own labels, then the site's registry labels and kind,
+    then the identifying ones (``alertname``, ``site``, ``severity``, ``kpi``/``meter``). Later ones win:
+    a rule (which a site admin may write) cannot pass its alerts off as another site's or kind's, so
+    inhibition and silences keyed on site labels stay sound."""
+    labels = dict(rule_labels)
     if site is not None:
+        labels.update(site.labels)
         labels["site_kind"] = site.kind.value
-    labels.update(rule_labels)
     labels.update(base)
     return labels
+
+
+def _compares(rule: ThresholdRule | StalenessRule) -> tuple[object, ...]:
+    """What a rule's state means: when this changes, the old state says nothing about the new rule."""
+    if isinstance(rule, StalenessRule):
+        return ("staleness", rule.per)
+    return ("threshold", rule.kpi, rule.op, rule.change_over_ms)
 
 
 def evidence(window: KpiWindow) -> Evidence:
@@ -125,6 +133,7 @@ class RuleEngine:
 
     def _configure(self, rules: tuple[ThresholdRule | StalenessRule, ...]) -> None:
         registry = self._registry
+        self._rules = rules
         threshold = [r for r in rules if isinstance(r, ThresholdRule)]
         stale = [r for r in rules if isinstance(r, StalenessRule)]
         self._by_site: dict[str, tuple[ThresholdRule, ...]] = {
@@ -169,11 +178,20 @@ class RuleEngine:
         return current
 
     def reload(self, rules: Iterable[ThresholdRule | StalenessRule]) -> None:
-        """Run ``rules`` from now on. A rule that stays (same name, same sites) keeps its state, so a
-        changed threshold judges the next window without restarting ``for``; the open alerts of a rule
-        that went (removed, or no longer applying to a site or meter) are closed at the next step."""
-        self._configure(tuple(rules))
+        """Run ``rules`` from now on. A rule that stays (same name, sites and comparison) keeps its state,
+        so a changed threshold judges the next window without restarting ``for``; the open alerts of a
+        rule that went (removed, no longer applying to a site or meter, or now comparing another KPI,
+        operator or span) are closed at the next step."""
+        rules = tuple(rules)
+        before = {r.name: _compares(r) for r in self._rules}
+        changed = {r.name for r in rules if r.name in before and before[r.name] != _compares(r)}
+        self._configure(rules)
         current = self._current()
+        # a rule that now compares something else is a new rule: its alerts close, its state starts over
+        for fp in [fp for fp, change in self._open.items() if change.rule in changed]:
+            self._orphans.append(self._open.pop(fp))
+        for fp in [fp for fp in self._tracked if fp.split("@", 1)[0] in changed]:
+            del self._tracked[fp]
         for fp in [fp for fp in self._open if fp not in current]:
             self._orphans.append(self._open.pop(fp))
         for fp in [fp for fp in self._tracked if fp not in current]:

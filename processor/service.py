@@ -260,7 +260,13 @@ class Processor:
         if version == self._rules_version:
             return
         stored: list[Rule] = []
+        in_file = {r.name for r in self._registry.rules} | {r.name for r in self._registry.staleness_rules}
         for r in await self._rules_store.rules.list():
+            if r.name in in_file:
+                log.warning(
+                    "alert rule %s made through the API is skipped: the registry file has one", r.name
+                )
+                continue
             try:
                 stored.append(parse_rule(r.spec, "stored rule"))
             except ConfigError as exc:

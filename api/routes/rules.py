@@ -14,6 +14,7 @@ from api.schemas import RULE_NAME_PATTERN, ErrorPublic, RuleIn, RulePublic
 from peakwatch.config import Registry, Rule, parse_rule, rule_document
 from peakwatch.domain.access import Principal
 from peakwatch.errors import ConfigError
+from peakwatch.store import Store
 
 router = APIRouter(prefix="/rules", tags=["alerts"])
 
@@ -45,8 +46,11 @@ def _checked(body: RuleIn, registry: Registry, principal: Principal) -> Rule:
     all of them in the scope (a rule for every site would reach sites they do not manage)."""
     try:
         rule = parse_rule(body.document(), "rule")
+        stored_form = parse_rule(rule_document(rule), "rule")
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    if stored_form != rule:  # what the processor reads back must be this rule, exactly
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="the rule cannot be stored exactly")
     unknown = sorted(set(rule.site_ids) - set(registry.sites))
     if unknown:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"unknown sites {unknown}")
@@ -109,12 +113,31 @@ async def create_rule(
 ) -> RulePublic:
     rule = _checked(body, registry, principal)
     audit_site(request, rule.site_ids[0] if rule.site_ids else None)
-    if rule.name in _file_rules(registry) or await store.rules.get(rule.name) is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"a rule named {rule.name!r} exists")
-    stored, created = await store.rules.put(rule.name, rule_document(rule), principal.user_name, now_ms())
-    if not created:  # made by someone else between the check and the write: theirs was replaced
+    if rule.name in _file_rules(registry):
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"rule {rule.name!r} is in the registry file")
+    stored = await store.rules.create(rule.name, rule_document(rule), principal.user_name, now_ms())
+    if stored is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"a rule named {rule.name!r} exists")
     return RulePublic.from_rule(rule, stored)
+
+
+async def _stored_in_scope(store: Store, name: str, principal: Principal) -> Rule | None:
+    """The stored rule ``name`` as the caller may change it: 404 when it does not exist or is out of
+    sight, 403 when seen but not wholly in the scope. ``None``: it exists but no longer parses (an older
+    peakwatch stored it); only a global admin may then remove it."""
+    old = await store.rules.get(name)
+    if old is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope")
+    try:
+        rule = parse_rule(old.spec, "stored rule")
+    except ConfigError:
+        if not principal.global_scope:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope") from None
+        return None
+    if not _visible(principal, rule):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope")
+    _require_scope(principal, rule)
+    return rule
 
 
 @router.put(
@@ -122,8 +145,9 @@ async def create_rule(
     response_model=RulePublic,
     dependencies=[ADMIN],
     summary="Replace an alert rule made through the API (admins)",
-    description="The rule's state (pending, firing) carries over when its sites stay the same: a "
-    "changed threshold judges the next window. Rules of the registry file are changed in the file.",
+    description="The rule's state (pending, firing) carries over when what it compares stays the same "
+    "(its KPI, operator, rate span, sites): a changed threshold judges the next window. Otherwise its "
+    "open alerts are closed and it starts afresh. Rules of the registry file are changed in the file.",
     responses={**_NOT_FOUND, **_CONFLICT, **_INVALID, **DATABASE_DOWN},
 )
 async def replace_rule(
@@ -136,37 +160,30 @@ async def replace_rule(
 ) -> RulePublic:
     if body.name != name:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="the name differs from the path")
-    if name in _file_rules(registry):
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"rule {name!r} is in the registry file")
     rule = _checked(body, registry, principal)
     audit_site(request, rule.site_ids[0] if rule.site_ids else None)
-    old = await store.rules.get(name)
-    if old is None or not _visible(principal, parse_rule(old.spec, "stored rule")):
+    if await store.rules.get(name) is None and name in _file_rules(registry):
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"rule {name!r} is in the registry file")
+    await _stored_in_scope(store, name, principal)
+    stored = await store.rules.replace(name, rule_document(rule), principal.user_name, now_ms())
+    if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope")
-    _require_scope(principal, parse_rule(old.spec, "stored rule"))
-    stored, _ = await store.rules.put(name, rule_document(rule), principal.user_name, now_ms())
     return RulePublic.from_rule(rule, stored)
 
 
 @router.delete(
     "/{name}",
-    response_model=RulePublic,
+    status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[ADMIN],
     summary="Remove an alert rule made through the API (admins); its open alerts are closed",
     responses={**_NOT_FOUND, **_CONFLICT, **DATABASE_DOWN},
 )
 async def delete_rule(
     name: RuleName, registry: RegistryDep, store: StoreDep, principal: PrincipalDep, request: Request
-) -> RulePublic:
-    if name in _file_rules(registry):
+) -> None:
+    if await store.rules.get(name) is None and name in _file_rules(registry):
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"rule {name!r} is in the registry file")
-    old = await store.rules.get(name)
-    rule = None if old is None else parse_rule(old.spec, "stored rule")
-    if old is None or rule is None or not _visible(principal, rule):
+    rule = await _stored_in_scope(store, name, principal)
+    audit_site(request, rule.site_ids[0] if rule is not None and rule.site_ids else None)
+    if await store.rules.delete(name) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope")
-    _require_scope(principal, rule)
-    audit_site(request, rule.site_ids[0] if rule.site_ids else None)
-    deleted = await store.rules.delete(name)
-    if deleted is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope")
-    return RulePublic.from_rule(rule, deleted)

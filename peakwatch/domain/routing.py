@@ -65,10 +65,11 @@ import json
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+import re2  # type: ignore[import-untyped]
 
 from peakwatch.domain.notifications import AlertView, Notification
 
@@ -100,10 +101,21 @@ class MatchOp(enum.StrEnum):
     NRE = "!~"
 
 
+_EQUALITY: Final = frozenset({MatchOp.EQ, MatchOp.NE})
+
+
+MAX_REGEX_LENGTH: Final = 256
+_RE2_OPTIONS: Final = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported as a ValueError, not on stderr
+
+
 @functools.lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    """Matchers are frozen Structs, so the compiled regex is cached here rather than on the matcher."""
-    return re.compile(pattern)
+def _compiled(pattern: str) -> Any:
+    """RE2, as Alertmanager uses: matching takes time linear in the label's length whatever the
+    pattern, so a silence written by an operator (``severity=~"(.|.)*!"``) cannot stall the notifier
+    (Python's backtracking ``re`` would, for minutes). Matchers are frozen Structs, so the compiled
+    regex is cached here rather than on the matcher."""
+    return re2.compile(pattern, _RE2_OPTIONS)
 
 
 def _quote(value: str) -> str:
@@ -146,10 +158,13 @@ class Matcher(msgspec.Struct, frozen=True, kw_only=True):
         if not _LABEL_NAME.fullmatch(self.name):
             raise ValueError(f"invalid label name {self.name!r} (expected [A-Za-z_][A-Za-z0-9_]*)")
         if self.op in (MatchOp.RE, MatchOp.NRE):
+            if len(self.value) > MAX_REGEX_LENGTH:
+                raise ValueError(f"regular expression longer than {MAX_REGEX_LENGTH} characters")
             try:
                 _compiled(self.value)
-            except re.error as error:
-                raise ValueError(f"invalid regular expression {self.value!r}: {error}") from None
+            except re2.error as error:
+                reason = error.args[0].decode() if error.args and isinstance(error.args[0], bytes) else error
+                raise ValueError(f"invalid regular expression {self.value!r}: {reason}") from None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = labels.get(self.name, "")
@@ -182,7 +197,10 @@ class Matcher(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def matches_all(matchers: Sequence[Matcher], labels: Mapping[str, str]) -> bool:
-    return all(m.matches(labels) for m in matchers)
+    """Equality first: a silence's ``site="..."`` rules out other sites before any regex runs."""
+    return all(m.matches(labels) for m in matchers if m.op in _EQUALITY) and all(
+        m.matches(labels) for m in matchers if m.op not in _EQUALITY
+    )
 
 
 # --------------------------------------------------------------------------------------------- routes

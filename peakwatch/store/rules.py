@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-import msgspec
-
 from peakwatch.store.pooled import Pooled, convert
 from peakwatch.store.records import StoredRule
 
@@ -38,23 +36,32 @@ class RulesStore(Pooled):
         )
         return str(rows[0]["v"])
 
-    async def put(self, name: str, spec: Mapping[str, Any], by: str, now_ms: int) -> tuple[StoredRule, bool]:
-        """Create or replace; the flag says whether it was created."""
+    async def create(self, name: str, spec: Mapping[str, Any], by: str, now_ms: int) -> StoredRule | None:
+        """``None``: the name is taken (checked by the insert itself, so two admins cannot both win)."""
         rows = await self._fetch(
-            "saving an alert rule",
-            "INSERT INTO alert_rules AS r (name, spec, created_by, created_at, updated_by, updated_at) "
-            "VALUES ($1, $2, $3, $4, $3, $4) ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, "
-            "updated_by = EXCLUDED.updated_by, updated_at = greatest(EXCLUDED.updated_at, "
-            "r.updated_at + interval '1 microsecond') "
-            f"RETURNING {_COLUMNS}, (xmax = 0) AS created",
+            "adding an alert rule",
+            "INSERT INTO alert_rules (name, spec, created_by, created_at, updated_by, updated_at) "
+            f"VALUES ($1, $2, $3, $4, $3, $4) ON CONFLICT (name) DO NOTHING RETURNING {_COLUMNS}",
             name,
             dict(spec),
             by,
             now_ms,
         )
-        row = dict(rows[0])
-        created = bool(row.pop("created"))
-        return msgspec.convert(row, StoredRule), created
+        return convert(rows[0], StoredRule) if rows else None
+
+    async def replace(self, name: str, spec: Mapping[str, Any], by: str, now_ms: int) -> StoredRule | None:
+        """``None``: no such rule (removed meanwhile: a replace does not bring it back)."""
+        rows = await self._fetch(
+            "replacing an alert rule",
+            "UPDATE alert_rules SET spec = $2, updated_by = $3, "
+            "updated_at = greatest($4, updated_at + interval '1 microsecond') "
+            f"WHERE name = $1 RETURNING {_COLUMNS}",
+            name,
+            dict(spec),
+            by,
+            now_ms,
+        )
+        return convert(rows[0], StoredRule) if rows else None
 
     async def delete(self, name: str) -> StoredRule | None:
         rows = await self._fetch(

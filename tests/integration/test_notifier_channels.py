@@ -19,9 +19,9 @@ from notifier.channels import (
     WECOM_MARKDOWN_MAX_BYTES,
     Channels,
     DeliveryError,
-    channel_problem,
 )
 from notifier.messages import alertmanager_payload, render
+from peakwatch.channel_checks import channel_problem
 from peakwatch.domain.notifications import (
     AlertView,
     AppriseChannel,

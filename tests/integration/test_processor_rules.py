@@ -34,7 +34,7 @@ STRICT = ThresholdRule(
 async def test_a_stored_rule_fires_survives_a_restart_and_its_removal_closes_its_alert(store: Store) -> None:
     registry = Registry.from_text(REGISTRY)
     await store.sync_registry(registry)
-    await store.rules.put(STRICT.name, rule_document(STRICT), "admin", W0)
+    await store.rules.create(STRICT.name, rule_document(STRICT), "admin", W0)
     bus, clock, meters = MemoryBus(), Clock(W0), Meters()
     first = Processor(bus, store, registry, SETTINGS, clock_ms=clock, poll_timeout_s=0.0)
     first.attach_rules(store)
@@ -65,16 +65,18 @@ async def test_a_stored_rule_fires_survives_a_restart_and_its_removal_closes_its
 
 async def test_version_follows_the_content(store: Store) -> None:
     empty = await store.rules.version()
-    await store.rules.put("a", rule_document(STRICT), "admin", W0)
+    await store.rules.create("a", rule_document(STRICT), "admin", W0)
     one = await store.rules.version()
-    _, created = await store.rules.put("a", rule_document(STRICT), "admin", W0)  # same instant, same spec
-    assert created is False
+    assert await store.rules.create("a", rule_document(STRICT), "admin", W0) is None  # taken
+    assert await store.rules.version() == one
+    await store.rules.replace("a", rule_document(STRICT), "admin", W0)  # same instant, same spec
     assert await store.rules.version() != one  # a write is a change (updated_at moves on)
     await store.rules.delete("a")
     assert await store.rules.version() == empty
+    assert await store.rules.replace("a", rule_document(STRICT), "admin", W0) is None  # not brought back
     looser = msgspec.structs.replace(STRICT, threshold=1.6)
-    await store.rules.put("a", rule_document(looser), "admin", W0)  # made again, differently, same instant
+    await store.rules.create("a", rule_document(looser), "admin", W0)  # made again, differently, same instant
     again = await store.rules.version()
     await store.rules.delete("a")
-    await store.rules.put("a", rule_document(STRICT), "admin", W0)
+    await store.rules.create("a", rule_document(STRICT), "admin", W0)
     assert len({empty, one, again, await store.rules.version()}) == 3  # STRICT at W0 again is "one"

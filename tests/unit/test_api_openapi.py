@@ -109,7 +109,7 @@ EXPECTED_WRITES = {
     ("delete", "/api/v1/silences/{silence_id}"): "200",
     ("post", "/api/v1/rules"): "201",
     ("put", "/api/v1/rules/{name}"): "200",
-    ("delete", "/api/v1/rules/{name}"): "200",
+    ("delete", "/api/v1/rules/{name}"): "204",
 }
 
 SELF_SERVICE = {"/api/v1/auth/login", "/api/v1/auth/logout", "/api/v1/auth/password"}

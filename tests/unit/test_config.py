@@ -381,3 +381,38 @@ def test_every_demo_rule_survives_its_document_form() -> None:
     )
     assert parse_rule(rule_document(full), "test") == full
     assert full.for_ms == 90_000  # type: ignore[union-attr]
+    for silent in ("14d", "1234567ms", "1.5s", "400d"):
+        rule = parse_rule({"name": "s", "silent_for": silent}, "test")
+        assert parse_rule(rule_document(rule), "test") == rule
+
+
+@pytest.mark.parametrize(
+    ("labels", "reason"),
+    [
+        ({"bad key!": "x"}, "label name 'bad key!'"),
+        ({"team": "a\nb"}, "on one line"),
+        ({"team": "x" * 201}, "at most 200 characters"),
+        ({f"l{i}": "x" for i in range(21)}, "at most 20 labels"),
+    ],
+)
+def test_rule_labels_are_names_and_short_one_line_values(labels: dict[str, str], reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        parse_rule({"name": "r", "silent_for": "5m", "labels": labels}, "test")
+
+
+@pytest.mark.parametrize(
+    ("channel", "reason"),
+    [
+        (
+            '{type: webhook, url: "htps://oncall.example"}',
+            "channel 0: webhook url must be http:// or https://",
+        ),
+        ("{type: email, to: [], sender: a@b.c, host: smtp}", "channel 0: e-mail channel without recipients"),
+        ('{type: wecom, key: "k\\n"}', "channel 0: key contains a control character"),
+    ],
+)
+def test_a_channel_that_cannot_deliver_stops_the_load(channel: str, reason: str) -> None:
+    receivers = f"  receivers: [{{name: r, channels: [{channel}]}}]\n"
+    text = f"sites: []\nnotifications:\n{receivers}  route: {{receiver: r}}\n"
+    with pytest.raises(ConfigError, match=reason):
+        Registry.from_text(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 
 import msgspec
@@ -1748,3 +1749,25 @@ def test_every_alert_told_firing_is_told_resolved_once(events: list[tuple[str, s
             fp = instances[i].fingerprint
             assert any(j > i and instances[j].fingerprint == fp for j in ids), (lid, i)
     assert set(consumer.values()) <= {"resolved"}
+
+
+def test_a_pathological_regex_cannot_stall_matching() -> None:
+    """RE2 matches in time linear in the label: with Python's backtracking engine this pattern took 16 s
+    on "warning" (and hours on longer values)."""
+    matcher = Matcher.parse('severity=~"(' + "|".join(["."] * 32) + ')*!"')
+    started = time.perf_counter()
+    assert not matcher.matches({"severity": "critical" * 20})
+    assert time.perf_counter() - started < 0.5  # a guard against backtracking, not a speed target
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('site=~"' + "a" * 257 + '"', "longer than 256 characters"),
+        ('site=~"(?<=dc)-1"', "invalid regular expression"),  # RE2 has no look-behind (as Alertmanager)
+        (r'site=~"(a)\1"', "invalid regular expression"),  # nor back-references
+    ],
+)
+def test_regexes_must_be_short_and_re2(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        Matcher.parse(text)

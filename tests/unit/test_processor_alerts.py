@@ -405,3 +405,23 @@ rules:
     engine.reload(registry.staleness_rules)  # pue_high removed
     [closed] = engine.evaluate_staleness(W0 + 500, lambda s, m: W0)  # within the same second
     assert (closed.fingerprint, closed.state) == ("pue_high@dc", "resolved")
+
+
+def test_a_rule_that_now_compares_another_kpi_starts_afresh() -> None:
+    """Its old state (and a rate rule's history) says nothing about the new comparison: the open alert
+    closes and the rule judges from scratch."""
+    registry = Registry.from_text(
+        """
+sites:
+  - {id: dc, name: DC, kind: data_centre}
+rules:
+  - {name: r, kpi: pue, op: ">", threshold: 1.5}
+"""
+    )
+    engine = RuleEngine(registry)
+    assert run(engine, [1.6]) == [(0, "firing")]
+    [rule] = registry.rules
+    engine.reload([msgspec.structs.replace(rule, kpi="completeness", threshold=2.0)])
+    [closed] = engine.evaluate_staleness(W0 + 5 * MIN, lambda s, m: None)
+    assert (closed.fingerprint, closed.state) == ("r@dc", "resolved")
+    assert engine.state("r", "dc").state.value == "inactive"
