@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Final
 
 from fastapi import APIRouter, Depends, FastAPI, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
+from starlette.requests import Request
+from starlette.responses import Response
 
 import peakwatch
 from api.auth import AuthConfig, current_principal
@@ -38,6 +44,8 @@ from peakwatch.errors import StoreError
 from peakwatch.store import Store
 
 API_PREFIX = "/api/v1"
+WEB_DIR: Final = Path(__file__).parent / "web"
+"""The built-in dashboard: plain files shipped in the package (no build step, no CDN)."""
 
 
 def create_app(
@@ -152,4 +160,35 @@ def create_app(
     app.include_router(api)
     if metrics_registry is not None:
         app.include_router(metrics.router)
+    _mount_dashboard(app)
     return app
+
+
+def _mount_dashboard(app: FastAPI) -> None:
+    """The dashboard is public static files: it holds no data, and every call it makes needs the
+    session cookie. Plain Starlette routes keep it out of the OpenAPI schema and the API's route checks."""
+
+    async def index(request: Request) -> FileResponse:
+        # no-cache (revalidate every load, cheap with the ETag): an upgrade is seen at the next load.
+        # The policy allows this origin only: no CDN, no inline script, no framing.
+        return FileResponse(
+            WEB_DIR / "index.html",
+            headers={
+                "Cache-Control": "no-cache",
+                "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            },
+        )
+
+    app.add_route("/", index, methods=["GET"], include_in_schema=False)
+    app.mount("/assets", _RevalidatedFiles(directory=WEB_DIR), name="assets")
+
+
+class _RevalidatedFiles(StaticFiles):
+    """Module URLs do not change between releases, so the browser must revalidate them (ETag) rather
+    than guess a cache lifetime and run yesterday's app.js under today's index.html."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response

@@ -94,6 +94,18 @@ async def authenticate(store: Store, token: str, at_ms: int) -> Principal:
     )
 
 
+def _same_origin(request: Request) -> bool:
+    """Whether the browser says the request comes from a page of this very origin (scheme, host and
+    port): ``Sec-Fetch-Site`` where the browser sends it, else ``Origin`` against the Host header."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False  # a browser sends Origin with every cross-origin and same-origin POST
+    return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+
 async def current_principal(
     request: Request,
     store: StoreDep,
@@ -103,6 +115,13 @@ async def current_principal(
     token = bearer.credentials if bearer is not None else cookie
     if not token:
         raise _unauthorised("authentication required: send Authorization: Bearer <token>, or log in")
+    if bearer is None and request.method not in SAFE_METHODS and not _same_origin(request):
+        # The browser sends the session cookie with any request to this site, also from another port
+        # or subdomain of it (SameSite=Strict stops other sites only): a change needs our own page.
+        raise forbidden(
+            "cross-origin request refused: a change made with the session cookie must come "
+            "from peakwatch's own page (or use Authorization: Bearer)"
+        )
     principal = await authenticate(store, token, now_ms())
     if principal.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
         raise forbidden("change your one-time password first: POST /api/v1/auth/password")

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from cli.grafana import grafana_app
 from peakwatch.config import Registry, Settings
 from peakwatch.domain.models import RestatementReason
 from peakwatch.errors import PeakwatchError
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(grafana_app, name="grafana")
 console = Console(stderr=True)
 
 ConfigOpt = Annotated[

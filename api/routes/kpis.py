@@ -1,17 +1,39 @@
-"""KPI windows of a site for every period: the latest closed one, series over a time range, and the
-revision history of one window (the values it had before each restatement)."""
+"""KPI windows of a site for every period: the latest closed one, series over a time range (JSON, or a
+CSV download of the whole range), and the revision history of one window (the values it had before
+each restatement)."""
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+import re
+import types
+import typing
+import urllib.parse
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Annotated, Final
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 
-from api.deps import MAX_RANGE_WINDOWS, KpiRangeDep, PeriodDep, SettingsDep, SiteDep, StoreDep, invalid_path
+from api.deps import (
+    MAX_RANGE_WINDOWS,
+    KpiRangeDep,
+    PeriodDep,
+    SettingsDep,
+    SiteDep,
+    StoreDep,
+    invalid_path,
+    invalid_query,
+)
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
 from api.schemas import ErrorPublic, KpiHistoryPublic, KpiRevisionPublic, KpiWindowPublic
 from api.timestamps import TimestampError, datetime_from_ms, parse_timestamp_ms
+from peakwatch.domain.models import KpiWindow, Site
 from peakwatch.domain.periods import Period, window_start
+from peakwatch.store import Store
 
 DEFAULT_SERIES_LIMIT: Final = 1440
 MAX_SERIES_LIMIT: Final = 10_000
@@ -150,4 +172,185 @@ async def kpi_revisions(
     return KpiHistoryPublic(
         current=KpiWindowPublic.from_window(found[0], site),
         revisions=[KpiRevisionPublic.from_revision(r, site) for r in revisions],
+    )
+
+
+# ------------------------------------------------------------------------------------------ CSV export
+
+CSV_CHUNK_WINDOWS: Final = MAX_SERIES_LIMIT
+"""Windows read per query while a CSV streams: memory stays flat however long the range."""
+UTF8_BOM: Final = "\ufeff"
+_TIMESTAMP_COLUMNS: Final = ("window_start", "window_end")
+_NOT_KPIS: Final = frozenset({"window_start_ms", "window_end_ms"})  # the timestamp columns say it
+
+
+def _is_number(annotation: object) -> bool:
+    """``float``, ``int`` or either ``| None`` (``bool`` is not a number here: it is no KPI)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(args) == 1 and args[0] in (float, int)
+    return annotation in (float, int)
+
+
+CSV_FIELDS: Final[tuple[str, ...]] = tuple(
+    name
+    for name, field in KpiWindowPublic.model_fields.items()
+    if name not in _NOT_KPIS and _is_number(field.annotation)
+)
+"""Every number of ``KpiWindowPublic`` in its declared order: the default CSV columns after the two
+timestamps. Derived from the model, so a KPI added to the JSON route is exported the same day."""
+
+
+def csv_fields(requested: str | None) -> tuple[str, ...]:
+    """The KPI columns ``fields`` asks for (comma-separated, order kept, repeats dropped); all by default.
+
+    Raises the 422 of an unknown or empty selection, naming every known field so the caller can fix it.
+    """
+    if requested is None:
+        return CSV_FIELDS
+    names = tuple(dict.fromkeys(n.strip() for n in requested.split(",") if n.strip()))
+    known = ", ".join(CSV_FIELDS)
+    if not names:
+        raise invalid_query("fields", f"no field named; known fields: {known}", requested)
+    unknown = [n for n in names if n not in CSV_FIELDS]
+    if unknown:
+        raise invalid_query(
+            "fields", f"unknown field(s) {', '.join(map(repr, unknown))}; known fields: {known}", requested
+        )
+    return names
+
+
+def csv_number(value: float | int | None) -> str:
+    """``repr`` precision (the shortest text that reads back as the same float: no rounding); empty
+    for ``None`` and for non-finite values, which no KPI has and a spreadsheet would take for text."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return repr(value)
+
+
+def local_timestamp(ms: int, zone: ZoneInfo) -> str:
+    """RFC 3339 in the site's zone (``2024-06-01T08:00:00+08:00``): a local day reads as that day."""
+    local = datetime_from_ms(ms).astimezone(zone)
+    return local.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+
+
+def csv_rows(windows: Iterable[KpiWindow], site: Site, zone: ZoneInfo, fields: Sequence[str]) -> str:
+    """CSV lines (RFC 4180, CRLF) of ``windows``, each value the JSON route's for the same window.
+
+    Formula injection (a cell starting with ``=``, ``+``, ``-`` or ``@`` run by a spreadsheet) cannot
+    happen: every cell is a timestamp or a number written by ``repr`` (finite: a negative one is a
+    number to a spreadsheet, not a formula); no text value of the window (flags, notes) is exported.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    for w in windows:
+        public = KpiWindowPublic.from_window(w, site)
+        writer.writerow(
+            [
+                local_timestamp(w.start_ms, zone),
+                local_timestamp(w.end_ms, zone),
+                *(csv_number(getattr(public, f)) for f in fields),
+            ]
+        )
+    return out.getvalue()
+
+
+async def kpi_window_chunks(
+    store: Store, site_id: str, period: Period, from_ms: int, to_ms: int, chunk: int = CSV_CHUNK_WINDOWS
+) -> AsyncIterator[list[KpiWindow]]:
+    """Every window of the range, oldest first, ``chunk`` at a time (no ``limit`` cut): each query
+    resumes just after the last window of the previous one (one window per start instant)."""
+    while from_ms < to_ms:
+        windows = await store.kpi_series(site_id, from_ms, to_ms, limit=chunk, period=period.value)
+        if windows:
+            yield windows
+        if len(windows) < chunk:
+            return
+        from_ms = windows[-1].start_ms + 1
+
+
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def csv_filename(site: Site, period: Period, from_ms: int, to_ms: int, zone: ZoneInfo) -> str:
+    """``<site>_<period>_<from>_<to>.csv``, the instants in the site's zone in the basic ISO 8601 form
+    (no ``:``, which Windows refuses in file names)."""
+
+    def stamp(ms: int) -> str:
+        return datetime_from_ms(ms).astimezone(zone).strftime("%Y%m%dT%H%M%S%z")
+
+    return f"{site.id}_{period.value}_{stamp(from_ms)}_{stamp(to_ms)}.csv"
+
+
+def content_disposition(filename: str) -> str:
+    """An ASCII fallback plus RFC 6266's ``filename*`` so no site id can break the header."""
+    fallback = _UNSAFE_IN_FILENAME.sub("_", filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(filename)}"
+
+
+@router.get(
+    ".csv",
+    response_class=StreamingResponse,
+    summary="KPI windows of a period over a time range, as a CSV download",
+    description=(
+        "The windows of `/kpis` (same `period`, `from`, `to`, defaults and range limit of "
+        f"{MAX_RANGE_WINDOWS} windows) without `limit`: the whole range, streamed. Columns: "
+        "`window_start`, `window_end` (RFC 3339 in the site's time zone), then the KPI fields: every "
+        "number of a KPI window unless `fields` selects. An empty cell is null. Numbers are written "
+        "with full precision (no rounding). `excel=true` starts the file with a UTF-8 byte order mark "
+        "so Excel (zh-CN too) reads it as UTF-8."
+    ),
+    responses={
+        status.HTTP_200_OK: {
+            "description": "The CSV file (RFC 4180, CRLF line ends, a header row).",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "headers": {
+                "Content-Disposition": {
+                    "description": 'attachment; filename="<site>_<period>_<from>_<to>.csv"',
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **UNKNOWN_SITE,
+        **DATABASE_DOWN,
+    },
+)
+async def kpi_series_csv(
+    site: SiteDep,
+    store: StoreDep,
+    time_range: KpiRangeDep,
+    fields: Annotated[
+        str | None,
+        Query(
+            description="Comma-separated KPI fields, in the order wanted; default: all of "
+            f"{', '.join(CSV_FIELDS)}.",
+            examples=["pue,carbon_intensity_kg_per_kwh"],
+        ),
+    ] = None,
+    excel: Annotated[
+        bool, Query(description="Start with a UTF-8 byte order mark (Excel needs it for UTF-8).")
+    ] = False,
+) -> StreamingResponse:
+    columns = csv_fields(fields)
+    zone = ZoneInfo(site.timezone)
+    period = time_range.period
+    chunks = kpi_window_chunks(store, site.id, period, time_range.from_ms, time_range.to_ms)
+    # The first query runs before the response starts, so a database outage is still a 503 (once the
+    # 200 has been sent, a failure can only cut the download short).
+    first: list[KpiWindow] = await anext(chunks, [])
+
+    async def body() -> AsyncIterator[str]:
+        header = io.StringIO()
+        csv.writer(header, lineterminator="\r\n").writerow([*_TIMESTAMP_COLUMNS, *columns])
+        yield (UTF8_BOM if excel else "") + header.getvalue()
+        if first:
+            yield csv_rows(first, site, zone, columns)
+        async for chunk in chunks:
+            yield csv_rows(chunk, site, zone, columns)
+
+    filename = csv_filename(site, period, time_range.from_ms, time_range.to_ms, zone)
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": content_disposition(filename)},
     )

@@ -289,7 +289,19 @@ async def test_login_session_cookie_and_logout(
     me = await app_client.get("/api/v1/auth/me")
     assert me.status_code == 200
     assert me.json()["user"] == name
-    assert (await app_client.post("/api/v1/auth/logout")).status_code == 204
+    # a change made with the cookie must come from our own page: another port or subdomain of the same
+    # site (which SameSite=Strict lets through) or no origin at all is refused
+    for headers in (
+        {"origin": "http://peakwatch.test:3000"},
+        {"origin": "http://grafana.peakwatch.test"},
+        {"sec-fetch-site": "same-site"},
+        {},
+    ):
+        refused = await app_client.post("/api/v1/auth/logout", headers=headers)
+        assert refused.status_code == 403, headers
+        assert "cross-origin request refused" in refused.json()["detail"]
+    same = {"origin": "http://peakwatch.test"}
+    assert (await app_client.post("/api/v1/auth/logout", headers=same)).status_code == 204
     app_client.cookies.clear()
     again = await app_client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {session['token']}"})
     assert again.status_code == 401

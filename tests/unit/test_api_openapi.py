@@ -48,6 +48,7 @@ EXPECTED_PATHS = {
     "/api/v1/sites/{site_id}",
     "/api/v1/sites/{site_id}/kpis/latest",
     "/api/v1/sites/{site_id}/kpis",
+    "/api/v1/sites/{site_id}/kpis.csv",
     "/api/v1/sites/{site_id}/kpis/{period}/{window_start}/revisions",
     "/api/v1/sites/{site_id}/meters",
     "/api/v1/sites/{site_id}/meters/{meter_id}/replacements",
@@ -118,6 +119,8 @@ their handlers, no role needed."""
 OPEN = {"/healthz", "/readyz", "/metrics", "/api/v1/auth/login"}
 STREAMS = {"/api/v1/alerts/stream"}
 """Server-Sent Events: ``text/event-stream``, no response model."""
+DOWNLOADS = {"/api/v1/sites/{site_id}/kpis.csv"}
+"""Files (``text/csv``), streamed: no response model."""
 
 
 def test_schema_lists_every_route(schema: dict[str, Any]) -> None:
@@ -127,7 +130,9 @@ def test_schema_lists_every_route(schema: dict[str, Any]) -> None:
 
 def test_every_json_route_declares_a_response_model(app: FastAPI) -> None:
     missing = [
-        r.path for r in api_routes(app) if r.response_model is None and r.path not in {"/metrics", *STREAMS}
+        r.path
+        for r in api_routes(app)
+        if r.response_model is None and r.path not in {"/metrics", *STREAMS, *DOWNLOADS}
     ]
     assert missing == []
 
@@ -169,6 +174,8 @@ def test_every_route_documents_its_200_content(schema: dict[str, Any]) -> None:
             assert media.startswith("text/plain")
         elif path in STREAMS:
             assert media == "text/event-stream"
+        elif path in DOWNLOADS:
+            assert list(content) == ["text/csv"], path
         else:
             assert media == "application/json"
             assert "$ref" in body["schema"] or body["schema"].get("type") == "array", path
@@ -240,6 +247,20 @@ def test_series_query_parameters(schema: dict[str, Any]) -> None:
     alert_params = schema["paths"]["/api/v1/alerts"]["get"]["parameters"]
     alert_state = next(p for p in alert_params if p["name"] == "state")
     assert alert_state["schema"]["anyOf"][0]["enum"] == ["pending", "firing", "resolved"]
+
+
+def test_csv_export_documents_its_parameters_file_and_errors(schema: dict[str, Any]) -> None:
+    op = schema["paths"]["/api/v1/sites/{site_id}/kpis.csv"]["get"]
+    params = {p["name"]: p for p in op["parameters"]}
+    assert set(params) == {"site_id", "period", "from", "to", "fields", "excel"}  # no limit: the whole range
+    assert params["excel"]["schema"]["default"] is False
+    assert "pue" in params["fields"]["description"]
+    assert "carbon_intensity_kg_per_kwh" in params["fields"]["description"]
+    ok = op["responses"]["200"]
+    assert ok["content"]["text/csv"]["schema"] == {"type": "string"}
+    assert "Content-Disposition" in ok["headers"]
+    for code in ("401", "403", "404", "422", "503"):  # errors are JSON like everywhere else
+        assert list(op["responses"][code]["content"]) == ["application/json"], code
 
 
 def test_metrics_route_only_with_a_registry() -> None:

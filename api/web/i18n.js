@@ -1,0 +1,224 @@
+// Texts in zh-CN and en, and number and time formatting in the chosen language. The choice is kept in
+// localStorage; the first visit follows the browser's language.
+
+const STORAGE_KEY = "peakwatch.lang";
+export const LANGUAGES = ["zh-CN", "en"];
+
+const en = {
+  "app.title": "peakwatch",
+  "app.subtitle": "Energy and carbon, live",
+  "nav.overview": "Overview",
+  "nav.logout": "Log out",
+  "nav.language": "Language",
+  "login.title": "Log in",
+  "login.username": "User name",
+  "login.password": "Password",
+  "login.submit": "Log in",
+  "login.failed": "Login failed: {detail}",
+  "password.title": "Choose a new password",
+  "password.why": "Your password was set for one use only. Choose your own to continue.",
+  "password.current": "Current password",
+  "password.new": "New password",
+  "password.repeat": "New password again",
+  "password.mismatch": "The two new passwords differ.",
+  "password.submit": "Change password",
+  "password.failed": "Not changed: {detail}",
+  "overview.title": "All sites",
+  "overview.empty": "No sites in your scope.",
+  "col.site": "Site",
+  "col.kind": "Kind",
+  "col.pue": "PUE",
+  "col.electrification": "Electrification rate",
+  "col.carbon": "Carbon intensity (kgCO2/kWh)",
+  "col.green": "Green-power share",
+  "col.window": "Latest window",
+  "col.status": "Status",
+  "col.alerts": "Active alerts",
+  "kind.park": "Park",
+  "kind.data_centre": "Data centre",
+  "status.fresh": "Live",
+  "status.stale": "Stale",
+  "status.nodata": "No data",
+  "site.back": "← All sites",
+  "site.range": "Time range",
+  "site.csv": "Download CSV",
+  "site.latest": "Latest window {time} ({period})",
+  "site.interim": "Values under 12 months are interim (ISO/IEC 30134-2).",
+  "site.nodata": "No closed window in this range yet.",
+  "chart.pue": "PUE",
+  "chart.pue.ref13": "1.3 (new large DCs)",
+  "chart.pue.ref15": "1.5 (retrofit line)",
+  "chart.carbon": "Carbon intensity, kgCO2/kWh",
+  "chart.demand": "Demand, kW",
+  "chart.flows": "Micro-grid power flows, kW",
+  "series.pue": "PUE",
+  "series.carbon": "Carbon intensity",
+  "series.demand": "Site load (kW, window mean)",
+  "series.max_demand": "Billed demand (15-min max, kW)",
+  "series.renewable": "PV + wind generation",
+  "series.import": "Grid import",
+  "series.export": "Grid export",
+  "series.charge": "Storage charge",
+  "series.discharge": "Storage discharge",
+  "series.load": "Site consumption",
+  "series.it": "IT load",
+  "meters.title": "Meter health",
+  "meters.id": "Meter",
+  "meters.role": "Role",
+  "meters.last_seen": "Last seen",
+  "meters.last_value": "Last value",
+  "meters.status": "Health",
+  "meters.ok": "OK",
+  "meters.stale": "Silent",
+  "meters.never": "Never reported",
+  "meters.gaps": "Windows with gaps in range: {gaps} of {windows}",
+  "meters.flags": "Meter events in range: {flags}",
+  "meters.noflags": "none",
+  "alerts.title": "Firing alerts",
+  "alerts.none": "No firing alerts.",
+  "alerts.ack": "Acknowledge",
+  "alerts.acked": "Acknowledged by {user}",
+  "alerts.since": "since {time}",
+  "alerts.ackfailed": "Not acknowledged: {detail}",
+  "error.load": "Could not load data: {detail}",
+  "live.updated": "Updated {time}",
+  "na": "—",
+};
+
+const zh = {
+  "app.title": "peakwatch 峰值监测",
+  "app.subtitle": "能耗与碳排放实时监测",
+  "nav.overview": "总览",
+  "nav.logout": "退出登录",
+  "nav.language": "语言",
+  "login.title": "登录",
+  "login.username": "用户名",
+  "login.password": "密码",
+  "login.submit": "登录",
+  "login.failed": "登录失败：{detail}",
+  "password.title": "设置新密码",
+  "password.why": "当前密码为一次性密码，请设置您自己的密码后继续。",
+  "password.current": "当前密码",
+  "password.new": "新密码",
+  "password.repeat": "再次输入新密码",
+  "password.mismatch": "两次输入的新密码不一致。",
+  "password.submit": "修改密码",
+  "password.failed": "修改失败：{detail}",
+  "overview.title": "全部站点",
+  "overview.empty": "您的权限范围内没有站点。",
+  "col.site": "站点",
+  "col.kind": "类型",
+  "col.pue": "PUE",
+  "col.electrification": "电气化率",
+  "col.carbon": "碳排放强度（kgCO2/kWh）",
+  "col.green": "绿电占比",
+  "col.window": "最新窗口",
+  "col.status": "状态",
+  "col.alerts": "活动告警",
+  "kind.park": "园区",
+  "kind.data_centre": "数据中心",
+  "status.fresh": "实时",
+  "status.stale": "数据陈旧",
+  "status.nodata": "暂无数据",
+  "site.back": "← 全部站点",
+  "site.range": "时间范围",
+  "site.csv": "下载 CSV",
+  "site.latest": "最新窗口 {time}（{period}）",
+  "site.interim": "不足 12 个月的数值为临时值（ISO/IEC 30134-2）。",
+  "site.nodata": "该时间范围内尚无已关闭的窗口。",
+  "chart.pue": "PUE",
+  "chart.pue.ref13": "1.3（新建大型数据中心）",
+  "chart.pue.ref15": "1.5（改造线）",
+  "chart.carbon": "碳排放强度，kgCO2/kWh",
+  "chart.demand": "用电需量，kW",
+  "chart.flows": "微电网功率流，kW",
+  "series.pue": "PUE",
+  "series.carbon": "碳排放强度",
+  "series.demand": "站点负荷（kW，窗口均值）",
+  "series.max_demand": "计费需量（15分钟最大，kW）",
+  "series.renewable": "光伏 + 风电发电",
+  "series.import": "电网购电",
+  "series.export": "上网电量",
+  "series.charge": "储能充电",
+  "series.discharge": "储能放电",
+  "series.load": "站点用电",
+  "series.it": "IT 负载",
+  "meters.title": "计量表健康状况",
+  "meters.id": "计量表",
+  "meters.role": "用途",
+  "meters.last_seen": "最后上报",
+  "meters.last_value": "最新读数",
+  "meters.status": "状态",
+  "meters.ok": "正常",
+  "meters.stale": "静默",
+  "meters.never": "从未上报",
+  "meters.gaps": "范围内有缺数的窗口：{gaps} / {windows}",
+  "meters.flags": "范围内的计量事件：{flags}",
+  "meters.noflags": "无",
+  "alerts.title": "触发中的告警",
+  "alerts.none": "没有触发中的告警。",
+  "alerts.ack": "确认",
+  "alerts.acked": "已由 {user} 确认",
+  "alerts.since": "始于 {time}",
+  "alerts.ackfailed": "确认失败：{detail}",
+  "error.load": "数据加载失败：{detail}",
+  "live.updated": "更新于 {time}",
+  "na": "—",
+};
+
+const DICTIONARIES = { en, "zh-CN": zh };
+
+function initialLanguage() {
+  const stored = localStorage.getItem(STORAGE_KEY);
+  if (LANGUAGES.includes(stored)) return stored;
+  return (navigator.language || "en").toLowerCase().startsWith("zh") ? "zh-CN" : "en";
+}
+
+let current = initialLanguage();
+const listeners = new Set();
+
+export const language = () => current;
+
+export function setLanguage(lang) {
+  if (!LANGUAGES.includes(lang) || lang === current) return;
+  current = lang;
+  localStorage.setItem(STORAGE_KEY, lang);
+  document.documentElement.lang = lang;
+  listeners.forEach((listener) => listener(lang));
+}
+
+/** Call `listener(lang)` after each language change. */
+export const onLanguageChange = (listener) => listeners.add(listener);
+
+/** The text for `key` with `{name}` placeholders filled from `vars`. */
+export function t(key, vars = {}) {
+  const text = DICTIONARIES[current][key] ?? en[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+}
+
+/** Fill every `[data-i18n]` element under `root` with its text (the static parts of the page). */
+export function translateStatic(root = document) {
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+}
+
+export function number(value, digits = 2) {
+  if (value === null || value === undefined || Number.isNaN(value)) return t("na");
+  return new Intl.NumberFormat(current, { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(
+    value,
+  );
+}
+
+export function percent(value) {
+  if (value === null || value === undefined) return t("na");
+  return new Intl.NumberFormat(current, { style: "percent", maximumFractionDigits: 1 }).format(value);
+}
+
+/** A wall-clock time in the site's time zone (the sites run on local time, the browser may not). */
+export function dateTime(ms, timeZone, withDate = true) {
+  if (ms === null || ms === undefined) return t("na");
+  const options = { timeZone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  if (withDate) Object.assign(options, { month: "2-digit", day: "2-digit" });
+  return new Intl.DateTimeFormat(current, options).format(new Date(ms));
+}
+
+document.documentElement.lang = current;
