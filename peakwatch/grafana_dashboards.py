@@ -323,9 +323,15 @@ def _bucketed(*columns: tuple[str, str]) -> str:
     """Additive quantities summed into ``$__interval`` buckets (``hours``: hours of the windows summed)."""
     selected = ",\n  ".join(f'{expression} AS "{name}"' for expression, name in columns)
     return (
-        f"SELECT $__timeGroupAlias(window_start, $__interval),\n  {selected}\n"
+        # Day and longer windows start at local midnight: $__timeGroup floors in UTC and, once the
+        # interval reaches 12 h, would draw a Shanghai day (16:00Z) on the day before; they are their own
+        # bucket instead.
+        "SELECT CASE WHEN period IN ('1d', '1mo', '12mo') THEN window_start\n"
+        "  ELSE to_timestamp($__timeGroup(window_start, $__interval)) END AS \"time\",\n"
+        f"  {selected}\n"
         "FROM (\n"
-        "  SELECT window_start, electricity_kwh, facility_kwh, it_kwh, grid_import_kwh, grid_export_kwh,\n"
+        "  SELECT window_start, period, electricity_kwh, facility_kwh, it_kwh, grid_import_kwh,\n"
+        "         grid_export_kwh,\n"
         "         renewable_generation_kwh, emissions_kg, max_demand_kw,\n"
         "         coalesce((components->>'storage_charge_kwh')::double precision, 0) AS storage_charge_kwh,\n"
         "         coalesce((components->>'storage_discharge_kwh')::double precision, 0) AS "

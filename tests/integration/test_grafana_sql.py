@@ -440,7 +440,7 @@ async def test_micro_grid_flows_balance(seeded: str) -> None:
         scenario = Scenario("flows", T0 - timedelta(hours=1), T0 + timedelta(hours=3), interval, "1m")
         flows = (await run_panels(seeded, scenario))[(PARK_UID, "Micro-grid power flows")]
         assert len(flows) == buckets
-        assert flows[0]["time"] == T0.timestamp()
+        assert flows[0]["time"] == T0  # a timestamp column: minute windows floored to the interval
         for row in flows:
             assert list(row) == ["time", *expected]
             assert all(close(row[name], value) for name, value in expected.items()), row
@@ -491,3 +491,23 @@ async def test_alerts_panels(seeded: str) -> None:
     ]
     [resolved] = results[(ALERTS_UID, "Resolved in range")]
     assert (resolved["rule"], resolved["open for"]) == ("carbon_intensity_high", timedelta(minutes=30))
+
+
+async def test_day_windows_keep_their_local_day_at_any_interval(seeded: str, store: Store) -> None:
+    """A 1d window starts at local midnight (16:00Z for Shanghai): with a 12 h interval, flooring in
+    UTC would draw it on the previous day (12:00Z). Day windows are their own bucket."""
+    reg = registry()
+    meters = list(reg.site_meters(PARK))
+    components = minute_components(meters, {k: v * 1440 for k, v in PARK_MINUTE.items()})
+    inputs = WindowInputs(kind=SiteKind.PARK, factors=FactorLibrary().resolve("default"), period=Period.DAY)
+    starts = [T0 + timedelta(hours=16 + 24 * d) for d in range(2)]  # Shanghai midnights of 2 and 3 June
+    days = [
+        window_kpis(
+            PARK, int(t.timestamp() * 1000), int(t.timestamp() * 1000) + 86_400_000, components, inputs
+        )
+        for t in starts
+    ]
+    await store.write(ProcessedBatch(kpi_windows=days))
+    scenario = Scenario("days", T0, T0 + timedelta(days=4), "12h", "1d")
+    rows = (await run_panels(seeded, scenario))[(PARK_UID, "Micro-grid power flows")]
+    assert [row["time"] for row in rows] == starts
