@@ -327,7 +327,7 @@ def _bucketed(*columns: tuple[str, str]) -> str:
         # interval reaches 12 h, would draw a Shanghai day (16:00Z) on the day before; they are their own
         # bucket instead.
         "SELECT CASE WHEN period IN ('1d', '1mo', '12mo') THEN window_start\n"
-        "  ELSE to_timestamp($__timeGroup(window_start, $__interval)) END AS \"time\",\n"
+        '  ELSE to_timestamp($__timeGroup(window_start, $__interval)) END AS "time",\n'
         f"  {selected}\n"
         "FROM (\n"
         "  SELECT window_start, period, electricity_kwh, facility_kwh, it_kwh, grid_import_kwh,\n"
