@@ -40,10 +40,16 @@ const query = (params) =>
 
 export const hasSessionHint = () => localStorage.getItem(SESSION_HINT) !== null;
 
+let principal = null;
+
+/** Whether the logged-in user may acknowledge alerts (operators and admins; viewers only look). */
+export const mayAcknowledge = () => principal !== null && principal.role !== "viewer";
+
 export async function login(username, password) {
   const session = await request("POST", "/auth/login", { username, password });
   localStorage.setItem(SESSION_HINT, "1");
-  return session.principal;
+  principal = session.principal;
+  return principal;
 }
 
 export async function logout() {
@@ -54,7 +60,10 @@ export async function logout() {
   }
 }
 
-export const me = () => get("/auth/me");
+export async function me() {
+  principal = await get("/auth/me");
+  return principal;
+}
 export const changePassword = (currentPassword, newPassword) =>
   request("POST", "/auth/password", { current_password: currentPassword, new_password: newPassword });
 
@@ -102,8 +111,26 @@ export const acknowledge = (alertId) => request("POST", `/alerts/${alertId}/ackn
  * Returns a function that closes the stream.
  */
 export function alertStream(onChange) {
-  const source = new EventSource(`${BASE}/alerts/stream`);
-  source.addEventListener("snapshot", (event) => onChange(JSON.parse(event.data)));
-  source.addEventListener("alert", (event) => onChange([JSON.parse(event.data)]));
-  return () => source.close();
+  let source = null;
+  let retry = null;
+  const open = () => {
+    source = new EventSource(`${BASE}/alerts/stream`);
+    source.addEventListener("snapshot", (event) => onChange(JSON.parse(event.data)));
+    source.addEventListener("alert", (event) => onChange([JSON.parse(event.data)]));
+    // EventSource retries a dropped connection by itself, but gives up for good after an HTTP error
+    // status (a 502 while the API restarts): then open a new one a little later
+    source.addEventListener("error", () => {
+      if (source.readyState === EventSource.CLOSED && retry === null) {
+        retry = setTimeout(() => {
+          retry = null;
+          open();
+        }, 5_000);
+      }
+    });
+  };
+  open();
+  return () => {
+    clearTimeout(retry);
+    source.close();
+  };
 }

@@ -76,6 +76,22 @@ const en = {
   "meters.noflags": "none",
   "alerts.title": "Firing alerts",
   "alerts.none": "No firing alerts.",
+  "severity.critical": "critical",
+  "severity.warning": "warning",
+  "severity.info": "info",
+  "role.facility_total": "facility total",
+  "role.it_load": "IT load",
+  "role.cooling": "cooling",
+  "role.lighting": "lighting",
+  "role.ups_losses": "UPS losses",
+  "role.pv_generation": "PV generation",
+  "role.wind_generation": "wind generation",
+  "role.grid_import": "grid import",
+  "role.grid_export": "grid export",
+  "role.storage_charge": "storage charge",
+  "role.storage_discharge": "storage discharge",
+  "role.boiler": "boiler",
+  "role.heat_pump": "heat pump",
   "alerts.ack": "Acknowledge",
   "alerts.acked": "Acknowledged by {user}",
   "alerts.since": "since {time}",
@@ -157,6 +173,22 @@ const zh = {
   "meters.noflags": "无",
   "alerts.title": "触发中的告警",
   "alerts.none": "没有触发中的告警。",
+  "severity.critical": "严重",
+  "severity.warning": "警告",
+  "severity.info": "提示",
+  "role.facility_total": "总进线",
+  "role.it_load": "IT负载",
+  "role.cooling": "制冷",
+  "role.lighting": "照明",
+  "role.ups_losses": "UPS损耗",
+  "role.pv_generation": "光伏发电",
+  "role.wind_generation": "风电",
+  "role.grid_import": "电网购电",
+  "role.grid_export": "上网电量",
+  "role.storage_charge": "储能充电",
+  "role.storage_discharge": "储能放电",
+  "role.boiler": "锅炉",
+  "role.heat_pump": "热泵",
   "alerts.ack": "确认",
   "alerts.acked": "已由 {user} 确认",
   "alerts.since": "始于 {time}",
@@ -197,6 +229,13 @@ export function t(key, vars = {}) {
 }
 
 /** Fill every `[data-i18n]` element under `root` with its text (the static parts of the page). */
+/** A value the API sends (a severity, a meter role) in the current language, or as it is when the
+ * dictionary has no word for it (a severity a rule made up). */
+export function term(kind, value) {
+  const key = `${kind}.${value}`;
+  return DICTIONARIES[current][key] ?? en[key] ?? value;
+}
+
 export function translateStatic(root = document) {
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
 }

@@ -4,7 +4,7 @@
 import * as api from "./api.js";
 import { COLORS, lineChart } from "./charts.js";
 import { fill, h } from "./dom.js";
-import { dateTime, number, percent, t } from "./i18n.js";
+import { dateTime, number, percent, t, term } from "./i18n.js";
 
 const HOUR_MS = 3_600_000;
 /** Range → span and the period whose windows give a readable number of points (60 to 360). */
@@ -165,12 +165,14 @@ export class SiteView {
       h(
         "li",
         { class: `alert ${alert.severity}`, dataset: { alertId: alert.id } },
-        h("div", {}, h("strong", {}, alert.rule), " ", h("span", { class: `badge ${alert.severity}` }, alert.severity)),
+        h("div", {}, h("strong", {}, alert.rule), " ", h("span", { class: `badge ${alert.severity}` }, term("severity", alert.severity))),
         h("div", {}, alert.summary),
         h("div", { class: "muted" }, t("alerts.since", { time: dateTime(alert.fired_ms ?? alert.started_ms, site.timezone) })),
         alert.acknowledged_by
           ? h("div", { class: "acked" }, t("alerts.acked", { user: alert.acknowledged_by }))
-          : h("button", { type: "button", class: "ack", onclick: (event) => this.acknowledge(alert.id, event.target) }, t("alerts.ack")),
+          : api.mayAcknowledge()
+            ? h("button", { type: "button", class: "ack", onclick: (event) => this.acknowledge(alert.id, event.target) }, t("alerts.ack"))
+            : null,
         this.ackErrors.has(alert.id) ? h("div", { class: "error" }, t("alerts.ackfailed", { detail: this.ackErrors.get(alert.id) })) : null,
       ),
     );
@@ -202,7 +204,7 @@ export class SiteView {
         "tr",
         { dataset: { meter: m.id } },
         h("td", {}, m.id),
-        h("td", {}, m.role),
+        h("td", {}, term("role", m.role)),
         h("td", {}, dateTime(m.last_seen_ms, site.timezone)),
         h("td", { class: "num" }, m.last_value === null ? t("na") : `${number(m.last_value, 1)} ${m.unit}`),
         h("td", {}, h("span", { class: `badge ${m.status}` }, t(`meters.${m.status}`))),
