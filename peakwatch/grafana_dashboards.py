@@ -370,17 +370,9 @@ ALERT_STEPS: list[Json] = [{"color": "green", "value": None}, {"color": "red", "
 # --------------------------------------------------------------------------------------- dashboards
 
 
-def park_dashboard() -> Json:
-    """An industrial park's micro-grid: where its power comes from and goes, and its carbon KPIs."""
-    grid = _Grid()
-    stats = [
-        _stat(
-            "Electrification rate (latest)",
-            _latest("electrification_rate", "electrification rate"),
-            unit="percentunit",
-            decimals=1,
-            description="Electricity ÷ final energy (kgce, equivalent value) of the latest window.",
-        ),
+def _carbon_stats() -> list[Json]:
+    """The latest carbon intensity and green-power share: the same two stats on every site dashboard."""
+    return [
         _stat(
             "Carbon intensity (latest)",
             _latest("carbon_intensity_kg_per_kwh", "carbon intensity"),
@@ -395,6 +387,32 @@ def park_dashboard() -> Json:
             decimals=1,
             description="Renewables consumed on site ÷ electricity consumed, latest window.",
         ),
+    ]
+
+
+def _open_alerts_stat() -> Json:
+    return _stat(
+        "Open alerts (count)",
+        OPEN_ALERT_COUNT_OF_SITE,
+        unit="none",
+        thresholds=ALERT_STEPS,
+        fmt="table",
+        description="Pending and firing alerts of the site.",
+    )
+
+
+def park_dashboard() -> Json:
+    """An industrial park's micro-grid: where its power comes from and goes, and its carbon KPIs."""
+    grid = _Grid()
+    stats = [
+        _stat(
+            "Electrification rate (latest)",
+            _latest("electrification_rate", "electrification rate"),
+            unit="percentunit",
+            decimals=1,
+            description="Electricity ÷ final energy (kgce, equivalent value) of the latest window.",
+        ),
+        *_carbon_stats(),
         _stat(
             "Electricity in range",
             _range_sum("electricity_kwh", "electricity"),
@@ -411,14 +429,7 @@ def park_dashboard() -> Json:
             fmt="table",
             description="CO2 emissions (electricity and fuels) over the time range.",
         ),
-        _stat(
-            "Open alerts (count)",
-            OPEN_ALERT_COUNT_OF_SITE,
-            unit="none",
-            thresholds=ALERT_STEPS,
-            fmt="table",
-            description="Pending and firing alerts of the site.",
-        ),
+        _open_alerts_stat(),
     ]
     for stat in stats:
         grid.add(stat, w=4, h=4)
@@ -561,20 +572,7 @@ def data_centre_dashboard() -> Json:
             fmt="table",
             description="The latest 12-month PUE: the value ISO/IEC 30134-2 and GB 40879 grade.",
         ),
-        _stat(
-            "Carbon intensity (latest)",
-            _latest("carbon_intensity_kg_per_kwh", "carbon intensity"),
-            unit="kgCO2/kWh",
-            decimals=3,
-            description="Electricity emissions ÷ electricity consumed (location-based), latest window.",
-        ),
-        _stat(
-            "Green-power share (latest)",
-            _latest("green_power_share", "green-power share"),
-            unit="percentunit",
-            decimals=1,
-            description="Renewables consumed on site ÷ electricity consumed, latest window.",
-        ),
+        *_carbon_stats(),
         _stat(
             "IT energy in range",
             _range_sum("it_kwh", "IT energy"),
@@ -583,14 +581,7 @@ def data_centre_dashboard() -> Json:
             fmt="table",
             description="IT energy over the time range (sum of the windows).",
         ),
-        _stat(
-            "Open alerts (count)",
-            OPEN_ALERT_COUNT_OF_SITE,
-            unit="none",
-            thresholds=ALERT_STEPS,
-            fmt="table",
-            description="Pending and firing alerts of the site.",
-        ),
+        _open_alerts_stat(),
     ]
     for stat in stats:
         grid.add(stat, w=4, h=4)
