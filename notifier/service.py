@@ -45,12 +45,6 @@ MAX_BACKOFF_MS = 300_000
 channel cannot succeed as configured: a wrong key, HTTP 400)."""
 
 
-def owed(entry: GroupLog) -> tuple[int, ...]:
-    """The alerts a group's log told its channel were firing (muted since, or not): their resolution
-    is owed, so routing must see them whatever their state."""
-    return (*entry.firing, *entry.muted)
-
-
 class NotifierMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.deliveries = Counter(
@@ -184,7 +178,7 @@ class Notifier:
         now = self._clock()
         store = self._store.notify
         snapshot = dict(self._logs)
-        reported = {alert_id for entry in snapshot.values() for alert_id in owed(entry)}
+        reported = {alert_id for entry in snapshot.values() for alert_id in entry.owed}
         alerts = await store.routing_alerts(reported)
         silences = []
         for record in await store.silences(now_ms=now, limit=None):

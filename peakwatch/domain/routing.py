@@ -606,9 +606,15 @@ class GroupLog(msgspec.Struct, frozen=True, kw_only=True):
         return log_id(self.key, self.channel, self.escalation)
 
     @property
+    def owed(self) -> frozenset[int]:
+        """Alerts this channel was told are firing (muted since, or not): their resolution is owed, so
+        the notifier must pass them to ``plan`` whatever their state."""
+        return frozenset(self.firing) | frozenset(self.muted)
+
+    @property
     def finished(self) -> bool:
         """Nothing left to resolve: after a successful send the notifier deletes the log."""
-        return not self.firing and not self.muted
+        return not self.owed
 
 
 def after_failure(log: GroupLog, now_ms: int, base_ms: int = 1_000, cap_ms: int = 300_000) -> GroupLog:
@@ -716,7 +722,7 @@ def _assemble(
                     if level > 0:
                         eligible_ms = alert.fired_ms + match.escalate[level - 1].after_ms
                         log = logs.get(lid)
-                        listed = log is not None and (alert.id in log.firing or alert.id in log.muted)
+                        listed = log is not None and alert.id in log.owed
                         if not listed and (_acknowledged(alert) or now_ms < eligible_ms):
                             if not _acknowledged(alert):
                                 wakes.append(eligible_ms)
@@ -760,7 +766,7 @@ def plan(
             dropped.append(lid)  # its channel is gone (a group's log under the same id replaces it)
             continue
         firing = sorted(group.firing.values(), key=lambda a: a.id) if group is not None else []
-        owed = set(log.firing) | set(log.muted) if log is not None else set()
+        owed = log.owed if log is not None else frozenset()
         resolved = [resolved_by_id[i] for i in sorted(owed) if i in resolved_by_id]
         still_muted = tuple(sorted(owed & muted_ids))
         if log is None:
