@@ -79,7 +79,9 @@ BusOpt = Annotated[
         "--bus",
         envvar="PEAKWATCH_BUS_URL",
         help="Bus between collector and processor: spool:// (on disk in the data directory: survives "
-        "crashes and database outages; spool:///path?max_bytes=1GiB) or memory:// (in-process, not durable).",
+        "crashes and database outages; spool:///path?max_bytes=1GiB), memory:// (in-process, not durable) "
+        "or kafka://host:9092[,host2:9092]?partitions=12 (collectors and processors on many machines; "
+        "docs/deploy.md).",
     ),
 ]
 
@@ -364,7 +366,7 @@ def _require_shared_bus(settings: Settings, name: str) -> None:
             f"[red]error:[/red] the {name} alone needs a bus shared between processes; memory:// and the "
             f"spool:// belong to one process. Run the whole pipeline in one process with "
             f"[bold]peakwatch up[/bold] (add --no-demo and --mqtt-url/--database-url for your own broker "
-            f"and database), or pass --bus kafka://host:9092 once the Kafka bus is installed."
+            f"and database), or share Kafka between them: --bus kafka://host:9092 (docs/deploy.md)."
         )
         raise typer.Exit(2)
 

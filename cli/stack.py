@@ -39,6 +39,7 @@ from peakwatch.bus import Bus, SpoolBus, open_bus
 from peakwatch.config import Registry, Settings
 from peakwatch.embedded.mqtt import EmbeddedBroker
 from peakwatch.embedded.postgres import EmbeddedPostgres
+from peakwatch.errors import ConfigError
 from peakwatch.store import Store
 from processor.metrics import ProcessorMetrics
 from processor.service import Processor
@@ -233,6 +234,9 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
     stack.bus = bus
     if isinstance(bus, SpoolBus):
         _spool_metrics(bus, stack.metrics)
+    await bus.start()
+    if bus.shared:  # closed last (stoppers run in reverse): the collector's records are sent by then
+        stack.on_stop("bus", bus.close)
     if processor:
         assert stack.store is not None
         proc = Processor(bus, stack.store, registry, settings, ProcessorMetrics(stack.metrics))
@@ -243,7 +247,12 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
 
         async def stop_processor() -> None:
             # The collector has stopped by now (stoppers run in reverse): let the processor drain what
-            # the bus still holds, then stop it and wait for its final flush, so nothing accepted is lost.
+            # a local bus still holds, then stop it and wait for its final flush, so nothing accepted is
+            # lost. A shared bus keeps what is left for the other processors (and this one's restart).
+            if bus.shared:  # its final writes commit their offsets; the bus closes after (last)
+                proc.stop()
+                await asyncio.wait_for(asyncio.shield(task), timeout=30)
+                return
             deadline = time.monotonic() + 30
             while bus.lag and not task.done() and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)  # the bus offers no "drained" event; lag is a cheap counter
@@ -263,12 +272,18 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
         ctx = DecodeContext.from_settings(settings, registry)
         collector_metrics = CollectorMetrics(stack.metrics)
         coll = Collector(bus, ctx, collector_metrics)
+        if settings.mqtt_shared_group is not None and stack.embedded_broker:
+            raise ConfigError(
+                "PEAKWATCH_MQTT_SHARED_GROUP needs an MQTT 5 broker given with --mqtt-url: the embedded "
+                "broker (amqtt, MQTT 3.1.1) has no shared subscriptions"
+            )
         source = MqttSource(
             stack.mqtt_url,
             client_id=settings.mqtt_client_id,
             topic_filter=ctx.topic_filter,
             qos=settings.mqtt_qos,
             handler=coll.handle,
+            shared_group=settings.mqtt_shared_group,
             metrics=collector_metrics,
             protocol="3.1.1" if stack.embedded_broker else "auto",
         )

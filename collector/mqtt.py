@@ -27,6 +27,18 @@ MQTT 5 CONNECT) and uses MQTT 5 when it is accepted, else 3.1.1 (the embedded am
 3.1.1 only); ``"3.1.1"`` skips the probe. gmqtt's own fall-back is not used: amqtt closes the socket
 right after refusing, and gmqtt then loses the refusal and retries MQTT 5 forever.
 
+Shared subscriptions (``shared_group``): several collectors with the same group and distinct client
+ids subscribe ``$share/<group>/<topic_filter>``, and the broker gives each message to one of them.
+The messages carry their real topic, so decoding is unchanged. Each member keeps its own persistent
+session: mosquitto (2.0.11, measured) deals messages round-robin to every member of the group,
+offline ones included, and queues an offline member's share in its session until it reconnects (or
+the session expires), so a stopped collector's share waits for it rather than going to the others.
+A group needs MQTT 5: ``start`` refuses a broker that speaks only 3.1.1 (one may take
+``$share/...`` for an ordinary topic, grant it and deliver nothing: the embedded amqtt broker does),
+and a source pinned to 3.1.1. The first connection of a shared source also unsubscribes the plain
+``topic_filter``: a session kept from before the group was set still holds it, and the collector
+would then receive every message, plus its share.
+
 Reconnects: gmqtt re-opens the connection itself whenever it drops; this module only replaces its
 fixed delay by an exponential back-off (``backoff_initial_s`` doubling up to ``backoff_max_s``),
 reset by every successful connection.
@@ -46,6 +58,7 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 import gmqtt
 
 from collector.metrics import CollectorMetrics
+from peakwatch.config import check_mqtt_shared_group
 from peakwatch.errors import ConfigError, PeakwatchError
 from peakwatch.mqtt_url import BrokerAddress
 
@@ -84,6 +97,18 @@ class MqttError(PeakwatchError):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+def shared_topic_filter(topic_filter: str, group: str | None) -> str:
+    """What to subscribe: ``$share/<group>/<topic_filter>`` for a group, else ``topic_filter``. A
+    group that cannot be a share name is a non-retryable ``MqttError``."""
+    if group is None:
+        return topic_filter
+    try:
+        check_mqtt_shared_group(group)
+    except ConfigError as exc:
+        raise MqttError(str(exc), retryable=False) from exc
+    return f"$share/{group}/{topic_filter}"
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
@@ -218,7 +243,8 @@ class _Acks:
 
 
 class MqttSource:
-    """Feeds every message matching ``topic_filter`` to ``handler``; see the module docstring.
+    """Feeds every message matching ``topic_filter`` to ``handler`` (with ``shared_group``: this
+    collector's share of them); see the module docstring.
 
     ``start`` returns once connected and subscribed (it retries an unreachable broker until
     ``connect_timeout_s``, then raises ``MqttError``); after that, connection losses are repaired in
@@ -235,6 +261,7 @@ class MqttSource:
         handler: Handler,
         *,
         protocol: ProtocolVersion = "auto",
+        shared_group: str | None = None,
         session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
         receive_maximum: int = 1000,
         keepalive_s: int = 30,
@@ -252,6 +279,14 @@ class MqttSource:
         self._url = url
         self._client_id = client_id
         self._topic_filter = topic_filter
+        self._subscription = shared_topic_filter(topic_filter, shared_group)
+        self._shared_group = shared_group
+        if shared_group is not None and protocol == "3.1.1":
+            raise MqttError(
+                f"the shared subscription {self._subscription!r} needs MQTT 5; this source is pinned "
+                "to MQTT 3.1.1",
+                retryable=False,
+            )
         self._qos = qos
         self._handler = handler
         self._protocol = protocol
@@ -286,6 +321,11 @@ class MqttSource:
         if self._version is None:
             return None
         return "5" if self._version == MQTTv50 else "3.1.1"
+
+    @property
+    def subscription(self) -> str:
+        """The topic filter subscribed: ``topic_filter``, or ``$share/<group>/<topic_filter>``."""
+        return self._subscription
 
     @property
     def grouped_acks(self) -> bool:
@@ -333,6 +373,13 @@ class MqttSource:
                     if version is None:
                         version = self._version = await probe_protocol(address)
                         log.info("MQTT broker %s speaks MQTT %s", self._where(), self.protocol_version)
+                    if version == MQTTv311 and self._shared_group is not None:
+                        raise MqttError(
+                            f"MQTT broker {self._where()} speaks only MQTT 3.1.1: the shared "
+                            f"subscription {self._subscription!r} needs MQTT 5 (a 3.1.1 broker may "
+                            "take it for an ordinary topic and deliver nothing)",
+                            retryable=False,
+                        )
                     await client.connect(
                         address.host,
                         address.port,
@@ -431,21 +478,29 @@ class MqttSource:
         if self._metrics is not None:
             self._metrics.mqtt_connects.inc()
         log.info(
-            "MQTT connected to %s as %r (session present: %s)",
+            "MQTT connected to %s as %r (session present: %s, subscription %r)",
             self._where(),
             self._client_id,
             bool(session_present),
+            self._subscription,
         )
         if session_present and self._subscribed_once:
             self._set_ready(True)  # the broker kept our subscription with the session
             self._settled.set()
             return
         # the first connection of this process always subscribes, in case the filter changed
-        client.subscribe(gmqtt.Subscription(self._topic_filter, qos=self._qos))
+        client.subscribe(gmqtt.Subscription(self._subscription, qos=self._qos))
+        if session_present and self._shared_group is not None:
+            client.unsubscribe(self._topic_filter)  # left from before the group: see the module docstring
 
     def _on_subscribe(self, client: _Client, mid: int, granted: tuple[int, ...], properties: Any) -> None:
-        if any(code >= 0x80 for code in granted):
-            self._sub_failed = f"MQTT broker {self._where()} refused the subscription {self._topic_filter!r}"
+        refused = [code for code in granted if code >= 0x80]
+        if refused:
+            self._sub_failed = (
+                f"MQTT broker {self._where()} refused the subscription {self._subscription!r} "
+                f"(reason code 0x{refused[0]:02x}"
+                + (": shared subscriptions not supported)" if refused[0] == 0x9E else ")")
+            )
             log.error("%s", self._sub_failed)
             self._settled.set()
             return
@@ -454,7 +509,7 @@ class MqttSource:
                 "MQTT broker granted QoS %d for %r (asked %d): messages may be lost while the "
                 "collector is away",
                 granted[0],
-                self._topic_filter,
+                self._subscription,
                 self._qos,
             )
         self._subscribed_once = True

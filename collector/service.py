@@ -135,15 +135,15 @@ class Collector:
         started = time.perf_counter()
         readings = 0
         size = self._max_batch
+        batches: list[ReadingBatch] = []
         for site_id, site_readings in group.by_site.items():
             readings += len(site_readings)
             if len(site_readings) <= size:
-                await self._bus.publish(ReadingBatch(site_id, site_readings))
+                batches.append(ReadingBatch(site_id, site_readings))
                 continue
             for start in range(0, len(site_readings), size):
-                await self._bus.publish(ReadingBatch(site_id, site_readings[start : start + size]))
-        if group.letters:
-            await self._bus.publish_dead_letters(group.letters)
+                batches.append(ReadingBatch(site_id, site_readings[start : start + size]))
+        await self._bus.publish_many(batches, group.letters)
         metrics = self._metrics
         metrics.publish_seconds.observe(time.perf_counter() - started)
         metrics.messages.inc(group.messages)

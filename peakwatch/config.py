@@ -45,6 +45,24 @@ def default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "peakwatch"
 
 
+def check_mqtt_shared_group(group: str) -> str:
+    """``group`` if it can name an MQTT shared subscription, else ``ConfigError``.
+
+    A share name is one non-empty topic level without wildcards (MQTT 5, 4.8.2). Checked before any
+    broker sees it: mosquitto answers ``$share/a+b/...`` by dropping the connection, which a
+    collector would take for a network fault and retry forever.
+    """
+    if not group:
+        raise ConfigError("mqtt_shared_group must not be empty (unset it for no shared subscription)")
+    bad = sorted({char for char in group if char in "/+#\x00"})
+    if bad:
+        raise ConfigError(
+            f"mqtt_shared_group {group!r} must not contain {', '.join(map(repr, bad))}: it is one "
+            "topic level of the subscription $share/<group>/<prefix>/+/+"
+        )
+    return group
+
+
 class Settings(BaseSettings):
     """Where peakwatch runs and how it behaves; every field can be set as ``PEAKWATCH_<NAME>``."""
 
@@ -62,6 +80,10 @@ class Settings(BaseSettings):
     mqtt_topic_prefix: str = "telemetry"
     mqtt_client_id: str = "peakwatch-collector"
     mqtt_qos: Literal[0, 1] = 1
+    mqtt_shared_group: str | None = None
+    """MQTT shared-subscription group: collectors with the same group and different
+    ``mqtt_client_id`` split the messages (``$share/<group>/...``, each message to one of them), so
+    ingest can run on several hosts. Needs an MQTT 5 broker given by ``mqtt_url`` (docs/ingest.md)."""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     db_port: int = 5433
@@ -90,6 +112,16 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     """Send the session cookie over HTTPS only: set it whenever a TLS proxy serves the API."""
     demo: bool = True
+
+    @field_validator("mqtt_shared_group")
+    @classmethod
+    def _share_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_mqtt_shared_group(value)
+        except ConfigError as exc:  # pydantic reports ValueErrors with the field's name
+            raise ValueError(str(exc)) from exc
 
     @field_validator("window_ms")
     @classmethod
@@ -214,6 +246,20 @@ class Registry:
 
     def site_meters(self, site_id: str) -> tuple[Meter, ...]:
         return self._by_site.get(site_id, ())
+
+    def only(self, site_ids: Iterable[str]) -> Registry:
+        """The same registry restricted to ``site_ids`` (and their meters): what one processor among
+        several sees of it. Rules, factors and notifications are shared."""
+        keep = set(site_ids)
+        return Registry(
+            [s for s in self.sites.values() if s.id in keep],
+            [m for m in self.meters.values() if m.site_id in keep],
+            self.rules,
+            self.factors,
+            gb40879_thresholds=self.gb40879_thresholds,
+            staleness_rules=self.staleness_rules,
+            notifications=self.notifications,
+        )
 
     def resolve_factors(self, site: Site) -> ResolvedFactors:
         """The numbers ``site``'s KPIs use: its factor set, with its own grid factor if it names one."""

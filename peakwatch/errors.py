@@ -32,5 +32,13 @@ class StoreError(PeakwatchError):
         self.bad_input = bad_input
 
 
+class FencedError(StoreError):
+    """A write for sites another processor has claimed since (``site_owners``): this process stalled
+    past its turn and must not write what it computed; the new owner recomputes it from the bus."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 class BusError(PeakwatchError):
     """The bus cannot take or deliver a batch."""

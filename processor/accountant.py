@@ -18,6 +18,10 @@ same process, does everything that needs the store's view of history:
   components), and every longer window containing them is recomputed. A window whose values change
   gets ``revision + 1``; ``kpi_revisions`` keeps what it said before and why.
 
+Processors sharing the sites (Kafka bus): each accountant sees only its processor's sites (``owns``).
+It leaves other sites' requests pending for their owner, splits a request for every site into one per
+site, and its transactions carry the processor's ownership epochs (``fence``), like the live writes.
+
 Ordering with the live path: the accountant only touches windows at or before the site's *committed*
 frontier (the end of the newest 1-minute window whose write, and every write before it, has
 committed), so it never races a window still held in memory or in flight. A request reaching past the
@@ -49,6 +53,7 @@ from peakwatch.domain.periods import (
 )
 from peakwatch.errors import StoreError
 from peakwatch.store import restate
+from peakwatch.store.writes import check_fence
 from processor.windows import site_inputs
 
 if TYPE_CHECKING:
@@ -123,17 +128,24 @@ class Accountant:
         closed: Callable[[], Mapping[str, int]],
         on_factors: Callable[[FactorLibrary], None] = lambda _: None,
         on_replacements: Callable[[Iterable[MeterReplacement]], None] = lambda _: None,
+        owns: Callable[[str], bool] | None = None,
+        fence: Mapping[str, int] | None = None,
     ) -> None:
         """``committed()``: per site, end of the newest committed 1-minute window (with all before it).
         ``closed()``: per site, end of the newest window the live path has closed (maybe in flight).
         ``on_factors`` gets the library after a factor revision (the live path's windows use it from
-        then on); ``on_replacements`` gets replacement records (the live meter tracker applies them)."""
+        then on); ``on_replacements`` gets replacement records (the live meter tracker applies them).
+        ``owns`` (shared bus): whether this processor owns a site (``registry`` then holds only those);
+        ``fence``: the epochs its transactions must still hold (``peakwatch.store.writes.check_fence``)."""
         self._store = store
         self._registry = registry
         self._committed = committed
         self._closed = closed
         self._on_factors = on_factors
         self._on_replacements = on_replacements
+        self._owns = owns
+        self._fence = fence
+        self._halted = False
         self.library = registry.factors
         self._done: dict[tuple[str, str], int] = {}
         """(site, period) -> end of the newest materialised window."""
@@ -159,12 +171,25 @@ class Accountant:
 
     # ------------------------------------------------------------------ one pass
 
+    def halt(self) -> None:
+        """End the current pass after the request or site at hand, for good (a hand-over is waiting
+        for it; the next owner's accountant takes over)."""
+        self._halted = True
+
     async def run_once(self) -> int:
         """Handle pending requests, then materialise what the committed frontier allows. Returns the
         number of windows written or restated (0: nothing to do)."""
         work = 0
         # every pending request, oldest first: one that waits for the frontier must not hide the others
         for request in await self._store.inputs.pending_restatements(10_000):
+            if self._halted:
+                return work
+            if self._owns is not None:
+                if request.site_id is None:  # every site: each processor restates its own
+                    work += await self._store.inputs.split_restatement(request.id)
+                    continue
+                if not self._owns(request.site_id):
+                    continue  # another processor's site: it stays pending for its owner
             done = await _retrying(functools.partial(self._handle, request))
             if done is None:
                 continue  # waits for the frontier
@@ -172,6 +197,8 @@ class Accountant:
             await self._store.inputs.mark_restatement_done([request.id])
         committed = dict(self._committed())
         for site_id, frontier in committed.items():
+            if self._halted:
+                return work
             site = self._registry.sites.get(site_id)
             if site is not None:
                 work += await _retrying(functools.partial(self._materialise, site, frontier))
@@ -192,6 +219,7 @@ class Accountant:
             if not windows:
                 continue
             async with self._store.transaction(f"materialising {period.value} windows") as conn:
+                await self._check_fence(conn, site.id)
                 computed = [await self._period_window(conn, site, period, s, e) for s, e in windows]
                 await restate.save_windows(conn, computed, COMPUTED, "")
             self._done[key] = windows[-1][1]
@@ -253,7 +281,12 @@ class Accountant:
             return None
         del self._factor_wait[request.id]
         total = 0
-        for site in self._registry.sites.values():
+        if request.site_id is None:
+            targets = list(self._registry.sites.values())
+        else:  # one site's share of a request for every site (``split_restatement``)
+            one = self._registry.sites.get(request.site_id)
+            targets = [] if one is None else [one]
+        for site in targets:
             done = await self._restate_site(site, request, RestatementReason.FACTOR_REVISION)
             total += done or 0
         return total
@@ -272,6 +305,7 @@ class Accountant:
         detail = request.detail or reason.value
         changed = 0
         async with self._store.transaction(f"restating {site.id} ({reason.value})") as conn:
+            await self._check_fence(conn, site.id)
             if request.meter_id is not None:
                 span = await self._rederive(
                     conn, site, request.meter_id, request.from_ms, request.to_ms, frontier
@@ -316,6 +350,10 @@ class Accountant:
         if changed:
             log.info("restated %d windows of %s (%s): %s", changed, site.id, reason.value, detail)
         return changed
+
+    async def _check_fence(self, conn: Conn, site_id: str) -> None:
+        if self._fence is not None:
+            await check_fence(conn, {site_id: self._fence.get(site_id, 0)})
 
     async def _rederive(
         self, conn: Conn, site: Site, meter_id: str, from_ms: int, to_ms: int, frontier: int

@@ -26,6 +26,14 @@ Back-pressure: while a retryable ``StoreError`` is being retried, the processor 
 the one step already computed), so the bus fills up and the collector's ``publish`` blocks. Only one
 step is computed at a time (a lock), so ``flush`` can be called while ``run`` is going.
 
+Shared bus (Kafka; ``Bus.shared``): processors on several machines split the sites, and this one
+processes only those the bus gives it (``Ownership``). ``released`` (the group is changing) waits for
+the writes in flight, whose bus commits then follow, and forgets every site; ``acquired`` names the
+sites owned from now on, and before its next step the processor claims them in the store
+(``site_owners``: the epochs its writes then carry, so a stalled former owner cannot write any more)
+and restores them exactly as after a restart (below). A hand-over is a restart of the sites that
+moved, from what the store holds, and what the bus delivers again is applied once.
+
 Restart (``start``): meter baselines come from ``load_meter_states``; each site's event time is set
 to at least the end of its latest stored KPI window plus the allowed lateness (so no written window
 is closed again) and at least its newest meter reading; the amounts of windows that can still be open
@@ -41,6 +49,8 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -65,7 +75,7 @@ from peakwatch.domain.models import (
     Restatement,
     RestatementReason,
 )
-from peakwatch.errors import ConfigError, StoreError
+from peakwatch.errors import BusError, ConfigError, FencedError, StoreError
 from processor.accountant import Accountant
 from processor.alerts import RuleEngine
 from processor.meters import DEFAULT_DEDUP_RETENTION_MS, MeterTracker, StepOutput
@@ -91,6 +101,8 @@ class ProcessorStore(Protocol):
     async def load_open_alerts(self) -> list[AlertRecord]: ...
 
     async def latest_kpis(self, site_id: str) -> KpiWindow | None: ...
+
+    async def claim_sites(self, sites: list[str], owner: str) -> dict[str, int]: ...
 
 
 async def _settle(task: asyncio.Task[Any], *, cancel: bool) -> None:
@@ -140,33 +152,44 @@ class Processor:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self.window_ms = settings.window_ms
-        self.tracker = MeterTracker(registry, settings.window_ms, dedup_retention_ms=dedup_retention_ms)
-        self.windows: dict[str, SiteWindows] = {
-            site.id: SiteWindows(
-                site,
-                registry.site_meters(site.id),
-                site_inputs(registry, registry.factors, site),
-                window_ms=settings.window_ms,
-                allowed_lateness_ms=settings.allowed_lateness_ms,
-                idle_close_ms=settings.idle_close_ms,
-            )
-            for site in registry.sites.values()
-        }
-        self.rules = RuleEngine(registry)
+        self._dedup_retention_ms = dedup_retention_ms
+        self._rule_list: tuple[Rule, ...] = (*registry.rules, *registry.staleness_rules)
+        """The rules running now: the registry's, then those made through the API (``_load_rules``)."""
+        self.accountant: Accountant | None = None
+        """Set by ``attach_accountant``; runs beside ``run`` (longer windows, restatements)."""
+        self._accountant_store: Store | None = None
+        self._accounting = asyncio.Lock()
+        """Held by an accountant pass; a hand-over waits for it."""
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._owns: Callable[[str], bool] | None = None
+        """Shared bus: whether this processor owns a site now (``None``: a local bus, every site)."""
+        self._pending_owns: Callable[[str], bool] | None = None
+        """Sites the bus gave this processor that it has not restored yet (``_take_ownership``)."""
+        self._ownership_lock = asyncio.Lock()
+        self._releases = 0
+        """Counts ``released`` calls: a restore that a release overtook gives up (its claim is stale)."""
+        self._fence: dict[str, int] | None = None
+        self._fatal: BaseException | None = None
+        """A failure of a side task (the accountant fenced off) that ends ``run``."""
+        self.committed_end_ms: dict[str, int] = {}
+        """Per site, end of the newest 1-minute window whose write and every write before it committed:
+        the accountant's frontier (it never touches a window still in memory or in flight)."""
+        self.closed_end_ms: dict[str, int] = {}
+        """Per site, end of the newest window closed by ``step`` (maybe not stored yet)."""
+        self._written_end_ms: dict[str, int] = {}
+        if bus.shared:
+            self._owns = _nothing
+            self._fence = {}
+            bus.watch_ownership(self)
+            self._build(registry.only(()))
+        else:
+            self._build(registry)
         self._lock = asyncio.Lock()
         self._tail: asyncio.Task[bool] | None = None
         """The last write enqueued; the next one waits for it (``_enqueue_write``)."""
         self._stop = asyncio.Event()
         self._started = False
         self._written = asyncio.Condition()
-        self._written_end_ms: dict[str, int] = {}
-        self.committed_end_ms: dict[str, int] = {}
-        """Per site, end of the newest 1-minute window whose write and every write before it committed:
-        the accountant's frontier (it never touches a window still in memory or in flight)."""
-        self.closed_end_ms: dict[str, int] = {}
-        """Per site, end of the newest window closed by ``step`` (maybe not stored yet)."""
-        self.accountant: Accountant | None = None
-        """Set by ``attach_accountant``; runs beside ``run`` (longer windows, restatements)."""
         self._accountant_interval_s = accountant_interval_s
         self._accountant_wake = asyncio.Event()
         self._rules_store: Store | None = None
@@ -176,17 +199,120 @@ class Processor:
         """Wall-clock time of the first failed attempt of the write being retried (``None``: writes
         succeed): health reports the processor degraded meanwhile."""
 
+    def _build(self, view: Registry) -> None:
+        """Fresh per-site state for the sites of ``view`` (all of them, or this processor's share);
+        ``_restore`` then fills it from the store."""
+        settings = self._settings
+        self._view = view
+        self.tracker = MeterTracker(view, settings.window_ms, dedup_retention_ms=self._dedup_retention_ms)
+        self.windows: dict[str, SiteWindows] = {
+            site.id: SiteWindows(
+                site,
+                view.site_meters(site.id),
+                site_inputs(view, view.factors, site),
+                window_ms=settings.window_ms,
+                allowed_lateness_ms=settings.allowed_lateness_ms,
+                idle_close_ms=settings.idle_close_ms,
+            )
+            for site in view.sites.values()
+        }
+        self.rules = RuleEngine(view, self._rule_list)
+        self.committed_end_ms = {}
+        self.closed_end_ms = {}
+        self._written_end_ms = {}
+        if self._accountant_store is not None:
+            self.accountant = Accountant(
+                self._accountant_store,
+                view,
+                committed=lambda: self.committed_end_ms,
+                closed=lambda: self.closed_end_ms,
+                on_factors=self._use_factors,
+                on_replacements=self.tracker.add_replacements,
+                owns=None if self._owns is None else self._owns,
+                fence=self._fence,
+            )
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Restore state from the store (idempotent; ``run`` calls it)."""
+        """Restore state from the store (idempotent; ``run`` calls it). On a shared bus there is
+        nothing to restore yet: the sites come with the bus's first assignment."""
         async with self._lock:
             if self._started:
                 return
             if self._rules_store is not None:
                 await self._load_rules()  # before restoring: alerts of API rules are not orphans
-            await self._restore()
+            if self._owns is None:
+                await self._restore()
             self._started = True
+
+    # ------------------------------------------------------------------ ownership (shared bus)
+
+    async def released(self) -> None:
+        """The bus takes every site away (a rebalance begins): let the writes in flight commit, with
+        their bus offsets, and forget the sites. Never waits for ``_lock``: the run loop may hold it in
+        a poll that the bus only ends once this returns."""
+        self._releases += 1
+        self._pending_owns = None
+        if self.accountant is not None:
+            self.accountant.halt()  # a long restatement pass must not hold the hand-over up
+        async with self._ownership_lock:
+            self._pending_owns = None
+            tail = self._tail
+            if tail is not None and not tail.done():
+                await asyncio.wait({tail})
+            async with self._accounting:
+                self._owns, self._fence = _nothing, {}
+                self._build(self._registry.only(()))
+            log.info("sites released for the bus's new assignment")
+
+    async def acquired(self, owns: Callable[[str], bool]) -> None:
+        """The sites for which ``owns`` is true are this processor's now; restored before the next
+        step (the bus is mid-rebalance: no database work here)."""
+        self._pending_owns = owns
+
+    def _refuse_foreign(self, polled: Polled) -> None:
+        """A record of a site this processor does not own would become an ``unknown_site`` dead letter
+        and be committed, i.e. lost for its owner: stop instead (nothing of this poll is committed)."""
+        assert self._owns is not None
+        foreign = sorted({b.site_id for b in polled.batches if not self._owns(b.site_id)})
+        if foreign:
+            raise BusError(
+                f"the bus delivered readings of site(s) {', '.join(foreign[:5])} that this processor does "
+                "not own (were the topic's partitions changed?); nothing of them is committed"
+            )
+
+    async def _take_ownership(self) -> None:
+        """Claim and restore the sites last acquired. Retries while the database is away: the records
+        of those sites wait in the bus meanwhile."""
+        delay_s = self._retry_initial_s
+        async with self._ownership_lock:
+            owns = self._pending_owns
+            if owns is None:
+                return
+            releases = self._releases
+            sites = sorted(s for s in self._registry.sites if owns(s))
+            while True:
+                if self._releases != releases:
+                    return  # the group moved on while the database was away: this claim would be stale
+                try:
+                    fence = await self._store.claim_sites(sites, self._owner) if sites else {}
+                    async with self._accounting:
+                        self._owns, self._fence = owns, fence
+                        self._build(self._registry.only(sites))
+                        await self._restore()
+                    break
+                except StoreError as exc:
+                    if not exc.retryable or self._stop.is_set():
+                        raise
+                    log.warning(
+                        "restoring the sites given by the bus failed (retrying in %.1f s): %s", delay_s, exc
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay_s)
+                    delay_s = min(delay_s * 2, self._retry_max_s)
+            self._pending_owns = None
+            log.info("this processor owns %d site(s): %s", len(sites), ", ".join(sites[:20]))
 
     async def run(self) -> None:
         """Process until ``stop``; then close what the watermark allows and write it. Step N+1 is
@@ -207,6 +333,10 @@ class Processor:
             while not self._stop.is_set():
                 async with self._lock:
                     polled = await self._bus.poll(self._max_poll_readings, self._poll_timeout_s)
+                    if self._pending_owns is not None:  # records of newly owned sites: restore first
+                        await self._take_ownership()
+                    if self._owns is not None and polled:
+                        self._refuse_foreign(polled)
                     batch = self.step(polled, self._clock_ms(), backlog=self._bus.lag > 0)
                     after = in_flight[-1] if in_flight else None
                     in_flight.append(self._enqueue_write(batch, polled, after=after))
@@ -228,8 +358,11 @@ class Processor:
         if accountant is not None:
             self._accountant_wake.set()
             await _settle(accountant, cancel=False)
+        if self._fatal is not None:
+            raise self._fatal
         await self.flush()
-        await self.account()
+        async with self._accounting:
+            await self.account()
 
     def stop(self) -> None:
         """Ask ``run`` to finish after the current step (and a write being retried to give up)."""
@@ -237,15 +370,10 @@ class Processor:
 
     def attach_accountant(self, store: Store) -> Accountant:
         """Give the processor an accountant over ``store`` (the composition root does; unit tests with
-        an in-memory store run without one)."""
-        self.accountant = Accountant(
-            store,
-            self._registry,
-            committed=lambda: self.committed_end_ms,
-            closed=lambda: self.closed_end_ms,
-            on_factors=self._use_factors,
-            on_replacements=self.tracker.add_replacements,
-        )
+        an in-memory store run without one). A hand-over makes a new one for the sites owned then."""
+        self._accountant_store = store
+        self._build(self._view)
+        assert self.accountant is not None
         return self.accountant
 
     def attach_rules(self, store: Store) -> None:
@@ -271,7 +399,8 @@ class Processor:
                 stored.append(parse_rule(r.spec, "stored rule"))
             except ConfigError as exc:
                 log.warning("alert rule %s is skipped: %s", r.name, exc)
-        self.rules.reload([*self._registry.rules, *self._registry.staleness_rules, *stored])
+        self._rule_list = (*self._registry.rules, *self._registry.staleness_rules, *stored)
+        self.rules.reload(self._rule_list)
         if self._rules_version is not None:
             log.info(
                 "alert rules reloaded: %d from the registry, %d made through the API",
@@ -303,7 +432,13 @@ class Processor:
         assert self.accountant is not None
         while not self._stop.is_set():
             try:
-                await self.accountant.run_once()
+                async with self._accounting:  # the accountant of the sites owned now
+                    await self.accountant.run_once()
+            except FencedError as exc:
+                log.error("accountant stopped: %s", exc)
+                self._fatal = exc
+                self.stop()
+                return
             except StoreError as exc:
                 log.warning("accountant pass failed (retrying): %s", exc)
             self._accountant_wake.clear()
@@ -428,6 +563,7 @@ class Processor:
             m.readings_duplicate.inc(out.duplicates)
         m.step_seconds.observe(time.perf_counter() - started)
         return ProcessedBatch(
+            fence=self._fence,
             readings=out.readings,
             meter_states=states,
             intervals=intervals,
@@ -587,7 +723,11 @@ class Processor:
                     site_windows.add(iv.meter_id, iv.window_start_ms, iv.amount)
                     restored += 1
             log.info("restored %d meter states, %d open-window amounts", len(states), restored)
-        self.rules.restore(await self._store.load_open_alerts())
+        alerts = await self._store.load_open_alerts()
+        owns = self._owns
+        # a shared bus: only this processor's sites (any site hashes to one owner, even one no longer
+        # in the registry, whose alerts that owner closes)
+        self.rules.restore(alerts if owns is None else [a for a in alerts if owns(a.site_id)])
         if self.accountant is not None:
             await self.accountant.start()
 
@@ -606,3 +746,8 @@ def _raise_if_failed(task: asyncio.Task[bool] | None) -> None:
         raise StoreError("an earlier write was cancelled", retryable=False)
     if task.exception() is not None:
         raise StoreError(f"an earlier write failed: {task.exception()}", retryable=False)
+
+
+def _nothing(_site_id: str) -> bool:
+    """Ownership before the shared bus's first assignment."""
+    return False

@@ -2,7 +2,8 @@
 are imported here so every test directory sees them.
 
 Real services only: PostgreSQL (embedded by default, or ``PEAKWATCH_TEST_DATABASE_URL``), an MQTT
-broker (mosquitto when installed, else the embedded amqtt broker). Each is started once per session
+broker (mosquitto when installed, else the embedded amqtt broker), a Kafka-protocol broker (tansu, or
+``PEAKWATCH_TEST_KAFKA``). Each is started once per session
 on free ports and never depends on services already running on the machine.
 """
 
@@ -10,6 +11,7 @@ import os
 
 import pytest
 
+from tests.fixtures.kafka import *  # noqa: F403
 from tests.fixtures.mqtt import *  # noqa: F403
 from tests.fixtures.postgres import *  # noqa: F403
 from tests.fixtures.receivers import *  # noqa: F403

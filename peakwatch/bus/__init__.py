@@ -1,22 +1,23 @@
 """The bus moves batches of readings (keyed by site) from collectors to processors.
 
 ``Bus`` is the one interface; ``memory://`` is the in-process implementation, ``spool://`` the durable
-on-disk one for a collector and processor in one process (``peakwatch up``). A Kafka implementation
-(``kafka://``) plugs in behind the same interface (issue #6).
+on-disk one for a collector and processor in one process (``peakwatch up``), ``kafka://`` the shared one
+for collectors and processors on many machines (``peakwatch.bus.kafka``, needs the ``kafka`` extra).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from peakwatch.bus.base import Bus, Polled
+from peakwatch.bus.base import Bus, Ownership, Polled
 from peakwatch.bus.memory import MemoryBus
 from peakwatch.bus.spool import DEFAULT_MAX_BYTES, DEFAULT_MEMORY_ITEMS, DEFAULT_SEGMENT_BYTES, SpoolBus
 from peakwatch.errors import ConfigError
 
-__all__ = ["Bus", "MemoryBus", "Polled", "SpoolBus", "open_bus"]
+__all__ = ["Bus", "MemoryBus", "Ownership", "Polled", "SpoolBus", "open_bus"]
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
@@ -32,12 +33,68 @@ def open_bus(url: str, *, default_dir: Path | None = None) -> Bus:
     ``segment_bytes`` (bytes, or with a KiB/MiB/GiB/TiB suffix), ``fsync`` (1/0, true/false, yes/no,
     on/off) and ``memory_items``, e.g. ``spool:///var/lib/peakwatch/spool?max_bytes=2GiB&fsync=1``.
     Opening a spool recovers its directory (blocking file I/O: call at start-up).
+
+    ``kafka://host:9092[,host2:9092]``: Kafka, with query options ``prefix`` (topic and group names,
+    default ``peakwatch``), ``partitions`` and ``replication`` (of topics peakwatch creates; default 12
+    and 1), ``session_timeout_ms`` (how soon a dead processor's sites move; default 10000) and
+    ``client_id``. Nothing connects until ``Bus.start``.
     """
     if url.startswith("memory://"):
         return MemoryBus()
     if url.startswith("spool://"):
         return _open_spool(url, default_dir)
-    raise ConfigError(f"unsupported bus {url!r}: memory:// and spool://[path] are available in this build")
+    if url.startswith("kafka://"):
+        return _open_kafka(url)
+    raise ConfigError(f"unsupported bus {url!r}: use memory://, spool://[path] or kafka://host:port")
+
+
+_KAFKA_INTS = {"partitions": (1, 10_000), "replication": (1, 100), "session_timeout_ms": (1_000, 3_600_000)}
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+def _open_kafka(url: str) -> Bus:
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ConfigError(
+            f"bus {url!r}: a Kafka URL names brokers only (kafka://host:9092,host2:9092?options)"
+        )
+    bootstrap = tuple(h.strip() for h in parts.netloc.split(",") if h.strip())
+    if not bootstrap:
+        raise ConfigError(f"bus {url!r} names no broker (kafka://host:9092)")
+    for host in bootstrap:
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"bus {url!r}: broker {host!r} is not host:port")
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in options:
+            raise ConfigError(f"bus {url!r}: option {name!r} given twice")
+        if name in _KAFKA_INTS:
+            low, high = _KAFKA_INTS[name]
+            if not value.strip().isdigit() or not low <= int(value) <= high:
+                raise ConfigError(
+                    f"bus {url!r}: option {name}={value!r} must be a whole number {low}..{high}"
+                )
+            options[name] = int(value)
+        elif name in ("prefix", "client_id"):
+            if not _NAME.match(value):
+                raise ConfigError(
+                    f"bus {url!r}: option {name}={value!r} may hold only letters, digits, '.', '_' and '-'"
+                )
+            options[name] = value
+        else:
+            raise ConfigError(
+                f"bus {url!r}: unknown option {name!r} "
+                "(known: prefix, partitions, replication, session_timeout_ms, client_id)"
+            )
+    try:
+        from peakwatch.bus.kafka import KafkaBus, KafkaOptions
+    except ImportError as exc:
+        raise ConfigError(
+            f"bus {url!r} needs aiokafka: install peakwatch with the kafka extra "
+            "(pip install 'peakwatch[kafka]')"
+        ) from exc
+    return KafkaBus(KafkaOptions(bootstrap=bootstrap, **options))
 
 
 def _open_spool(url: str, default_dir: Path | None) -> SpoolBus:

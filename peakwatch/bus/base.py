@@ -8,7 +8,9 @@ bus.commit(polled)``: delivery is at-least-once, and the store's idempotent writ
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from peakwatch.domain.models import DeadLetter, ReadingBatch
 
@@ -29,8 +31,43 @@ class Polled:
         return sum(len(b.readings) for b in self.batches)
 
 
+class Ownership(Protocol):
+    """Told by a shared bus which sites this process processes (the processor implements it).
+
+    A shared bus splits the sites between the processes consuming it (Kafka: partitions of a consumer
+    group). ``released`` comes first, while this process still owns its sites: finish and commit what
+    was polled, because the next owner restores from the store. ``acquired`` then names the sites owned
+    from now on; it must return quickly (the bus is mid-rebalance) and may defer the restore to the
+    next poll."""
+
+    async def released(self) -> None: ...
+
+    async def acquired(self, owns: Callable[[str], bool]) -> None: ...
+
+
 class Bus(abc.ABC):
     """Moves reading batches and dead letters. Safe to share between tasks of one event loop."""
+
+    shared: bool = False
+    """Whether processes other than this one publish to and consume from it (Kafka). A local bus
+    (memory, spool) belongs to one process, whose processor owns every site."""
+
+    async def start(self) -> None:
+        """Connect (a local bus has nothing to connect to). Called once before the first use."""
+        return None
+
+    def watch_ownership(self, listener: Ownership) -> None:
+        """Report ownership changes to ``listener``. A local bus never changes owner: it ignores this,
+        and its processor owns every site from the start."""
+        return None
+
+    async def publish_many(self, batches: Sequence[ReadingBatch], letters: Sequence[DeadLetter]) -> None:
+        """Hand over what one collector flush gathered; returns once all of it is on the bus. A remote
+        bus overrides this to send everything before waiting for the acknowledgements."""
+        for batch in batches:
+            await self.publish(batch)
+        if letters:
+            await self.publish_dead_letters(list(letters))
 
     @abc.abstractmethod
     async def publish(self, batch: ReadingBatch) -> None:

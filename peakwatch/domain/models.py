@@ -339,3 +339,6 @@ class ProcessedBatch(msgspec.Struct, kw_only=True):
     write_id: str | None = None
     """Set by the processor before the first attempt: the store applies a step once per id, so a retry
     after a lost COMMIT reply does not add its interval amounts twice."""
+    fence: dict[str, int] | None = None
+    """Site -> ownership epoch the processor claimed (shared bus only): the store refuses the write if
+    another processor has claimed any of these sites since (``FencedError``)."""

@@ -6,7 +6,9 @@ from typing import Final
 
 import asyncpg
 
-from peakwatch.errors import StoreError
+from peakwatch.errors import FencedError, StoreError
+
+__all__ = ["STORE_FAILURES", "ConflictError", "FencedError", "translate"]
 
 STORE_FAILURES: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 """What ``translate`` understands; catch these at the edge and nothing wider."""

@@ -342,6 +342,24 @@ class InputsStore(Pooled):
         )
         return [convert(r, RestatementRequest) for r in rows]
 
+    async def split_restatement(self, request_id: int) -> int:
+        """Replace a request for every site by one per site (processors sharing the sites each do
+        theirs). Returns how many it made; 0 when another processor split it first."""
+        async with self._connection("splitting a restatement") as conn, conn.transaction():
+            result = await conn.execute(
+                """
+                WITH taken AS (
+                    UPDATE restatement_requests SET done_at = now()
+                    WHERE id = $1 AND site_id IS NULL AND done_at IS NULL
+                    RETURNING from_ts, to_ts, reason, detail
+                )
+                INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail)
+                SELECT s.id, NULL, t.from_ts, t.to_ts, t.reason, t.detail FROM taken t, sites s ORDER BY s.id
+                """,
+                request_id,
+            )
+        return int(result.split()[-1])
+
     async def mark_restatement_done(self, ids: Sequence[int]) -> None:
         async with self._connection("marking restatements done") as conn:
             await conn.execute(

@@ -26,7 +26,13 @@ from peakwatch.store.pooled import Pooled, convert
 from peakwatch.store.records import AlertRecord, DeadLetterRecord, KpiRevision, MeterStatus
 from peakwatch.store.rules import RulesStore
 from peakwatch.store.timescale import TimescalePolicy
-from peakwatch.store.writes import ALERTS_CHANNEL, KPI_SELECT, create_staging_tables, write_batch
+from peakwatch.store.writes import (
+    ALERTS_CHANNEL,
+    KPI_SELECT,
+    claim_sites,
+    create_staging_tables,
+    write_batch,
+)
 
 CONNECT_TIMEOUT_S: Final = 10.0
 COMMAND_TIMEOUT_S: Final = 120.0
@@ -220,6 +226,12 @@ class Store(Pooled):
                         retryable=False,
                     )
             await write_batch(conn, batch, self._meter_keys)
+
+    async def claim_sites(self, sites: Sequence[str], owner: str) -> dict[str, int]:
+        """Take ``sites`` over for ``owner`` (a processor given them by the shared bus); returns each
+        site's new epoch, which that processor's writes then carry (``ProcessedBatch.fence``)."""
+        async with self._connection("claiming sites") as conn, conn.transaction():
+            return await claim_sites(conn, sites, owner)
 
     async def _load_meter_keys(self, conn: Conn) -> None:
         rows = await conn.fetch("SELECT site_id, id, key FROM meters")

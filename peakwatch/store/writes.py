@@ -32,6 +32,7 @@ from peakwatch.domain.models import (
     Restatement,
 )
 from peakwatch.store.conn import Conn
+from peakwatch.store.errors import FencedError
 
 _astuple = msgspec.structs.astuple
 
@@ -203,10 +204,47 @@ change."""
 MeterKeys = Mapping[tuple[str, str], int]
 
 
+async def claim_sites(conn: Conn, sites: Sequence[str], owner: str) -> dict[str, int]:
+    """Make ``owner`` the owner of ``sites``: each epoch grows by one. Waits for writes in flight that
+    hold the old epochs (``check_fence``), so what the new owner reads next includes them."""
+    rows = await conn.fetch(
+        """
+        INSERT INTO site_owners (site_id, epoch, owner)
+        SELECT s, 1, $2 FROM unnest($1::text[]) AS s ORDER BY s
+        ON CONFLICT (site_id) DO UPDATE
+            SET epoch = site_owners.epoch + 1, owner = EXCLUDED.owner, claimed_at = now()
+        RETURNING site_id, epoch
+        """,
+        sorted(sites),
+        owner,
+    )
+    return {r["site_id"]: r["epoch"] for r in rows}
+
+
+async def check_fence(conn: Conn, fence: Mapping[str, int]) -> None:
+    """Raise FencedError unless every site of ``fence`` still has its epoch; lock those rows (FOR SHARE)
+    until the transaction ends, so a hand-over waits for this transaction instead of missing it."""
+    if not fence:
+        return
+    rows = await conn.fetch(
+        "SELECT site_id, epoch FROM site_owners WHERE site_id = ANY($1::text[]) ORDER BY site_id FOR SHARE",
+        sorted(fence),
+    )
+    held = {r["site_id"]: r["epoch"] for r in rows}
+    lost = sorted(site for site, epoch in fence.items() if held.get(site) != epoch)
+    if lost:
+        raise FencedError(
+            f"site(s) {', '.join(lost[:5])}{' …' if len(lost) > 5 else ''} were claimed by another "
+            "processor: this one stalled past its turn and must not write"
+        )
+
+
 async def write_batch(conn: Conn, batch: ProcessedBatch, meter_keys: MeterKeys) -> None:
     """Everything in ``batch`` or nothing. ``meter_keys`` must hold every reading's meter (KeyError
     otherwise). Raises asyncpg errors (the caller translates them)."""
     async with conn.transaction():
+        if batch.fence is not None:
+            await check_fence(conn, batch.fence)
         if batch.write_id is not None:
             first = await conn.fetchval(
                 "INSERT INTO processor_writes (id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -130,16 +129,6 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """Every test here runs on plain PostgreSQL and, when available, on TimescaleDB (``store``
     follows this fixture)."""
     return str(request.getfixturevalue(f"{request.param}_database_url"))
-
-
-@pytest.fixture
-async def raw(database_url: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
-    """Plain SQL on the test database, for what the store has no query for."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 # ------------------------------------------------------------------------------------------ migrations

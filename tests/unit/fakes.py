@@ -38,6 +38,8 @@ class FakeStore:
         self.dead_letters: list[DeadLetter] = []
         self.writes: list[ProcessedBatch] = []
         """Every batch successfully written, in order."""
+        self.epochs: dict[str, int] = {}
+        """``claim_sites``: each site's ownership epoch."""
         self.attempts = 0
         self.fail_next: list[StoreError] = []
         """Errors the next ``write`` calls raise, one per call, before touching anything."""
@@ -135,6 +137,11 @@ class FakeStore:
     async def latest_kpis(self, site_id: str) -> KpiWindow | None:
         windows = [w for (s, _, _), w in self.kpi_windows.items() if s == site_id]
         return max(windows, key=lambda w: w.start_ms, default=None)
+
+    async def claim_sites(self, sites: list[str], owner: str) -> dict[str, int]:
+        for site in sites:
+            self.epochs[site] = self.epochs.get(site, 0) + 1
+        return {site: self.epochs[site] for site in sites}
 
     # ------------------------------------------------------------------ test helpers
 

@@ -776,7 +776,14 @@ async def test_open_bus_spool_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ("spool://{tmp}/x?memory_items=-1", "memory_items"),
         ("spool://{tmp}/x?compress=1", "compress"),
         ("spool://{tmp}/x?fsync=1&fsync=0", "fsync"),
-        ("kafka://localhost:9092", "unsupported bus"),
+        ("nats://localhost:4222", "unsupported bus"),
+        ("kafka://", "names no broker"),
+        ("kafka://localhost", "not host:port"),
+        ("kafka://k:9092/topic", "names brokers only"),
+        ("kafka://k:9092?partitions=0", "partitions"),
+        ("kafka://k:9092?prefix=a/b", "prefix"),
+        ("kafka://k:9092?acks=1", "unknown option"),
+        ("kafka://k:9092?partitions=3&partitions=4", "given twice"),
     ],
 )
 def test_open_bus_refuses_bad_urls(tmp_path: Path, url: str, message: str) -> None:
