@@ -228,7 +228,7 @@ class Processor:
                 closed=lambda: self.closed_end_ms,
                 on_factors=self._use_factors,
                 on_replacements=self.tracker.add_replacements,
-                owns=None if self._owns is None else self._owns,
+                owns=self._owns,
                 fence=self._fence,
             )
 
