@@ -25,6 +25,7 @@ from rich.text import Text
 from cli.simulate_sources import (
     Broker,
     connection_error,
+    continue_from_stack,
     progress_line,
     registry_option,
     report_left_out,
@@ -91,10 +92,12 @@ def _probability(value: float) -> float:
 
 
 async def _run(
-    options: SimulationOptions, fleet: list[SiteModel], mqtt_url: str, console: Console, quiet: bool
+    options: SimulationOptions, fleet: list[SiteModel], broker: Broker, console: Console, quiet: bool
 ) -> SimStats:
     from simulators.publisher import run_simulation
 
+    options = await continue_from_stack(options, fleet, broker, console)
+    mqtt_url = broker.url
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -463,7 +466,7 @@ def simulate(
         fleet, left_out = select_fleet(options, registry, site or ())
         report_left_out(console, left_out)
         broker = resolve_broker(mqtt_url, data_dir)
-        stats = asyncio.run(_run(options, fleet, broker.url, console, quiet))
+        stats = asyncio.run(_run(options, fleet, broker, console, quiet))
     except PeakwatchError as exc:
         text = str(exc) if broker is None else connection_error(exc, broker)
         console.print(Text("error: ", style="red"), Text(text), sep="")

@@ -7,6 +7,8 @@ Kept apart from the option parsing in ``cli.simulate`` so each stays short.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +22,7 @@ from rich.text import Text
 from cli.running import card_path, read_card
 from peakwatch.config import Registry, default_data_dir
 from peakwatch.errors import PeakwatchError
+from peakwatch.store import Store
 from simulators.fleet import build_fleet
 from simulators.meters import SiteModel
 from simulators.options import SimStats, SimulationOptions
@@ -35,6 +38,9 @@ class Broker:
     source: str
     """Where the URL came from, said in every connection error (the URL alone does not tell a user
     why that broker was tried)."""
+    database_url: str | None = None
+    """The database of the running stack whose broker this is (from its card), so the simulated
+    registers continue from what the stack stored."""
 
 
 def resolve_broker(mqtt_url: str | None, data_dir: Path | None) -> Broker:
@@ -45,7 +51,7 @@ def resolve_broker(mqtt_url: str | None, data_dir: Path | None) -> Broker:
     directory = data_dir if data_dir is not None else default_data_dir()
     card = read_card(directory)
     if card is not None:
-        return Broker(card.mqtt_url, f"the running stack's card {card_path(directory)}")
+        return Broker(card.mqtt_url, f"the running stack's card {card_path(directory)}", card.database_url)
     return Broker(
         DEFAULT_MQTT_URL,
         f"the default: no running `peakwatch up` found in {directory}; start one, pass its --data-dir, "
@@ -79,6 +85,47 @@ def registry_option(config: Path | None, *, sites: int | None, synthetic_meters:
         return Registry.from_yaml(config)
     except PeakwatchError as exc:
         raise typer.BadParameter(str(exc), param_hint="--config") from None
+
+
+async def continue_from_store(
+    store: Store, options: SimulationOptions, meters: set[tuple[str, str]] | None = None
+) -> SimulationOptions:
+    """Continue the simulated meters where the store left them: registers from their last stored values
+    and, when the last reading is recent, event time from just after it (instead of a backfill that
+    would overlap what is stored, or registers starting afresh, which the processor would take for
+    register drops). ``meters`` limits it to the fleet's ``(site, meter)`` pairs."""
+    states = [
+        s
+        for s in await store.load_meter_states()
+        if s.last_value is not None and (meters is None or (s.site_id, s.meter_id) in meters)
+    ]
+    if not states:
+        return options
+    now_ms = int(time.time() * 1000)
+    # The first simulated step only sets the registers' starting point; starting it at the last stored
+    # timestamp makes that step a duplicate of what is stored, and energy flows from there on.
+    start_ms = max(max(s.last_ts_ms for s in states), now_ms - options.backfill_ms)
+    resume = tuple((s.site_id, s.meter_id, s.last_value) for s in states if s.last_value is not None)
+    return dataclasses.replace(options, resume_registers=resume, backfill_ms=max(0, now_ms - start_ms))
+
+
+async def continue_from_stack(
+    options: SimulationOptions, fleet: Sequence[SiteModel], broker: Broker, console: Console
+) -> SimulationOptions:
+    """``continue_from_store`` with the running stack's database, when the broker is that stack's and
+    no ``--start`` was given; a database that cannot be read leaves the registers as they are, said."""
+    if broker.database_url is None or options.start_ms is not None:
+        return options
+    meters = {(m.info.id, spec.id) for m in fleet for spec in m.meters}
+    try:
+        store = await Store.connect(broker.database_url, max_size=1)
+    except PeakwatchError as exc:
+        console.print(Text(f"note: registers start afresh: cannot read the stack's database: {exc}"))
+        return options
+    try:
+        return await continue_from_store(store, options, meters)
+    finally:
+        await store.close()
 
 
 def select_fleet(

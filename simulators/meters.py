@@ -115,11 +115,12 @@ class MeterBank:
         self._last_ms: int | None = None
 
     def resume(self, meter_id: str, value: float) -> None:
-        """Continue a register from ``value`` (what peakwatch last stored for it), so a restarted demo
-        keeps counting like a real meter instead of jumping to a new random reading."""
+        """Continue a register from ``value`` (what peakwatch last stored for it, in the canonical unit),
+        so a restarted demo keeps counting like a real meter instead of jumping to a new random reading."""
         register = self.registers.get(meter_id)
         if register is None or value < 0:
             return
+        value /= next(m.scale for m in self.meters if m.id == meter_id)
         if register.register_max is not None:
             value %= register.register_max
         register.value = value

@@ -15,8 +15,10 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
@@ -89,13 +91,13 @@ def _simulate(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess
     return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout_s)
 
 
-def _card(data_dir: Path, mqtt_url: str) -> None:
+def _card(data_dir: Path, mqtt_url: str, database_url: str = "postgresql://127.0.0.1:1/none") -> None:
     """The card a running ``peakwatch up`` leaves; this test process stands in for it (alive pid)."""
     write_card(
         StackCard(
             pid=os.getpid(),
             started_at_ms=int(time.time() * 1000),
-            database_url="postgresql://unused",
+            database_url=database_url,
             mqtt_url=mqtt_url,
             api_url="http://127.0.0.1:1",
             data_dir=str(data_dir),
@@ -222,6 +224,44 @@ async def test_simulate_faults_and_site_choice_apply_to_a_users_registry(
     assert after[0] < 1
     assert after == sorted(after)
     assert after[-1] > after[0]
+
+
+async def test_simulate_continues_the_registers_the_running_stack_stored(
+    mqtt_url: str, database_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "my-sites.yaml"
+    config.write_text(yaml.safe_dump(REGISTRY_DOC), encoding="utf-8")
+    registry = Registry.from_yaml(config)
+    last_ts = datetime.fromtimestamp((time.time() - 120) // STEP_S * STEP_S, UTC)
+    # what the stack's processor stored last (canonical units: kWh), for two meters of the registry
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.executemany(
+            "INSERT INTO meter_state (site_id, meter_id, last_ts, last_value, last_seen) "
+            "VALUES ($1, $2, $3, $4, $3)",
+            [("brewery-foshan", "main-in", last_ts, 543_210.0), ("edge-dc", "total", last_ts, 98_765.4)],
+        )
+    finally:
+        await connection.close()
+    data_dir = tmp_path / "data"
+    _card(data_dir, mqtt_url, database_url)
+    prefix = unique_prefix()
+    run = asyncio.ensure_future(
+        asyncio.to_thread(
+            _simulate,
+            "--config", str(config), "--data-dir", str(data_dir), "--topic-prefix", prefix,
+            "--speed", "max", "--backfill", "10m", "--count", "5", "--quiet",
+        )
+    )  # fmt: skip
+    readings, dead, result = await _collect(mqtt_url, registry, prefix, run)
+
+    assert result.returncode == 0, result.stderr
+    assert dead == []
+    first = {r.meter_id: r for r in sorted(readings, key=lambda r: -r.ts_ms)}
+    # event time continues at the stored reading (not 10 minutes back), registers from the stored values
+    assert first["main-in"].ts_ms == int(last_ts.timestamp() * 1000)
+    assert first["main-in"].energy_kwh == pytest.approx(543_210.0)  # sent as 543.21 MWh
+    assert first["total"].energy_kwh == pytest.approx(98_765.4)
 
 
 def test_an_unreachable_broker_from_the_card_is_named_with_where_it_came_from(tmp_path: Path) -> None:
