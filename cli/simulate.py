@@ -214,7 +214,7 @@ def simulate(
             min=1,
             rich_help_panel=_FLEET,
             help="Number of template sites (not with --config): park-changsha, dc-xiangjiang, park-2, "
-            "dc-2, park-3 … (2 = the demo registry). Synthetic fleet: load-site-0001 … [default: 2]",
+            "dc-2, park-3 … (default 2: the demo registry). Synthetic fleet: load-site-0001 …",
         ),
     ] = None,
     synthetic_meters: Annotated[
@@ -398,7 +398,8 @@ def simulate(
     the data-centre model (IT, cooling, UPS losses, lighting, facility) are physically consistent:
     the grid balance and facility = sum of sub-meters hold at every step. Each meter publishes its
     cumulative register (energy_kwh, or volume_m3 for gas) and power_kw on
-    <prefix>/<site_id>/<meter_id>, with ts in epoch ms.
+    <prefix>/<site_id>/<meter_id>, with ts in epoch ms. A registry's meters follow the model of their
+    role, in their own register kind and unit, and never above their rated_kw.
 
     Examples:
 
