@@ -27,8 +27,9 @@ from cli.running import StackCard, card_path, write_card
 from collector import Collector, CollectorMetrics, DecodeContext, MqttSource
 from peakwatch.bus import MemoryBus
 from peakwatch.config import Registry
+from peakwatch.domain.devices import Device, DeviceKind, acl_file, mosquitto_hash, password_file
 from peakwatch.domain.models import DeadLetter, Reading, Register
-from tests.fixtures.mqtt import unique_prefix
+from tests.fixtures.mqtt import mosquitto_path, running_mosquitto, unique_prefix
 from tests.support import free_port
 
 pytestmark = pytest.mark.integration
@@ -277,3 +278,44 @@ def test_an_unreachable_broker_from_the_card_is_named_with_where_it_came_from(tm
     text = " ".join(result.stderr.split())
     assert f"cannot connect to MQTT broker 127.0.0.1:{port}" in text
     assert str(card_path(data_dir)) in text
+
+
+@pytest.mark.skipif(mosquitto_path() is None, reason="needs mosquitto (the embedded broker has no ACL files)")
+async def test_simulate_publishes_as_a_device_to_a_broker_that_wants_credentials(tmp_path: Path) -> None:
+    config = tmp_path / "my-sites.yaml"
+    config.write_text(yaml.safe_dump(REGISTRY_DOC), encoding="utf-8")
+    registry = Registry.from_yaml(config)
+    prefix = unique_prefix()
+    secrets = {"gw-edge": "edge-secret", "collector-t": "collector-secret"}
+    salt = b"twelve-bytes"  # mosquitto reads salts of SALT_BYTES only
+    accounts = (("gw-edge", DeviceKind.DEVICE, "edge-dc"), ("collector-t", DeviceKind.COLLECTOR, None))
+    devices = [
+        Device(id=name, kind=kind, site_id=site, password_hash=mosquitto_hash(secret, salt), created_ms=0)
+        for (name, kind, site), secret in zip(accounts, secrets.values(), strict=True)
+    ]
+    (tmp_path / "passwd").write_text(password_file(devices), encoding="utf-8")
+    (tmp_path / "acl").write_text(acl_file(devices, prefix), encoding="utf-8")
+    extra = f"password_file {tmp_path / 'passwd'}\nacl_file {tmp_path / 'acl'}\n"
+    if os.geteuid() == 0:
+        extra += "user root\n"  # as in test_broker_credentials: mosquitto must read the owner-only files
+    with running_mosquitto(workdir=tmp_path, allow_anonymous=False, extra_config=extra) as url:
+        address = url.removeprefix("mqtt://")
+        data_dir = tmp_path / "data"
+        _card(data_dir, url)  # the card holds no credentials
+        refused = _simulate("--config", str(config), "--data-dir", str(data_dir), "--count", "1", "--quiet")
+        run = asyncio.ensure_future(
+            asyncio.to_thread(
+                _simulate,
+                "--config", str(config), "--mqtt-url", f"mqtt://gw-edge:{secrets['gw-edge']}@{address}",
+                "--site", "edge-dc", "--topic-prefix", prefix, "--speed", "max", "--start", "-30m",
+                "--count", "6", "--quiet",
+            )
+        )  # fmt: skip
+        collector_url = f"mqtt://collector-t:{secrets['collector-t']}@{address}"
+        readings, dead, result = await _collect(collector_url, registry, prefix, run)
+
+    assert refused.returncode == 2
+    assert "device credential" in " ".join(refused.stderr.split())
+    assert result.returncode == 0, result.stderr
+    assert dead == []
+    assert len(readings) == 5 * 6  # the five meters of edge-dc, six steps each
