@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -272,19 +270,12 @@ def _print_first_admin(password: str) -> None:
 
 
 async def _demo_options(stack: Stack, options: SimulationOptions) -> SimulationOptions:
-    """Continue the demo meters where the store left them: registers from their last stored values and,
-    when the last reading is recent, event time from just after it (instead of a fresh 10-minute
-    backfill that would overlap what is stored)."""
+    """Continue the demo meters where the store left them (instead of a fresh 10-minute backfill that
+    would overlap what is stored)."""
+    from cli.simulate_sources import continue_from_store
+
     assert stack.store is not None
-    states = [s for s in await stack.store.load_meter_states() if s.last_value is not None]
-    if not states:
-        return options
-    now_ms = int(time.time() * 1000)
-    # The first simulated step only sets the registers' starting point; starting it at the last stored
-    # timestamp makes that step a duplicate of what is stored, and energy flows from there on.
-    start_ms = max(max(s.last_ts_ms for s in states), now_ms - options.backfill_ms)
-    resume = tuple((s.site_id, s.meter_id, s.last_value) for s in states if s.last_value is not None)
-    return dataclasses.replace(options, resume_registers=resume, backfill_ms=max(0, now_ms - start_ms))
+    return await continue_from_store(stack.store, options)
 
 
 def _redact(url: str) -> str:

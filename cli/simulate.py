@@ -1,8 +1,9 @@
-"""``peakwatch simulate``: feed a broker with simulated parks and data centres (or synthetic load).
+"""``peakwatch simulate``: feed a broker with simulated meters: the user's registry (``--config``),
+the template parks and data centres, or synthetic load.
 
 The command function ``simulate`` is mounted by ``cli.main``; nothing runs at import time. Options
-are parsed here into ``simulators.options.SimulationOptions``; the run itself is
-``simulators.publisher.run_simulation``.
+are parsed here into ``simulators.options.SimulationOptions``; the fleet and the broker are chosen in
+``cli.simulate_sources``; the run itself is ``simulators.publisher.run_simulation``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,24 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
+from cli.simulate_sources import (
+    Broker,
+    connection_error,
+    continue_from_stack,
+    progress_line,
+    registry_option,
+    report_left_out,
+    resolve_broker,
+    select_fleet,
+    summary,
+)
 from peakwatch.durations import parse_duration_ms
 from peakwatch.errors import PeakwatchError
 from simulators.faults import MALFORMED_KINDS, FaultConfig
 from simulators.fleet import build_fleet, registry_yaml
+from simulators.meters import SiteModel
 from simulators.options import SimStats, SimulationOptions
 from simulators.pacing import parse_speed
 
@@ -34,7 +46,6 @@ _FLEET = "Fleet"
 _TIME = "Time"
 _FAULTS = "Fault injection"
 _OUTPUT = "Output"
-_FAULT_KINDS = ("dropped", "duplicated", "reordered", "malformed", "resets", "skewed_readings")
 
 
 def _duration_ms(value: str | None, option: str) -> int | None:
@@ -80,46 +91,13 @@ def _probability(value: float) -> float:
     return value
 
 
-def _progress_line(stats: SimStats) -> Text:
-    sim = "-"
-    if stats.last_ts_ms is not None:
-        sim = datetime.fromtimestamp(stats.last_ts_ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
-    line = Text()
-    line.append("simulating ", style="bold")
-    line.append(
-        f"event time {sim}  steps {stats.steps:,}  messages {stats.published:,}  "
-        f"readings {stats.readings:,}  "
-    )
-    line.append(f"{stats.messages_per_s:,.0f} msg/s  {stats.readings_per_s:,.0f} readings/s", style="cyan")
-    injected = sum(stats.faults.get(k, 0) for k in _FAULT_KINDS)
-    if injected:
-        line.append(f"  faults {injected:,}", style="yellow")
-    return line
-
-
-def _summary(stats: SimStats) -> Table:
-    table = Table(title="simulation finished", show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    rows = [
-        ("steps", f"{stats.steps:,}"),
-        ("readings generated", f"{stats.readings:,}"),
-        ("messages produced", f"{stats.messages:,}"),
-        ("messages published", f"{stats.published:,}"),
-        ("readings published", f"{stats.readings_published:,}"),
-        ("unacknowledged at exit", f"{stats.unacknowledged:,}"),
-        ("elapsed", f"{stats.elapsed_s:,.1f} s"),
-        ("rate", f"{stats.messages_per_s:,.0f} msg/s, {stats.readings_per_s:,.0f} readings/s"),
-    ]
-    rows += [(f"fault: {k}", f"{v:,}") for k, v in stats.faults.items() if v]
-    for k, v in rows:
-        table.add_row(k, v)
-    return table
-
-
-async def _run(options: SimulationOptions, mqtt_url: str, console: Console, quiet: bool) -> SimStats:
+async def _run(
+    options: SimulationOptions, fleet: list[SiteModel], broker: Broker, console: Console, quiet: bool
+) -> SimStats:
     from simulators.publisher import run_simulation
 
+    options = await continue_from_stack(options, fleet, broker, console)
+    mqtt_url = broker.url
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -134,10 +112,14 @@ async def _run(options: SimulationOptions, mqtt_url: str, console: Console, quie
             loop.add_signal_handler(sig, request_stop, sig)
     try:
         if quiet:
-            return await run_simulation(options, mqtt_url=mqtt_url, stop=stop)
+            return await run_simulation(options, mqtt_url=mqtt_url, stop=stop, fleet=fleet)
         with Live(Text("connecting…"), console=console, refresh_per_second=4, transient=False) as live:
             return await run_simulation(
-                options, mqtt_url=mqtt_url, stop=stop, progress=lambda s: live.update(_progress_line(s))
+                options,
+                mqtt_url=mqtt_url,
+                stop=stop,
+                fleet=fleet,
+                progress=lambda s: live.update(progress_line(s)),
             )
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -147,14 +129,27 @@ async def _run(options: SimulationOptions, mqtt_url: str, console: Console, quie
 
 def simulate(
     mqtt_url: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--mqtt-url",
             envvar="PEAKWATCH_MQTT_URL",
             rich_help_panel=_BROKER,
-            help="Broker to publish to: mqtt://[user[:password]@]host[:port] (mqtts:// for TLS).",
+            help="Broker to publish to: mqtt://[user[:password]@]host[:port] (mqtts:// for TLS; a device "
+            "credential as user and password when the broker wants one). Default: the broker of the "
+            "peakwatch up running from --data-dir, else mqtt://127.0.0.1:1883.",
         ),
-    ] = "mqtt://127.0.0.1:1883",
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="PEAKWATCH_DATA_DIR",
+            file_okay=False,
+            rich_help_panel=_BROKER,
+            help="Data directory of the running peakwatch up whose broker to publish to (when no "
+            "--mqtt-url). Default ~/.local/share/peakwatch.",
+        ),
+    ] = None,
     topic_prefix: Annotated[
         str,
         typer.Option(
@@ -190,15 +185,38 @@ def simulate(
             "(a meter's message leaves when its batch is full, so batches add latency).",
         ),
     ] = 1,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="PEAKWATCH_CONFIG_FILE",
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=_FLEET,
+            help="Simulate this registry YAML: every site and meter in it, each meter by its role and "
+            "carrier, in its register kind and unit, within its rated_kw. Meters of roles no model "
+            "covers are listed, not published. Default: the template fleet (--sites).",
+        ),
+    ] = None,
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--site",
+            rich_help_panel=_FLEET,
+            help="Publish only this site of the fleet (repeatable), e.g. the one a device credential "
+            "may publish to.",
+        ),
+    ] = None,
     sites: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
             rich_help_panel=_FLEET,
-            help="Number of sites. Template fleet: park-changsha, dc-xiangjiang, park-2, dc-2, park-3 … "
-            "(2 = the demo registry). Synthetic fleet: load-site-0001 …",
+            help="Number of template sites (not with --config): park-changsha, dc-xiangjiang, park-2, "
+            "dc-2, park-3 … (default 2: the demo registry). Synthetic fleet: load-site-0001 …",
         ),
-    ] = 2,
+    ] = None,
     synthetic_meters: Annotated[
         int,
         typer.Option(
@@ -375,13 +393,17 @@ def simulate(
 ) -> None:
     """Publish simulated meter telemetry to an MQTT broker.
 
+    With --config, the sites and meters of your registry are simulated; without, the template fleet.
     The park model (PV, wind, battery, heat pump, gas boiler, process loads, grid import/export) and
     the data-centre model (IT, cooling, UPS losses, lighting, facility) are physically consistent:
     the grid balance and facility = sum of sub-meters hold at every step. Each meter publishes its
     cumulative register (energy_kwh, or volume_m3 for gas) and power_kw on
-    <prefix>/<site_id>/<meter_id>, with ts in epoch ms.
+    <prefix>/<site_id>/<meter_id>, with ts in epoch ms. A registry's meters follow the model of their
+    role, in their own register kind and unit, and never above their rated_kw.
 
     Examples:
+
+      peakwatch simulate --config my-sites.yaml --backfill 10m   # your sites, into the running stack
 
       peakwatch simulate --backfill 10m                      # the demo feed
 
@@ -396,9 +418,12 @@ def simulate(
     step_ms = _duration_ms(step, "--step") or 0
     if step_ms <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--step")
+    registry = registry_option(config, sites=sites, synthetic_meters=synthetic_meters)
+    if registry is not None and (print_registry or write_registry is not None):
+        raise typer.BadParameter("the registry of --config is yours already", param_hint="--print-registry")
     try:
         options = SimulationOptions(
-            sites=sites,
+            sites=sites or 2,
             synthetic_meters=synthetic_meters,
             seed=seed,
             speed=parse_speed(speed),
@@ -435,11 +460,16 @@ def simulate(
             return
         assert write_registry is not None
         write_registry.write_text(text, encoding="utf-8")
-        console.print(f"wrote the registry of {sites} site(s) to {write_registry}")
+        console.print(f"wrote the registry of {options.sites} site(s) to ", Text(str(write_registry)))
 
+    broker: Broker | None = None
     try:
-        stats = asyncio.run(_run(options, mqtt_url, console, quiet))
+        fleet, left_out = select_fleet(options, registry, site or ())
+        report_left_out(console, left_out)
+        broker = resolve_broker(mqtt_url, data_dir)
+        stats = asyncio.run(_run(options, fleet, broker, console, quiet))
     except PeakwatchError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        text = str(exc) if broker is None else connection_error(exc, broker)
+        console.print(Text("error: ", style="red"), Text(text), sep="")
         raise typer.Exit(2) from exc
-    console.print(_summary(stats))
+    console.print(summary(stats))

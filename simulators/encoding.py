@@ -2,20 +2,25 @@
 
 Topic ``{prefix}/{site_id}/{meter_id}``; payload a JSON object ``{"ts": <epoch ms>, "energy_kwh": ...,
 "power_kw": ...}`` or, with ``batch_size > 1``, a JSON array of such objects (several consecutive
-readings of the same meter). Values are rounded to 4 decimals (0.1 Wh): a rounded register is still
-monotonic and the payload stays short.
+readings of the same meter). Values are rounded to 4 decimals of the canonical unit (0.1 Wh, 0.1 L
+...), so 7 decimals in MWh and 1 in Wh: a rounded register is still monotonic, the payload stays
+short, and a MWh register keeps the resolution of a kWh one.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import msgspec
 
+from peakwatch.domain.units import PAYLOAD_FIELDS
 from simulators.meters import MeterSample
 
 DECIMALS = 4
+"""Of the canonical unit (kWh, kW, m3 ...)."""
+_FIELD_DECIMALS = {name: DECIMALS + round(math.log10(scale)) for name, (_, scale) in PAYLOAD_FIELDS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +40,7 @@ def topic_for(prefix: str, site_id: str, meter_id: str) -> str:
 def payload_object(sample: MeterSample) -> dict[str, float | int]:
     obj: dict[str, float | int] = {"ts": sample.ts_ms}
     for name, value in sample.fields.items():
-        obj[name] = round(value, DECIMALS)
+        obj[name] = round(value, _FIELD_DECIMALS.get(name, DECIMALS))
     return obj
 
 

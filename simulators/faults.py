@@ -301,7 +301,7 @@ class ReadingFaults:
             if self._reset_now(s):
                 self.counts.resets += 1
                 for name, value in fields.items():
-                    if name in CUMULATIVE_FIELDS:
+                    if name in s.registers:
                         self._offsets[(s.site_id, s.meter_id, name)] = value
             if self._offsets:
                 fields = dict(fields)
@@ -316,5 +316,5 @@ class ReadingFaults:
             skew = self._skew_of((s.site_id, s.meter_id))
             if skew:
                 self.counts.skewed_readings += 1
-            out.append(MeterSample(s.site_id, s.meter_id, s.ts_ms + skew, fields))
+            out.append(MeterSample(s.site_id, s.meter_id, s.ts_ms + skew, fields, s.registers))
         return out

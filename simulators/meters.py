@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from peakwatch.domain.models import Carrier, Role, SiteKind
+from peakwatch.domain.models import Carrier, Register, Role, SiteKind
 
 ENERGY_FIELD = "energy_kwh"
 VOLUME_FIELD = "volume_m3"
@@ -37,10 +37,17 @@ class MeterSpec:
     role: Role
     unit: str = "kWh"
     register_field: str = ENERGY_FIELD
+    """Payload field of the main quantity, in the meter's unit (``energy_mwh`` for a MWh register)."""
     reports_power: bool = True
     register_max: float | None = None
     zone: str | None = None
     """Data-centre zone (the hall whose partial PUE the meter contributes to)."""
+    register: Register = Register.CUMULATIVE
+    """What ``register_field`` carries: the cumulative register, the interval's amount, or a power
+    sample (then ``register_field`` is a power field and ``reports_power`` adds nothing)."""
+    scale: float = 1.0
+    """Canonical units (kWh, m3, ...) per unit of ``register_field``: rates stay canonical, payloads
+    are in the meter's own unit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,9 @@ class MeterSample:
     meter_id: str
     ts_ms: int
     fields: dict[str, float] = field(default_factory=dict)
+    registers: frozenset[str] = CUMULATIVE_FIELDS
+    """Which of ``fields`` are cumulative registers (a counter reset acts on those only; an interval
+    amount named ``energy_kwh`` is not one)."""
 
 
 class CumulativeRegister:
@@ -105,11 +115,12 @@ class MeterBank:
         self._last_ms: int | None = None
 
     def resume(self, meter_id: str, value: float) -> None:
-        """Continue a register from ``value`` (what peakwatch last stored for it), so a restarted demo
-        keeps counting like a real meter instead of jumping to a new random reading."""
+        """Continue a register from ``value`` (what peakwatch last stored for it, in the canonical unit),
+        so a restarted demo keeps counting like a real meter instead of jumping to a new random reading."""
         register = self.registers.get(meter_id)
         if register is None or value < 0:
             return
+        value /= next(m.scale for m in self.meters if m.id == meter_id)
         if register.register_max is not None:
             value %= register.register_max
         register.value = value
@@ -123,15 +134,24 @@ class MeterBank:
         return (ts_ms - self._last_ms) / 3_600_000.0
 
     def record(self, ts_ms: int, rates: dict[str, float]) -> list[MeterSample]:
-        """Integrate each meter's rate (kW, or m3/h) over the step ending at ``ts_ms``."""
+        """Integrate each meter's rate (kW, or m3/h) over the step ending at ``ts_ms``, and report it
+        the way the meter's register works (cumulative register, interval amount or power sample)."""
         dt_h = self.hours_since_last(ts_ms)
         self._last_ms = ts_ms
         samples: list[MeterSample] = []
         for meter in self.meters:
             rate = rates[meter.id]
-            value = self.registers[meter.id].add(rate * dt_h)
+            amount = rate * dt_h / meter.scale
+            value = self.registers[meter.id].add(amount)
+            registers: frozenset[str] = frozenset()
+            if meter.register is Register.CUMULATIVE:
+                registers = frozenset((meter.register_field,))
+            elif meter.register is Register.INTERVAL:
+                value = amount
+            else:
+                value = rate / meter.scale
             fields = {meter.register_field: value}
-            if meter.reports_power:
+            if meter.reports_power and meter.register is not Register.POWER:
                 fields[POWER_FIELD] = rate
-            samples.append(MeterSample(self.site_id, meter.id, ts_ms, fields))
+            samples.append(MeterSample(self.site_id, meter.id, ts_ms, fields, registers))
         return samples

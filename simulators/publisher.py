@@ -272,11 +272,13 @@ async def run_simulation(
     mqtt_url: str,
     stop: asyncio.Event | None = None,
     progress: Callable[[SimStats], None] | None = None,
+    fleet: list[SiteModel] | None = None,
 ) -> SimStats:
     """Run the simulation until its duration/count is reached or ``stop`` is set, publishing to
     ``mqtt_url``; returns what was produced, published and injected.
 
     ``progress`` is called with a snapshot at most every ``progress_interval_s`` and once at the end.
+    ``fleet`` (e.g. the user's registry, ``simulators.registry_sites``) replaces the options' fleet.
     Raises ``SimulationError`` when the broker cannot be reached or stops acknowledging.
     """
     if stop is None:
@@ -292,7 +294,7 @@ async def run_simulation(
         duration_ms=options.duration_ms,
         count=options.count,
     )
-    source = StepSource(options)
+    source = StepSource(options, fleet)
     stats = SimStats()
 
     def snapshot() -> SimStats:
