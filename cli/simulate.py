@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -391,7 +392,7 @@ def simulate(
 
       peakwatch simulate --synthetic-meters 500 --sites 10 --speed max --count 100 --qos 0
     """
-    console = Console(stderr=True)
+    console = Console(stderr=True, emoji=False)
     now_ms = int(time.time() * 1000)
     step_ms = _duration_ms(step, "--step") or 0
     if step_ms <= 0:
@@ -435,11 +436,11 @@ def simulate(
             return
         assert write_registry is not None
         write_registry.write_text(text, encoding="utf-8")
-        console.print(f"wrote the registry of {sites} site(s) to {write_registry}")
+        console.print(f"wrote the registry of {sites} site(s) to {write_registry}", markup=False)
 
     try:
         stats = asyncio.run(_run(options, mqtt_url, console, quiet))
     except PeakwatchError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     console.print(_summary(stats))
