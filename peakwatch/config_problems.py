@@ -72,15 +72,32 @@ def convert(
 ) -> S | None:
     """``raw`` as a ``cls`` document, every wrong field reported; ``None`` if any was wrong. Fields in
     ``skip`` are left at their defaults: the caller checks them item by item."""
+    doc, failed = convert_partly(raw, cls, where, problems, {}, skip=skip)
+    return None if failed else doc
+
+
+def convert_partly(
+    raw: Any,
+    cls: type[S],
+    where: str,
+    problems: Problems,
+    placeholders: Mapping[str, Any],
+    *,
+    skip: frozenset[str] = frozenset(),
+) -> tuple[S | None, frozenset[str]]:
+    """Like ``convert``, and the fields that were wrong (``"*"`` for an unknown one): the document holds
+    the right fields, with ``placeholders`` (by field name) for wrong or missing required ones, so the
+    caller can still check the right fields' meaning and skip the wrong ones' checks. ``None`` when
+    ``raw`` is no mapping or a wrong required field has no placeholder."""
     if not isinstance(raw, Mapping):
         problems.add(where, f"must be a mapping of fields (key: value), not {_kind(raw)}")
-        return None
+        return None, frozenset({"*"})
     fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
-    ok = True
+    failed: set[str] = set()
     for key in raw:
         if key not in fields:
             problems.add(where, f"unknown field {key!r}; known: {', '.join(fields)}")
-            ok = False
+            failed.add("*")
     values: dict[str, Any] = {}
     for key, field in fields.items():
         if key in skip:
@@ -88,14 +105,20 @@ def convert(
         if key not in raw:
             if field.required:
                 problems.add(where, f"{key} is missing")
-                ok = False
+                failed.add(field.name)
             continue
         try:
             values[field.name] = msgspec.convert(raw[key], field.type)
         except msgspec.ValidationError as exc:
             problems.add(where, field_problem(key, raw[key], field.type, exc))
-            ok = False
-    return cls(**values) if ok else None
+            failed.add(field.name)
+    for name in failed:
+        if name in placeholders:
+            values[name] = placeholders[name]
+    try:
+        return cls(**values), frozenset(failed)
+    except TypeError:  # a required field that was wrong and has no placeholder
+        return None, frozenset(failed)
 
 
 def field_problem(key: str, value: Any, kind: Any, exc: msgspec.ValidationError) -> str:

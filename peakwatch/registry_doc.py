@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from peakwatch.config_problems import Problems, convert, items, named, struct_problem
+from peakwatch.config_problems import Problems, convert, convert_partly, items, named, struct_problem
 from peakwatch.domain.factors import (
     DEFAULT_FACTORS,
     DEFAULT_SET,
@@ -82,6 +82,10 @@ class RegistryDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 LISTS = frozenset({"sites", "rules", "factors", "factor_sets"})
+_METERS = frozenset({"meters"})
+_SITE_STAND_INS: dict[str, Any] = {"id": "", "name": "", "kind": SiteKind.PARK}
+_METER_STAND_INS: dict[str, Any] = {"id": "", "carrier": Carrier.ELECTRICITY, "role": Role.OTHER_LOAD}
+"""Stand-ins for wrong required fields, so that the right fields of a site or meter are still checked."""
 """The top-level lists, checked entry by entry (``items``) rather than as one field."""
 
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -109,8 +113,8 @@ def sites_and_meters(
     meters: list[Meter] = []
     for i, raw_site in items(raw, "sites", "", problems):
         where = _where("site", raw_site, i)
-        doc = convert(raw_site, SiteDoc, where, problems, skip=frozenset({"meters"}))
-        site = None if doc is None else _site(doc, factors, where, problems)
+        doc, failed = convert_partly(raw_site, SiteDoc, where, problems, _SITE_STAND_INS, skip=_METERS)
+        site = None if doc is None else _site(doc, failed, factors, where, problems)
         site_id = raw_site.get("id") if isinstance(raw_site, Mapping) else None
         site_meters = (
             _meters(raw_site, str(site_id), where, problems) if isinstance(raw_site, Mapping) else []
@@ -124,20 +128,23 @@ def sites_and_meters(
     return sites, meters
 
 
-def _site(s: SiteDoc, factors: FactorLibrary, where: str, problems: Problems) -> Site | None:
+def _site(
+    s: SiteDoc, failed: frozenset[str], factors: FactorLibrary, where: str, problems: Problems
+) -> Site | None:
+    """The site when all is right; the fields that were wrong (``failed``) are not checked again."""
     before = len(problems.found)
-    if not ID.match(s.id):
+    if "id" not in failed and not ID.match(s.id):
         problems.add(where, f"site id {s.id!r} must match {ID.pattern}")
-    if s.grid_factor is not None:
+    if s.grid_factor is not None and "grid_factor" not in failed:
         if s.grid_factor not in factors:
             problems.add(where, f"unknown grid_factor {s.grid_factor!r}")
         elif factors.get(s.grid_factor).unit != GRID_FACTOR_UNIT:
             unit = factors.get(s.grid_factor).unit
             problems.add(where, f"grid_factor {s.grid_factor!r} is in {unit}, not {GRID_FACTOR_UNIT}")
-    if s.factor_set not in factors.sets:
+    if "factor_set" not in failed and s.factor_set not in factors.sets:
         known = ", ".join(sorted(factors.sets))
         problems.add(where, f"unknown factor_set {s.factor_set!r}; known: {known}")
-    if not s.pue_category.strip():
+    if "pue_category" not in failed and not s.pue_category.strip():
         problems.add(where, "pue_category must not be empty")
     for key, value in s.labels.items():
         if not ID.match(key) or not ID.match(value):
@@ -149,7 +156,7 @@ def _site(s: SiteDoc, factors: FactorLibrary, where: str, problems: Problems) ->
         ZoneInfo(s.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         problems.add(where, f"unknown time zone {s.timezone!r}")
-    if len(problems.found) > before:
+    if failed or len(problems.found) > before:
         return None
     site: Site | None = None
     with problems.at(where):
@@ -164,23 +171,27 @@ def _meters(raw_site: Mapping[str, Any], site_id: str, site_where: str, problems
     seen: set[str] = set()
     for j, raw_meter in items(raw_site, "meters", site_where, problems):
         where = f"{site_where}, {_where('meter', raw_meter, j)}"
-        doc = convert(raw_meter, MeterDoc, where, problems)
+        doc, failed = convert_partly(raw_meter, MeterDoc, where, problems, _METER_STAND_INS)
         if doc is None:
             continue
-        if not ID.match(doc.id):
-            problems.add(where, f"meter id {doc.id!r} must match {ID.pattern}")
-            continue
-        if doc.id in seen:
-            problems.add(site_where, f"duplicate meter id {doc.id!r}")
-            continue
-        seen.add(doc.id)
+        if "id" not in failed:
+            if not ID.match(doc.id):
+                problems.add(where, f"meter id {doc.id!r} must match {ID.pattern}")
+                failed |= {"id"}
+            elif doc.id in seen:
+                problems.add(site_where, f"duplicate meter id {doc.id!r}")
+                failed |= {"id"}
+            seen.add(doc.id)
         with problems.at(where):
-            meters.append(_meter(doc, site_id))
+            meter = _meter(doc, site_id, failed)
+            if meter is not None:
+                meters.append(meter)
     return meters
 
 
-def _meter(m: MeterDoc, site_id: str) -> Meter:
-    """The meter, or a ``ConfigError`` with each of its problems (unit, register, rated power)."""
+def _meter(m: MeterDoc, site_id: str, failed: frozenset[str]) -> Meter | None:
+    """The meter; a ``ConfigError`` with each of its problems (unit, register, rated power); ``None``
+    when fields were wrong already (``failed``, not checked again)."""
     found: list[str] = []
     register: Register | None = None
     try:
@@ -189,7 +200,7 @@ def _meter(m: MeterDoc, site_id: str) -> Meter:
         found.append(str(exc.args[0]))
     else:
         allowed = CARRIER_QUANTITIES[m.carrier]
-        if quantity not in allowed:
+        if "carrier" not in failed and quantity not in allowed:
             units = sorted(u for u, (q, _) in METER_UNITS.items() if q in allowed)
             found.append(
                 f"unit {m.unit!r} does not fit carrier {m.carrier.value}; use one of {', '.join(units)}"
@@ -201,8 +212,10 @@ def _meter(m: MeterDoc, site_id: str) -> Meter:
                 found.extend(exc.problems)
     if m.rated_kw is not None and not (0 < m.rated_kw < math.inf):
         found.append(f"rated_kw must be a number > 0, not {m.rated_kw}")
-    if found or register is None:
+    if found:
         raise ConfigError(problems=found)
+    if failed or register is None:
+        return None
     return Meter(
         id=m.id,
         site_id=site_id,

@@ -434,7 +434,8 @@ sites:
       - {id: fac, carrier: electricity, role: facility_total, colour: red}
       - {id: chiller, carrier: electricity, role: cooling, unit: m3, rated_kw: 0}
   - {id: 'bad id', name: P, kind: park}
-  - {id: park, name: P, kind: factory, meters: [{id: m, carrier: electricity, role: grid_import}]}
+  - {id: park, name: P, kind: factory, timezone: Mars/Olympus,
+     meters: [{id: m, carrier: electricty, role: grid_import, rated_kw: -1}]}
 rules:
   - {name: r1, kpi: pue, op: "=>", threshold: 1.5}
   - {name: r2, kpi: happiness, op: ">", threshold: 1}
@@ -462,6 +463,10 @@ def test_every_mistake_of_a_file_is_reported_at_once_by_site_and_meter(tmp_path:
         "site dc-1, meter chiller: rated_kw must be a number > 0, not 0.0",
         f"site #2: site id 'bad id' must match {ID.pattern}",
         "site park: kind 'factory' is not one of: data_centre, park",
+        "site park: unknown time zone 'Mars/Olympus'",  # checked although kind was wrong
+        "site park, meter m: carrier 'electricty' is not one of: electricity, natural_gas, steam, heat, "
+        "diesel, coal, water, product",
+        "site park, meter m: rated_kw must be a number > 0, not -1.0",
         "rule r1: op '=>' is not one of: >, >=, <, <=",
         "rule r2: unknown kpi 'happiness'; known: carbon_intensity_kg_per_kwh, completeness, "
         "electricity_kwh, electrification_rate, emissions_kg, green_power_share, pue",
@@ -469,7 +474,7 @@ def test_every_mistake_of_a_file_is_reported_at_once_by_site_and_meter(tmp_path:
         "notifications: receiver 'oncall' channel 0: webhook url must be http:// or https:// (not htps://)",
     )
     lines = str(info.value).splitlines()
-    assert lines[0] == f"{path}: 11 errors:"
+    assert lines[0] == f"{path}: 14 errors:"
     assert lines[1:] == [f"  {problem}" for problem in info.value.problems]  # one per line
 
 
