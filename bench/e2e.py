@@ -649,7 +649,7 @@ async def _main(args: argparse.Namespace) -> int:
         ),
         encoding="utf-8",
     )
-    console.print(f"results: {out.relative_to(ROOT)}")
+    console.print(f"results: {out.relative_to(ROOT)}", markup=False)
     return 0 if all(r["readings_lost"] == 0 and r["drained"] for r in results) else 1
 
 

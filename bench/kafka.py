@@ -184,7 +184,7 @@ async def _main(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
-    console.print(f"results: {out}")
+    console.print(f"results: {out}", markup=False)
     return 0 if all(r["stored"] == r["readings"] for r in results) else 1
 
 

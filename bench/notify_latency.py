@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 import h11
 import psutil  # type: ignore[import-untyped]
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
 from bench.broker import BenchBroker
@@ -651,7 +652,7 @@ async def _main(args: argparse.Namespace) -> int:
         result = await run(cfg, workdir)
     finally:
         if args.keep:
-            console.print(f"[dim]kept {workdir}[/dim]")
+            console.print(f"[dim]kept {escape(str(workdir))}[/dim]")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     console.print(_table(result))
@@ -661,11 +662,11 @@ async def _main(args: argparse.Namespace) -> int:
         f"{machine['mosquitto']}[/dim]"
     )
     if result["trial_errors"]:
-        console.print(f"[red]trial errors: {result['trial_errors'][:3]}[/red]")
+        console.print(f"[red]trial errors: {escape(str(result['trial_errors'][:3]))}[/red]")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"notify-latency-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     out.write_text(json.dumps({"machine": machine, **result}, indent=2), encoding="utf-8")
-    console.print(f"results: {out.relative_to(ROOT)}")
+    console.print(f"results: {out.relative_to(ROOT)}", markup=False)
     return 0 if result["meets_target"] else 1
 
 

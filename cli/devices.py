@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli.help import command_group
 from cli.main import ConfigOpt, DataDirOpt, DbUrlOpt, _database, _run, _settings, console
 from peakwatch.accounts import audit_cli, new_device_secret
 from peakwatch.clock import now_ms
@@ -28,7 +29,7 @@ from peakwatch.domain.devices import (
     topics,
 )
 
-devices_app = typer.Typer(help="Broker credentials of devices and collectors.", no_args_is_help=True)
+devices_app = command_group(help="Broker credentials of devices and collectors.", no_args_is_help=True)
 
 DbPortOpt = Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")]
 
@@ -196,7 +197,9 @@ async def _export(settings: Settings, out: Path, prefix: str) -> None:
     async with _database(settings) as store:
         devices = await store.devices.list(include_revoked=False)
     await asyncio.to_thread(write_broker_files, out, password_file(devices), acl_file(devices, prefix))
-    console.print(f"{len(devices)} active credentials written to {out / 'passwd'} and {out / 'acl'}")
+    console.print(
+        f"{len(devices)} active credentials written to {out / 'passwd'} and {out / 'acl'}", markup=False
+    )
 
 
 def write_broker_files(out: Path, passwd: str, acl: str) -> None:

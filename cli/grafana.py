@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cli.help import command_group
 from peakwatch.grafana_dashboards import dashboards, rendered_files
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 # grafana-client (and its HTTP stack) is imported by the commands that talk to Grafana only: importing it
 # costs every other `peakwatch` command about 150 ms.
 
-grafana_app = typer.Typer(
+grafana_app = command_group(
     help="Grafana dashboards: push them to a Grafana, or export them.", no_args_is_help=True
 )
 console = Console(stderr=True)
@@ -168,7 +169,7 @@ def push(
     for column in ("dashboard", "uid", "action", "url"):
         table.add_column(column)
     for row in done:
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     Console().print(table)
 
 

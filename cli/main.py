@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
 from cli.grafana import grafana_app
+from cli.help import command_group
 from peakwatch.config import Registry, Settings
 from peakwatch.domain.models import RestatementReason
 from peakwatch.errors import PeakwatchError
@@ -25,17 +27,17 @@ if TYPE_CHECKING:
     from peakwatch.store import Store
     from simulators.options import SimulationOptions
 
-app = typer.Typer(
+app = command_group(
     name="peakwatch",
     help="Real-time energy and carbon monitoring for parks and data centres.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+db_app = command_group(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(grafana_app, name="grafana")
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)  # ":compression:" in a message is text, not an emoji
 
 ConfigOpt = Annotated[
     Path | None,
@@ -60,7 +62,8 @@ DbUrlOpt = Annotated[
     typer.Option(
         "--database-url",
         envvar="PEAKWATCH_DATABASE_URL",
-        help="postgresql://… of an existing server; omit to start embedded PostgreSQL.",
+        help="postgresql://user:password@host:5432/db of an existing server; omit to start embedded "
+        "PostgreSQL.",
     ),
 ]
 MqttUrlOpt = Annotated[
@@ -129,7 +132,7 @@ def _run(main: Any) -> None:
     try:
         asyncio.run(runner())
     except PeakwatchError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -182,7 +185,7 @@ def up(
 def _embedded_ports(settings: Settings, explicit: set[str]) -> dict[str, int]:
     """Ports for the embedded broker and database: the defaults when free, else a free port (with a
     notice), unless the user chose the port, in which case a taken port is an error."""
-    from peakwatch.net import free_port, port_is_free
+    from peakwatch.net import bind_problem, free_port
 
     chosen: dict[str, int] = {}
     for field, what, needed, option in (
@@ -190,10 +193,13 @@ def _embedded_ports(settings: Settings, explicit: set[str]) -> dict[str, int]:
         ("db_port", "embedded PostgreSQL", settings.database_url is None, "--db-port"),
     ):
         port: int = getattr(settings, field)
-        if not needed or port_is_free("127.0.0.1", port):
+        problem = bind_problem("127.0.0.1", port) if needed else None
+        if problem is None:
             continue
-        if field in explicit:
-            raise PeakwatchError(f"port {port} for the {what} is taken; choose another with {option}")
+        if field in explicit or not problem.in_use:
+            raise PeakwatchError(
+                f"the {what} cannot listen on port {port}: {problem.reason} (change it with {option})"
+            )
         chosen[field] = free_port()
         console.print(
             f"[yellow]note:[/yellow] port {port} is in use (another {what.split(' ', 1)[1]}?); the {what} "
@@ -202,13 +208,25 @@ def _embedded_ports(settings: Settings, explicit: set[str]) -> dict[str, int]:
     return chosen
 
 
+def _check_api_address(settings: Settings) -> None:
+    """Before anything starts: an API that cannot listen would otherwise fail after the database and
+    the broker are up, with uvicorn's errno text."""
+    from peakwatch.net import bind_problem
+
+    problem = bind_problem(settings.api_host, settings.api_port)
+    if problem is not None:
+        option = "--api-port" if problem.on_port else "--api-host"
+        raise PeakwatchError(
+            f"the API cannot listen on {settings.api_host}:{settings.api_port}: {problem.reason} "
+            f"(change it with {option})"
+        )
+
+
 async def _up(settings: Settings, explicit: set[str]) -> None:
     from cli.stack import load_registry, running_stack
-    from peakwatch.net import port_is_free
 
     registry = load_registry(settings)
-    if not port_is_free(settings.api_host, settings.api_port):
-        raise PeakwatchError(f"port {settings.api_port} for the API is taken; choose another with --api-port")
+    _check_api_address(settings)
     settings = settings.model_copy(update=_embedded_ports(settings, explicit))
     with console.status("starting peakwatch…"):
         stack_cm = running_stack(settings, registry)
@@ -368,6 +386,8 @@ async def _component(
     from cli.stack import load_registry, running_stack
 
     registry = load_registry(settings)
+    if api:
+        _check_api_address(settings)
     if notifier and registry.notifications is None:
         raise PeakwatchError("the registry has no notifications section: there is nothing to send")
     async with running_stack(
@@ -432,7 +452,8 @@ async def _migrate(settings: Settings) -> None:
         console.print(
             f"migrations applied: {', '.join(applied) or 'none (up to date)'}; "
             f"TimescaleDB: {'yes' if store.timescale else 'no (plain PostgreSQL)'}; "
-            f"registry: {len(registry.sites)} sites, {len(registry.meters)} meters"
+            f"registry: {len(registry.sites)} sites, {len(registry.meters)} meters",
+            markup=False,
         )
 
 

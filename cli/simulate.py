@@ -413,7 +413,7 @@ def simulate(
 
       peakwatch simulate --synthetic-meters 500 --sites 10 --speed max --count 100 --qos 0
     """
-    console = Console(stderr=True)
+    console = Console(stderr=True, emoji=False)
     now_ms = int(time.time() * 1000)
     step_ms = _duration_ms(step, "--step") or 0
     if step_ms <= 0:

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli.help import command_group
 from cli.main import ConfigOpt, DataDirOpt, DbUrlOpt, _database, _run, _settings, console
 from peakwatch.accounts import audit_cli, new_credential, new_user
 from peakwatch.clock import now_ms
@@ -22,7 +23,7 @@ from peakwatch.domain.access import AccessRole, CredentialKind, Principal, withi
 from peakwatch.errors import ConfigError
 from peakwatch.passwords import hash_password, new_password
 
-users_app = typer.Typer(help="API and dashboard users and their API tokens.", no_args_is_help=True)
+users_app = command_group(help="API and dashboard users and their API tokens.", no_args_is_help=True)
 
 DbPortOpt = Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")]
 SiteOpt = Annotated[

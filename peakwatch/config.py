@@ -11,8 +11,8 @@ created at import time.
 
 from __future__ import annotations
 
-import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -23,22 +23,23 @@ import yaml
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from peakwatch.domain.factors import (
-    DEFAULT_FACTORS,
-    DEFAULT_SET,
-    DEFAULT_SLOTS,
-    Factor,
-    FactorLibrary,
-    FactorSet,
-    ResolvedFactors,
-)
+from peakwatch.config_problems import Problems, convert, items, named, yaml_problem
+from peakwatch.domain.factors import FactorLibrary, ResolvedFactors
 from peakwatch.domain.kpis import DEFAULT_GB40879_THRESHOLDS
-from peakwatch.domain.models import Carrier, Meter, Quantity, Register, Role, Site
-from peakwatch.domain.rules import KPI_FIELDS, StalenessRule, ThresholdRule
-from peakwatch.domain.units import CARRIER_QUANTITIES, METER_UNITS, meter_quantity
+from peakwatch.domain.models import Meter, Role, Site
+from peakwatch.domain.rules import KPI_FIELDS, Op, StalenessRule, ThresholdRule
 from peakwatch.durations import parse_duration_ms
 from peakwatch.errors import ConfigError
 from peakwatch.notify_config import Notifications, parse_notifications
+from peakwatch.registry_doc import (
+    LISTS,
+    RegistryDoc,
+    as_struct,
+    factor_library,
+    factor_sets,
+    gb40879_thresholds,
+    sites_and_meters,
+)
 
 
 def default_data_dir() -> Path:
@@ -136,38 +137,14 @@ class Settings(BaseSettings):
 # ---------------------------------------------------------------------------------------------- registry
 
 
-class _MeterDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    id: str
-    carrier: Carrier
-    role: Role
-    register: Register | None = None
-    """``None``: ``power`` for a power unit (W, kW, MW), else ``cumulative``."""
-    unit: str = "kWh"
-    register_max: float | None = None
-    rated_kw: float | None = None
-    zone: str | None = None
-
-
-class _SiteDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    id: str
-    name: str
-    kind: str
-    timezone: str = "Asia/Shanghai"
-    grid_factor: str | None = None
-    factor_set: str = DEFAULT_SET.name
-    pue_category: str = "category 1"
-    labels: dict[str, str] = {}
-    meters: list[_MeterDoc] = []
-
-
 class _RuleDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename={"for_": "for"}):
     name: str
     kpi: str | None = None
-    op: str | None = None
+    op: Op | None = None
     threshold: float | None = None
     """A threshold rule has ``kpi``, ``op`` and ``threshold``; a staleness rule has ``silent_for``."""
     silent_for: str | int | None = None
-    per: str | None = None
+    per: Literal["meter", "site"] | None = None
     """Staleness rules: ``meter`` (default, one alert per silent meter) or ``site`` (every meter silent)."""
     meter_roles: list[str] = []
     labels: dict[str, str] = {}
@@ -184,34 +161,6 @@ class _RuleDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename=
     summary: str = ""
     site_kinds: list[str] = []
     site_ids: list[str] = []
-
-
-class _FactorDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    id: str
-    value: float
-    unit: str
-    source: str
-    data_year: int | None = None
-    published: str | None = None
-    status: str = "unverified"
-
-
-class _FactorSetDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: str
-    description: str = ""
-    slots: dict[str, str] = {}
-
-
-class _RegistryDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    sites: list[_SiteDoc] = []
-    rules: list[_RuleDoc] = []
-    factors: list[_FactorDoc] = []
-    factor_sets: list[_FactorSetDoc] = []
-    gb40879_thresholds: list[float] | None = None
-    notifications: dict[str, Any] | None = None
-
-
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class Registry:
@@ -285,112 +234,32 @@ class Registry:
         try:
             raw: Any = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+            raise ConfigError(source=source, problems=[yaml_problem(exc, text)]) from exc
         return cls.from_mapping(raw, source=source)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], *, source: str = "<mapping>") -> Registry:
-        try:
-            doc = msgspec.convert(raw, _RegistryDoc)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"{source}: {exc}") from exc
-        factors = _factor_library(doc.factors, source)
-        factors = factors.with_sets(_factor_sets(doc.factor_sets, factors, source))
-        thresholds = _gb40879_thresholds(doc.gb40879_thresholds, source)
-        sites: list[Site] = []
-        meters: list[Meter] = []
-        for s in doc.sites:
-            if not _ID.match(s.id):
-                raise ConfigError(f"{source}: site id {s.id!r} must match {_ID.pattern}")
-            if s.grid_factor is not None:
-                if s.grid_factor not in factors:
-                    raise ConfigError(f"{source}: site {s.id}: unknown grid_factor {s.grid_factor!r}")
-                if factors.get(s.grid_factor).unit != GRID_FACTOR_UNIT:
-                    raise ConfigError(
-                        f"{source}: site {s.id}: grid_factor {s.grid_factor!r} is in "
-                        f"{factors.get(s.grid_factor).unit}, not {GRID_FACTOR_UNIT}"
-                    )
-            if s.factor_set not in factors.sets:
-                raise ConfigError(
-                    f"{source}: site {s.id}: unknown factor_set {s.factor_set!r}; "
-                    f"known: {', '.join(sorted(factors.sets))}"
-                )
-            if not s.pue_category.strip():
-                raise ConfigError(f"{source}: site {s.id}: pue_category must not be empty")
-            for key, value in s.labels.items():
-                if not _ID.match(key) or not _ID.match(value):
-                    raise ConfigError(
-                        f"{source}: site {s.id}: label {key}: {value} must be two words of letters, "
-                        f"digits, '_', '.' or '-' ({_ID.pattern})"
-                    )
-            try:
-                site = msgspec.convert(
-                    {
-                        "id": s.id,
-                        "name": s.name,
-                        "kind": s.kind,
-                        "timezone": s.timezone,
-                        "grid_factor": s.grid_factor,
-                        "factor_set": s.factor_set,
-                        "pue_category": s.pue_category,
-                        "labels": s.labels,
-                    },
-                    Site,
-                )
-            except msgspec.ValidationError as exc:
-                raise ConfigError(f"{source}: site {s.id}: {exc}") from exc
-            _check_timezone(site, source)
-            sites.append(site)
-            seen: set[str] = set()
-            for m in s.meters:
-                if not _ID.match(m.id):
-                    raise ConfigError(f"{source}: meter id {m.id!r} must match {_ID.pattern}")
-                if m.id in seen:
-                    raise ConfigError(f"{source}: site {s.id}: duplicate meter id {m.id!r}")
-                seen.add(m.id)
-                try:
-                    quantity, _ = meter_quantity(m.unit)
-                except KeyError as exc:
-                    raise ConfigError(f"{source}: meter {s.id}/{m.id}: {exc.args[0]}") from None
-                allowed = CARRIER_QUANTITIES[m.carrier]
-                if quantity not in allowed:
-                    units = sorted(u for u, (q, _) in METER_UNITS.items() if q in allowed)
-                    raise ConfigError(
-                        f"{source}: meter {s.id}/{m.id}: unit {m.unit!r} does not fit carrier "
-                        f"{m.carrier.value}; use one of {', '.join(units)}"
-                    )
-                register = _meter_register(m, quantity, f"{source}: meter {s.id}/{m.id}")
-                if m.rated_kw is not None and not (0 < m.rated_kw < math.inf):
-                    raise ConfigError(
-                        f"{source}: meter {s.id}/{m.id}: rated_kw must be a number > 0, not {m.rated_kw}"
-                    )
-                meters.append(
-                    Meter(
-                        id=m.id,
-                        site_id=s.id,
-                        carrier=m.carrier,
-                        role=m.role,
-                        register=register,
-                        unit=m.unit,
-                        register_max=m.register_max,
-                        rated_kw=m.rated_kw,
-                        zone=m.zone,
-                    )
-                )
-        if len({s.id for s in sites}) != len(sites):
-            raise ConfigError(f"{source}: duplicate site ids")
-        rules: list[ThresholdRule] = []
-        stale_rules: list[StalenessRule] = []
-        for r in doc.rules:
-            rule = _rule(r, source)
-            if isinstance(rule, StalenessRule):
-                stale_rules.append(rule)
-            else:
-                rules.append(rule)
-        names = [r.name for r in doc.rules]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"{source}: duplicate rule names")
-        notifications = None if doc.notifications is None else parse_notifications(doc.notifications, source)
+        """The registry, or one ``ConfigError`` listing every problem of ``raw`` (each naming its site,
+        meter, rule or factor)."""
+        problems = Problems(source)
+        if not isinstance(raw, Mapping):
+            problems.add("", f"a registry is a mapping (sites:, rules:, ...), not a {type(raw).__name__}")
+            problems.raise_any()
+        doc = convert(raw, RegistryDoc, "", problems, skip=LISTS)
+        factor_problems = Problems(source)  # reported after the sites and rules, as a file reads
+        factors = factor_library(raw, factor_problems)
+        factors = factors.with_sets(factor_sets(raw, factors, factor_problems))
+        sites, meters = sites_and_meters(raw, factors, problems)
+        rules, stale_rules = _rules(raw, problems)
+        problems.found += factor_problems.found
+        thresholds = DEFAULT_GB40879_THRESHOLDS
+        notifications = None
+        if doc is not None:
+            with problems.at(""):
+                thresholds = gb40879_thresholds(doc.gb40879_thresholds)
+            with problems.at("notifications"):
+                notifications = None if doc.notifications is None else parse_notifications(doc.notifications)
+        problems.raise_any()
         return cls(
             sites,
             meters,
@@ -407,11 +276,35 @@ Rule = ThresholdRule | StalenessRule
 
 def parse_rule(raw: Mapping[str, Any], source: str) -> Rule:
     """One rule as written in the registry's ``rules:`` list (or sent to the API), validated."""
-    try:
-        doc = msgspec.convert(raw, _RuleDoc)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: rule {raw.get('name', '?')}: {exc}") from exc
-    return _rule(doc, source)
+    problems = Problems(source)
+    where = named("rule", raw, "name", 0)
+    doc = convert(raw, _RuleDoc, where, problems)
+    rule: Rule | None = None
+    if doc is not None:
+        with problems.at(where):
+            rule = _rule(doc)
+    problems.raise_any()
+    assert rule is not None
+    return rule
+
+
+def _rules(raw: Mapping[str, Any], problems: Problems) -> tuple[list[ThresholdRule], list[StalenessRule]]:
+    rules: list[ThresholdRule] = []
+    stale_rules: list[StalenessRule] = []
+    names: list[str] = []
+    for i, raw_rule in items(raw, "rules", "", problems):
+        where = named("rule", raw_rule, "name", i)
+        doc = convert(raw_rule, _RuleDoc, where, problems)
+        if doc is None:
+            continue
+        names.append(doc.name)
+        with problems.at(where):
+            rule = _rule(doc)
+            (stale_rules if isinstance(rule, StalenessRule) else rules).append(rule)  # type: ignore[arg-type]
+    twice = sorted(name for name, n in Counter(names).items() if n > 1)
+    if twice:
+        problems.add("", f"duplicate rule names: {', '.join(twice)}")
+    return rules, stale_rules
 
 
 def rule_document(rule: Rule) -> dict[str, Any]:
@@ -468,57 +361,49 @@ def _labels_problem(labels: Mapping[str, str]) -> str | None:
     return None
 
 
-def _rule(r: _RuleDoc, source: str) -> Rule:
+def _rule(r: _RuleDoc) -> Rule:
     for field, labels in (("labels", r.labels), ("site_labels", r.site_labels)):
         if (problem := _labels_problem(labels)) is not None:
-            raise ConfigError(f"{source}: rule {r.name}: {field}: {problem}")
+            raise ConfigError(f"{field}: {problem}")
     if r.silent_for is not None:
-        return _staleness_rule(r, source)
+        return _staleness_rule(r)
     if r.per is not None:
-        raise ConfigError(f"{source}: rule {r.name}: per (meter or site) belongs to staleness rules")
+        raise ConfigError("per (meter or site) belongs to staleness rules")
     if r.meter_roles:
         raise ConfigError(
-            f"{source}: rule {r.name}: meter_roles scope staleness rules (silent_for); a threshold "
-            "rule watches a site's KPIs"
+            "meter_roles scope staleness rules (silent_for); a threshold rule watches a site's KPIs"
         )
     if r.kpi is None or r.op is None or r.threshold is None:
-        raise ConfigError(
-            f"{source}: rule {r.name}: give kpi, op and threshold (a threshold rule) or silent_for "
-            "(a staleness rule)"
-        )
+        raise ConfigError("give kpi, op and threshold (a threshold rule) or silent_for (a staleness rule)")
     if r.kpi not in KPI_FIELDS:
-        raise ConfigError(f"{source}: rule {r.name}: unknown kpi {r.kpi!r}; known: {sorted(KPI_FIELDS)}")
-    try:
-        rule = msgspec.convert(
-            {
-                "name": r.name,
-                "kpi": r.kpi,
-                "op": r.op,
-                "threshold": r.threshold,
-                "for_ms": parse_duration_ms(r.for_),
-                "severity": r.severity,
-                "summary": r.summary,
-                "site_kinds": r.site_kinds,
-                "site_ids": r.site_ids,
-                "site_labels": r.site_labels,
-                "labels": r.labels,
-                "recover_threshold": r.recover,
-                "keep_firing_for_ms": parse_duration_ms(r.keep_firing_for),
-                "min_completeness": r.min_completeness,
-                "min_it_kw": r.min_it_kw,
-                "change_over_ms": None if r.change_over is None else parse_duration_ms(r.change_over),
-            },
-            ThresholdRule,
-        )
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: rule {r.name}: {exc}") from exc
+        raise ConfigError(f"unknown kpi {r.kpi!r}; known: {', '.join(sorted(KPI_FIELDS))}")
+    rule = as_struct(
+        {
+            "name": r.name,
+            "kpi": r.kpi,
+            "op": r.op,
+            "threshold": r.threshold,
+            "for_ms": parse_duration_ms(r.for_),
+            "severity": r.severity,
+            "summary": r.summary,
+            "site_kinds": r.site_kinds,
+            "site_ids": r.site_ids,
+            "site_labels": r.site_labels,
+            "labels": r.labels,
+            "recover_threshold": r.recover,
+            "keep_firing_for_ms": parse_duration_ms(r.keep_firing_for),
+            "min_completeness": r.min_completeness,
+            "min_it_kw": r.min_it_kw,
+            "change_over_ms": None if r.change_over is None else parse_duration_ms(r.change_over),
+        },
+        ThresholdRule,
+    )
     if (problem := rule.problem()) is not None:
-        raise ConfigError(f"{source}: rule {r.name}: {problem}")
+        raise ConfigError(f"{problem}")
     return rule
 
 
-def _staleness_rule(r: _RuleDoc, source: str) -> StalenessRule:
-    where = f"{source}: rule {r.name}"
+def _staleness_rule(r: _RuleDoc) -> StalenessRule:
     threshold_only = {
         "kpi": r.kpi,
         "op": r.op,
@@ -532,130 +417,27 @@ def _staleness_rule(r: _RuleDoc, source: str) -> StalenessRule:
     }
     given = [name for name, value in threshold_only.items() if value is not None]
     if given:
-        raise ConfigError(f"{where}: a staleness rule (silent_for) takes no {', '.join(given)}")
+        raise ConfigError(f"a staleness rule (silent_for) takes no {', '.join(given)}")
     assert r.silent_for is not None
     silent_ms = parse_duration_ms(r.silent_for)
     if silent_ms <= 0:
-        raise ConfigError(f"{where}: silent_for must be positive")
+        raise ConfigError("silent_for must be positive")
     unknown = sorted(set(r.meter_roles) - {role.value for role in Role})
     if unknown:
-        raise ConfigError(f"{where}: unknown meter roles {unknown}")
-    try:
-        return msgspec.convert(
-            {
-                "name": r.name,
-                "silent_ms": silent_ms,
-                "severity": r.severity,
-                "summary": r.summary,
-                "site_kinds": r.site_kinds,
-                "site_ids": r.site_ids,
-                "site_labels": r.site_labels,
-                "meter_roles": r.meter_roles,
-                "labels": r.labels,
-                "per": r.per or "meter",
-            },
-            StalenessRule,
-        )
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
-GRID_FACTOR_UNIT = "kgCO2/kWh"
-
-
-def _meter_register(m: _MeterDoc, quantity: Quantity, where: str) -> Register:
-    """A power unit means instantaneous samples, to be integrated; any other unit is a register. The two
-    cannot be mixed: differencing kW samples, or integrating a kWh register, gives nonsense."""
-    is_power = quantity is Quantity.POWER_KW
-    if is_power and m.register_max is not None:
-        raise ConfigError(f"{where}: register_max applies to energy registers, not to power samples")
-    if m.register is None:
-        return Register.POWER if is_power else Register.CUMULATIVE
-    if is_power and m.register is not Register.POWER:
-        raise ConfigError(
-            f"{where}: unit {m.unit!r} is power, so the register must be power (samples integrated "
-            f"over time), not {m.register.value}; use an energy unit (kWh, MWh, Wh) for a {m.register.value} "
-            "register"
-        )
-    if m.register is Register.POWER and not is_power:
-        raise ConfigError(
-            f"{where}: register power needs a power unit (W, kW, MW), not {m.unit!r}; use register "
-            "cumulative or interval for an energy register"
-        )
-    return m.register
-
-
-def _factor_sets(docs: list[_FactorSetDoc], library: FactorLibrary, source: str) -> tuple[FactorSet, ...]:
-    """The registry's factor sets. Each slot must be one the KPIs read and name a factor in the unit of
-    the shipped one: the code multiplies by it, so a kgCO2/m3 factor in the grid slot would be wrong."""
-    shipped = {f.id: f for f in DEFAULT_FACTORS}
-    sets: list[FactorSet] = []
-    seen: set[str] = set()
-    for doc in docs:
-        where = f"{source}: factor set {doc.name!r}"
-        if not _ID.match(doc.name):
-            raise ConfigError(f"{where}: the name must match {_ID.pattern}")
-        if doc.name == DEFAULT_SET.name:
-            raise ConfigError(
-                f"{where}: the default set is built in (the shipped factors); give yours another name "
-                "and choose it with a site's factor_set"
-            )
-        if doc.name in seen:
-            raise ConfigError(f"{where}: defined twice")
-        seen.add(doc.name)
-        for slot, factor_id in doc.slots.items():
-            if slot not in DEFAULT_SLOTS:
-                raise ConfigError(
-                    f"{where}: unknown slot {slot!r}; known: {', '.join(sorted(DEFAULT_SLOTS))}"
-                )
-            if factor_id not in library:
-                raise ConfigError(f"{where}: slot {slot!r}: unknown factor {factor_id!r}")
-            unit = library.get(factor_id).unit
-            expected = shipped[DEFAULT_SLOTS[slot]].unit
-            if unit != expected:
-                raise ConfigError(
-                    f"{where}: slot {slot!r}: factor {factor_id!r} is in {unit}, the slot needs {expected}"
-                )
-        sets.append(FactorSet(name=doc.name, slots=dict(doc.slots), description=doc.description))
-    return tuple(sets)
-
-
-def _gb40879_thresholds(values: list[float] | None, source: str) -> tuple[float, float, float]:
-    if values is None:
-        return DEFAULT_GB40879_THRESHOLDS
-    if len(values) != 3 or not all(0 < v < math.inf for v in values) or not values[0] < values[1] < values[2]:
-        raise ConfigError(
-            f"{source}: gb40879_thresholds must be three increasing numbers > 0 (the upper limits of "
-            f"grades 1, 2 and 3, e.g. [1.2, 1.3, 1.5]), not {values}"
-        )
-    return values[0], values[1], values[2]
-
-
-def _factor_library(docs: list[_FactorDoc], source: str) -> FactorLibrary:
-    """The shipped factors with the registry's overrides. An override of a shipped factor must keep its
-    unit: the code multiplies by it, so 2.16 kgCO2/kg in place of kgCO2/m3 would be silently wrong."""
-    library = FactorLibrary(DEFAULT_FACTORS)
-    overrides: list[Factor] = []
-    for doc in docs:
-        try:
-            factor = msgspec.convert(msgspec.to_builtins(doc), Factor)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"{source}: factor {doc.id}: {exc}") from exc
-        if factor.id in library and library.get(factor.id).unit != factor.unit:
-            raise ConfigError(
-                f"{source}: factor {factor.id}: unit {factor.unit!r} differs from the shipped "
-                f"{library.get(factor.id).unit!r}; convert the value to that unit"
-            )
-        if not (factor.value >= 0 and factor.value < float("inf")):
-            raise ConfigError(f"{source}: factor {factor.id}: value must be a finite number >= 0")
-        overrides.append(factor)
-    return library.with_overrides(tuple(overrides))
-
-
-def _check_timezone(site: Site, source: str) -> None:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(site.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"{source}: site {site.id}: unknown time zone {site.timezone!r}") from exc
+        known = ", ".join(role.value for role in Role)
+        raise ConfigError(f"unknown meter roles {unknown}; known: {known}")
+    return as_struct(
+        {
+            "name": r.name,
+            "silent_ms": silent_ms,
+            "severity": r.severity,
+            "summary": r.summary,
+            "site_kinds": r.site_kinds,
+            "site_ids": r.site_ids,
+            "site_labels": r.site_labels,
+            "meter_roles": r.meter_roles,
+            "labels": r.labels,
+            "per": r.per or "meter",
+        },
+        StalenessRule,
+    )

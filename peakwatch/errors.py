@@ -12,13 +12,28 @@ Third-party exceptions are translated at the edge with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class PeakwatchError(Exception):
     """Root of every error peakwatch raises on purpose."""
 
 
 class ConfigError(PeakwatchError):
-    """Configuration that cannot be used; the message names the file and field."""
+    """Configuration that cannot be used. ``problems`` is every problem found, each as ``where: what``
+    (``site dc-1, meter it-1: role 'itt' is not one of: …``); ``source`` names the file they are in.
+    A file's errors read ``<file>: <n> error(s):`` and then one problem per line."""
+
+    def __init__(self, message: str = "", *, source: str | None = None, problems: Sequence[str] = ()) -> None:
+        self.source = source
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
+        if source is None:
+            text = "\n".join(self.problems)
+        else:
+            count = len(self.problems)
+            lines = "".join(f"\n  {problem}" for problem in self.problems)
+            text = f"{source}: {count} error{'' if count == 1 else 's'}:{lines}"
+        super().__init__(text)
 
 
 class StoreError(PeakwatchError):

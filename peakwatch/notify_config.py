@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from peakwatch.channel_checks import channel_problem
+from peakwatch.config_problems import Problems, convert, items, named
 from peakwatch.domain.notifications import Channel, Language, Receiver
 from peakwatch.domain.routing import (
     Escalation,
@@ -96,65 +97,94 @@ _WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 
-def parse_notifications(raw: Mapping[str, Any], source: str) -> Notifications | None:
-    """``None`` when the section configures no route (alerts are then only shown, never sent)."""
-    where = f"{source}: notifications"
-    try:
-        doc = msgspec.convert(_expand_env(raw, where), _NotificationsDoc)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+def parse_notifications(raw: Mapping[str, Any]) -> Notifications | None:
+    """``None`` when the section configures no route (alerts are then only shown, never sent). Every
+    problem of the section is reported at once: one ``ConfigError`` whose ``problems`` name the receiver,
+    route or maintenance window each is in."""
+    problems = Problems("")
+    expanded = _expand_env(raw, problems)
+    doc = convert(expanded, _NotificationsDoc, "", problems, skip=_LISTS)
     receivers: dict[str, Receiver] = {}
-    for r in doc.receivers:
+    for i, raw_receiver in items(expanded, "receivers", "", problems):
+        where = named("receiver", raw_receiver, "name", i, quote=True)
+        r = convert(raw_receiver, _ReceiverDoc, where, problems)
+        if r is None:
+            continue
         if r.name in receivers:
-            raise ConfigError(f"{where}: duplicate receiver {r.name!r}")
-        for i, channel in enumerate(r.channels):
+            problems.add(where, "defined twice")
+        for n, channel in enumerate(r.channels):
             if (problem := channel_problem(channel)) is not None:
-                raise ConfigError(f"{where}: receiver {r.name!r} channel {i}: {problem}")
-        receivers[r.name] = Receiver(
-            name=r.name, channels=tuple(r.channels), language=r.language or doc.language
-        )
+                problems.add(f"{where} channel {n}", problem)
+        language = r.language or (doc.language if doc is not None else "zh-CN")
+        receivers[r.name] = Receiver(name=r.name, channels=tuple(r.channels), language=language)
+    inhibit_rules = [
+        _inhibit_rule(doc_i, f"inhibit rule #{i + 1}", problems)
+        for i, raw_i in items(expanded, "inhibit_rules", "", problems)
+        if (doc_i := convert(raw_i, _InhibitDoc, f"inhibit rule #{i + 1}", problems)) is not None
+    ]
+    maintenance: list[MaintenanceWindow] = []
+    for i, raw_m in items(expanded, "maintenance", "", problems):
+        where = named("maintenance", raw_m, "name", i, quote=True)
+        if (doc_m := convert(raw_m, _MaintenanceDoc, where, problems)) is not None:
+            with problems.at(where):
+                maintenance.append(_maintenance(doc_m))
+    if doc is None:
+        problems.raise_any()
+        return None
+    try:
+        zoneinfo.ZoneInfo(doc.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.add("", f"unknown timezone {doc.timezone!r}")
     if doc.route is None:
         if receivers:
-            raise ConfigError(f"{where}: receivers without a route: add route: {{receiver: <name>}}")
+            problems.add("", "receivers without a route: add route: {receiver: <name>}")
+        problems.raise_any()
         return None
-    route = _route(doc.route, f"{where}.route")
+    route: Route | None = None
+    with problems.at(""):
+        route = _route(doc.route, "route")
+        for problem in route.validate(receivers):
+            problems.add("route", problem)
+    problems.raise_any()
+    assert route is not None
     routing = RoutingConfig(
         route=route,
         receivers={name: r.channel_ids() for name, r in receivers.items()},
-        inhibit_rules=tuple(
-            InhibitRule(
-                source_matchers=_matchers(i.source_matchers, f"{where}.inhibit_rules"),
-                target_matchers=_matchers(i.target_matchers, f"{where}.inhibit_rules"),
-                equal=tuple(i.equal),
-            )
-            for i in doc.inhibit_rules
-        ),
-        maintenance=tuple(_maintenance(m, f"{where}.maintenance") for m in doc.maintenance),
+        inhibit_rules=tuple(rule for rule in inhibit_rules if rule is not None),
+        maintenance=tuple(maintenance),
     )
-    problems = route.validate(receivers)
-    if problems:
-        raise ConfigError(f"{where}.route: " + "; ".join(problems))
-    try:
-        zoneinfo.ZoneInfo(doc.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"{where}: unknown timezone {doc.timezone!r}") from exc
     return Notifications(receivers=receivers, routing=routing, timezone=doc.timezone)
 
 
-def _expand_env(value: Any, where: str) -> Any:
+_LISTS = frozenset({"receivers", "inhibit_rules", "maintenance"})
+
+
+def _inhibit_rule(doc: _InhibitDoc, where: str, problems: Problems) -> InhibitRule | None:
+    with problems.at(where):
+        return InhibitRule(
+            source_matchers=_matchers(doc.source_matchers, "source_matchers"),
+            target_matchers=_matchers(doc.target_matchers, "target_matchers"),
+            equal=tuple(doc.equal),
+        )
+    return None
+
+
+def _expand_env(value: Any, problems: Problems) -> Any:
+    """``${NAME}`` replaced by the environment's value; each name that is not set is a problem."""
     if isinstance(value, str):
 
         def lookup(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
-                raise ConfigError(f"{where}: ${{{name}}} is not set in the environment")
+                problems.add("", f"${{{name}}} is not set in the environment")
+                return ""
             return os.environ[name]
 
         return _ENV.sub(lookup, value)
     if isinstance(value, Mapping):
-        return {k: _expand_env(v, where) for k, v in value.items()}
+        return {k: _expand_env(v, problems) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, where) for v in value]
+        return [_expand_env(v, problems) for v in value]
     return value
 
 
@@ -195,24 +225,23 @@ def _minute(text: str, where: str) -> int:
     return int(match.group(1)) * 60 + int(match.group(2))
 
 
-def _maintenance(doc: _MaintenanceDoc, where: str) -> MaintenanceWindow:
-    where = f"{where} {doc.name}"
+def _maintenance(doc: _MaintenanceDoc) -> MaintenanceWindow:
     weekdays: list[int] = []
     for day in doc.weekdays:
         number = _WEEKDAYS.get(day.strip().lower()[:3]) if isinstance(day, str) else day
         if number is None or not 0 <= number <= 6:
-            raise ConfigError(f"{where}: weekday {day!r} is not mon..sun (or 0..6, 0 = Monday)")
+            raise ConfigError(f"weekday {day!r} is not mon..sun (or 0..6, 0 = Monday)")
         weekdays.append(number)
     window = MaintenanceWindow(
         name=doc.name,
-        matchers=_matchers(doc.matchers, where),
+        matchers=_matchers(doc.matchers, "matchers"),
         weekdays=tuple(weekdays),
-        start_minute=_minute(doc.start, where),
-        end_minute=_minute(doc.end, where),
+        start_minute=_minute(doc.start, "start"),
+        end_minute=_minute(doc.end, "end"),
         timezone=doc.timezone,
         from_date=doc.from_date,
         until_date=doc.until_date,
     )
     if (problem := window.problem()) is not None:
-        raise ConfigError(f"{where}: {problem}")
+        raise ConfigError(f"{problem}")
     return window

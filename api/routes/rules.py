@@ -48,7 +48,8 @@ def _checked(body: RuleIn, registry: Registry, principal: Principal) -> Rule:
         rule = parse_rule(body.document(), "rule")
         stored_form = parse_rule(rule_document(rule), "rule")
     except ConfigError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+        detail = "; ".join(exc.problems)  # one line per problem in a file; one string in JSON
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail) from exc
     if stored_form != rule:  # what the processor reads back must be this rule, exactly
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="the rule cannot be stored exactly")
     unknown = sorted(set(rule.site_ids) - set(registry.sites))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from peakwatch.config import Registry, parse_rule, rule_document
@@ -10,6 +12,7 @@ from peakwatch.domain.kpis import DEFAULT_GB40879_THRESHOLDS
 from peakwatch.domain.models import Carrier, Meter, Register, Role, Site, SiteKind
 from peakwatch.durations import parse_duration_ms
 from peakwatch.errors import ConfigError
+from peakwatch.registry_doc import ID
 
 SITE = """
 sites:
@@ -70,7 +73,7 @@ def test_carrier_and_unit_that_fit(carrier: str, unit: str) -> None:
     ],
 )
 def test_carrier_and_unit_that_do_not_fit_are_refused(carrier: str, unit: str, message: str) -> None:
-    with pytest.raises(ConfigError, match="s1/m1") as info:
+    with pytest.raises(ConfigError, match="site s1, meter m1: ") as info:
         registry(carrier=carrier, role="other_load", unit=unit)
     assert message in str(info.value)
 
@@ -216,7 +219,7 @@ def test_default_register_follows_the_unit(meter: str, register: Register) -> No
     ],
 )
 def test_bad_meter_lifecycle_config_is_refused(meter: str, message: str) -> None:
-    with pytest.raises(ConfigError, match="s1/m1") as info:
+    with pytest.raises(ConfigError, match="site s1, meter m1: ") as info:
         meter_registry(meter)
     assert message in str(info.value)
 
@@ -416,3 +419,99 @@ def test_a_channel_that_cannot_deliver_stops_the_load(channel: str, reason: str)
     text = f"sites: []\nnotifications:\n{receivers}  route: {{receiver: r}}\n"
     with pytest.raises(ConfigError, match=reason):
         Registry.from_text(text)
+
+
+# ------------------------------------------------------------------ every error at once, by name (#14)
+
+SEVERAL_MISTAKES = """\
+sites:
+  - id: dc-1
+    name: DC
+    kind: data_centre
+    timezone: Asia/Shanghi
+    meters:
+      - {id: it-1, carrier: electricity, role: itt}
+      - {id: fac, carrier: electricity, role: facility_total, colour: red}
+      - {id: chiller, carrier: electricity, role: cooling, unit: m3, rated_kw: 0}
+  - {id: 'bad id', name: P, kind: park}
+  - {id: park, name: P, kind: factory, timezone: Mars/Olympus,
+     meters: [{id: m, carrier: electricty, role: grid_import, rated_kw: -1}]}
+rules:
+  - {name: r1, kpi: pue, op: "=>", threshold: 1.5}
+  - {name: r2, kpi: happiness, op: ">", threshold: 1}
+factors:
+  - {id: co2.coal, value: -1, unit: kgCO2/t, source: x}
+notifications:
+  receivers: [{name: oncall, channels: [{type: webhook, url: "htps://x"}]}]
+  route: {receiver: oncall}
+"""
+
+
+def test_every_mistake_of_a_file_is_reported_at_once_by_site_and_meter(tmp_path: Path) -> None:
+    path = tmp_path / "sites.yaml"
+    path.write_text(SEVERAL_MISTAKES, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        Registry.from_yaml(path)
+    roles = ", ".join(role.value for role in Role)
+    assert info.value.problems == (
+        "site dc-1: unknown time zone 'Asia/Shanghi'",
+        f"site dc-1, meter it-1: role 'itt' is not one of: {roles}",
+        "site dc-1, meter fac: unknown field 'colour'; known: id, carrier, role, register, unit, "
+        "register_max, rated_kw, zone",
+        "site dc-1, meter chiller: unit 'm3' does not fit carrier electricity; "
+        "use one of kw, kwh, mw, mwh, w, wh",
+        "site dc-1, meter chiller: rated_kw must be a number > 0, not 0.0",
+        f"site #2: site id 'bad id' must match {ID.pattern}",
+        "site park: kind 'factory' is not one of: data_centre, park",
+        "site park: unknown time zone 'Mars/Olympus'",  # checked although kind was wrong
+        "site park, meter m: carrier 'electricty' is not one of: electricity, natural_gas, steam, heat, "
+        "diesel, coal, water, product",
+        "site park, meter m: rated_kw must be a number > 0, not -1.0",
+        "rule r1: op '=>' is not one of: >, >=, <, <=",
+        "rule r2: unknown kpi 'happiness'; known: carbon_intensity_kg_per_kwh, completeness, "
+        "electricity_kwh, electrification_rate, emissions_kg, green_power_share, pue",
+        "factor co2.coal: value must be a finite number >= 0",
+        "notifications: receiver 'oncall' channel 0: webhook url must be http:// or https:// (not htps://)",
+    )
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{path}: 14 errors:"
+    assert lines[1:] == [f"  {problem}" for problem in info.value.problems]  # one per line
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "sites: [bold] oops: 1\n",
+            "line 1, column 15: invalid YAML: expected <block end>, but found '<scalar>' "
+            "(while parsing a block mapping at line 1, column 1): 'sites: [bold] oops: 1'",
+        ),
+        ("sites: 5\n", "sites must be a list (- one entry per line), not int 5"),
+        ("- a\n", "a registry is a mapping (sites:, rules:, ...), not a list"),
+        ("sitez: []\n", "unknown field 'sitez'; known: sites, rules, factors, factor_sets, "
+         "gb40879_thresholds, notifications"),
+        ("sites: [{id: a, name: x, kind: park, labels: {tier: 5}}]", "site a: labels: expected str, got int"),
+        ("sites: [{name: x, kind: park}]", "site #1: id is missing"),
+    ],
+)  # fmt: skip
+def test_syntax_schema_and_meaning_errors_share_one_format(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Registry.from_text(text, source="sites.yaml")
+    assert str(info.value) == f"sites.yaml: 1 error:\n  {problem}"
+
+
+def test_every_notification_problem_at_once() -> None:
+    text = """notifications:
+  receivers: [{name: a}, {name: b, language: fr}]
+  maintenance: [{name: m, start: "25:00"}]
+  route: {receiver: a, matchers: ["severity=~("]}
+"""
+    with pytest.raises(ConfigError) as info:
+        Registry.from_text(text, source="n.yaml")
+    problems = info.value.problems
+    assert problems[:2] == (
+        "notifications: receiver 'b': language 'fr' is not one of: zh-CN, en",
+        "notifications: maintenance 'm': start: '25:00' is not a time of day (HH:MM, 00:00 to 24:00)",
+    )
+    assert problems[2].startswith("notifications: route: invalid matcher 'severity=~('")
+    assert len(problems) == 3
