@@ -66,8 +66,15 @@ class OpenWindows:
 
     @classmethod
     async def of(
-        cls, store: Store, registry: Registry, library: FactorLibrary, site: Site, period: Period
+        cls,
+        store: Store,
+        registry: Registry,
+        library: FactorLibrary,
+        site: Site,
+        period: Period,
+        starts: tuple[int, int] | None = None,
     ) -> OpenWindows:
+        """The open windows of ``period`` starting in ``[starts)`` (default: the newest only)."""
         now = now_ms()
         if period is Period.MINUTE:
             return cls([], 0, now)
@@ -79,13 +86,14 @@ class OpenWindows:
             at = await frontiers(conn, site.id)
             if at is None:
                 return cls([], 0, now)
-            return cls(await rollup.in_progress(conn, period, at), at.closed_ms, now)
+            if starts is None:  # the newest: the one the frontier is inside, or just completed
+                windows = await rollup.in_progress(conn, period, at, lambda s, e: e >= at.closed_ms)
+            else:
+                windows = await rollup.in_progress(conn, period, at, lambda s, e: starts[0] <= s < starts[1])
+            return cls(windows[-1:] if starts is None else windows, at.closed_ms, now)
 
     def public(self, w: KpiWindow, site: Site) -> KpiWindowPublic:
         return KpiWindowPublic.from_window(w, site, open_at=self.at)
-
-    def between(self, from_ms: int, to_ms: int) -> list[KpiWindow]:
-        return [w for w in self.windows if from_ms <= w.start_ms < to_ms]
 
 
 @router.get(
@@ -173,8 +181,10 @@ async def kpi_series(
     )
     public = [KpiWindowPublic.from_window(w, site) for w in windows]
     if include_open and len(windows) < limit:  # open windows start after every stored one
-        opened = await OpenWindows.of(store, registry, library, site, time_range.period)
-        more = opened.between(time_range.from_ms, time_range.to_ms)[: limit - len(windows)]
+        opened = await OpenWindows.of(
+            store, registry, library, site, time_range.period, (time_range.from_ms, time_range.to_ms)
+        )
+        more = opened.windows[: limit - len(windows)]
         windows += more
         public += [opened.public(w, site) for w in more]
     if len(windows) >= limit:
@@ -410,7 +420,8 @@ async def kpi_series_csv(
     # The first query runs before the response starts, so a database outage is still a 503 (once the
     # 200 has been sent, a failure can only cut the download short).
     first: list[KpiWindow] = await anext(chunks, [])
-    opened = await OpenWindows.of(store, registry, library, site, period) if include_open else None
+    starts = (time_range.from_ms, time_range.to_ms)
+    opened = await OpenWindows.of(store, registry, library, site, period, starts) if include_open else None
 
     def closed(windows: list[KpiWindow]) -> str:
         return csv_rows((KpiWindowPublic.from_window(w, site) for w in windows), zone, columns)
@@ -424,8 +435,7 @@ async def kpi_series_csv(
         async for chunk in chunks:
             yield closed(chunk)
         if opened is not None:  # computed before the response started, like the first chunk
-            more = opened.between(time_range.from_ms, time_range.to_ms)
-            yield csv_rows((opened.public(w, site) for w in more), zone, columns)
+            yield csv_rows((opened.public(w, site) for w in opened.windows), zone, columns)
 
     filename = csv_filename(site, period, time_range.from_ms, time_range.to_ms, zone)
     return StreamingResponse(

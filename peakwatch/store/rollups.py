@@ -12,6 +12,8 @@ in progress").
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Final
@@ -71,7 +73,11 @@ class Frontiers:
 
 
 async def frontiers(conn: Conn, site_id: str) -> Frontiers | None:
-    """The site's frontiers, or ``None`` before its first minute closed. Index lookups only."""
+    """The site's frontiers, or ``None`` before its first minute closed. Index lookups only.
+
+    Call it first in a transaction: it makes every later read of the transaction see the same snapshot,
+    so a window the accountant stores meanwhile is neither missed nor counted twice (stored and open)."""
+    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
     rows = await conn.fetch(
         "SELECT p.period, (SELECT max(k.window_end) FROM kpi_windows k WHERE k.site_id = $1 "
         "AND k.period = p.period) AS end_ms FROM unnest($2::text[]) AS p(period)",
@@ -121,18 +127,23 @@ class SiteRollup:
         return rollup_window(site.id, start, end, children, inputs, self.meters)
 
     async def in_progress(
-        self, conn: Conn, period: Period, at: Frontiers, within: tuple[int, int] | None = None
+        self, conn: Conn, period: Period, at: Frontiers, keep: Callable[[int, int], bool] | None = None
     ) -> list[KpiWindow]:
         """The windows of ``period`` holding closed minutes that are not stored yet (normally one: the
-        period in progress), oldest first; only those inside ``within`` when given."""
+        period in progress; more while the accountant catches up), oldest first; only those whose
+        ``(start, end)`` ``keep`` accepts (nothing is read for the others)."""
         out: list[KpiWindow] = []
         for start, end in windows_in_progress(period, at.done_ms[period], at.closed_ms, self.site.timezone):
-            if within is not None and not (within[0] <= start and end <= within[1]):
+            if keep is not None and not keep(start, end):
                 continue
             child = child_period(period)
             children = await restate.load_windows(conn, self.site.id, child.value, start, end)
             if child is not Period.MINUTE:
-                children += await self.in_progress(conn, child, at, (start, end))
+                children += await self.in_progress(conn, child, at, functools.partial(_inside, start, end))
                 children.sort(key=lambda w: w.start_ms)
             out.append(await self.window(conn, period, start, end, children))
         return out
+
+
+def _inside(lo: int, hi: int, start: int, end: int) -> bool:
+    return lo <= start and end <= hi
