@@ -259,7 +259,8 @@ class SiteDetailPublic(SitePublic):
 
 
 class KpiWindowPublic(BaseModel):
-    """KPIs of one site over the closed window ``[window_start, window_end)`` of a period.
+    """KPIs of one site over the window ``[window_start, window_end)`` of a period: closed (stored), or
+    for a period in progress ``status: open``, computed from the minutes closed so far.
 
     Every value is computed from the window's additive `components` (a longer window's components are
     the sums of its minutes'), so ratios are never averaged. A ratio is null when its denominator is
@@ -357,7 +358,33 @@ class KpiWindowPublic(BaseModel):
     )
     # --- quality and provenance
     completeness: float = Field(
-        ge=0, le=1, description="Share of the expected meter-minutes (meters × minutes) present, 0..1."
+        ge=0,
+        le=1,
+        description="Share of the expected meter-minutes (meters × every minute of the whole window) "
+        "present, 0..1. An open window counts the minutes still to come as expected, so its completeness "
+        "is at most `covered` (equal when every meter reported every closed minute) and is what the "
+        "window closes with if nothing more arrives.",
+    )
+    status: Literal["open", "closed"] = Field(
+        "closed",
+        description="closed: stored once every minute of the window closed (changes only by restatement, "
+        "with a revision). open: the period is in progress (or has just ended and is not stored yet); "
+        "computed at request time from the closed minutes, not stored, no revisions. Never open for 1m.",
+    )
+    elapsed: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of the window's duration elapsed on the server's clock at the request; 1 when "
+        "closed.",
+    )
+    covered: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of the window's duration before the site's closed frontier (the end of its "
+        "newest closed 1-minute window): the part the values sum. 1 when closed. Below `elapsed` by the "
+        "allowed lateness, or more while the site is silent.",
     )
     estimated: bool = Field(description="Some input was estimated (energy integrated from power).")
     flags: list[str] = Field(description="Meter events inside the window (reset, rollover, late ...).")
@@ -372,9 +399,21 @@ class KpiWindowPublic(BaseModel):
     interim_note: str | None = Field(description="Why the values are interim; null when they are not.")
 
     @classmethod
-    def from_window(cls, w: KpiWindow, site: Site) -> KpiWindowPublic:
+    def from_window(
+        cls, w: KpiWindow, site: Site, *, open_at: tuple[int, int] | None = None
+    ) -> KpiWindowPublic:
+        """``open_at``: ``(closed frontier, now)`` in epoch ms for a window of a period in progress."""
         period = Period(w.period)
+        progress: dict[str, Any] = {}
+        if open_at is not None:
+            length = w.end_ms - w.start_ms
+
+            def share(until_ms: int) -> float:
+                return min(max((until_ms - w.start_ms) / length, 0.0), 1.0)
+
+            progress = {"status": "open", "covered": share(open_at[0]), "elapsed": share(open_at[1])}
         return cls(
+            **progress,
             site_id=w.site_id,
             period=period,
             window_start=datetime_from_ms(w.start_ms),

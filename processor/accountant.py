@@ -34,25 +34,23 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import date, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from peakwatch.config import Registry
 from peakwatch.domain.energy import derive_intervals
 from peakwatch.domain.factors import FactorLibrary
-from peakwatch.domain.kpis import EXPECTED, WindowInputs, minute_components, sum_components, window_kpis
+from peakwatch.domain.kpis import WindowInputs, minute_components, window_kpis
 from peakwatch.domain.models import KpiWindow, MeterReplacement, RestatementReason, Site
 from peakwatch.domain.periods import (
     MINUTE_MS,
     ROLLUP_PERIODS,
     Period,
-    child_period,
     windows_ending_between,
     windows_overlapping,
-    zone,
 )
 from peakwatch.errors import StoreError
 from peakwatch.store import restate
+from peakwatch.store.rollups import SiteRollup
 from peakwatch.store.writes import check_fence
 from processor.windows import site_inputs
 
@@ -109,11 +107,6 @@ def _floor_minute(ms: int) -> int:
 
 def _ceil_minute(ms: int) -> int:
     return -((-ms) // MINUTE_MS) * MINUTE_MS
-
-
-def _month_date(start_ms: int, tz: str) -> date:
-    local = datetime.fromtimestamp(start_ms / 1000, tz=zone(tz))
-    return date(local.year, local.month, 1)
 
 
 class Accountant:
@@ -227,23 +220,10 @@ class Accountant:
         return written
 
     async def _period_window(self, conn: Conn, site: Site, period: Period, start: int, end: int) -> KpiWindow:
-        """A window of ``period`` from its child windows (their components summed)."""
-        children = await restate.load_windows(conn, site.id, child_period(period).value, start, end)
-        components = sum_components(c.components for c in children)
-        components[EXPECTED] = float(len(self._registry.site_meters(site.id)) * ((end - start) // MINUTE_MS))
-        demands = [c.max_demand_kw for c in children if c.max_demand_kw is not None]
-        flags = {f for c in children for f in c.flags}
-        extra: dict[str, float | None] = {"max_demand_kw": max(demands) if demands else None}
-        if period in (Period.MONTH, Period.YEAR):
-            months = [
-                _month_date(s, site.timezone)
-                for s, _ in windows_overlapping(Period.MONTH, start, end, site.timezone)
-            ]
-            added = [await self._store.inputs.value_added(site.id, m) for m in months]
-            extra["value_added_cny"] = None if any(v is None for v in added) else sum(v or 0.0 for v in added)
-        if period is Period.MONTH:  # a 12-month window sums its months' certificate coverage instead
-            extra["green_certificates_kwh"] = await self._store.inputs.green_kwh(site.id, months[0])
-        return window_kpis(site.id, start, end, components, self.inputs(site, period, **extra), flags=flags)
+        """A window of ``period`` from its stored child windows (``peakwatch.store.rollups``: the API
+        computes the periods in progress the same way)."""
+        rollup = SiteRollup.of(self._registry, self.library, site, self._store.inputs)
+        return await rollup.window(conn, period, start, end)
 
     # ------------------------------------------------------------------ requests
 

@@ -28,30 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from peakwatch.config import Registry
-from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.kpis import WindowInputs, minute_components, window_kpis
 from peakwatch.domain.models import KpiWindow, Meter, Site
-from peakwatch.domain.periods import Period
+from peakwatch.store.rollups import site_inputs
 
-
-def site_inputs(
-    registry: Registry,
-    library: FactorLibrary,
-    site: Site,
-    period: Period = Period.MINUTE,
-    **monthly: float | None,
-) -> WindowInputs:
-    """What a site's windows of ``period`` are computed with: its kind, its factor set resolved in
-    ``library`` (the registry's, plus versions added through the API), the GB 40879 thresholds, and
-    for months the green certificates, value added and maximum demand (``monthly``)."""
-    return WindowInputs(
-        kind=site.kind,
-        factors=library.resolve(site.factor_set, site.grid_factor),
-        period=period,
-        gb40879_thresholds=registry.gb40879_thresholds,
-        **monthly,
-    )
+__all__ = ["SiteWindows", "site_inputs"]  # site_inputs: the live path's and the accountant's, from the core
 
 
 class SiteWindows:

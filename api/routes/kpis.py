@@ -1,6 +1,7 @@
-"""KPI windows of a site for every period: the latest closed one, series over a time range (JSON, or a
-CSV download of the whole range), and the revision history of one window (the values it had before
-each restatement)."""
+"""KPI windows of a site for every period: the latest one, series over a time range (JSON, or a CSV
+download of the whole range), and the revision history of one window (the values it had before each
+restatement). Periods in progress (today, this month) are shown as ``open`` windows computed from the
+closed minutes (``peakwatch.store.rollups``), after the stored ones, unless ``include_open=false``."""
 
 from __future__ import annotations
 
@@ -20,43 +21,107 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import (
     MAX_RANGE_WINDOWS,
+    FactorLibraryDep,
     KpiRangeDep,
     PeriodDep,
+    RegistryDep,
     SettingsDep,
     SiteDep,
     StoreDep,
     invalid_path,
     invalid_query,
+    now_ms,
 )
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
 from api.schemas import ErrorPublic, KpiHistoryPublic, KpiRevisionPublic, KpiWindowPublic
 from api.timestamps import TimestampError, datetime_from_ms, parse_timestamp_ms
+from peakwatch.config import Registry
+from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.models import KpiWindow, Site
 from peakwatch.domain.periods import Period, window_start
 from peakwatch.store import Store
+from peakwatch.store.rollups import SiteRollup, frontiers
 
 DEFAULT_SERIES_LIMIT: Final = 1440
 MAX_SERIES_LIMIT: Final = 10_000
 
 router = APIRouter(prefix="/sites/{site_id}/kpis", tags=["kpis"])
 
+IncludeOpenQuery = Annotated[
+    bool,
+    Query(
+        description="Also return the windows of periods in progress (`status: open`, computed from the "
+        "minutes closed so far; never for 1m). `false`: stored (closed) windows only."
+    ),
+]
+
+
+class OpenWindows:
+    """The windows of a period in progress, computed for one request, with what their progress is
+    measured against (the site's closed frontier, and the clock)."""
+
+    def __init__(self, windows: list[KpiWindow], closed_ms: int, now: int) -> None:
+        self.windows = windows
+        self.at = (closed_ms, now)
+
+    @classmethod
+    async def of(
+        cls,
+        store: Store,
+        registry: Registry,
+        library: FactorLibrary,
+        site: Site,
+        period: Period,
+        starts: tuple[int, int] | None = None,
+    ) -> OpenWindows:
+        """The open windows of ``period`` starting in ``[starts)`` (default: the newest only)."""
+        now = now_ms()
+        if period is Period.MINUTE:
+            return cls([], 0, now)
+        try:
+            rollup = SiteRollup.of(registry, library, site, store.inputs)
+        except KeyError:  # the stored site names a factor set this configuration lacks: no KPIs to compute
+            return cls([], 0, now)
+        async with store.transaction("computing the windows of periods in progress") as conn:
+            at = await frontiers(conn, site.id)
+            if at is None:
+                return cls([], 0, now)
+            if starts is None:  # the newest: the one the frontier is inside, or just completed
+                windows = await rollup.in_progress(conn, period, at, lambda s, e: e >= at.closed_ms)
+            else:
+                windows = await rollup.in_progress(conn, period, at, lambda s, e: starts[0] <= s < starts[1])
+            return cls(windows[-1:] if starts is None else windows, at.closed_ms, now)
+
+    def public(self, w: KpiWindow, site: Site) -> KpiWindowPublic:
+        return KpiWindowPublic.from_window(w, site, open_at=self.at)
+
 
 @router.get(
     "/latest",
     response_model=KpiWindowPublic,
-    summary="The most recent closed KPI window of a period",
+    summary="The most recent KPI window of a period (the period in progress, unless include_open=false)",
     responses={
         status.HTTP_404_NOT_FOUND: {
             "model": ErrorPublic,
-            "description": "Unknown site, or no window of the period has closed yet for it (the message "
-            "says which).",
+            "description": "Unknown site, or no window of the period has closed or begun yet for it (the "
+            "message says which).",
         },
         **DATABASE_DOWN,
     },
 )
 async def latest_kpis(
-    site: SiteDep, store: StoreDep, settings: SettingsDep, period: PeriodDep
+    site: SiteDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    registry: RegistryDep,
+    library: FactorLibraryDep,
+    period: PeriodDep,
+    include_open: IncludeOpenQuery = True,
 ) -> KpiWindowPublic:
+    if include_open:
+        opened = await OpenWindows.of(store, registry, library, site, period)
+        if opened.windows:  # newer than every stored window
+            return opened.public(opened.windows[-1], site)
     window = await store.latest_kpis(site.id, period=period.value)
     if window is None:
         if period is Period.MINUTE:
@@ -78,7 +143,8 @@ async def latest_kpis(
     response_model=list[KpiWindowPublic],
     summary="KPI windows of a period over a time range",
     description=(
-        "Windows of `period` with `from <= window_start < to`, oldest first. Without `from`/`to`: the "
+        "Windows of `period` with `from <= window_start < to`, oldest first: the stored (closed) ones, then "
+        "the period in progress (`status: open`) unless `include_open=false`. Without `from`/`to`: the "
         f"last 60 windows' worth of time (1 h of 1m windows). The range may span at most {MAX_RANGE_WINDOWS} "
         "windows of the period (31 days of 1-minute windows). "
         'When `limit` cuts the series, the response carries `Link: <...>; rel="next"` (same query, '
@@ -103,19 +169,30 @@ async def kpi_series(
     time_range: KpiRangeDep,
     request: Request,
     response: Response,
+    registry: RegistryDep,
+    library: FactorLibraryDep,
     limit: Annotated[
         int, Query(ge=1, le=MAX_SERIES_LIMIT, description="Maximum windows returned.")
     ] = DEFAULT_SERIES_LIMIT,
+    include_open: IncludeOpenQuery = True,
 ) -> list[KpiWindowPublic]:
     windows = await store.kpi_series(
         site.id, time_range.from_ms, time_range.to_ms, limit=limit, period=time_range.period.value
     )
+    public = [KpiWindowPublic.from_window(w, site) for w in windows]
+    if include_open and len(windows) < limit:  # open windows start after every stored one
+        opened = await OpenWindows.of(
+            store, registry, library, site, time_range.period, (time_range.from_ms, time_range.to_ms)
+        )
+        more = opened.windows[: limit - len(windows)]
+        windows += more
+        public += [opened.public(w, site) for w in more]
     if len(windows) >= limit:
         # One window per start instant and period: resume just after the last one.
         next_from_ms = windows[-1].start_ms + 1
         next_url = request.url.include_query_params(**{"from": next_from_ms, "to": time_range.to_ms})
         response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return [KpiWindowPublic.from_window(w, site) for w in windows]
+    return public
 
 
 @router.get(
@@ -180,7 +257,7 @@ async def kpi_revisions(
 CSV_CHUNK_WINDOWS: Final = MAX_SERIES_LIMIT
 """Windows read per query while a CSV streams: memory stays flat however long the range."""
 UTF8_BOM: Final = "\ufeff"
-_TIMESTAMP_COLUMNS: Final = ("window_start", "window_end")
+_LEADING_COLUMNS: Final = ("window_start", "window_end", "status")
 _NOT_KPIS: Final = frozenset({"window_start_ms", "window_end_ms"})  # the timestamp columns say it
 
 
@@ -234,22 +311,23 @@ def local_timestamp(ms: int, zone: ZoneInfo) -> str:
     return local.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
 
 
-def csv_rows(windows: Iterable[KpiWindow], site: Site, zone: ZoneInfo, fields: Sequence[str]) -> str:
+def csv_rows(windows: Iterable[KpiWindowPublic], zone: ZoneInfo, fields: Sequence[str]) -> str:
     """CSV lines (RFC 4180, CRLF) of ``windows``, each value the JSON route's for the same window.
 
     Formula injection (a cell starting with ``=``, ``+``, ``-`` or ``@`` run by a spreadsheet) cannot
-    happen: every cell is a timestamp or a number written by ``repr`` (finite: a negative one is a
-    number to a spreadsheet, not a formula); no text value of the window (flags, notes) is exported.
+    happen: every cell is a timestamp, ``open``/``closed`` or a number written by ``repr`` (finite: a
+    negative one is a number to a spreadsheet, not a formula); no other text of the window (flags,
+    notes) is exported.
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     for w in windows:
-        public = KpiWindowPublic.from_window(w, site)
         writer.writerow(
             [
-                local_timestamp(w.start_ms, zone),
-                local_timestamp(w.end_ms, zone),
-                *(csv_number(getattr(public, f)) for f in fields),
+                local_timestamp(w.window_start_ms, zone),
+                local_timestamp(w.window_end_ms, zone),
+                w.status,
+                *(csv_number(getattr(w, f)) for f in fields),
             ]
         )
     return out.getvalue()
@@ -295,10 +373,11 @@ def content_disposition(filename: str) -> str:
     description=(
         "The windows of `/kpis` (same `period`, `from`, `to`, defaults and range limit of "
         f"{MAX_RANGE_WINDOWS} windows) without `limit`: the whole range, streamed. Columns: "
-        "`window_start`, `window_end` (RFC 3339 in the site's time zone), then the KPI fields: every "
-        "number of a KPI window unless `fields` selects. An empty cell is null. Numbers are written "
-        "with full precision (no rounding). `excel=true` starts the file with a UTF-8 byte order mark "
-        "so Excel (zh-CN too) reads it as UTF-8."
+        "`window_start`, `window_end` (RFC 3339 in the site's time zone), `status` (`closed`, or `open` "
+        "for the period in progress, the last row; none with `include_open=false`), then the KPI "
+        "fields: every number of a KPI window unless `fields` selects. An empty cell is null. Numbers "
+        "are written with full precision (no rounding). `excel=true` starts the file with a UTF-8 "
+        "byte order mark so Excel (zh-CN too) reads it as UTF-8."
     ),
     responses={
         status.HTTP_200_OK: {
@@ -319,6 +398,8 @@ async def kpi_series_csv(
     site: SiteDep,
     store: StoreDep,
     time_range: KpiRangeDep,
+    registry: RegistryDep,
+    library: FactorLibraryDep,
     fields: Annotated[
         str | None,
         Query(
@@ -330,6 +411,7 @@ async def kpi_series_csv(
     excel: Annotated[
         bool, Query(description="Start with a UTF-8 byte order mark (Excel needs it for UTF-8).")
     ] = False,
+    include_open: IncludeOpenQuery = True,
 ) -> StreamingResponse:
     columns = csv_fields(fields)
     zone = ZoneInfo(site.timezone)
@@ -338,15 +420,22 @@ async def kpi_series_csv(
     # The first query runs before the response starts, so a database outage is still a 503 (once the
     # 200 has been sent, a failure can only cut the download short).
     first: list[KpiWindow] = await anext(chunks, [])
+    starts = (time_range.from_ms, time_range.to_ms)
+    opened = await OpenWindows.of(store, registry, library, site, period, starts) if include_open else None
+
+    def closed(windows: list[KpiWindow]) -> str:
+        return csv_rows((KpiWindowPublic.from_window(w, site) for w in windows), zone, columns)
 
     async def body() -> AsyncIterator[str]:
         header = io.StringIO()
-        csv.writer(header, lineterminator="\r\n").writerow([*_TIMESTAMP_COLUMNS, *columns])
+        csv.writer(header, lineterminator="\r\n").writerow([*_LEADING_COLUMNS, *columns])
         yield (UTF8_BOM if excel else "") + header.getvalue()
         if first:
-            yield csv_rows(first, site, zone, columns)
+            yield closed(first)
         async for chunk in chunks:
-            yield csv_rows(chunk, site, zone, columns)
+            yield closed(chunk)
+        if opened is not None:  # computed before the response started, like the first chunk
+            yield csv_rows((opened.public(w, site) for w in opened.windows), zone, columns)
 
     filename = csv_filename(site, period, time_range.from_ms, time_range.to_ms, zone)
     return StreamingResponse(

@@ -91,12 +91,13 @@ export async function recentKpis(siteId, withinMs = 15 * 60_000) {
   const windows = await kpiSeries(siteId, "1m", now - withinMs, now + 60_000);
   if (windows.length) return windows.at(-1);
   // quiet for a while: the newest day window of the last 30 days (a range query: 200 even when empty)
-  const days = await kpiSeries(siteId, "1d", now - 30 * 86_400_000, now + 86_400_000);
+  const days = await kpiSeries(siteId, "1d", now - 30 * 86_400_000, now + 86_400_000, 10000, false);
   return days.at(-1) ?? null;
 }
 
-export const kpiSeries = (siteId, period, fromMs, toMs, limit = 10000) =>
-  get(`/sites/${encodeURIComponent(siteId)}/kpis?${query({ period, from: fromMs, to: toMs, limit })}`);
+/** Windows of a period; the period in progress (`status: "open"`) last unless `includeOpen` is false. */
+export const kpiSeries = (siteId, period, fromMs, toMs, limit = 10000, includeOpen = true) =>
+  get(`/sites/${encodeURIComponent(siteId)}/kpis?${query({ period, from: fromMs, to: toMs, limit, include_open: includeOpen ? undefined : false })}`);
 
 /** Where the CSV of the same series downloads from (the browser sends the cookie). */
 export const kpiCsvUrl = (siteId, period, fromMs, toMs) =>

@@ -16,8 +16,12 @@ export const RANGES = {
 };
 export const DEFAULT_RANGE = "1h";
 
-/** Average power of a window in kW: its energy over its length (windows of any period). */
-const kw = (kwh, w) => (kwh === null || kwh === undefined ? null : kwh / ((w.window_end_ms - w.window_start_ms) / HOUR_MS));
+/**
+ * Average power of a window in kW: its energy over the time it covers (windows of any period; a window of
+ * a period in progress covers only its closed minutes, `covered` of its length).
+ */
+const kw = (kwh, w) =>
+  kwh === null || kwh === undefined || !(w.covered ?? 1) ? null : kwh / (((w.window_end_ms - w.window_start_ms) * (w.covered ?? 1)) / HOUR_MS);
 
 export class SiteView {
   constructor(root, siteId, range, onRangeChange) {
@@ -100,6 +104,7 @@ export class SiteView {
         { class: "muted", dataset: { windowMs: latest ? latest.window_start_ms : "" } },
         latest ? t("site.latest", { time: dateTime(latest.window_start_ms, site.timezone), period: latest.period }) : t("site.nodata"),
         latest?.interim ? ` ${t("site.interim")}` : "",
+        latest?.status === "open" ? ` ${t("site.open", { covered: percent(latest.covered) })}` : "",
       ),
       h(
         "div",
@@ -197,7 +202,8 @@ export class SiteView {
   }
 
   metersPanel(site, series) {
-    const gaps = series.filter((w) => w.completeness < 1).length;
+    // a window in progress expects its minutes still to come: a gap is what its closed minutes lack
+    const gaps = series.filter((w) => w.completeness < (w.covered ?? 1)).length;
     const flags = [...new Set(series.flatMap((w) => w.flags))];
     const rows = this.data.meters.map((m) =>
       h(

@@ -16,7 +16,7 @@ Definitions, units and references: docs/kpis.md (which repeats the rules below f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -28,7 +28,7 @@ from peakwatch.domain.factors import (
     ResolvedFactors,
 )
 from peakwatch.domain.models import Carrier, KpiWindow, Meter, Quantity, Role, SiteKind
-from peakwatch.domain.periods import Period
+from peakwatch.domain.periods import MINUTE_MS, Period
 from peakwatch.domain.units import meter_quantity
 
 KWH_PER_KGCE = 29.307 / 3.6
@@ -398,3 +398,24 @@ def window_kpis(
         factors_used=dict(f.used),
         revision=revision,
     )
+
+
+def rollup_window(
+    site_id: str,
+    start_ms: int,
+    end_ms: int,
+    children: Sequence[KpiWindow],
+    inputs: WindowInputs,
+    meters: int,
+) -> KpiWindow:
+    """A window of ``inputs.period`` from its child windows (oldest first): their components summed,
+    every one of the site's ``meters`` expected every minute of the *whole* window (so a window still in
+    progress has the completeness it will close with if nothing more arrives), the largest child demand
+    and every child's flags. The accountant stores windows computed so; the API shows periods in
+    progress computed so from the closed children, hence equal values for equal minutes."""
+    components = sum_components(c.components for c in children)
+    components[EXPECTED] = float(meters * ((end_ms - start_ms) // MINUTE_MS))
+    demands = [c.max_demand_kw for c in children if c.max_demand_kw is not None]
+    flags = {f for c in children for f in c.flags}
+    inputs = msgspec.structs.replace(inputs, max_demand_kw=max(demands) if demands else None)
+    return window_kpis(site_id, start_ms, end_ms, components, inputs, flags=flags)

@@ -114,6 +114,20 @@ def windows_ending_between(period: Period, after_ms: int, until_ms: int, tz: str
         start = end
 
 
+def windows_in_progress(period: Period, done_ms: int, frontier_ms: int, tz: str) -> list[tuple[int, int]]:
+    """Windows of ``period`` that hold closed minutes but are not stored yet, oldest first: the window
+    the site's closed frontier is inside (begun, not ended), after any that the frontier completed since
+    ``done_ms`` (the end of the newest stored window of ``period``; the accountant stores them a moment
+    later). For ``12mo``: the rolling 12 months to date (ending with the frontier's month); the rolling
+    windows that begin later are not listed until they are the 12 months to date."""
+    out = windows_ending_between(period, done_ms, frontier_ms, tz)
+    start = window_start(period, frontier_ms, tz)
+    end = window_end(period, start, tz)
+    if start < frontier_ms < end and end > done_ms:
+        out.append((start, end))
+    return out
+
+
 def windows_overlapping(period: Period, from_ms: int, to_ms: int, tz: str) -> list[tuple[int, int]]:
     """Windows of ``period`` that overlap ``[from_ms, to_ms)``, oldest first (for ``12mo``: every
     rolling window that contains part of the range)."""

@@ -80,7 +80,7 @@ async def test_minutes_equal_the_json_route(store: Store, client: httpx.AsyncCli
     rows = parse(csv_response)
     windows = (await client.get(path, params=params)).json()
 
-    assert header(csv_response) == ["window_start", "window_end", *CSV_FIELDS]
+    assert header(csv_response) == ["window_start", "window_end", "status", *CSV_FIELDS]
     assert csv_response.text.endswith("\r\n")
     assert len(rows) == len(windows) == 3
     for row, window in zip(rows, windows, strict=True):
@@ -90,6 +90,7 @@ async def test_minutes_equal_the_json_route(store: Store, client: httpx.AsyncCli
     first = rows[0]
     assert first["window_start"] == "2024-06-01T08:01:00+08:00"
     assert first["window_end"] == "2024-06-01T08:02:00+08:00"
+    assert [r["status"] for r in rows] == ["closed"] * 3  # 1m windows are never open
     assert first["facility_kwh"] == "101.0"
     assert first["pue"] == "1.01"  # 101 / 100
     assert first["completeness"] == "0.6666666666666666"  # 2 / 3, all 16 digits
@@ -132,7 +133,7 @@ async def test_an_empty_range_is_the_header_alone(client: httpx.AsyncClient, sit
         f"/api/v1/sites/{sites.empty}/kpis.csv", params={"from": JUNE_1_MS, "to": JUNE_1_MS + HOUR}
     )
     assert parse(response) == []
-    assert response.text == ",".join(["window_start", "window_end", *CSV_FIELDS]) + "\r\n"
+    assert response.text == ",".join(["window_start", "window_end", "status", *CSV_FIELDS]) + "\r\n"
 
 
 # ------------------------------------------------------------------------------------------ fields
@@ -147,13 +148,13 @@ async def test_fields_select_and_order_the_columns(
 
     response = await client.get(path, params={**params, "fields": "pue,carbon_intensity_kg_per_kwh"})
     assert response.text == (
-        "window_start,window_end,pue,carbon_intensity_kg_per_kwh\r\n"
-        "2024-06-01T08:00:00+08:00,2024-06-01T08:01:00+08:00,1.0,0.4976\r\n"
-        "2024-06-01T08:01:00+08:00,2024-06-01T08:02:00+08:00,1.01,0.4976\r\n"
+        "window_start,window_end,status,pue,carbon_intensity_kg_per_kwh\r\n"
+        "2024-06-01T08:00:00+08:00,2024-06-01T08:01:00+08:00,closed,1.0,0.4976\r\n"
+        "2024-06-01T08:01:00+08:00,2024-06-01T08:02:00+08:00,closed,1.01,0.4976\r\n"
     )
     # the caller's order, spaces and repeats forgiven
     response = await client.get(path, params={**params, "fields": " it_kwh , facility_kwh,it_kwh"})
-    assert header(response) == ["window_start", "window_end", "it_kwh", "facility_kwh"]
+    assert header(response) == ["window_start", "window_end", "status", "it_kwh", "facility_kwh"]
     assert [r["facility_kwh"] for r in parse(response)] == ["100.0", "101.0"]
 
 

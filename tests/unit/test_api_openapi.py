@@ -237,7 +237,7 @@ def test_kpi_window_schema_names_units_and_interim(schema: dict[str, Any]) -> No
 
 def test_series_query_parameters(schema: dict[str, Any]) -> None:
     params = {p["name"] for p in schema["paths"]["/api/v1/sites/{site_id}/kpis"]["get"]["parameters"]}
-    assert params == {"site_id", "period", "from", "to", "limit"}
+    assert params == {"site_id", "period", "from", "to", "limit", "include_open"}
     period = next(
         p
         for p in schema["paths"]["/api/v1/sites/{site_id}/kpis"]["get"]["parameters"]
@@ -252,7 +252,7 @@ def test_series_query_parameters(schema: dict[str, Any]) -> None:
 def test_csv_export_documents_its_parameters_file_and_errors(schema: dict[str, Any]) -> None:
     op = schema["paths"]["/api/v1/sites/{site_id}/kpis.csv"]["get"]
     params = {p["name"]: p for p in op["parameters"]}
-    assert set(params) == {"site_id", "period", "from", "to", "fields", "excel"}  # no limit: the whole range
+    assert set(params) == {"site_id", "period", "from", "to", "fields", "excel", "include_open"}  # no limit
     assert params["excel"]["schema"]["default"] is False
     assert "pue" in params["fields"]["description"]
     assert "carbon_intensity_kg_per_kwh" in params["fields"]["description"]

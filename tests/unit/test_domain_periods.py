@@ -16,6 +16,7 @@ from peakwatch.domain.periods import (
     window_end,
     window_start,
     windows_ending_between,
+    windows_in_progress,
     windows_overlapping,
 )
 
@@ -62,6 +63,25 @@ def test_windows_ending_between_lists_completed_windows() -> None:
     assert windows_ending_between(Period.HOUR, day, day + 3_599_999, SH) == []
     months = windows_ending_between(Period.YEAR, ms(2026, 2, 28, 16), ms(2026, 3, 31, 16), SH)
     assert months == [(ms(2025, 3, 31, 16), ms(2026, 3, 31, 16))]
+
+
+def test_windows_in_progress_are_the_open_one_after_those_not_stored_yet() -> None:
+    day = ms(2026, 2, 28, 16)  # 2026-03-01 00:00 +08
+    h = 3_600_000
+    # hours stored up to 02:00, minutes closed up to 03:20: 02:00-03:00 is complete but not stored
+    # yet (the accountant's next pass), 03:00-04:00 is in progress
+    assert windows_in_progress(Period.HOUR, day + 2 * h, day + 3 * h + 20 * 60_000, SH) == [
+        (day + 2 * h, day + 3 * h),
+        (day + 3 * h, day + 4 * h),
+    ]
+    # a frontier on a boundary: the hour it starts has no closed minute, so nothing is in progress
+    assert windows_in_progress(Period.HOUR, day + 3 * h, day + 3 * h, SH) == []
+    # a window already stored (its end not after the stored frontier) is not in progress
+    assert windows_in_progress(Period.DAY, day + 24 * h, day + 10 * h, SH) == []
+    # 12 months: only the 12 months to date, 2025-04-01 .. 2026-04-01 local, for a frontier in March
+    assert windows_in_progress(Period.YEAR, day, ms(2026, 3, 15), SH) == [
+        (ms(2025, 3, 31, 16), ms(2026, 3, 31, 16))
+    ]
 
 
 @given(
