@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, TypeVar
@@ -240,7 +241,8 @@ class Accountant:
                 for s, _ in windows_overlapping(Period.MONTH, start, end, site.timezone)
             ]
             added = [await self._store.inputs.value_added(site.id, m) for m in months]
-            extra["value_added_cny"] = None if any(v is None for v in added) else sum(v or 0.0 for v in added)
+            missing = any(v is None for v in added)
+            extra["value_added_cny"] = None if missing else math.fsum(v or 0.0 for v in added)
         if period is Period.MONTH:  # a 12-month window sums its months' certificate coverage instead
             extra["green_certificates_kwh"] = await self._store.inputs.green_kwh(site.id, months[0])
         return window_kpis(site.id, start, end, components, self.inputs(site, period, **extra), flags=flags)
