@@ -208,18 +208,24 @@ async def _policy(
 
 async def _hourly_aggregate(conn: Conn) -> list[str]:
     steps: list[str] = []
-    exists = await conn.fetchval(
-        "SELECT 1 FROM timescaledb_information.continuous_aggregates "
+    definition = await conn.fetchval(
+        "SELECT view_definition FROM timescaledb_information.continuous_aggregates "
         "WHERE view_schema = current_schema() AND view_name = $1",
         HOURLY_VIEW,
     )
-    if exists is None:
+    if definition is None or "ORDER BY" not in definition:
         # Real-time (materialized_only = false): the newest hour, not yet refreshed, is computed on read.
+        # The minutes are summed in time order, not in storage order (which compression changes): the
+        # same rows give the same double whatever the chunks' layout. An aggregate of an older version
+        # (storage-order sum) is rebuilt; the refresh policy materialises it again.
+        # (not in one transaction: a continuous aggregate is created outside one; a rerun finishes it)
+        if definition is not None:
+            await conn.execute(f"DROP MATERIALIZED VIEW {HOURLY_VIEW}")
         await conn.execute(f"""
             CREATE MATERIALIZED VIEW {HOURLY_VIEW}
             WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
             SELECT site_id, meter_id, time_bucket(INTERVAL '1 hour', window_start) AS hour,
-                   sum(amount) AS amount, count(*) AS windows
+                   sum(amount ORDER BY window_start) AS amount, count(*) AS windows
             FROM meter_intervals
             GROUP BY site_id, meter_id, time_bucket(INTERVAL '1 hour', window_start)
             WITH NO DATA""")
