@@ -43,6 +43,7 @@ from peakwatch.config import Registry
 from peakwatch.domain.energy import (
     ACCEPTED,
     DUPLICATE,
+    LONG_GAP_MS,
     NEVER_MS,
     OUT_OF_ORDER,
     MeterRegister,
@@ -283,7 +284,8 @@ class MeterTracker:
             last_value = slot.last_value
             # The common case, inlined: MeterRegister.account's plain differencing with the same
             # arithmetic (fast_until excludes non-cumulative meters, a held glitch and replacements).
-            if last_ts < ts < slot.fast_until and last_value is not None:
+            # (a long gap takes the rules' path: its reading is flagged ``gap``)
+            if last_ts < ts < slot.fast_until and last_value is not None and ts - last_ts <= LONG_GAP_MS:
                 delta = value - last_value
                 if 0.0 <= delta <= slot.cap_per_ms * (ts - last_ts):
                     w = last_ts - last_ts % size

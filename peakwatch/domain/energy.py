@@ -37,6 +37,11 @@ operators):
   containing ``ts - 1 ms``. An amount above ``GLITCH_MARGIN`` × rated × the time since the meter's
   previous interval reading counts 0 (a glitch); the very first one is not checked. A negative amount
   is refused (the processor dead-letters it).
+* **Long gap**: an interval longer than ``LONG_GAP_MS`` (a meter silent for over a day) is spread in
+  ``GAP_BUCKET_MS`` (15-minute) buckets instead of minutes: each bucket's linear share goes to the
+  first minute of the bucket inside the interval, so a gap costs at most 96 ledger rows a day and
+  every 15-minute, hourly, daily and monthly total stays the exact linear share (every zone offset
+  in use is a multiple of 15 minutes). The reading that ends such a cumulative gap is flagged ``gap``.
 * Timestamps: a reading at the time of the one accounted last is a **duplicate** (the first value wins);
   an older one is **out of order**: no energy, because the interval it falls in was accounted by the
   readings around it; the live path stores it and asks for a re-derivation.
@@ -74,6 +79,12 @@ MAX_POWER_GAP_MS = 15 * 60_000
 """Power samples further apart than this are not integrated: a straight line over a longer silence
 would be invented energy (and 15 minutes is the demand interval)."""
 MS_PER_HOUR = 3_600_000
+LONG_GAP_MS = 86_400_000
+"""An interval longer than this is spread in ``GAP_BUCKET_MS`` buckets, not minutes: a meter silent for
+46 days would otherwise write 66,000 ledger rows, each a minute of invented detail."""
+GAP_BUCKET_MS = 15 * 60_000
+"""Bucket of a long gap: every zone offset in use is a multiple of 15 minutes, so each bucket lies
+inside one 15-minute, hourly, daily and monthly window of the site's zone."""
 
 NEVER_MS: Final = -(1 << 62)
 """A timestamp before every reading (a meter never heard from)."""
@@ -137,26 +148,28 @@ def split_interval(t0_ms: int, t1_ms: int, amount: float, size_ms: int) -> list[
 
     Returns ``(window_start_ms, share)`` pairs whose shares add up to ``amount`` (the last share takes
     the rounding remainder, so the sum is exact to the float). ``t0_ms == t1_ms`` puts it all in the
-    window containing ``t0_ms``.
+    window containing ``t0_ms``. An interval longer than ``LONG_GAP_MS`` is split in ``GAP_BUCKET_MS``
+    buckets, each share going to the first window of its bucket inside the interval (the long-gap rule).
     """
     if t1_ms <= t0_ms:
         return [(window_start_ms(t0_ms, size_ms), amount)]
     span = t1_ms - t0_ms
     first = window_start_ms(t0_ms, size_ms)
-    last = window_start_ms(t1_ms - 1, size_ms)
-    if first == last:
+    if first == window_start_ms(t1_ms - 1, size_ms):
         return [(first, amount)]
+    step = GAP_BUCKET_MS if span > LONG_GAP_MS and GAP_BUCKET_MS % size_ms == 0 else size_ms
+    last = window_start_ms(t1_ms - 1, step)
     parts: list[tuple[int, float]] = []
     assigned = 0.0
-    start = first
+    start = window_start_ms(t0_ms, step)
     while start < last:
         lo = max(start, t0_ms)
-        hi = start + size_ms
+        hi = start + step
         share = amount * (hi - lo) / span
-        parts.append((start, share))
+        parts.append((max(start, first), share))
         assigned += share
-        start += size_ms
-    parts.append((last, amount - assigned))
+        start = hi
+    parts.append((max(last, first), amount - assigned))
     return parts
 
 
@@ -314,7 +327,20 @@ class MeterRegister:
         """Apply one reading: amounts are added to ``pending`` (window start -> amount) and events
         appended to ``notes``."""
         if self.cumulative:
-            return self._cumulative(ts, value, pending, size_ms, notes)
+            since = self.last_ts
+            outcome = self._cumulative(ts, value, pending, size_ms, notes)
+            if self.last_ts == ts and since != NEVER_MS and ts - since > LONG_GAP_MS:
+                notes.append(
+                    (
+                        MeterFlag.GAP,
+                        ts,
+                        f"no reading for {(ts - since) / MS_PER_HOUR:g} h: "
+                        f"spread in {GAP_BUCKET_MS // 60_000}-minute buckets (long-gap rule)",
+                        None,
+                        value,
+                    )
+                )
+            return outcome
         if self.estimated:
             return self._power(ts, value, pending, size_ms, notes)
         return self._interval(ts, value, pending, size_ms, notes)

@@ -16,6 +16,7 @@ Definitions, units and references: docs/kpis.md (which repeats the rules below f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
@@ -105,10 +106,13 @@ def add_components(into: dict[str, float], other: Mapping[str, float]) -> dict[s
 
 
 def sum_components(parts: Iterable[Mapping[str, float]]) -> dict[str, float]:
-    total: dict[str, float] = {}
+    """Key by key, the exact sum (``math.fsum``, correctly rounded) of ``parts``: a window's value must
+    not depend on the order its children come in (rows in storage order, a compressed chunk's)."""
+    columns: dict[str, list[float]] = {}
     for part in parts:
-        add_components(total, part)
-    return total
+        for key, value in part.items():
+            columns.setdefault(key, []).append(value)
+    return {key: math.fsum(columns[key]) for key in sorted(columns)}
 
 
 def minute_components(

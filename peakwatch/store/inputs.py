@@ -12,6 +12,7 @@ months are ``datetime.date`` values on the 1st, a calendar month in the site's t
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Final, Literal
@@ -229,12 +230,10 @@ class InputsStore(Pooled):
     async def green_kwh(self, site_id: str, month: date) -> float:
         """Certificates and contracts of a month, kWh (0 when none are registered)."""
         async with self._connection("summing green instruments") as conn:
-            total = await conn.fetchval(
-                "SELECT coalesce(sum(kwh), 0) FROM green_instruments WHERE site_id = $1 AND month = $2",
-                site_id,
-                month,
+            rows = await conn.fetch(
+                "SELECT kwh FROM green_instruments WHERE site_id = $1 AND month = $2", site_id, month
             )
-        return float(total)
+        return math.fsum(r["kwh"] for r in rows)  # exact: not the rows' storage order (SQL sum is)
 
     # ---------------------------------------------------------------- value added
 

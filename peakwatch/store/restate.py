@@ -73,22 +73,28 @@ async def windows_overlapping(
 
 
 async def ledger(conn: Conn, site_id: str, from_ms: int, to_ms: int) -> dict[int, LedgerMinute]:
-    """Per-meter amounts of every window starting in ``[from_ms, to_ms)``."""
+    """Per-meter amounts of every window starting in ``[from_ms, to_ms)``, in time and meter order (not
+    the storage order, which a compressed chunk changes). The table holds one row per meter and window;
+    should a layout ever return several, they are summed exactly (``math.fsum``)."""
     rows = await conn.fetch(
         "SELECT window_start, meter_id, amount, estimated FROM meter_intervals "
-        "WHERE site_id = $1 AND window_start >= $2 AND window_start < $3",
+        "WHERE site_id = $1 AND window_start >= $2 AND window_start < $3 ORDER BY window_start, meter_id",
         site_id,
         from_ms,
         to_ms,
     )
+    parts: dict[tuple[int, str], list[float]] = {}
     out: dict[int, LedgerMinute] = {}
     for r in rows:
-        minute = out.get(r["window_start"])
+        start, meter_id = r["window_start"], r["meter_id"]
+        minute = out.get(start)
         if minute is None:
-            minute = out[r["window_start"]] = LedgerMinute(amounts={}, estimated=set())
-        minute.amounts[r["meter_id"]] = r["amount"]
+            minute = out[start] = LedgerMinute(amounts={}, estimated=set())
+        parts.setdefault((start, meter_id), []).append(r["amount"])
         if r["estimated"]:
-            minute.estimated.add(r["meter_id"])
+            minute.estimated.add(meter_id)
+    for (start, meter_id), amounts in parts.items():
+        out[start].amounts[meter_id] = math.fsum(amounts)
     return out
 
 

@@ -13,6 +13,7 @@ in progress").
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -120,7 +121,9 @@ class SiteRollup:
             tz = site.timezone
             months = [_month_date(s, tz) for s, _ in windows_overlapping(Period.MONTH, start, end, tz)]
             added = [await self.monthly.value_added(site.id, m) for m in months]
-            extra["value_added_cny"] = None if any(v is None for v in added) else sum(v or 0.0 for v in added)
+            extra["value_added_cny"] = (
+                None if any(v is None for v in added) else math.fsum(v or 0.0 for v in added)
+            )
             if period is Period.MONTH:  # a 12-month window sums its months' certificate coverage instead
                 extra["green_certificates_kwh"] = await self.monthly.green_kwh(site.id, months[0])
         inputs = msgspec.structs.replace(self.inputs, period=period, **extra)

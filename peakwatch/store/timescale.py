@@ -208,32 +208,47 @@ async def _policy(
 
 async def _hourly_aggregate(conn: Conn) -> list[str]:
     steps: list[str] = []
-    exists = await conn.fetchval(
-        "SELECT 1 FROM timescaledb_information.continuous_aggregates "
+    definition = await conn.fetchval(
+        "SELECT view_definition FROM timescaledb_information.continuous_aggregates "
         "WHERE view_schema = current_schema() AND view_name = $1",
         HOURLY_VIEW,
     )
-    if exists is None:
+    if definition is None or "ORDER BY" not in definition:
         # Real-time (materialized_only = false): the newest hour, not yet refreshed, is computed on read.
+        # The minutes are summed in time order, not in storage order (which compression changes): the
+        # same rows give the same double whatever the chunks' layout. An aggregate of an older version
+        # (storage-order sum) is rebuilt; the refresh policy materialises it again.
+        # (not in one transaction: a continuous aggregate is created outside one; a rerun finishes it)
+        if definition is not None:
+            await conn.execute(f"DROP MATERIALIZED VIEW {HOURLY_VIEW}")
         await conn.execute(f"""
             CREATE MATERIALIZED VIEW {HOURLY_VIEW}
             WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
             SELECT site_id, meter_id, time_bucket(INTERVAL '1 hour', window_start) AS hour,
-                   sum(amount) AS amount, count(*) AS windows
+                   sum(amount ORDER BY window_start) AS amount, count(*) AS windows
             FROM meter_intervals
             GROUP BY site_id, meter_id, time_bucket(INTERVAL '1 hour', window_start)
             WITH NO DATA""")
         steps.append(f"timescale:continuous_aggregate:{HOURLY_VIEW}")
-    job = await conn.fetchval(
-        "SELECT job_id FROM timescaledb_information.jobs "
+    # The refresh window starts at the beginning of time (start_offset NULL). A refresh only recomputes
+    # the buckets the invalidation log names (rows written, restated or backfilled below the watermark),
+    # so a run costs what changed, not the whole history. A window starting ``3 days`` back (the
+    # policy before) left everything older unmaterialised once the watermark passed it (the real-time
+    # part only reads above the watermark) and never applied restatements or backfill older than that.
+    # meter_intervals has no retention policy, so the aggregate never refreshes over dropped chunks.
+    job = await conn.fetchrow(
+        "SELECT job_id, config ->> 'start_offset' AS start_offset FROM timescaledb_information.jobs "
         "WHERE proc_name = 'policy_refresh_continuous_aggregate' "
         "AND hypertable_schema = current_schema() AND hypertable_name = $1",
         HOURLY_VIEW,
     )
-    if job is None:
-        await conn.execute(
-            f"SELECT add_continuous_aggregate_policy('{HOURLY_VIEW}', start_offset => INTERVAL '3 days', "
-            "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes')"
-        )
+    if job is None or job["start_offset"] is not None:
+        async with conn.transaction():
+            if job is not None:
+                await conn.execute(f"SELECT remove_continuous_aggregate_policy('{HOURLY_VIEW}')")
+            await conn.execute(
+                f"SELECT add_continuous_aggregate_policy('{HOURLY_VIEW}', start_offset => NULL, "
+                "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes')"
+            )
         steps.append(f"timescale:refresh_policy:{HOURLY_VIEW}")
     return steps

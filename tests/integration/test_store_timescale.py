@@ -6,7 +6,9 @@ TimescaleDB in test_store.py (its ``[timescale]`` cases).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -109,6 +111,113 @@ async def test_hourly_aggregate_sums_intervals(
     assert [tuple(r) for r in realtime] == expected
     await raw.execute("CALL refresh_continuous_aggregate('meter_energy_hourly', NULL, NULL)")
     assert [tuple(r) for r in await raw.fetch(query)] == expected
+
+
+async def run_refresh_policy(raw: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Run the aggregate's refresh policy now, as its schedule would."""
+    job = await raw.fetchval(
+        "SELECT job_id FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'policy_refresh_continuous_aggregate' AND hypertable_name = 'meter_energy_hourly'"
+    )
+    await raw.execute(f"CALL run_job({int(job)})")
+
+
+def _hour(start_ms: int, amount: float) -> list[MeterInterval]:
+    return [
+        MeterInterval(site_id="dc-1", meter_id="it", window_start_ms=start_ms + i * 60_000, amount=amount)
+        for i in range(60)
+    ]
+
+
+async def test_hourly_aggregate_keeps_history_and_follows_restatements(
+    timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """Months-old hours stay in the aggregate once its policy has moved the watermark past them, and a
+    restatement or a backfill of such hours reaches it at the next refresh."""
+    query = (
+        "SELECT extract(epoch FROM hour)::bigint * 1000 AS hour_ms, amount, windows "
+        "FROM meter_energy_hourly WHERE site_id = 'dc-1' AND meter_id = 'it' AND hour < $1 ORDER BY hour"
+    )
+    history = datetime.fromtimestamp((T0 + DAY) / 1000, UTC)
+    yesterday = (int(time.time() * 1000) // HOUR - 24) * HOUR  # live data moves the watermark
+    await timescale_store.write(
+        ProcessedBatch(intervals=_hour(T0, 1.5) + _hour(T0 + HOUR, 1.5) + _hour(yesterday, 1.0))
+    )
+    await run_refresh_policy(raw)  # yesterday's hour is materialised: the watermark is past it
+    recent = await raw.fetchval(
+        "SELECT amount FROM meter_energy_hourly WHERE hour = $1",
+        datetime.fromtimestamp(yesterday / 1000, UTC),
+    )
+    assert recent == 60.0
+    assert [tuple(r) for r in await raw.fetch(query, history)] == [(T0, 90.0, 60), (T0 + HOUR, 90.0, 60)]
+    # the accountant restates the second hour (DELETE + COPY: 60 x 0.5 = 30) and an hour is backfilled
+    # (60 x 2 = 120), both months behind the watermark
+    async with timescale_store.transaction("restating") as conn:
+        restated = {T0 + HOUR + i * 60_000: 0.5 for i in range(60)}
+        await restate.replace_intervals(conn, "dc-1", "it", T0 + HOUR, T0 + 2 * HOUR, restated, set())
+    await timescale_store.write(ProcessedBatch(intervals=_hour(T0 + 5 * HOUR, 2.0)))
+    await run_refresh_policy(raw)
+    assert [tuple(r) for r in await raw.fetch(query, history)] == [
+        (T0, 90.0, 60),
+        (T0 + HOUR, 30.0, 60),
+        (T0 + 5 * HOUR, 120.0, 60),
+    ]
+
+
+async def test_refresh_policy_of_older_versions_is_replaced(
+    timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """A database set up with the old 3-day refresh window gets the whole-history policy at migrate."""
+    await raw.execute("SELECT remove_continuous_aggregate_policy('meter_energy_hourly')")
+    await raw.execute(
+        "SELECT add_continuous_aggregate_policy('meter_energy_hourly', start_offset => INTERVAL '3 days', "
+        "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes')"
+    )
+    assert await timescale_store.migrate() == ["timescale:refresh_policy:meter_energy_hourly"]
+    assert await timescale_store.migrate() == []
+    config = (await jobs(raw, "policy_refresh_continuous_aggregate"))["meter_energy_hourly"]
+    assert '"start_offset": null' in config
+
+
+async def test_hourly_aggregate_sums_in_time_order(
+    timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """The same minutes stored in opposite physical orders (one write each) give the same hourly double,
+    computed on read, materialised, and read back from a compressed chunk. In storage order meter a
+    would sum 0.3 + 0.2 + 0.1 = 0.6 and meter b 0.1 + 0.2 + 0.3 = 0.6000000000000001."""
+    values = {T0: 0.3, T0 + 60_000: 0.2, T0 + 120_000: 0.1}
+    for meter, starts in (("a", sorted(values)), ("b", sorted(values, reverse=True))):
+        for start in starts:
+            interval = MeterInterval(
+                site_id="dc-1", meter_id=meter, window_start_ms=start, amount=values[start]
+            )
+            await timescale_store.write(ProcessedBatch(intervals=[interval]))
+    query = "SELECT meter_id, amount FROM meter_energy_hourly WHERE site_id = 'dc-1' ORDER BY meter_id"
+    realtime = [tuple(r) for r in await raw.fetch(query)]
+    await raw.execute("SELECT compress_chunk(c) FROM show_chunks('meter_intervals') c")
+    await run_refresh_policy(raw)
+    materialised = [tuple(r) for r in await raw.fetch(query)]
+    assert realtime == materialised
+    assert materialised[0][1] == materialised[1][1]  # bit-identical
+
+
+async def test_hourly_aggregate_of_older_versions_is_rebuilt(
+    timescale_store: Store, raw: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """An aggregate summing in storage order (before) is rebuilt at migrate, with its refresh policy."""
+    await raw.execute("DROP MATERIALIZED VIEW meter_energy_hourly")
+    await raw.execute(
+        "CREATE MATERIALIZED VIEW meter_energy_hourly WITH (timescaledb.continuous, "
+        "timescaledb.materialized_only = false) AS SELECT site_id, meter_id, "
+        "time_bucket(INTERVAL '1 hour', window_start) AS hour, sum(amount) AS amount, count(*) AS windows "
+        "FROM meter_intervals GROUP BY site_id, meter_id, time_bucket(INTERVAL '1 hour', window_start) "
+        "WITH NO DATA"
+    )
+    assert await timescale_store.migrate() == [
+        "timescale:continuous_aggregate:meter_energy_hourly",
+        "timescale:refresh_policy:meter_energy_hourly",
+    ]
+    assert await timescale_store.migrate() == []
 
 
 async def test_writes_into_compressed_chunks(

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from peakwatch.domain.energy import interval_window_ms, register_delta, split_interval, window_start_ms
-from peakwatch.domain.models import MeterFlag
+from peakwatch.domain.energy import (
+    MeterRegister,
+    Note,
+    interval_window_ms,
+    register_delta,
+    split_interval,
+    window_start_ms,
+)
+from peakwatch.domain.models import Carrier, Meter, MeterFlag, Role
 
 MIN = 60_000
 DLT645_MAX = 1_000_000.0  # six-digit kWh register: shows 999,999.99, then 0.00
@@ -112,3 +119,62 @@ def test_interval_window_ms(ts_ms: int, window_ms: int) -> None:
 )
 def test_window_start_ms(ts_ms: int, start_ms: int) -> None:
     assert window_start_ms(ts_ms, MIN) == start_ms
+
+
+# ---------------------------------------------------------------------------------- long gaps
+
+DAY = 86_400_000
+QUARTER = 15 * MIN
+
+
+@pytest.mark.parametrize(
+    ("t0_ms", "t1_ms", "amount", "expected"),
+    [
+        # exactly one day is no long gap: 1440 minutes of 1440 / 1440 = 1.0
+        pytest.param(0, DAY, 1440.0, [(i * MIN, 1.0) for i in range(1440)], id="one-day-in-minutes"),
+        # 00:07:30 -> day 2 00:00 = 2880 - 7.5 = 2872.5 min at 1 kWh/min: the first bucket's 7.5 min
+        # (7.5 kWh) go to the minute holding 00:07:30, then 191 buckets of 15 kWh at each quarter hour
+        # (7.5 + 191 x 15 = 2872.5)
+        pytest.param(
+            450_000,
+            2 * DAY,
+            2872.5,
+            [(7 * MIN, 7.5)] + [(k * QUARTER, 15.0) for k in range(1, 192)],
+            id="two-days-in-quarter-hours",
+        ),
+        # 0 -> 1 day 5.5 min = 1445.5 min at 1 kWh/min: 96 buckets of 15 kWh, then [day, day + 5.5 min)
+        # with 5.5 kWh in the minute starting at the day (96 x 15 + 5.5 = 1445.5)
+        pytest.param(
+            0,
+            DAY + 330_000,
+            1445.5,
+            [(k * QUARTER, 15.0) for k in range(96)] + [(DAY, 5.5)],
+            id="ends-inside-a-bucket",
+        ),
+        # 60 days at 4 kWh/h = 1 kWh per quarter hour: 60 x 96 = 5,760 rows instead of 86,400
+        pytest.param(
+            0, 60 * DAY, 5760.0, [(k * QUARTER, 1.0) for k in range(5760)], id="sixty-days-5760-rows"
+        ),
+    ],
+)
+def test_long_gap_is_spread_in_quarter_hours(
+    t0_ms: int, t1_ms: int, amount: float, expected: list[tuple[int, float]]
+) -> None:
+    parts = split_interval(t0_ms, t1_ms, amount, MIN)
+    assert parts == expected  # every share above is exact in binary floating point
+
+
+def test_reading_after_a_long_gap_is_flagged() -> None:
+    meter = Meter(id="m", site_id="s", carrier=Carrier.ELECTRICITY, role=Role.GRID_IMPORT)
+    reg = MeterRegister(meter)
+    pending: dict[int, float] = {}
+    notes: list[Note] = []
+    reg.account(0, 100.0, pending, MIN, notes)  # baseline
+    reg.account(DAY, 196.0, pending, MIN, notes)  # exactly a day: minutes, no gap
+    assert [n[0] for n in notes] == [MeterFlag.FIRST]
+    # day 1 -> day 3 + 15 min = 48.25 h, 193 kWh = 4 kWh/h = 1 kWh per quarter hour
+    reg.account(3 * DAY + QUARTER, 389.0, pending, MIN, notes)
+    assert [(n[0], n[1]) for n in notes] == [(MeterFlag.FIRST, 0), (MeterFlag.GAP, 3 * DAY + QUARTER)]
+    assert "48.25 h" in notes[1][2]
+    gap = {w: a for w, a in pending.items() if w >= DAY}
+    assert gap == {DAY + k * QUARTER: 1.0 for k in range(193)}
