@@ -43,7 +43,8 @@ def _check_id(device_id: str) -> None:
 def _show_secret(settings: Settings, device: Device, secret: str) -> None:
     console.print(f"[bold]{device.id}[/]: secret [bold]{secret}[/] (shown once; store it in the device now)")
     access = "reads" if device.kind is DeviceKind.COLLECTOR else "publishes to"
-    console.print(f"  {access}: {', '.join(topics(device))}; {_how_to_apply(settings)}", markup=False)
+    console.print(f"  {access}: {', '.join(topics(device))}", markup=False)
+    console.print(f"  {_how_to_apply(settings)}", markup=False)
 
 
 def _how_to_apply(settings: Settings) -> str:

@@ -106,16 +106,23 @@ def up(
 
 def _embedded_ports(settings: Settings, explicit: set[str]) -> dict[str, int]:
     """Ports for the embedded broker and database: the defaults when free, else a free port (with a
-    notice), unless the user chose the port, in which case a taken port is an error."""
+    notice), unless the user chose the port, in which case a taken port is an error. The data
+    directory's own server, left running by a killed stack, does not take its port: it is adopted."""
+    from peakwatch.embedded.postgres import EmbeddedPostgres
     from peakwatch.net import free_port, port_is_free
 
     chosen: dict[str, int] = {}
+    left = None
+    if settings.database_url is None:
+        left = EmbeddedPostgres(settings.data_dir / "postgres", port=settings.db_port).running_port()
     for field, what, needed, option in (
         ("mqtt_port", "embedded MQTT broker", settings.mqtt_url is None, "--mqtt-port"),
         ("db_port", "embedded PostgreSQL", settings.database_url is None, "--db-port"),
     ):
         port: int = getattr(settings, field)
         if not needed or port_is_free("127.0.0.1", port):
+            continue
+        if field == "db_port" and left == port:
             continue
         if field in explicit:
             raise PeakwatchError(f"port {port} for the {what} is taken; choose another with {option}")
@@ -213,7 +220,7 @@ def _banner(stack: Stack, registry: Registry) -> Panel:
     return Panel.fit(
         f"[bold]peakwatch is running[/bold]\n\n"
         f"Dashboard     {escape(api)}/\n"
-        f"API           {escape(api)}/api/v1  (docs {escape(api)}/docs, health /healthz, metrics /metrics)\n"
+        f"API           {escape(api)}/api/v1  (OpenAPI at /docs; /healthz, /metrics)\n"
         f"Broker        {broker}  ({where})\n"
         f"              devices publish to {escape(settings.mqtt_topic_prefix)}/<site>/<meter>\n"
         f"Database      {escape(_redact(stack.database_url))}\n"
@@ -221,8 +228,8 @@ def _banner(stack: Stack, registry: Registry) -> Panel:
         f"Sites:\n{site_lines}\n\n"
         f"Latest KPIs   {escape(api)}/api/v1/sites/{example}/kpis/latest\n"
         f"              (windows close {settings.allowed_lateness_ms // 1000} s after they end)\n"
-        f"Commands      peakwatch users list --data-dir {data_dir}  (any command given this data\n"
-        f"              directory uses this stack's database and broker)\n\n"
+        f"Commands      peakwatch users list --data-dir {data_dir}\n"
+        f"              (a command given this data directory uses this stack)\n\n"
         f"{'Demo simulators are feeding both sites. ' if settings.demo else ''}Press Ctrl-C to stop.",
         title="peakwatch",
     )

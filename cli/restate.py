@@ -95,17 +95,19 @@ def db_restate(
             f"--from {from_} is not in the past: nothing is stored there to restate "
             f"(it is now {_iso(now_minute)})"
         )
+    clamp = None
     if end > now_minute:
-        console.print(
+        clamp = (
             f"note: --to {to} is in the future; restating up to the current minute, {_iso(now_minute)} "
-            "(later windows are computed from the current inputs when they close)",
-            markup=False,
+            "(later windows are computed from the current inputs when they close)"
         )
         end = now_minute
-    run(_restate(settings, site, start, end, timeout if wait else None))
+    run(_restate(settings, site, start, end, timeout if wait else None, clamp))
 
 
-async def _restate(settings: Settings, site: str | None, start: int, end: int, wait_s: float | None) -> None:
+async def _restate(
+    settings: Settings, site: str | None, start: int, end: int, wait_s: float | None, clamp: str | None
+) -> None:
     async with database(settings) as store:
         known = [s.id for s in await store.list_sites()]
         if not known:
@@ -114,6 +116,8 @@ async def _restate(settings: Settings, site: str | None, start: int, end: int, w
             )
         if site is not None and site not in known:
             raise ConfigError(f"unknown site {site!r}; known sites: {', '.join(known)}")
+        if clamp is not None:
+            console.print(clamp, markup=False)
         sites = [site] if site is not None else known
         requests = {
             await store.inputs.request_restatement(s, None, start, end, RestatementReason.MANUAL, DETAIL): s
