@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,16 +37,6 @@ sites:
     meters:
       - {id: grid-in, carrier: electricity, role: grid_import, unit: kWh}
 """
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """Not under pytest's basetemp (tests/fixtures/postgres.py: its permissions get reset)."""
-    root = Path(tempfile.mkdtemp(prefix="peakwatch-test-cli-beside-"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _env() -> dict[str, str]:
@@ -118,7 +105,7 @@ async def test_database_commands_beside_up_leave_the_stack_running(data_dir: Pat
         assert "admin" in listed
         reset, _ = peakwatch(data_dir, "users", "reset-password", "admin", "--config", str(config))
         password = reset.strip()
-        _, added = peakwatch(data_dir, "devices", "add", "meter-1", "--site", "beside", "--config", str(config))
+        _, added = peakwatch(data_dir, "devices", "add", "gw-1", "--site", "beside", "--config", str(config))
         assert "secret" in added
         assert "accepts every" in added  # the embedded broker ignores credentials, and says so
         _, migrated = peakwatch(data_dir, "db", "migrate", "--config", str(config))
