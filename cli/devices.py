@@ -15,8 +15,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli.common import ConfigOpt, DataDirOpt, DbPortOpt, DbUrlOpt, console
+from cli.common import database as _database
+from cli.common import run as _run
+from cli.common import settings_from as _settings
 from cli.help import command_group
-from cli.main import ConfigOpt, DataDirOpt, DbUrlOpt, _database, _run, _settings, console
+from cli.running import read_card
 from peakwatch.accounts import audit_cli, new_device_secret
 from peakwatch.clock import now_ms
 from peakwatch.config import Settings
@@ -31,18 +35,30 @@ from peakwatch.domain.devices import (
 
 devices_app = command_group(help="Broker credentials of devices and collectors.", no_args_is_help=True)
 
-DbPortOpt = Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")]
-
 
 def _check_id(device_id: str) -> None:
     if not DEVICE_ID.match(device_id):
         raise typer.BadParameter(f"{device_id!r} must match {DEVICE_ID.pattern} (it is the MQTT user name)")
 
 
-def _show_secret(device: Device, secret: str) -> None:
+def _show_secret(settings: Settings, device: Device, secret: str) -> None:
     console.print(f"[bold]{device.id}[/]: secret [bold]{secret}[/] (shown once; store it in the device now)")
     access = "reads" if device.kind is DeviceKind.COLLECTOR else "publishes to"
-    console.print(f"  {access}: {', '.join(topics(device))}; run `peakwatch devices export` to apply")
+    console.print(f"  {access}: {', '.join(topics(device))}", markup=False)
+    console.print(f"  {_how_to_apply(settings)}", markup=False)
+
+
+def _how_to_apply(settings: Settings) -> str:
+    """A credential takes effect when the broker's files are exported and reloaded, but the embedded
+    broker has no files: it accepts every loopback client (peakwatch/embedded/mqtt.py)."""
+    card = read_card(settings.data_dir)
+    if card is not None and card.embedded_broker:
+        return (
+            f"note: the running stack's embedded broker ({card.mqtt_url}) accepts every client on this "
+            "machine without checking credentials, so this one takes effect only on a broker that enforces "
+            "them: Mosquitto with `peakwatch devices export --out DIR` (docs/security.md)"
+        )
+    return "run `peakwatch devices export` to apply"
 
 
 @devices_app.command("add")
@@ -104,7 +120,7 @@ async def _add(
             )
         )
         await audit_cli(store, f"add {kind.value}", device_id, {"site_id": site, "meters": list(meters)})
-    _show_secret(device, secret)
+    _show_secret(settings, device, secret)
 
 
 @devices_app.command("rotate")
@@ -128,7 +144,7 @@ async def _rotate(settings: Settings, device_id: str) -> None:
             await audit_cli(store, "rotate device", device_id)
     if device is None:
         raise typer.BadParameter(f"no active device {device_id!r}")
-    _show_secret(device, secret)
+    _show_secret(settings, device, secret)
 
 
 @devices_app.command("revoke")
@@ -151,7 +167,7 @@ async def _revoke(settings: Settings, device_id: str) -> None:
             await audit_cli(store, "revoke device", device_id)
     if device is None:
         raise typer.BadParameter(f"no active device {device_id!r}")
-    console.print(f"{device.id} revoked; run `peakwatch devices export` to apply")
+    console.print(f"{device.id} revoked; {_how_to_apply(settings)}", markup=False)
 
 
 @devices_app.command("list")

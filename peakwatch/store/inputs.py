@@ -367,6 +367,26 @@ class InputsStore(Pooled):
                 list(ids),
             )
 
+    async def restatements_pending(self, ids: Sequence[int]) -> set[int]:
+        """Which of ``ids`` are not done yet (an unknown id counts as done: there is nothing to wait for)."""
+        rows = await self._fetch(
+            "reading restatement states",
+            "SELECT id FROM restatement_requests WHERE id = ANY($1::bigint[]) AND done_at IS NULL",
+            list(ids),
+        )
+        return {int(r["id"]) for r in rows}
+
+    async def sessions_named(self, application_name: str) -> int:
+        """Open sessions on this database with that ``application_name`` (``PROCESSOR_APPLICATION``: a
+        running processor keeps at least one open)."""
+        async with self._connection("reading pg_stat_activity") as conn:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = $1",
+                application_name,
+            )
+        return int(count)
+
     async def list_restatements(
         self,
         limit: int = 100,

@@ -36,6 +36,8 @@ from peakwatch.store.writes import (
 
 CONNECT_TIMEOUT_S: Final = 10.0
 COMMAND_TIMEOUT_S: Final = 120.0
+PROCESSOR_APPLICATION: Final = "peakwatch processor"
+"""The ``application_name`` of a processor's sessions: how ``db restate`` tells whether one runs."""
 _REGISTRY_LOCK_KEY: Final = 0x7065616B77726567  # "peakwreg"
 
 _SITE_SELECT: Final = (
@@ -88,13 +90,17 @@ class Store(Pooled):
         """(site, meter) -> ``meters.key``, the compact key raw readings are stored under."""
 
     @classmethod
-    async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> Store:
-        """Open a pool. Raises StoreError(retryable=True) when the server cannot be reached."""
+    async def connect(
+        cls, url: str, *, min_size: int = 1, max_size: int = 8, application_name: str = "peakwatch"
+    ) -> Store:
+        """Open a pool. Raises StoreError(retryable=True) when the server cannot be reached.
+        ``application_name`` names the sessions in ``pg_stat_activity`` (``PROCESSOR_APPLICATION``)."""
         try:
             pool = await asyncpg.create_pool(
                 url,
                 min_size=min_size,
                 max_size=max_size,
+                server_settings={"application_name": application_name},
                 init=_init_connection,
                 timeout=CONNECT_TIMEOUT_S,
                 command_timeout=COMMAND_TIMEOUT_S,

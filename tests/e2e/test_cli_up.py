@@ -20,11 +20,11 @@ from tests.support import free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
-def test_up_serves_demo_kpis_and_stops_cleanly(tmp_path: Path) -> None:
+def test_up_serves_demo_kpis_and_stops_cleanly(tmp_path: Path, data_dir: Path) -> None:
     api_port = free_port()
     cmd = [
         sys.executable, "-m", "cli.main", "up",
-        "--data-dir", str(tmp_path / "data"),
+        "--data-dir", str(data_dir),
         "--api-port", str(api_port), "--mqtt-port", str(free_port()), "--db-port", str(free_port()),
     ]  # fmt: skip
     log_path = tmp_path / "up.log"
@@ -78,6 +78,4 @@ def test_up_serves_demo_kpis_and_stops_cleanly(tmp_path: Path) -> None:
     assert "stopped cleanly" in log_text
     assert "Traceback" not in log_text, log_text
     assert "a long new passphrase" not in log_text
-    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists(), (
-        "embedded PostgreSQL still running"
-    )
+    assert not (data_dir / "postgres" / "postmaster.pid").exists(), "embedded PostgreSQL still running"

