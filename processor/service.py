@@ -491,6 +491,12 @@ class Processor:
             if sw is not None and not sw.add(iv.meter_id, iv.window_start_ms, iv.amount, iv.estimated):
                 late.setdefault((iv.site_id, iv.meter_id), []).append(iv)
         restatements: list[Restatement] = []
+        # A low glitch took back what its drop counted: one re-derivation of the meter over the span
+        # (and over its late windows of this step), so the stored windows are exactly the derivation's.
+        glitched: dict[tuple[str, str], tuple[int, int, int]] = {}
+        for site_id, meter_id, t0, ts in out.glitches:
+            first, last, count = glitched.get((site_id, meter_id), (t0, ts + 1, 0))
+            glitched[(site_id, meter_id)] = (min(first, t0), max(last, ts + 1), count + 1)
         for (site_id, meter_id), ivs in late.items():
             first = min(iv.window_start_ms for iv in ivs)
             last = max(iv.window_start_ms for iv in ivs) + self.window_ms
@@ -499,6 +505,10 @@ class Processor:
             out.event_for(
                 site_id, meter_id, MeterFlag.LATE, first, detail + ": windows restated", None, total
             )
+            span = glitched.get((site_id, meter_id))
+            if span is not None:
+                glitched[(site_id, meter_id)] = (min(span[0], first), max(span[1], last), span[2])
+                continue
             restatements.append(
                 Restatement(
                     site_id=site_id,
@@ -506,6 +516,18 @@ class Processor:
                     to_ms=last,
                     reason=RestatementReason.LATE_DATA,
                     detail=detail,
+                )
+            )
+        for (site_id, meter_id), (first, last, count) in glitched.items():
+            restatements.append(
+                Restatement(
+                    site_id=site_id,
+                    meter_id=meter_id,
+                    from_ms=first,
+                    to_ms=last,
+                    reason=RestatementReason.GLITCH,
+                    detail=f"{meter_id}: {count} low reading(s) contradicted by the next: glitch taken "
+                    "back, re-derived",
                 )
             )
         # One request per meter and step, over the range of its out-of-order readings: a replay after a
