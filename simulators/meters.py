@@ -41,6 +41,9 @@ class MeterSpec:
     register_max: float | None = None
     zone: str | None = None
     """Data-centre zone (the hall whose partial PUE the meter contributes to)."""
+    rated_kw: float | None = None
+    """Rated power (gas: m3/h), above the highest rate the model produces: readings implying more are
+    glitches (peakwatch.domain.energy)."""
 
 
 @dataclass(frozen=True, slots=True)
