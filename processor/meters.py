@@ -235,6 +235,19 @@ class MeterTracker:
                 slot.restore(st.last_ts_ms, st.last_value)
                 slot.seen_ms = st.last_seen_ms
 
+    def suspect_drops(self, before: Iterable[Reading]) -> None:
+        """After ``restore``: stored readings before the meters' baselines, newest first per meter. The
+        newest with the meter's main quantity tells whether the baseline is a drop still pending
+        (``MeterRegister.suspect_drop``)."""
+        done: set[tuple[str, str]] = set()
+        for r in before:
+            slot = self.slot(r.site_id, r.meter_id)
+            value = None if slot is None else slot.get(r)
+            if slot is None or value is None or (r.site_id, r.meter_id) in done:
+                continue
+            done.add((r.site_id, r.meter_id))
+            slot.suspect_drop(r.ts_ms, value)
+
     def add_replacements(self, replacements: Iterable[MeterReplacement]) -> None:
         """Use these meter replacements from now on (a record at the same time as a known one replaces
         it; unknown meters are ignored). One that accounting has already passed was counted as a reset

@@ -72,6 +72,7 @@ from peakwatch.domain.models import (
     MeterInterval,
     MeterState,
     ProcessedBatch,
+    Reading,
     Restatement,
     RestatementReason,
 )
@@ -88,6 +89,10 @@ if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs
 
 log = logging.getLogger(__name__)
 
+BEFORE_BASELINE = 3
+"""Stored readings before a meter's baseline a restart looks at to find the drop the baseline may be
+(readings without the meter's main quantity, such as a power sample on an energy meter, are skipped)."""
+
 
 class ProcessorStore(Protocol):
     """The part of ``peakwatch.store.Store`` the processor uses (tests pass an in-memory fake)."""
@@ -95,6 +100,8 @@ class ProcessorStore(Protocol):
     async def write(self, batch: ProcessedBatch) -> None: ...
 
     async def load_meter_states(self) -> list[MeterState]: ...
+
+    async def load_readings_before_baselines(self, count: int) -> list[Reading]: ...
 
     async def load_intervals(self, since_ms: int) -> list[MeterInterval]: ...
 
@@ -717,6 +724,8 @@ class Processor:
         now_ms = self._clock_ms()
         states = await self._store.load_meter_states()
         self.tracker.restore(states)
+        # a baseline that was a drop waits for the next reading to confirm it (or prove it a glitch)
+        self.tracker.suspect_drops(await self._store.load_readings_before_baselines(BEFORE_BASELINE))
         newest_ts: dict[str, int] = {}
         for st in states:
             if st.last_ts_ms > newest_ts.get(st.site_id, st.last_ts_ms - 1):
