@@ -75,6 +75,7 @@ _DATA_REASONS = frozenset(
         RestatementReason.OUT_OF_ORDER,
         RestatementReason.METER_REPLACEMENT,
         RestatementReason.MANUAL,
+        RestatementReason.GLITCH,
     }
 )
 """Reasons that change the ledger: the minutes are rebuilt from ``meter_intervals``."""

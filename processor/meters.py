@@ -26,6 +26,9 @@ arithmetic. The accountant re-derives stored readings with the same function
   it are treated the same way.
 * Meter replacements (``add_replacements``) are applied when accounting reaches them; one recorded
   after accounting passed it is applied by the accountant's re-derivation.
+* A low glitch (a drop the next reading contradicts) takes back what the drop counted with negative
+  amounts, which reach closed windows as late data, and is listed in ``StepOutput.glitches`` so that
+  the meter is re-derived over the span (a ``glitch`` restatement).
 * A reading without a value for the main quantity (e.g. power on an energy meter) is stored raw with no
   energy and does not move the baseline.
 * Out-of-order, duplicate and late events are aggregated to one per meter and step, so a replay storm
@@ -46,6 +49,7 @@ from peakwatch.domain.energy import (
     LONG_GAP_MS,
     NEVER_MS,
     OUT_OF_ORDER,
+    RETRACTED,
     MeterRegister,
     Note,
     split_interval,
@@ -117,6 +121,7 @@ class StepOutput:
         "_notes",
         "dead_letters",
         "duplicates",
+        "glitches",
         "now_ms",
         "readings",
         "rederive",
@@ -137,6 +142,9 @@ class StepOutput:
         self.rederive: list[tuple[str, str, int]] = []
         """(site, meter, ts) of every out-of-order reading: its meter's amounts around ``ts`` must be
         re-derived from the stored readings (the live path counted nothing for it)."""
+        self.glitches: list[tuple[str, str, int, int]] = []
+        """(site, meter, pre-drop ts, ts) of every drop the reading at ts proved a glitch: the amounts it
+        took back may belong to closed windows, and the meter is re-derived over that span."""
         self._events: list[MeterEvent] = []
         self._notes: dict[tuple[str, str, MeterFlag], _Note] = {}
 
@@ -228,6 +236,19 @@ class MeterTracker:
                 slot.restore(st.last_ts_ms, st.last_value)
                 slot.seen_ms = st.last_seen_ms
 
+    def suspect_drops(self, before: Iterable[Reading]) -> None:
+        """After ``restore``: stored readings before the meters' baselines, newest first per meter. The
+        newest with the meter's main quantity tells whether the baseline is a drop still pending
+        (``MeterRegister.suspect_drop``)."""
+        done: set[tuple[str, str]] = set()
+        for r in before:
+            slot = self.slot(r.site_id, r.meter_id)
+            value = None if slot is None else slot.get(r)
+            if slot is None or value is None or (r.site_id, r.meter_id) in done:
+                continue
+            done.add((r.site_id, r.meter_id))
+            slot.suspect_drop(r.ts_ms, value)
+
     def add_replacements(self, replacements: Iterable[MeterReplacement]) -> None:
         """Use these meter replacements from now on (a record at the same time as a known one replaces
         it; unknown meters are ignored). One that accounting has already passed was counted as a reset
@@ -310,6 +331,8 @@ class MeterTracker:
                 dropped = _drop(dropped, i)
             elif outcome is OUT_OF_ORDER:
                 out.rederive.append((slot.site_id, slot.meter_id, ts))
+            elif outcome is RETRACTED:
+                out.glitches.append((slot.site_id, slot.meter_id, slot.retract_ts, ts))
             else:  # NEGATIVE
                 out.dead_letters.append(
                     _dead_letter(

@@ -72,6 +72,7 @@ from peakwatch.domain.models import (
     MeterInterval,
     MeterState,
     ProcessedBatch,
+    Reading,
     Restatement,
     RestatementReason,
 )
@@ -88,6 +89,10 @@ if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs
 
 log = logging.getLogger(__name__)
 
+BEFORE_BASELINE = 3
+"""Stored readings before a meter's baseline a restart looks at to find the drop the baseline may be
+(readings without the meter's main quantity, such as a power sample on an energy meter, are skipped)."""
+
 
 class ProcessorStore(Protocol):
     """The part of ``peakwatch.store.Store`` the processor uses (tests pass an in-memory fake)."""
@@ -95,6 +100,8 @@ class ProcessorStore(Protocol):
     async def write(self, batch: ProcessedBatch) -> None: ...
 
     async def load_meter_states(self) -> list[MeterState]: ...
+
+    async def load_readings_before_baselines(self, count: int) -> list[Reading]: ...
 
     async def load_intervals(self, since_ms: int) -> list[MeterInterval]: ...
 
@@ -491,6 +498,12 @@ class Processor:
             if sw is not None and not sw.add(iv.meter_id, iv.window_start_ms, iv.amount, iv.estimated):
                 late.setdefault((iv.site_id, iv.meter_id), []).append(iv)
         restatements: list[Restatement] = []
+        # A low glitch took back what its drop counted: one re-derivation of the meter over the span
+        # (and over its late windows of this step), so the stored windows are exactly the derivation's.
+        glitched: dict[tuple[str, str], tuple[int, int, int]] = {}
+        for site_id, meter_id, t0, ts in out.glitches:
+            first, last, count = glitched.get((site_id, meter_id), (t0, ts + 1, 0))
+            glitched[(site_id, meter_id)] = (min(first, t0), max(last, ts + 1), count + 1)
         for (site_id, meter_id), ivs in late.items():
             first = min(iv.window_start_ms for iv in ivs)
             last = max(iv.window_start_ms for iv in ivs) + self.window_ms
@@ -499,6 +512,10 @@ class Processor:
             out.event_for(
                 site_id, meter_id, MeterFlag.LATE, first, detail + ": windows restated", None, total
             )
+            span = glitched.get((site_id, meter_id))
+            if span is not None:
+                glitched[(site_id, meter_id)] = (min(span[0], first), max(span[1], last), span[2])
+                continue
             restatements.append(
                 Restatement(
                     site_id=site_id,
@@ -506,6 +523,18 @@ class Processor:
                     to_ms=last,
                     reason=RestatementReason.LATE_DATA,
                     detail=detail,
+                )
+            )
+        for (site_id, meter_id), (first, last, count) in glitched.items():
+            restatements.append(
+                Restatement(
+                    site_id=site_id,
+                    meter_id=meter_id,
+                    from_ms=first,
+                    to_ms=last,
+                    reason=RestatementReason.GLITCH,
+                    detail=f"{meter_id}: {count} low reading(s) contradicted by the next: glitch taken "
+                    "back, re-derived",
                 )
             )
         # One request per meter and step, over the range of its out-of-order readings: a replay after a
@@ -695,6 +724,8 @@ class Processor:
         now_ms = self._clock_ms()
         states = await self._store.load_meter_states()
         self.tracker.restore(states)
+        # a baseline that was a drop waits for the next reading to confirm it (or prove it a glitch)
+        self.tracker.suspect_drops(await self._store.load_readings_before_baselines(BEFORE_BASELINE))
         newest_ts: dict[str, int] = {}
         for st in states:
             if st.last_ts_ms > newest_ts.get(st.site_id, st.last_ts_ms - 1):

@@ -24,11 +24,13 @@ from simulators.weather import Weather, WeatherParams
 _KELVIN = 273.15
 
 DATA_CENTRE_METERS: tuple[MeterSpec, ...] = (
-    MeterSpec("facility", Carrier.ELECTRICITY, Role.FACILITY_TOTAL, register_max=1_000_000.0),
-    MeterSpec("it", Carrier.ELECTRICITY, Role.IT_LOAD, zone="hall-1"),
-    MeterSpec("cooling", Carrier.ELECTRICITY, Role.COOLING, zone="hall-1"),
-    MeterSpec("ups-losses", Carrier.ELECTRICITY, Role.UPS_LOSSES, zone="hall-1"),
-    MeterSpec("lighting", Carrier.ELECTRICITY, Role.LIGHTING, zone="hall-1"),
+    MeterSpec(
+        "facility", Carrier.ELECTRICITY, Role.FACILITY_TOTAL, register_max=1_000_000.0, rated_kw=3000.0
+    ),
+    MeterSpec("it", Carrier.ELECTRICITY, Role.IT_LOAD, zone="hall-1", rated_kw=2000.0),
+    MeterSpec("cooling", Carrier.ELECTRICITY, Role.COOLING, zone="hall-1", rated_kw=1000.0),
+    MeterSpec("ups-losses", Carrier.ELECTRICITY, Role.UPS_LOSSES, zone="hall-1", rated_kw=120.0),
+    MeterSpec("lighting", Carrier.ELECTRICITY, Role.LIGHTING, zone="hall-1", rated_kw=30.0),
 )
 """The meters of the demo data centre, identical to ``dc-xiangjiang`` in peakwatch/demo/sites.yaml."""
 

@@ -117,6 +117,8 @@ def registry_document(fleet: Sequence[SiteModel], *, include_demo_rules: bool = 
                 doc["register_max"] = m.register_max
             if m.zone is not None:
                 doc["zone"] = m.zone
+            if m.rated_kw is not None:
+                doc["rated_kw"] = m.rated_kw
             meters.append(doc)
         sites.append(
             {

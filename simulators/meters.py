@@ -48,6 +48,9 @@ class MeterSpec:
     scale: float = 1.0
     """Canonical units (kWh, m3, ...) per unit of ``register_field``: rates stay canonical, payloads
     are in the meter's own unit."""
+    rated_kw: float | None = None
+    """Rated power (gas: m3/h), above the highest rate the model produces: readings implying more are
+    glitches (peakwatch.domain.energy)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,14 +26,14 @@ NATURAL_GAS_LHV_KWH_PER_M3 = 389.31e9 / 1e4 / 3.6e6
 _KELVIN = 273.15
 
 PARK_METERS: tuple[MeterSpec, ...] = (
-    MeterSpec("grid-in", Carrier.ELECTRICITY, Role.GRID_IMPORT, register_max=1_000_000.0),
-    MeterSpec("grid-out", Carrier.ELECTRICITY, Role.GRID_EXPORT, register_max=1_000_000.0),
-    MeterSpec("pv", Carrier.ELECTRICITY, Role.PV_GENERATION),
-    MeterSpec("wind", Carrier.ELECTRICITY, Role.WIND_GENERATION),
-    MeterSpec("bess-charge", Carrier.ELECTRICITY, Role.STORAGE_CHARGE),
-    MeterSpec("bess-discharge", Carrier.ELECTRICITY, Role.STORAGE_DISCHARGE),
-    MeterSpec("heat-pump", Carrier.ELECTRICITY, Role.HEAT_PUMP),
-    MeterSpec("process", Carrier.ELECTRICITY, Role.PROCESS_LOAD),
+    MeterSpec("grid-in", Carrier.ELECTRICITY, Role.GRID_IMPORT, register_max=1_000_000.0, rated_kw=3000.0),
+    MeterSpec("grid-out", Carrier.ELECTRICITY, Role.GRID_EXPORT, register_max=1_000_000.0, rated_kw=4000.0),
+    MeterSpec("pv", Carrier.ELECTRICITY, Role.PV_GENERATION, rated_kw=2500.0),
+    MeterSpec("wind", Carrier.ELECTRICITY, Role.WIND_GENERATION, rated_kw=1500.0),
+    MeterSpec("bess-charge", Carrier.ELECTRICITY, Role.STORAGE_CHARGE, rated_kw=1000.0),
+    MeterSpec("bess-discharge", Carrier.ELECTRICITY, Role.STORAGE_DISCHARGE, rated_kw=1000.0),
+    MeterSpec("heat-pump", Carrier.ELECTRICITY, Role.HEAT_PUMP, rated_kw=300.0),
+    MeterSpec("process", Carrier.ELECTRICITY, Role.PROCESS_LOAD, rated_kw=2500.0),
     MeterSpec(
         "boiler-gas",
         Carrier.NATURAL_GAS,
@@ -41,6 +41,7 @@ PARK_METERS: tuple[MeterSpec, ...] = (
         unit="m3",
         register_field=VOLUME_FIELD,
         reports_power=False,
+        rated_kw=100.0,  # m3/h
     ),
 )
 """The meters of the demo park, identical to ``park-changsha`` in peakwatch/demo/sites.yaml."""

@@ -17,6 +17,16 @@ operators):
   to at most 10 % of the previous value is a **reset** (the register restarted at zero): ``value``.
   Any other drop is a **register drop**: it moves the baseline and counts nothing, because nothing
   justifies any particular amount.
+* **Low glitch**: a drop (reset, rollover or register drop) is provisional until the next reading.
+  If that reading is at or above the pre-drop baseline (and, with ``rated_kw``, its increase over the
+  pre-drop baseline is plausible over ``[pre-drop ts, ts)``), the low reading was a glitch: what the
+  drop counted is taken back from the windows it went to (negative amounts, which reach closed windows
+  as late data), ``value - pre-drop baseline`` is spread over ``[pre-drop ts, ts)``, the event is a
+  ``glitch`` at the low reading's time, and the outcome ``RETRACTED`` asks for a re-derivation, so the
+  stored windows end up as if the low reading never came. Any other next reading confirms the drop.
+  A register that restarts from zero and climbs back past its old value before its next reading is
+  indistinguishable from a glitch and counted as one. The pending drop is not stored: a restarted
+  processor re-establishes it from the stored reading before the baseline (``suspect_drop``).
 * **Glitch** (``Meter.rated_kw`` set): an amount implying more than ``GLITCH_MARGIN`` × the rated rate
   over the interval cannot be energy. It counts 0 and the baseline stays (a spike: the next reading is
   compared with the old baseline again). The glitch value is *held*: when the next reading is again
@@ -106,12 +116,17 @@ class Outcome(enum.Enum):
     """Older than the meter's state: store it raw, no energy, re-derive from stored readings."""
     NEGATIVE = "negative"
     """A negative interval amount: refuse it (dead letter); the state is unchanged."""
+    RETRACTED = "retracted"
+    """Accounted, and it proved the drop before it a glitch: what the drop counted was taken back
+    (negative amounts for its windows). Store it, and re-derive the meter from ``retract_ts`` (the
+    pre-drop baseline's time) so that closed windows are restated."""
 
 
 ACCEPTED: Final = Outcome.ACCEPTED
 DUPLICATE: Final = Outcome.DUPLICATE
 OUT_OF_ORDER: Final = Outcome.OUT_OF_ORDER
 NEGATIVE: Final = Outcome.NEGATIVE
+RETRACTED: Final = Outcome.RETRACTED
 
 _DROP_WORDS: Final[dict[MeterFlag, str]] = {
     MeterFlag.ROLLOVER: "rolled over at its maximum",
@@ -238,6 +253,9 @@ class MeterRegister:
     __slots__ = (
         "cap_per_ms",
         "cumulative",
+        "drop_counted",
+        "drop_ts",
+        "drop_value",
         "estimated",
         "fast_until",
         "floor_ts",
@@ -253,6 +271,7 @@ class MeterRegister:
         "register_max",
         "rep_ts",
         "reps",
+        "retract_ts",
     )
 
     def __init__(self, meter: Meter) -> None:
@@ -275,6 +294,14 @@ class MeterRegister:
         self.hold_ts: int = NEVER_MS
         self.hold_value: float | None = None
         """Cumulative: the last glitch value (``None``: none held), a candidate for a register jump."""
+        self.drop_ts: int = NEVER_MS
+        self.drop_value: float | None = None
+        """Cumulative: the baseline before the drop (reset, rollover, register drop) that set the current
+        one, until the next reading confirms the drop or contradicts it (``None``: no drop pending)."""
+        self.drop_counted = 0.0
+        """What that drop counted over ``[drop_ts, last_ts)``: taken back if it proves a glitch."""
+        self.retract_ts: int = NEVER_MS
+        """The pre-drop baseline's time of the last drop proved a glitch (``RETRACTED``)."""
         self.recent: dict[int, float] = {}
         """Interval registers: amounts by timestamp, to drop duplicates."""
         self.floor_ts: int = NEVER_MS
@@ -290,22 +317,43 @@ class MeterRegister:
     # ------------------------------------------------------------------ state
 
     def _refresh(self) -> None:
-        if not self.cumulative or self.hold_value is not None or self.last_value is None:
+        if (
+            not self.cumulative
+            or self.hold_value is not None
+            or self.drop_value is not None
+            or self.last_value is None
+        ):
             self.fast_until = NEVER_MS
             return
         i = bisect_right(self.rep_ts, self.last_ts)
         self.fast_until = self.rep_ts[i] if i < len(self.rep_ts) else FOREVER_MS
 
     def restore(self, last_ts: int, last_value: float | None) -> None:
-        """Continue from a stored state (the held glitch, if any, is not stored and is forgotten)."""
+        """Continue from a stored state (the held glitch, if any, is not stored and is forgotten; so is a
+        pending drop: ``suspect_drop`` re-establishes it from the stored reading before)."""
         self.last_ts = last_ts
         self.last_value = last_value
         self.hold_ts, self.hold_value = NEVER_MS, None
+        self.drop_value = None
         if self.register is Register.INTERVAL:
             # Only the newest timestamp is known: anything older may have been counted already.
             self.recent = {} if last_value is None else {last_ts: last_value}
             self.floor_ts = last_ts
         self._refresh()
+
+    def suspect_drop(self, previous_ts: int, previous: float) -> None:
+        """After ``restore``: ``(previous_ts, previous)`` is the stored reading before the baseline. If the
+        baseline was a counted drop from it (no replacement in between), the drop is pending again, as if
+        the processor had not restarted."""
+        last_value, last_ts = self.last_value, self.last_ts
+        if not self.cumulative or last_value is None or previous_ts >= last_ts:
+            return
+        if bisect_right(self.rep_ts, previous_ts) != bisect_right(self.rep_ts, last_ts):
+            return
+        delta, flag = register_delta(previous, last_value, self.register_max)
+        if flag is not None and delta <= self.cap_per_ms * (last_ts - previous_ts):
+            self.drop_ts, self.drop_value, self.drop_counted = previous_ts, previous, delta
+            self.fast_until = NEVER_MS
 
     def add_replacement(self, rep: MeterReplacement) -> bool:
         """Record a replacement (one at the same time as a recorded one supersedes it). Returns whether
@@ -366,6 +414,12 @@ class MeterRegister:
             if hi > lo:
                 self._replace(ts, value, self.reps[lo:hi], pending, size_ms, notes)
                 return ACCEPTED
+        drop = self.drop_value
+        if drop is not None:
+            self.drop_value = None  # this reading settles the drop either way
+            if value >= drop and value - drop <= self.cap_per_ms * (ts - self.drop_ts):
+                self._retract(ts, value, drop, pending, size_ms, notes)
+                return RETRACTED
         delta, flag = register_delta(last_value, value, self.register_max)
         if delta <= self.cap_per_ms * (ts - last_ts):
             if flag is not None:
@@ -380,6 +434,9 @@ class MeterRegister:
                 )
             spread(pending, last_ts, ts, delta, size_ms)
             self._move(ts, value)
+            if flag is not None:  # the next reading confirms the drop, or proves it a glitch
+                self.drop_ts, self.drop_value, self.drop_counted = last_ts, last_value, delta
+                self.fast_until = NEVER_MS
             return ACCEPTED
         hold_ts = self.hold_ts
         if held is not None and value >= held and value - held <= self.cap_per_ms * (ts - hold_ts):
@@ -412,6 +469,30 @@ class MeterRegister:
         self.hold_ts, self.hold_value = ts, value
         self.fast_until = NEVER_MS
         return ACCEPTED
+
+    def _retract(
+        self, ts: int, value: float, drop: float, pending: dict[int, float], size_ms: int, notes: list[Note]
+    ) -> None:
+        """The reading after a drop is back at (or above) the pre-drop baseline ``drop``: the drop was a
+        glitch. What it counted is taken back from its windows, and ``value - drop`` is spread over
+        ``[drop_ts, ts)``, as if the low reading had never come."""
+        t0, low_ts, low, counted = self.drop_ts, self.last_ts, self.last_value, self.drop_counted
+        if counted:
+            spread(pending, t0, low_ts, -counted, size_ms)
+        amount = value - drop
+        spread(pending, t0, ts, amount, size_ms)
+        notes.append(
+            (
+                MeterFlag.GLITCH,
+                low_ts,
+                f"drop {drop} -> {low} contradicted by {value} at {ts}: a glitch, not a reset; "
+                f"the {counted} it counted taken back, {amount} counted from {drop} since {t0}",
+                drop,
+                low,
+            )
+        )
+        self.retract_ts = t0
+        self._move(ts, value)
 
     def _replace(
         self,
@@ -533,6 +614,7 @@ class MeterRegister:
         self.last_ts = ts
         self.last_value = value
         self.hold_ts, self.hold_value = NEVER_MS, None
+        self.drop_value = None
         self._refresh()
 
 

@@ -178,6 +178,7 @@ class RestatementReason(enum.StrEnum):
     GREEN_INSTRUMENTS = "green_instruments"
     VALUE_ADDED = "value_added"
     MANUAL = "manual"
+    GLITCH = "glitch"
 
 
 class KpiWindow(msgspec.Struct, frozen=True, kw_only=True):

@@ -156,6 +156,23 @@ async def readings_around(
     return readings
 
 
+async def readings_before_baselines(conn: Conn, count: int) -> list[Reading]:
+    """Per meter with a stored state, up to ``count`` readings just before its baseline, newest first:
+    a restarted processor finds there the drop its meter's baseline may still be pending on."""
+    rows = await conn.fetch(
+        f"""
+        SELECT s.site_id, s.meter_id, {_READING_FIELDS}
+        FROM meter_state s
+        JOIN meters m ON m.site_id = s.site_id AND m.id = s.meter_id
+        CROSS JOIN LATERAL (SELECT * FROM readings r0 WHERE r0.meter_key = m.key AND r0.ts < s.last_ts
+                            ORDER BY r0.ts DESC LIMIT $1) r
+        ORDER BY s.site_id, s.meter_id, r.ts DESC
+        """,
+        count,
+    )
+    return [Reading(**dict(r)) for r in rows]
+
+
 async def replace_intervals(
     conn: Conn,
     site_id: str,

@@ -12,8 +12,9 @@ import msgspec
 
 from peakwatch.config import Registry
 from peakwatch.domain.kpis import sum_components
-from peakwatch.domain.models import KpiWindow, MeterInterval, MeterState, ProcessedBatch, Site
+from peakwatch.domain.models import KpiWindow, MeterInterval, MeterState, ProcessedBatch, Reading, Site
 from peakwatch.errors import StoreError
+from peakwatch.store import restate
 from peakwatch.store.access import AccessStore
 from peakwatch.store.codec import register_codecs
 from peakwatch.store.conn import Conn
@@ -251,6 +252,11 @@ class Store(Pooled):
             "FROM meter_state ORDER BY site_id, meter_id",
         )
         return [convert(r, MeterState) for r in rows]
+
+    async def load_readings_before_baselines(self, count: int) -> list[Reading]:
+        """Up to ``count`` stored readings before each meter's baseline, newest first (a restart)."""
+        async with self.transaction("loading readings before meter baselines") as conn:
+            return await restate.readings_before_baselines(conn, count)
 
     async def load_intervals(self, since_ms: int) -> list[MeterInterval]:
         """Per-meter amounts of windows starting at or after ``since_ms`` (restores open windows)."""

@@ -163,6 +163,63 @@ async def test_counter_reset_keeps_totals_exact(store: Store) -> None:
     assert quarter.facility_kwh == pytest.approx(135.0)
 
 
+@pytest.mark.parametrize("restart", [False, True], ids=["live", "restarted"])
+async def test_low_glitch_in_closed_windows_is_taken_back(store: Store, restart: bool) -> None:
+    """README tour step 5: one low facility reading (23.4 kWh) on a register standing near 1,000 kWh,
+    then nothing from the facility meter until its windows closed, then readings back at the old level.
+    ``restarted``: the processor restarts between the low reading and the one that contradicts it."""
+    rig = Rig(store)
+    await rig.start()
+    await rig.drive(W0, W0 + 3 * MIN)
+    # 3:10 reads 23.4 (<= 10 % of facility_at(3:00) = 1,027): a provisional reset, 23.4 counted over
+    # [3:00, 3:10)
+    await rig.send(
+        [
+            reading("facility", W0 + 3 * MIN + TICK, 23.4),
+            reading("it", W0 + 3 * MIN + TICK, it_at(W0 + 3 * MIN + TICK)),
+        ],
+        W0 + 3 * MIN + TICK + 200,
+    )
+    # the facility meter is quiet until 5:00; windows 3 and 4 close on the IT meter's readings
+    for ts in ticks(W0 + 3 * MIN + 2 * TICK, W0 + 5 * MIN - TICK):
+        await rig.send([reading("it", ts, it_at(ts))], ts + 200)
+    closed = {w.start_ms: w for w in await store.kpi_series("dc", W0, W0 + 5 * MIN)}
+    assert closed[W0 + 3 * MIN].facility_kwh == pytest.approx(23.4)  # what the live path stored
+    if restart:  # the pending drop is not stored: the new processor finds it from the stored readings
+        rig.proc = Processor(rig.bus, store, rig.registry, SETTINGS, clock_ms=rig.clock, poll_timeout_s=0.0)
+        rig.proc.attach_accountant(store)
+        await rig.proc.start()
+    # 5:00 is back at the old level, facility_at(5:00): the drop was a glitch
+    await rig.drive(W0 + 5 * MIN, W0 + 16 * MIN)
+    rig.clock.ms += MIN
+    await rig.proc.flush()
+    await rig.proc.account()
+
+    minutes = await store.kpi_series("dc", W0, W0 + 16 * MIN)
+    # as if 23.4 never came: facility_at(5:00) - facility_at(3:00) = 1.5 x 12 ticks = 18 kWh over
+    # [3:00, 5:00), 9 + 9; every minute 9 kWh facility, 6 kWh IT, PUE 9 / 6 = 1.5
+    assert [w.facility_kwh for w in minutes] == pytest.approx([9.0] * 16)
+    assert [w.it_kwh for w in minutes] == pytest.approx([6.0] * 16)
+    assert [w.pue for w in minutes] == pytest.approx([1.5] * 16)
+    # window 3 had closed with 23.4 (restated); window 4 was still open at 5:00 (lateness 10 s)
+    assert [w.revision > 0 for w in minutes] == [False] * 3 + [True] + [False] * 12
+    revisions = await store.kpi_revisions("dc", "1m", W0 + 3 * MIN)
+    assert [r.reason for r in revisions] == ["glitch"]
+    assert revisions[0].previous.facility_kwh == pytest.approx(23.4)
+    # the quarter hour: 15 x 9 = 135 kWh facility, 15 x 6 = 90 kWh IT, PUE 1.5
+    [quarter] = await store.kpi_series("dc", W0, W0 + 15 * MIN, period="15m")
+    assert (quarter.facility_kwh, quarter.it_kwh) == (pytest.approx(135.0), pytest.approx(90.0))
+    assert quarter.pue == pytest.approx(1.5)
+    async with store.transaction("reading events") as conn:
+        kinds = [
+            r["kind"]
+            for r in await conn.fetch(
+                "SELECT kind FROM meter_events WHERE meter_id = 'facility' AND kind <> 'first' ORDER BY id"
+            )
+        ]
+    assert kinds == ["reset", "glitch", "late"]
+
+
 async def test_meter_replacement_recorded_after_the_fact(store: Store) -> None:
     rig = Rig(store)
     await rig.start()

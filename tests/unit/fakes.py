@@ -124,6 +124,9 @@ class FakeStore:
     async def load_meter_states(self) -> list[MeterState]:
         return list(self.meter_states.values())
 
+    async def load_readings_before_baselines(self, count: int) -> list[Reading]:
+        return []
+
     async def load_intervals(self, since_ms: int) -> list[MeterInterval]:
         return [
             MeterInterval(site_id=s, meter_id=m, window_start_ms=w, amount=a)

@@ -264,6 +264,118 @@ def test_across_replacements_chain() -> None:
     assert after == ReplacementPart(100, 300, -1.0, 0.0)
 
 
+# ------------------------------------------------------------------------------- low glitches
+
+TOUR = [106_680.0, 123.4, 106_715.0, 106_750.0]
+"""README tour: a facility register near 106,680 kWh, one low reading, then back at the old level."""
+RATED_3000 = meter(rated_kw=3000.0)
+"""3,000 kW rated x 1.5 = 4,500 kW: at most 75 kWh per minute."""
+
+
+@pytest.mark.parametrize(
+    ("m", "events"),
+    [
+        # unrated: 123.4 (<= 10 % of 106,680) is a provisional reset, taken back by 106,715
+        (meter(), [MeterFlag.FIRST, MeterFlag.RESET, MeterFlag.GLITCH]),
+        # rated: 123.4 kWh in a minute is 7,404 kW > 4,500: a glitch at once, the baseline stays
+        (RATED_3000, [MeterFlag.FIRST, MeterFlag.GLITCH]),
+    ],
+    ids=["unrated", "rated"],
+)
+def test_the_tour_low_reading_is_a_glitch_not_a_reset(m: Meter, events: list[MeterFlag]) -> None:
+    d = derive(m, [energy(W[i], v) for i, v in enumerate(TOUR)])
+    # as if 123.4 never came: 106,715 - 106,680 = 35 over [W0, W2) = 17.5 + 17.5; then
+    # 106,750 - 106,715 = 35 in [W2, W3). Total 70 = 106,750 - 106,680.
+    assert d.amounts == pytest.approx({W[0]: 17.5, W[1]: 17.5, W[2]: 35.0})
+    assert kinds(d) == events
+    assert d.events[-1].ts_ms == W[1]  # flagged at the low reading
+    assert d.events[-1].value == 123.4
+
+
+def test_the_tour_glitch_live_takes_back_the_reset() -> None:
+    reg, notes = MeterRegister(meter()), []  # type: ignore[var-annotated]
+    pending: dict[int, float] = {}
+    assert reg.account(W[0], 106_680.0, pending, MIN, notes) is Outcome.ACCEPTED
+    assert reg.account(W[1], 123.4, pending, MIN, notes) is Outcome.ACCEPTED
+    # provisional reset: 123.4 (<= 10 % of 106,680 = 10,668) counted over [W0, W1)
+    assert pending == {W[0]: 123.4}
+    assert [n[0] for n in notes] == [MeterFlag.FIRST, MeterFlag.RESET]
+    taken: dict[int, float] = {}  # the next step's amounts (W0 has been written already)
+    assert reg.account(W[2], 106_715.0, taken, MIN, notes) is Outcome.RETRACTED
+    # -123.4 back to W0, then 35 over [W0, W2): W0 = -123.4 + 17.5 = -105.9, W1 = 17.5
+    assert taken == pytest.approx({W[0]: -105.9, W[1]: 17.5})
+    assert reg.retract_ts == W[0]
+    assert (reg.last_ts, reg.last_value) == (W[2], 106_715.0)
+    # the written 123.4 plus the correction: 123.4 - 105.9 = 17.5, the glitch-free amount
+    assert pending[W[0]] + taken[W[0]] == pytest.approx(17.5)
+
+
+def test_a_small_low_glitch_under_rated_power_is_taken_back() -> None:
+    # rated 3,000 kW: 5 kWh in a minute (300 kW) is a plausible reset, so it counts 5 for now;
+    # 106,715 is 35 above 106,680 in 2 minutes (1,050 kW <= 4,500): the 5 is taken back, 17.5 + 17.5
+    d = derive(RATED_3000, [energy(W[0], 106_680.0), energy(W[1], 5.0), energy(W[2], 106_715.0)])
+    assert d.amounts == pytest.approx({W[0]: 17.5, W[1]: 17.5})
+    assert kinds(d) == [MeterFlag.FIRST, MeterFlag.RESET, MeterFlag.GLITCH]
+
+
+def test_a_real_reset_keeps_counting_from_zero() -> None:
+    d = derive(meter(), [energy(W[i], v) for i, v in enumerate([106_680.0, 0.4, 35.4, 70.4])])
+    # 0.4 counted as the reset over [W0, W1); 35.4 < 106,680 confirms it: 35 + 35 after
+    assert d.amounts == pytest.approx({W[0]: 0.4, W[1]: 35.0, W[2]: 35.0})
+    assert kinds(d) == [MeterFlag.FIRST, MeterFlag.RESET]
+
+
+def test_a_register_drop_contradicted_counts_the_whole_interval() -> None:
+    # 60,000 is 56 % of 106,680: a register drop (0 counted); 106,715 contradicts it: 35 over [W0, W2)
+    d = derive(meter(), [energy(W[0], 106_680.0), energy(W[1], 60_000.0), energy(W[2], 106_715.0)])
+    assert d.amounts == pytest.approx({W[0]: 17.5, W[1]: 17.5})
+    assert kinds(d) == [MeterFlag.FIRST, MeterFlag.REGISTER_DROP, MeterFlag.GLITCH]
+
+
+def test_rollover_real_and_glitch() -> None:
+    m = meter(register_max=1_000_000.0)
+    real = derive(m, [energy(W[0], 999_990.0), energy(W[1], 5.0), energy(W[2], 20.0)])
+    # 1,000,000 - 999,990 + 5 = 15 over [W0, W1), then 20 - 5 = 15
+    assert real.amounts == pytest.approx({W[0]: 15.0, W[1]: 15.0})
+    assert kinds(real) == [MeterFlag.FIRST, MeterFlag.ROLLOVER]
+    glitch = derive(m, [energy(W[0], 999_990.0), energy(W[1], 5.0), energy(W[2], 999_995.0)])
+    # 999,995 is back above 999,990: the 15 taken back, 5 over [W0, W2) = 2.5 + 2.5
+    assert glitch.amounts == pytest.approx({W[0]: 2.5, W[1]: 2.5})
+    assert kinds(glitch) == [MeterFlag.FIRST, MeterFlag.ROLLOVER, MeterFlag.GLITCH]
+
+
+def test_a_glitch_then_a_real_reset() -> None:
+    values = [106_680.0, 123.4, 106_715.0, 0.5, 35.5]
+    d = derive(meter(), [energy(W[i], v) for i, v in enumerate(values)])
+    # 17.5 + 17.5 (glitch taken back), 0.5 (reset over [W2, W3)), 35.5 - 0.5 = 35 confirms it
+    assert d.amounts == pytest.approx({W[0]: 17.5, W[1]: 17.5, W[2]: 0.5, W[3]: 35.0})
+    assert kinds(d) == [MeterFlag.FIRST, MeterFlag.RESET, MeterFlag.GLITCH, MeterFlag.RESET]
+
+
+def test_a_glitch_with_an_out_of_order_reading_in_its_span() -> None:
+    readings = [energy(W[0], 106_680.0), energy(W[1], 123.4), energy(W[2], 106_715.0)]
+    readings.insert(2, energy(W[0] + 30_000, 106_690.0))  # arrives late, belongs before the glitch
+    d = derive(meter(), readings)
+    # 10 over [W0, W0+30s); glitch taken back; 106,715 - 106,690 = 25 over [W0+30s, W2) (90 s):
+    # W0 gets 25 x 30/90 = 8.333..., W1 25 x 60/90 = 16.666...; W0 = 10 + 8.333... = 18.333...
+    assert d.amounts == pytest.approx({W[0]: 10 + 25 / 3, W[1]: 50 / 3})
+    assert kinds(d)[-1] is MeterFlag.GLITCH
+
+
+def test_a_restarted_register_re_establishes_the_pending_drop() -> None:
+    reg, notes = MeterRegister(meter()), []  # type: ignore[var-annotated]
+    pending: dict[int, float] = {}
+    reg.restore(W[1], 123.4)  # the stored baseline is the low reading
+    reg.suspect_drop(W[0], 106_680.0)  # the stored reading before it
+    assert reg.account(W[2], 106_715.0, pending, MIN, notes) is Outcome.RETRACTED
+    # the 123.4 counted before the restart is taken back from W0; 35 over [W0, W2)
+    assert pending == pytest.approx({W[0]: -123.4 + 17.5, W[1]: 17.5})
+    plain = MeterRegister(meter())
+    plain.restore(W[1], 123.4)
+    plain.suspect_drop(W[0], 123.0)  # not a drop: nothing pending, plain differencing
+    assert plain.account(W[2], 124.4, pending, MIN, notes) is Outcome.ACCEPTED
+
+
 # -------------------------------------------------------------------------------- re-derivation
 
 

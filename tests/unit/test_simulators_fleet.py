@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 import pytest
 
 from peakwatch.config import Registry
+from peakwatch.domain.models import MeterFlag, Reading, ReadingBatch
 from peakwatch.domain.units import PAYLOAD_FIELDS
+from processor.meters import MeterTracker, StepOutput
 from simulators.fleet import FleetSpec, build_fleet, registry_yaml, site_infos, template_position
 from simulators.options import SimulationOptions
 
@@ -120,3 +124,24 @@ def test_demo_options_feed_only_registry_sites(
     assert (options.sites, options.site_ids) == (sites, site_ids)
     assert options.backfill_ms == 600_000
     assert SimulationOptions.demo(registry_sites, seed=4).seed == 4
+
+
+@pytest.mark.parametrize("day", ["2025-01-15", "2025-07-20"], ids=["winter", "summer"])
+def test_demo_readings_are_never_glitches_against_the_demo_rated_power(day: str) -> None:
+    """The demo registry's rated_kw sits above every rate the simulators produce (peakwatch/demo/sites.yaml
+    lists the yearly peaks): a whole winter or summer day of 10-s readings of both demo sites, through the
+    processor's meter rules, gives no glitch event."""
+    registry = Registry.bundled_demo()
+    assert all(m.rated_kw is not None for m in registry.meters.values())
+    tracker = MeterTracker(registry, 60_000)
+    start = int(datetime.fromisoformat(f"{day}T00:00:00+08:00").timestamp() * 1000)
+    out = StepOutput()
+    for model in build_fleet(FleetSpec(sites=2)):
+        readings = [
+            Reading(site_id=s.site_id, meter_id=s.meter_id, ts_ms=s.ts_ms, **s.fields)  # type: ignore[arg-type]
+            for ts in range(start, start + 86_400_000 + 1, 10_000)
+            for s in model.step(ts)
+        ]
+        tracker.apply_batch(ReadingBatch(model.info.id, readings), out)
+    kinds = {e.kind for e in out.events()}
+    assert kinds == {MeterFlag.FIRST}
