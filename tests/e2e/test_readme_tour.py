@@ -85,8 +85,8 @@ def _banner(log_path: Path, proc: subprocess.Popen[bytes], deadline: float) -> d
     while True:
         text = log_path.read_text()
         password = re.search(r"one-time password ([A-Za-z0-9_-]{20,})", text)
-        api = re.search(r"(http://127\.0\.0\.1:\d+)/docs", text)
-        mqtt = re.search(r"(mqtt://127\.0\.0\.1:\d+)", text)
+        api = re.search(r"Dashboard\s+(http://127\.0\.0\.1:\d+)/", text)
+        mqtt = re.search(r"Broker\s+(mqtt://127\.0\.0\.1:\d+)", text)
         if password and api and mqtt:
             return {"password": password.group(1), "api": api.group(1), "mqtt": mqtt.group(1)}
         assert proc.poll() is None, text
@@ -142,7 +142,7 @@ def test_readme_tour_as_written_keeps_the_demo_plausible(tmp_path: Path, data_di
             {
                 "<one-time password>": banner["password"],
                 "<at least 12 characters>": NEW_PASSWORD,
-                "<MQTT URL from the banner>": banner["mqtt"],
+                "<broker URL from the banner>": banner["mqtt"],
                 README_API: api,
             },
         )
