@@ -219,8 +219,10 @@ class SitePublic(BaseModel):
         description="Location-based grid factor: the site's own choice, else its factor set's `grid` slot; "
         "null when the running configuration does not know the site's factor set.",
     )
-    pue_category: str = Field(
-        examples=["category 1"], description="Measurement category stated with every published PUE."
+    pue_category: str | None = Field(
+        examples=["category 1"],
+        description="Measurement category stated with every published PUE; null: not stated in the "
+        "registry (no category is assumed).",
     )
     labels: dict[str, str] = Field(
         examples=[{"class": "new-large"}], description="Registry labels; alert rules select sites by them."
@@ -296,7 +298,8 @@ class KpiWindowPublic(BaseModel):
         "Interim unless period is 12mo; quote with pue_category."
     )
     pue_category: str | None = Field(
-        description="The site's PUE measurement category (ISO/IEC 30134-2); null for parks."
+        description="The site's PUE measurement category (ISO/IEC 30134-2); null for parks and for a "
+        "data centre whose registry entry does not state one."
     )
     ppue: dict[str, float | None] = Field(
         description="Partial PUE per zone: zone electricity (IT, cooling, lighting, losses) ÷ zone IT kWh."

@@ -155,7 +155,7 @@ class _SiteDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timezone: str = "Asia/Shanghai"
     grid_factor: str | None = None
     factor_set: str = DEFAULT_SET.name
-    pue_category: str = "category 1"
+    pue_category: str | None = None
     labels: dict[str, str] = {}
     meters: list[_MeterDoc] = []
 
@@ -315,7 +315,7 @@ class Registry:
                     f"{source}: site {s.id}: unknown factor_set {s.factor_set!r}; "
                     f"known: {', '.join(sorted(factors.sets))}"
                 )
-            if not s.pue_category.strip():
+            if s.pue_category is not None and not s.pue_category.strip():
                 raise ConfigError(f"{source}: site {s.id}: pue_category must not be empty")
             for key, value in s.labels.items():
                 if not _ID.match(key) or not _ID.match(value):
