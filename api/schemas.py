@@ -429,10 +429,24 @@ class KpiWindowPublic(BaseModel):
         )
 
 
+class RestatementCausePublic(BaseModel):
+    request_id: int | None = Field(description="The restatement request (`GET /restatements`); null: none.")
+    reason: str = Field(examples=["value_added"])
+    detail: str
+
+
 class KpiRevisionPublic(BaseModel):
     revision: int = Field(description="The revision number these earlier values had (0: first computation).")
-    reason: str = Field(examples=["late_data"], description="Why these values were replaced.")
-    detail: str
+    reason: str = Field(
+        examples=["late_data"],
+        description="Why these values were replaced: each cause's reason, comma-separated, in request order "
+        "(`value_added`, or `green_instruments,value_added` when one recomputation applied both).",
+    )
+    detail: str = Field(description="Each cause's detail, separated by `; `.")
+    causes: list[RestatementCausePublic] = Field(
+        description="Every request whose input these values no longer reflect (empty for revisions made "
+        "before causes were recorded)."
+    )
     replaced_at: datetime
     replaced_ms: int
     previous: KpiWindowPublic = Field(description="The window as it was before this restatement.")
@@ -443,6 +457,7 @@ class KpiRevisionPublic(BaseModel):
             revision=r.previous.revision,
             reason=r.reason,
             detail=r.detail,
+            causes=[RestatementCausePublic.model_validate(c) for c in r.causes],
             replaced_at=datetime_from_ms(r.replaced_ms),
             replaced_ms=r.replaced_ms,
             previous=KpiWindowPublic.from_window(r.previous, site),
@@ -716,6 +731,11 @@ class RestatementPublic(BaseModel):
     done_at: datetime | None
     done_ms: int | None
     status: Literal["pending", "done"]
+    restated: int = Field(
+        description="Window revisions that cite this request as a cause (0: it changed nothing, e.g. a "
+        "factor no window used). Another request's recomputation may have applied it first; the "
+        "revisions still name it."
+    )
 
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
@@ -736,6 +756,7 @@ class RestatementPublic(BaseModel):
             done_at=_dt(r.done_ms),
             done_ms=r.done_ms,
             status="pending" if r.done_ms is None else "done",
+            restated=r.restated,
         )
 
 

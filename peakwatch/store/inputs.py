@@ -39,7 +39,7 @@ the years it was used for, so no narrower range is safe)."""
 
 _RESTATEMENT_SELECT: Final = """
 SELECT id, site_id, meter_id, from_ts AS from_ms, to_ts AS to_ms, reason, detail,
-       requested_at AS requested_ms, done_at AS done_ms
+       requested_at AS requested_ms, done_at AS done_ms, restated, factor_id
 FROM restatement_requests"""
 _FACTOR_SELECT: Final = """
 SELECT id, version, value, unit, source, data_year, published, status, recorded_at AS recorded_ms
@@ -135,6 +135,7 @@ class InputsStore(Pooled):
                 now + DAY_MS,
                 RestatementReason.FACTOR_REVISION,
                 detail or f"factor {factor.ref} = {factor.value:g} {factor.unit}",
+                factor_id=factor.id,
             )
 
     # ---------------------------------------------------------------- meter replacements
@@ -351,10 +352,12 @@ class InputsStore(Pooled):
                 WITH taken AS (
                     UPDATE restatement_requests SET done_at = now()
                     WHERE id = $1 AND site_id IS NULL AND done_at IS NULL
-                    RETURNING from_ts, to_ts, reason, detail
+                    RETURNING from_ts, to_ts, reason, detail, factor_id
                 )
-                INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail)
-                SELECT s.id, NULL, t.from_ts, t.to_ts, t.reason, t.detail FROM taken t, sites s ORDER BY s.id
+                INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail,
+                                                  factor_id)
+                SELECT s.id, NULL, t.from_ts, t.to_ts, t.reason, t.detail, t.factor_id
+                FROM taken t, sites s ORDER BY s.id
                 """,
                 request_id,
             )
@@ -415,17 +418,21 @@ async def _queue(
     to_ms: int,
     reason: RestatementReason | str,
     detail: str,
+    *,
+    factor_id: str | None = None,
 ) -> RestatementRequest:
     row = await conn.fetchrow(
-        "INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail) "
-        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, site_id, meter_id, from_ts AS from_ms, "
-        "to_ts AS to_ms, reason, detail, requested_at AS requested_ms, done_at AS done_ms",
+        "INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail, factor_id) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, site_id, meter_id, from_ts AS from_ms, "
+        "to_ts AS to_ms, reason, detail, requested_at AS requested_ms, done_at AS done_ms, restated, "
+        "factor_id",
         site_id,
         meter_id,
         from_ms,
         to_ms,
         str(reason),
         detail,
+        factor_id,
     )
     assert row is not None
     request: RestatementRequest = convert(row, RestatementRequest)

@@ -308,8 +308,8 @@ class Store(Pooled):
         """Earlier values of one window, oldest first (empty: never restated)."""
         rows = await self._fetch(
             "reading KPI revisions",
-            "SELECT revision, reason, detail, replaced_at AS replaced_ms, previous FROM kpi_revisions "
-            "WHERE site_id = $1 AND period = $2 AND window_start = $3 ORDER BY revision",
+            "SELECT revision, reason, detail, replaced_at AS replaced_ms, previous, causes "
+            "FROM kpi_revisions WHERE site_id = $1 AND period = $2 AND window_start = $3 ORDER BY revision",
             site_id,
             period,
             start_ms,

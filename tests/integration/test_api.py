@@ -529,6 +529,7 @@ async def test_kpi_revisions(store: Store, client: httpx.AsyncClient, sites: Sit
     assert body["current"]["revision"] == 1
     [earlier] = body["revisions"]
     assert (earlier["revision"], earlier["reason"], earlier["detail"]) == (0, "late_data", "3 late readings")
+    assert earlier["causes"] == [{"request_id": None, "reason": "late_data", "detail": "3 late readings"}]
     assert earlier["previous"]["facility_kwh"] == 100.0
     assert earlier["previous"]["pue"] == 1.25
     assert earlier["previous"]["revision"] == 0
