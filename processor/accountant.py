@@ -167,6 +167,9 @@ class Accountant:
         if versions:
             self.library = self._registry.factors.with_overrides(tuple(versions))
             self._on_factors(self.library)
+        # a factor overridden in the registry YAML since the last start restates like an API revision
+        for queued in await self._store.inputs.sync_factors(list(self.library)):
+            log.info("factor changed since the last start, restating: %s", queued.detail)
         self._on_replacements(await self._store.inputs.list_replacements(None, None))
         async with self._store.transaction("loading accounting frontiers") as conn:
             self._done = await restate.frontiers(conn)  # periods never materialised start lazily

@@ -127,6 +127,12 @@ class InputsStore(Pooled):
                 raise ConflictError(
                     f"factor {factor.id!r} got another version at the same time; read it and retry"
                 ) from exc
+            stored = await conn.fetchrow(
+                _FACTOR_SELECT + " WHERE id = $1 ORDER BY version DESC LIMIT 1", factor.id
+            )
+            assert stored is not None
+            # known from now on: the next start's registry sync does not queue it a second time
+            await _record_factors(conn, [convert(stored, Factor)], only_known=True)
             return await _queue(
                 conn,
                 None,
@@ -137,6 +143,37 @@ class InputsStore(Pooled):
                 detail or f"factor {factor.ref} = {factor.value:g} {factor.unit}",
                 factor_id=factor.id,
             )
+
+    async def sync_factors(self, current: Sequence[Factor]) -> list[RestatementRequest]:
+        """Compare the factors a processor starts with (code defaults, registry YAML, API versions) with
+        those the last start recorded, and queue a ``factor_revision`` (every site, as the API does) for
+        each factor whose version changed: a factor overridden in the YAML restates what it affects
+        instead of applying to new windows only. The first sync only records (nothing to compare with).
+        Processors starting together take turns (table lock), so a change is queued once."""
+        now = now_ms()
+        requests: list[RestatementRequest] = []
+        async with self._transaction("syncing factor versions") as conn:
+            await conn.execute("LOCK TABLE factor_sync IN EXCLUSIVE MODE")
+            rows = await conn.fetch("SELECT id, ref, value, unit FROM factor_sync")
+            known = {r["id"]: r for r in rows}
+            for f in current:
+                was = known.get(f.id)
+                if was is None or (was["ref"], was["value"], was["unit"]) == (f.ref, f.value, f.unit):
+                    continue  # new (no window used it yet) or unchanged
+                requests.append(
+                    await _queue(
+                        conn,
+                        None,
+                        None,
+                        FACTOR_RESTATE_FROM_MS,
+                        now + DAY_MS,
+                        RestatementReason.FACTOR_REVISION,
+                        f"factor {f.ref} (registry): {was['value']:g} -> {f.value:g} {f.unit}",
+                        factor_id=f.id,
+                    )
+                )
+            await _record_factors(conn, current)
+        return requests
 
     # ---------------------------------------------------------------- meter replacements
 
@@ -408,6 +445,22 @@ async def _site_month(conn: Conn, site_id: str, month: date) -> tuple[int, int]:
     if tz is None:
         raise StoreError(f"unknown site {site_id!r}", retryable=False)
     return month_range_ms(month, str(tz))
+
+
+async def _record_factors(conn: Conn, factors: Sequence[Factor], *, only_known: bool = False) -> None:
+    """Remember the factors' current versions (``only_known``: only ids recorded already, so a sync
+    table that was never filled stays empty until a processor's first start fills it)."""
+    if only_known:
+        await conn.executemany(
+            "UPDATE factor_sync SET ref = $2, value = $3, unit = $4 WHERE id = $1",
+            [(f.id, f.ref, f.value, f.unit) for f in factors],
+        )
+        return
+    await conn.executemany(
+        "INSERT INTO factor_sync (id, ref, value, unit) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE "
+        "SET ref = EXCLUDED.ref, value = EXCLUDED.value, unit = EXCLUDED.unit",
+        [(f.id, f.ref, f.value, f.unit) for f in factors],
+    )
 
 
 async def _queue(

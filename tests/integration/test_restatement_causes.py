@@ -107,3 +107,48 @@ async def test_a_revision_changed_by_two_inputs_lists_both(store: Store) -> None
     assert (requests[certificates.id].restated, requests[value.id].restated) == (2, 1)
     [year] = await store.kpi_revisions("park", "12mo", 1_740_758_400_000)  # 2025-03-01 .. 2026-03-01 local
     assert year.reason == "green_instruments"
+
+
+async def test_a_factor_overridden_in_the_registry_restates_stored_windows(store: Store) -> None:
+    await _park(store)
+    [month] = await store.kpi_series("park", FEB, MAR, period="1mo")
+    assert month.factors_used["grid"] == "grid.cn.hunan.2023@1"
+    # the operator overrides the park's grid factor in the YAML and restarts the processor
+    overridden = Registry.from_text(
+        PARK_YAML
+        + """
+factors:
+  - id: grid.cn.hunan.2023
+    value: 0.5
+    unit: kgCO2/kWh
+    source: provincial corrigendum
+    data_year: 2023
+    published: "2026-06-30"
+    status: verified
+"""
+    )
+    restarted = Accountant(store, overridden, committed=lambda: {"park": MAR}, closed=lambda: {"park": MAR})
+    await restarted.start()
+    [queued] = await store.inputs.list_restatements(1, pending=True)
+    assert (queued.reason, queued.site_id, queued.factor_id) == (
+        "factor_revision",
+        None,
+        "grid.cn.hunan.2023",
+    )
+    assert queued.detail == "factor grid.cn.hunan.2023@2 (registry): 0.4976 -> 0.5 kgCO2/kWh"
+    await restarted.run_once()
+
+    # every stored window is at the new version: no history mixing @1 and @2
+    for period in ("1m", "15m", "1h", "1d", "1mo"):
+        for w in await store.kpi_series("park", FEB, MAR, period=period):
+            assert w.factors_used["grid"] == "grid.cn.hunan.2023@2", (period, w.start_ms)
+    [month] = await store.kpi_series("park", FEB, MAR, period="1mo")
+    assert month.emissions_kg == pytest.approx(1000 * 0.5)  # 600 + 400 kWh imported
+    [revision] = await store.kpi_revisions("park", "1mo", FEB)
+    assert revision.causes == [
+        {"request_id": queued.id, "reason": "factor_revision", "detail": queued.detail}
+    ]
+    # a second start with the same registry queues nothing
+    again = Accountant(store, overridden, committed=lambda: {"park": MAR}, closed=lambda: {"park": MAR})
+    await again.start()
+    assert await store.inputs.list_restatements(1, pending=True) == []
