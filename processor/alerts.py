@@ -12,14 +12,14 @@ from __future__ import annotations
 import collections
 import logging
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from peakwatch.config import Registry
 from peakwatch.domain.models import AlertChange, KpiWindow, Meter, Site
 from peakwatch.domain.rules import (
+    RESTATED,
     AlertState,
-    Evidence,
     RuleState,
     StalenessRule,
     ThresholdRule,
@@ -27,6 +27,13 @@ from peakwatch.domain.rules import (
     evaluate,
     gated,
     staleness,
+)
+from processor.rejudge import (
+    RECENT_WINDOWS,
+    Judged,
+    judged,
+    rejudge_from,
+    rejudged_state,
 )
 
 if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs the record's shape
@@ -96,21 +103,16 @@ def _compares(rule: ThresholdRule | StalenessRule) -> tuple[object, ...]:
     return ("threshold", rule.kpi, rule.op, rule.change_over_ms)
 
 
-def evidence(window: KpiWindow) -> Evidence:
-    """What a rule's gates look at: completeness and the mean IT load over the window."""
-    hours = (window.end_ms - window.start_ms) / 3_600_000
-    it_kw = None if window.it_kwh is None or hours <= 0 else window.it_kwh / hours
-    return Evidence(completeness=window.completeness, it_kw=it_kw)
-
-
 class _Tracked:
-    __slots__ = ("history", "last_end_ms", "state")
+    __slots__ = ("history", "last_end_ms", "recent", "state")
 
     def __init__(self, state: RuleState, last_end_ms: int) -> None:
         self.state = state
         self.last_end_ms = last_end_ms
         self.history: collections.deque[tuple[int, float]] = collections.deque()
         """Rate-of-change rules: recent ``(window end, value)``, as far back as the span needs."""
+        self.recent: collections.deque[Judged] = collections.deque(maxlen=RECENT_WINDOWS)
+        """The last windows judged live: a re-judgement takes those not yet stored from here."""
 
 
 class RuleEngine:
@@ -129,6 +131,8 @@ class RuleEngine:
         self._orphans: list[AlertChange] = []
         """Open alerts no current rule produces: closed at the next step."""
         self._last_staleness_ms: int | None = None
+        self._rejudged: list[AlertChange] = []
+        """Changes re-judgements of restated windows made: emitted first at the next step."""
         self._configure((*registry.rules, *registry.staleness_rules) if rules is None else tuple(rules))
 
     def _configure(self, rules: tuple[ThresholdRule | StalenessRule, ...]) -> None:
@@ -246,23 +250,73 @@ class RuleEngine:
             if window.end_ms <= tracked.last_end_ms:
                 continue
             tracked.last_end_ms = window.end_ms
-            value = getattr(window, rule.kpi)
-            window_evidence = evidence(window)
-            if rule.change_over_ms is not None and value is not None:
-                # a window the gates refuse is no evidence, and no baseline for later changes either
-                value = (
-                    None
-                    if gated(rule, window_evidence) is not None
-                    else self._change_over(
-                        tracked, rule.change_over_ms, window.end_ms, value, window.end_ms - window.start_ms
-                    )
-                )
+            seen = judged(window, rule.kpi)
+            tracked.recent.append(seen)
             old = tracked.state
-            new = evaluate(rule, old, value, window.start_ms, window.end_ms, window_evidence)
-            tracked.state = new
+            new = tracked.state = self._judge(rule, tracked, seen)
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
-            changes.append(self._note(self._change(rule, window, old, new)))
+            changes.append(
+                self._note(self._change(rule, window.site_id, window.start_ms, window.end_ms, old, new))
+            )
+        return changes
+
+    def _judge(self, rule: ThresholdRule, tracked: _Tracked, w: Judged) -> RuleState:
+        """The rule's next state after window ``w`` (the rate-of-change history moves along)."""
+        value = w.value
+        if rule.change_over_ms is not None and value is not None:
+            # a window the gates refuse is no evidence, and no baseline for later changes either
+            value = (
+                None
+                if gated(rule, w.evidence) is not None
+                else self._change_over(tracked, rule.change_over_ms, w.end_ms, value, w.end_ms - w.start_ms)
+            )
+        return evaluate(rule, tracked.state, value, w.start_ms, w.end_ms, w.evidence)
+
+    # ------------------------------------------------------------------ restated windows
+
+    def rejudge_span(self, site_id: str, from_ms: int) -> tuple[int, int] | None:
+        """The stored windows a re-judgement of the site's rules needs after windows from ``from_ms``
+        were restated: ``[start, end)`` (``None``: no rule has judged a window that late yet)."""
+        spans = [
+            (rejudge_from(rule, t.state, t.last_end_ms, from_ms), t.last_end_ms)
+            for rule in self._by_site.get(site_id, ())
+            if (t := self._tracked.get(fingerprint(rule.name, site_id))) is not None
+            and from_ms < t.last_end_ms
+        ]
+        if not spans:
+            return None
+        return min(s for s, _ in spans), max(e for _, e in spans)
+
+    def rejudge(self, site_id: str, from_ms: int, stored: Sequence[KpiWindow], stored_to: int) -> None:
+        """Judge again, from a state with no alert, the windows of every rule of the site whose look-back
+        reaches restated windows (from ``from_ms``): the stored ones up to ``stored_to`` (restated), then
+        those judged live after it (not stored yet). An open alert whose evidence vanished closes with
+        reason ``restated``; one whose breach now starts elsewhere gets the corrected start; a breach the
+        restated windows now show opens. The changes go out at the next step, before its windows
+        (``take_rejudged``)."""
+        for rule in self._by_site.get(site_id, ()):
+            tracked = self._tracked.get(fingerprint(rule.name, site_id))
+            if tracked is None or from_ms >= tracked.last_end_ms:
+                continue
+            start = rejudge_from(rule, tracked.state, tracked.last_end_ms, from_ms)
+            replay = _Tracked(RuleState(), start)
+            replayed = [judged(w, rule.kpi) for w in stored if start <= w.start_ms and w.end_ms <= stored_to]
+            for w in replayed + [w for w in tracked.recent if w.start_ms >= stored_to]:
+                replay.state = self._judge(rule, replay, w)
+            old = tracked.state
+            new, closing = rejudged_state(old, replay.state)
+            tracked.state, tracked.history = replay.state, replay.history
+            if new is None:
+                continue
+            change = self._change(
+                rule, site_id, new.since_ms or start, tracked.last_end_ms, old, new, closing
+            )
+            self._rejudged.append(self._note(change))
+
+    def take_rejudged(self) -> list[AlertChange]:
+        """The alert changes re-judgements made since the last call, in order."""
+        changes, self._rejudged = self._rejudged, []
         return changes
 
     @staticmethod
@@ -387,19 +441,28 @@ class RuleEngine:
             labels=alert_labels(base, site, rule.labels),
         )
 
-    def _change(self, rule: ThresholdRule, window: KpiWindow, old: RuleState, new: RuleState) -> AlertChange:
-        site = self._registry.sites.get(window.site_id)
+    def _change(
+        self,
+        rule: ThresholdRule,
+        site_id: str,
+        start_ms: int,
+        end_ms: int,
+        old: RuleState,
+        new: RuleState,
+        reason: str | None = None,
+    ) -> AlertChange:
+        site = self._registry.sites.get(site_id)
         value_text = "n/a" if new.value is None else f"{new.value:.4g}"
         fallback = (
-            f"{rule.name} {new.state.value} at {window.site_id}: {rule.kpi} = {value_text} "
+            f"{rule.name} {new.state.value} at {site_id}: {rule.kpi} = {value_text} "
             f"(rule: {rule.op} {rule.threshold})"
         )
         summary = render_summary(
             rule.summary,
             {
                 "value": new.value,
-                "site": window.site_id,
-                "site_name": site.name if site else window.site_id,
+                "site": site_id,
+                "site_name": site.name if site else site_id,
                 "threshold": rule.threshold,
                 "rule": rule.name,
                 "kpi": rule.kpi,
@@ -409,20 +472,23 @@ class RuleEngine:
             },
             fallback,
         )
+        if reason == RESTATED:
+            summary += f" (restated: the recomputed windows no longer breach; {rule.kpi} now {value_text})"
         started = new.since_ms if new.since_ms is not None else old.since_ms
         return AlertChange(
-            fingerprint=fingerprint(rule.name, window.site_id),
+            fingerprint=fingerprint(rule.name, site_id),
             rule=rule.name,
-            site_id=window.site_id,
+            site_id=site_id,
             state=new.state.value,
             severity=rule.severity,
             summary=summary,
             value=new.value,
-            started_ms=started if started is not None else window.start_ms,
-            at_ms=window.end_ms,
+            started_ms=started if started is not None else start_ms,
+            at_ms=end_ms,
             labels=alert_labels(
-                {"alertname": rule.name, "site": window.site_id, "severity": rule.severity, "kpi": rule.kpi},
+                {"alertname": rule.name, "site": site_id, "severity": rule.severity, "kpi": rule.kpi},
                 site,
                 rule.labels,
             ),
+            reason=reason,
         )

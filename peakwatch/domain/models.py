@@ -311,6 +311,9 @@ class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     """What notification routing matches on: ``alertname``, ``site``, ``severity``, ``kpi`` or ``meter``,
     the site's kind and registry labels, the rule's labels."""
+    reason: str | None = None
+    """Why an alert closed when it is not simply recovery: ``restated`` (the recomputed windows no longer
+    breach its rule). Receivers are told (the notifier words it per language)."""
 
 
 class Restatement(msgspec.Struct, frozen=True, kw_only=True):
