@@ -543,6 +543,12 @@ class AlertPublic(BaseModel):
         examples=[{"alertname": "pue_high", "site": "dc-xiangjiang", "severity": "critical"}],
         description="What notification routes and silences match on (docs/alerting.md).",
     )
+    resolved_reason: str | None = Field(
+        default=None,
+        examples=["restated"],
+        description="Why it closed when it did not simply recover: `restated` (the windows it was judged on "
+        "were recomputed and no longer breach its rule); null otherwise.",
+    )
 
     @classmethod
     def from_record(cls, a: AlertRecord) -> AlertPublic:
@@ -567,6 +573,7 @@ class AlertPublic(BaseModel):
             acknowledged_ms=a.acknowledged_ms,
             acknowledged_by=a.acknowledged_by,
             labels=dict(a.labels),
+            resolved_reason=a.resolved_reason,
         )
 
 

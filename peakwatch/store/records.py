@@ -35,6 +35,8 @@ class AlertRecord(msgspec.Struct, frozen=True, kw_only=True):
     acknowledged_by: str | None = None
     """The user who acknowledged the alert (``None``: not acknowledged)."""
     labels: dict[str, str] = msgspec.field(default_factory=dict)
+    resolved_reason: str | None = None
+    """Why it closed when it is not simply recovery (``restated``)."""
 
 
 class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):

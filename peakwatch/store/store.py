@@ -56,7 +56,7 @@ _METER_COLUMNS: Final = (
 _ALERT_SELECT: Final = """
 SELECT id, fingerprint, rule, site_id, state, severity, summary, value, started_at AS started_ms,
        fired_at AS fired_ms, resolved_at AS resolved_ms, updated_at AS updated_ms,
-       acknowledged_at AS acknowledged_ms, acknowledged_by, labels
+       acknowledged_at AS acknowledged_ms, acknowledged_by, labels, resolved_reason
 FROM alerts"""
 
 

@@ -115,7 +115,7 @@ async def test_an_alert_whose_evidence_was_restated_away_resolves_and_says_why(
     assert (minute2.pue, minute2.revision) == (pytest.approx(1.5), 1)
 
     [alert] = await store.list_alerts()
-    assert alert.state == "resolved"
+    assert (alert.state, alert.resolved_reason) == ("resolved", "restated")
     assert alert.started_ms == W0 + 2 * MIN
     assert "restated" in alert.summary
     messages = [r.json() for r in http_receiver.requests(receiver_path)]
