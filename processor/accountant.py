@@ -54,7 +54,7 @@ from peakwatch.domain.periods import (
 from peakwatch.errors import StoreError
 from peakwatch.store import restate
 from peakwatch.store.writes import check_fence
-from processor.causes import NOT_FLAGS, Flags, attribute
+from processor.causes import NOT_FLAGS, REREAD, Flags, attribute
 from processor.windows import site_inputs
 
 if TYPE_CHECKING:
@@ -410,7 +410,7 @@ class Accountant:
         others = {(interval_window_ms(ts, MINUTE_MS), k) for m, ts, k in stored if m != meter_id}
         for m, ts, kind in stored:
             w = interval_window_ms(ts, MINUTE_MS)
-            mine = m == meter_id and kind not in NOT_FLAGS and kind not in flags.added.get(w, ())
+            mine = m == meter_id and kind in REREAD and kind not in flags.added.get(w, ())
             if mine and (w, kind) not in others:
                 flags.withdrawn.setdefault(w, set()).add(kind)
         return (start, end), flags

@@ -27,6 +27,10 @@ _DATA_FIELDS: Final = ("components", "completeness", "estimated", "max_demand_kw
 """What changed data changes in a window (everything else is computed from these and the inputs)."""
 NOT_FLAGS: Final = frozenset({MeterFlag.FIRST.value, MeterFlag.LATE.value})
 """Meter events that do not flag a window (as on the live path)."""
+REREAD: Final = frozenset({MeterFlag.RESET.value, MeterFlag.ROLLOVER.value, MeterFlag.REGISTER_DROP.value})
+"""How the live path read a drop of the register. A re-derivation (with a replacement recorded since)
+may read it otherwise, so these flags of the meter are withdrawn when it no longer reports them; flags
+about arrival (out of order, duplicate) stay."""
 
 
 def _factors_changed(old: KpiWindow, new: KpiWindow) -> set[str]:
