@@ -9,7 +9,6 @@ the state twice.
 
 from __future__ import annotations
 
-import collections
 import logging
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,18 +22,10 @@ from peakwatch.domain.rules import (
     RuleState,
     StalenessRule,
     ThresholdRule,
-    change_over,
-    evaluate,
     gated,
     staleness,
 )
-from processor.rejudge import (
-    RECENT_WINDOWS,
-    Judged,
-    judged,
-    rejudge_from,
-    rejudged_state,
-)
+from processor.rejudge import Tracked, advance, judged, rejudge_from, rejudged_state, remember_change
 
 if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs the record's shape
     from peakwatch.store.records import AlertRecord
@@ -103,18 +94,6 @@ def _compares(rule: ThresholdRule | StalenessRule) -> tuple[object, ...]:
     return ("threshold", rule.kpi, rule.op, rule.change_over_ms)
 
 
-class _Tracked:
-    __slots__ = ("history", "last_end_ms", "recent", "state")
-
-    def __init__(self, state: RuleState, last_end_ms: int) -> None:
-        self.state = state
-        self.last_end_ms = last_end_ms
-        self.history: collections.deque[tuple[int, float]] = collections.deque()
-        """Rate-of-change rules: recent ``(window end, value)``, as far back as the span needs."""
-        self.recent: collections.deque[Judged] = collections.deque(maxlen=RECENT_WINDOWS)
-        """The last windows judged live: a re-judgement takes those not yet stored from here."""
-
-
 class RuleEngine:
     """Evaluates the registry's rules on every closed window of the sites they apply to."""
 
@@ -124,7 +103,7 @@ class RuleEngine:
         """``rules``: the rules to run (default: the registry's; the processor adds those made through
         the API)."""
         self._registry = registry
-        self._tracked: dict[str, _Tracked] = {}
+        self._tracked: dict[str, Tracked] = {}
         self._open: dict[str, AlertChange] = {}
         """The last change of every open (pending or firing) alert, to close it if its rule goes."""
         self._watch_started_ms: int | None = None
@@ -229,7 +208,7 @@ class RuleEngine:
                 self._orphans.append(change)
                 continue
             self._open[a.fingerprint] = change
-            self._tracked[a.fingerprint] = _Tracked(
+            self._tracked[a.fingerprint] = Tracked(
                 RuleState(state=state, since_ms=a.started_ms, value=a.value), a.updated_ms
             )
 
@@ -246,14 +225,13 @@ class RuleEngine:
             fp = fingerprint(rule.name, window.site_id)
             tracked = self._tracked.get(fp)
             if tracked is None:
-                tracked = self._tracked[fp] = _Tracked(RuleState(), window.start_ms - 1)
+                tracked = self._tracked[fp] = Tracked(RuleState(), window.start_ms - 1)
             if window.end_ms <= tracked.last_end_ms:
                 continue
             tracked.last_end_ms = window.end_ms
             seen = judged(window, rule.kpi)
             tracked.recent.append(seen)
-            old = tracked.state
-            new = tracked.state = self._judge(rule, tracked, seen)
+            old, new = advance(rule, tracked, seen)
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
             changes.append(
@@ -261,34 +239,35 @@ class RuleEngine:
             )
         return changes
 
-    def _judge(self, rule: ThresholdRule, tracked: _Tracked, w: Judged) -> RuleState:
-        """The rule's next state after window ``w`` (the rate-of-change history moves along)."""
-        value = w.value
-        if rule.change_over_ms is not None and value is not None:
-            # a window the gates refuse is no evidence, and no baseline for later changes either
-            value = (
-                None
-                if gated(rule, w.evidence) is not None
-                else self._change_over(tracked, rule.change_over_ms, w.end_ms, value, w.end_ms - w.start_ms)
-            )
-        return evaluate(rule, tracked.state, value, w.start_ms, w.end_ms, w.evidence)
-
     # ------------------------------------------------------------------ restated windows
 
-    def rejudge_span(self, site_id: str, from_ms: int) -> tuple[int, int] | None:
-        """The stored windows a re-judgement of the site's rules needs after windows from ``from_ms``
-        were restated: ``[start, end)`` (``None``: no rule has judged a window that late yet)."""
+    def _replay_span(
+        self, rule: ThresholdRule, site_id: str, from_ms: int, to_ms: int
+    ) -> tuple[int, int] | None:
+        tracked = self._tracked.get(fingerprint(rule.name, site_id))
+        if tracked is None or from_ms >= tracked.last_end_ms:
+            return None  # the restated windows were not judged yet: the live path judges them as they are
+        state = tracked.state
+        anchor = state.since_ms if state.state not in _CLOSED and state.since_ms is not None else None
+        return rejudge_from(
+            rule, state, anchor or tracked.closed_from_ms, tracked.last_end_ms, from_ms, to_ms
+        )
+
+    def rejudge_span(self, site_id: str, from_ms: int, to_ms: int) -> tuple[int, int] | None:
+        """The stored windows a re-judgement of the site's rules needs after the windows in
+        ``[from_ms, to_ms)`` were restated: ``[start, end)`` (``None``: no rule needs one)."""
         spans = [
-            (rejudge_from(rule, t.state, t.last_end_ms, from_ms), t.last_end_ms)
+            (span[0], self._tracked[fingerprint(rule.name, site_id)].last_end_ms)
             for rule in self._by_site.get(site_id, ())
-            if (t := self._tracked.get(fingerprint(rule.name, site_id))) is not None
-            and from_ms < t.last_end_ms
+            if (span := self._replay_span(rule, site_id, from_ms, to_ms)) is not None
         ]
         if not spans:
             return None
         return min(s for s, _ in spans), max(e for _, e in spans)
 
-    def rejudge(self, site_id: str, from_ms: int, stored: Sequence[KpiWindow], stored_to: int) -> None:
+    def rejudge(
+        self, site_id: str, from_ms: int, to_ms: int, stored: Sequence[KpiWindow], stored_to: int
+    ) -> None:
         """Judge again, from a state with no alert, the windows of every rule of the site whose look-back
         reaches restated windows (from ``from_ms``): the stored ones up to ``stored_to`` (restated), then
         those judged live after it (not stored yet). An open alert whose evidence vanished closes with
@@ -296,17 +275,31 @@ class RuleEngine:
         restated windows now show opens. The changes go out at the next step, before its windows
         (``take_rejudged``)."""
         for rule in self._by_site.get(site_id, ()):
-            tracked = self._tracked.get(fingerprint(rule.name, site_id))
-            if tracked is None or from_ms >= tracked.last_end_ms:
+            span = self._replay_span(rule, site_id, from_ms, to_ms)
+            if span is None:
                 continue
-            start = rejudge_from(rule, tracked.state, tracked.last_end_ms, from_ms)
-            replay = _Tracked(RuleState(), start)
-            replayed = [judged(w, rule.kpi) for w in stored if start <= w.start_ms and w.end_ms <= stored_to]
+            tracked = self._tracked[fingerprint(rule.name, site_id)]
+            history_from, start = span
+            replay = Tracked(RuleState(), start - 1)
+            replayed = [
+                judged(w, rule.kpi) for w in stored if history_from <= w.start_ms and w.end_ms <= stored_to
+            ]
             for w in replayed + [w for w in tracked.recent if w.start_ms >= stored_to]:
-                replay.state = self._judge(rule, replay, w)
+                if w.start_ms >= start:
+                    advance(rule, replay, w)
+                elif (
+                    rule.change_over_ms is not None
+                    and w.value is not None
+                    and gated(rule, w.evidence) is None
+                ):
+                    remember_change(replay, rule.change_over_ms, w.end_ms, w.value, w.end_ms - w.start_ms)
             old = tracked.state
             new, closing = rejudged_state(old, replay.state)
-            tracked.state, tracked.history = replay.state, replay.history
+            tracked.state, tracked.history, tracked.closed_from_ms = (
+                replay.state,
+                replay.history,
+                replay.closed_from_ms,
+            )
             if new is None:
                 continue
             change = self._change(
@@ -318,20 +311,6 @@ class RuleEngine:
         """The alert changes re-judgements made since the last call, in order."""
         changes, self._rejudged = self._rejudged, []
         return changes
-
-    @staticmethod
-    def _change_over(
-        tracked: _Tracked, span_ms: int, end_ms: int, value: float, window_ms: int
-    ) -> float | None:
-        """The change over ``span_ms`` (against a window that ended within one window of the span's
-        start); remembers ``value`` and forgets what no later window needs. The history lives in memory:
-        after a restart a rate rule waits one span before it judges again."""
-        history = tracked.history
-        change = change_over(history, end_ms, value, span_ms, window_ms)
-        history.append((end_ms, value))
-        while len(history) > 1 and history[1][0] <= end_ms - span_ms:
-            history.popleft()  # the newest window at least a span old stays: the next one compares to it
-        return change
 
     def evaluate_staleness(
         self, now_ms: int, seen_ms: Callable[[str, str], int | None], *, backlog: bool = False
@@ -354,7 +333,7 @@ class RuleEngine:
             new = staleness(rule, old, seen_ms(meter.site_id, meter.id), now_ms, self._watch_started_ms)
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
-            self._tracked[fp] = _Tracked(new, now_ms)
+            self._tracked[fp] = Tracked(new, now_ms)
             changes.append(self._note(self._stale_change(rule, meter.site_id, meter, new, now_ms)))
         for rule, site, meters in self._watched_sites:
             fp = fingerprint(rule.name, site.id)
@@ -364,7 +343,7 @@ class RuleEngine:
             new = staleness(rule, old, max(seen, default=None), now_ms, self._watch_started_ms)
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
-            self._tracked[fp] = _Tracked(new, now_ms)
+            self._tracked[fp] = Tracked(new, now_ms)
             changes.append(self._note(self._stale_change(rule, site.id, None, new, now_ms)))
         return changes
 

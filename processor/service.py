@@ -382,13 +382,13 @@ class Processor:
     async def _rejudge(self, site_id: str, from_ms: int, to_ms: int) -> None:
         """The accountant restated the site's windows from ``from_ms``: the alert rules judge the stored
         windows their look-back needs again (``RuleEngine.rejudge``; changes go out at the next step)."""
-        span = self.rules.rejudge_span(site_id, from_ms)
+        span = self.rules.rejudge_span(site_id, from_ms, to_ms)
         if span is None or self._accountant_store is None:
             return
         stored_to = min(span[1], self.committed_end_ms.get(site_id, span[0]))
         async with self._accountant_store.transaction("reading restated windows") as conn:
             stored = await restate.load_windows(conn, site_id, Period.MINUTE.value, span[0], stored_to)
-        self.rules.rejudge(site_id, from_ms, stored, stored_to)
+        self.rules.rejudge(site_id, from_ms, to_ms, stored, stored_to)
 
     def attach_rules(self, store: Store) -> None:
         """Also run the alert rules made through the API (``store.rules``), reloaded when they change."""

@@ -18,21 +18,33 @@ INACTIVE = RuleState()
 
 
 @pytest.mark.parametrize(
-    ("state", "last_end", "restated_from", "expected"),
+    ("state", "anchor", "last_end", "restated", "expected"),
     [
-        # restated 120 min, no alert open: 120 - (5 + 10) look-back = 105
-        (INACTIVE, 200 * MIN, 120 * MIN, 105 * MIN),
-        # an alert open since 100 min: from its start, 100 - 15 = 85
-        (FIRING, 200 * MIN, 120 * MIN, 85 * MIN),
-        # restated before the alert's start: 90 - 15 = 75
-        (FIRING, 200 * MIN, 90 * MIN, 75 * MIN),
-        # a factor revision restating since 2000: at most 7 days before the last window judged
-        (INACTIVE, 30 * DAY, 0, 30 * DAY - 7 * DAY),
+        # an alert open since 100 min, windows from 120 restated: exact replay from its start
+        (FIRING, 100 * MIN, 200 * MIN, (120 * MIN, 130 * MIN), (100 * MIN, 100 * MIN)),
+        # restated before the alert's start: from 90 back by for + keep_firing_for (5 + 10) = 75
+        (FIRING, 100 * MIN, 200 * MIN, (90 * MIN, 95 * MIN), (75 * MIN, 75 * MIN)),
+        # closed since 150 min, windows from 160 restated: exact replay from 150
+        (INACTIVE, 150 * MIN, 200 * MIN, (160 * MIN, 170 * MIN), (150 * MIN, 150 * MIN)),
+        # closed since 150 min, every restated window before it: nothing after the anchor changed
+        (INACTIVE, 150 * MIN, 200 * MIN, (120 * MIN, 150 * MIN), None),
+        # a factor revision restating since 2000: 2000 - 15 min is beyond 7 days, so from the anchor
+        (INACTIVE, 29 * DAY, 30 * DAY, (0, 30 * DAY), (29 * DAY, 29 * DAY)),
+        # ... unless the anchor is older than 7 days too: not re-judged
+        (INACTIVE, 20 * DAY, 30 * DAY, (0, 30 * DAY), None),
     ],
 )
-def test_rejudge_from(state: RuleState, last_end: int, restated_from: int, expected: int) -> None:
+def test_rejudge_from(
+    state: RuleState, anchor: int, last_end: int, restated: tuple[int, int], expected: tuple[int, int] | None
+) -> None:
     assert REJUDGE_MAX_MS == 7 * DAY
-    assert rejudge_from(RULE, state, last_end, restated_from) == expected
+    assert rejudge_from(RULE, state, anchor, last_end, *restated) == expected
+
+
+def test_a_rate_rule_reads_its_baselines_before_the_replay() -> None:
+    rate = ThresholdRule(name="pue_jump", kpi="pue", op=">", threshold=0.1, change_over_ms=15 * MIN)
+    # exact from the anchor at 100 min; the baselines from 100 - 15 = 85
+    assert rejudge_from(rate, INACTIVE, 100 * MIN, 200 * MIN, 120 * MIN, 130 * MIN) == (85 * MIN, 100 * MIN)
 
 
 def test_a_firing_alert_whose_breach_vanished_resolves_with_the_reason() -> None:
