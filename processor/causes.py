@@ -71,8 +71,12 @@ def attribute(
         else:
             hit = restate.changed(old, new, _DATA_FIELDS)
         if hit:
-            causes.append(restate.Cause(request_id=r.id, reason=r.reason, detail=r.detail or r.reason))
-    return causes or [restate.Cause(request_id=handled.id, reason=handled.reason, detail=handled.detail)]
+            causes.append(_cause(r))
+    return causes or [_cause(handled)]
+
+
+def _cause(r: RestatementRequest) -> restate.Cause:
+    return restate.Cause(request_id=r.id, reason=r.reason, detail=r.detail or r.reason)
 
 
 class Flags:
