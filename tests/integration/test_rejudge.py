@@ -28,7 +28,7 @@ W0 = 1_767_196_800_000  # 2026-01-01T00:00:00+08:00
 SETTINGS = Settings(window_ms=MIN, allowed_lateness_ms=10_000, idle_close_ms=5_000)
 
 
-def _registry(rule: str, url: str) -> Registry:
+def _registry(rule: str, url: str, language: str = "zh-CN") -> Registry:
     return Registry.from_text(
         f"""
 sites:
@@ -43,6 +43,7 @@ rules:
 notifications:
   receivers:
     - name: oncall
+      language: {language}
       channels: [{{type: webhook, url: "{url}"}}]
   route: {{receiver: oncall, group_wait: 0s, group_interval: 1s}}
 """
@@ -103,12 +104,19 @@ async def _quiet_it_then_backlog(rig: Rig) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("language", "reason_line"),
+    [
+        ("en", "Reason: restated: the recomputed windows (late or corrected data) no longer breach the rule"),
+        ("zh-CN", "原因：数据重算：补到或更正的数据重新计算后，窗口不再触发该规则"),
+    ],
+)
 async def test_an_alert_whose_evidence_was_restated_away_resolves_and_says_why(
-    store: Store, http_receiver: HttpReceiver, receiver_path: str
+    store: Store, http_receiver: HttpReceiver, receiver_path: str, language: str, reason_line: str
 ) -> None:
     # keep_firing_for 30m: live recovery alone would hold the alert for half an hour after minute 2
     rule = '{name: pue_high, kpi: pue, op: ">", threshold: 2, keep_firing_for: 30m, severity: critical}'
-    rig = Rig(store, _registry(rule, http_receiver.url_for(receiver_path)))
+    rig = Rig(store, _registry(rule, http_receiver.url_for(receiver_path), language))
     await _quiet_it_then_backlog(rig)
     await rig.drive(W0 + 6 * MIN + TICK, W0 + 8 * MIN)
     [minute2] = await store.kpi_series("dc", W0 + 2 * MIN, W0 + 3 * MIN)
@@ -122,6 +130,9 @@ async def test_an_alert_whose_evidence_was_restated_away_resolves_and_says_why(
     assert [m["status"] for m in messages] == ["firing", "resolved"]
     [resolved] = messages[1]["alerts"]
     assert resolved["annotations"]["resolved_reason"] == "restated"
+    # the message text, in the receiver's language, says why
+    assert reason_line in messages[1]["peakwatch"]["text"]
+    assert reason_line not in messages[0]["peakwatch"]["text"]
     assert (
         "restated: the recomputed windows no longer breach; pue now 1.5" in resolved["annotations"]["summary"]
     )
