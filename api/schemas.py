@@ -219,8 +219,10 @@ class SitePublic(BaseModel):
         description="Location-based grid factor: the site's own choice, else its factor set's `grid` slot; "
         "null when the running configuration does not know the site's factor set.",
     )
-    pue_category: str = Field(
-        examples=["category 1"], description="Measurement category stated with every published PUE."
+    pue_category: str | None = Field(
+        examples=["category 1"],
+        description="Measurement category stated with every published PUE; null: not stated in the "
+        "registry (no category is assumed).",
     )
     labels: dict[str, str] = Field(
         examples=[{"class": "new-large"}], description="Registry labels; alert rules select sites by them."
@@ -297,7 +299,8 @@ class KpiWindowPublic(BaseModel):
         "Interim unless period is 12mo; quote with pue_category."
     )
     pue_category: str | None = Field(
-        description="The site's PUE measurement category (ISO/IEC 30134-2); null for parks."
+        description="The site's PUE measurement category (ISO/IEC 30134-2); null for parks and for a "
+        "data centre whose registry entry does not state one."
     )
     ppue: dict[str, float | None] = Field(
         description="Partial PUE per zone: zone electricity (IT, cooling, lighting, losses) ÷ zone IT kWh."
@@ -465,10 +468,24 @@ class KpiWindowPublic(BaseModel):
         )
 
 
+class RestatementCausePublic(BaseModel):
+    request_id: int | None = Field(description="The restatement request (`GET /restatements`); null: none.")
+    reason: str = Field(examples=["value_added"])
+    detail: str
+
+
 class KpiRevisionPublic(BaseModel):
     revision: int = Field(description="The revision number these earlier values had (0: first computation).")
-    reason: str = Field(examples=["late_data"], description="Why these values were replaced.")
-    detail: str
+    reason: str = Field(
+        examples=["late_data"],
+        description="Why these values were replaced: each cause's reason, comma-separated, in request order "
+        "(`value_added`, or `green_instruments,value_added` when one recomputation applied both).",
+    )
+    detail: str = Field(description="Each cause's detail, separated by `; `.")
+    causes: list[RestatementCausePublic] = Field(
+        description="Every request whose input these values no longer reflect (empty for revisions made "
+        "before causes were recorded)."
+    )
     replaced_at: datetime
     replaced_ms: int
     previous: KpiWindowPublic = Field(description="The window as it was before this restatement.")
@@ -479,6 +496,7 @@ class KpiRevisionPublic(BaseModel):
             revision=r.previous.revision,
             reason=r.reason,
             detail=r.detail,
+            causes=[RestatementCausePublic.model_validate(c) for c in r.causes],
             replaced_at=datetime_from_ms(r.replaced_ms),
             replaced_ms=r.replaced_ms,
             previous=KpiWindowPublic.from_window(r.previous, site),
@@ -564,6 +582,12 @@ class AlertPublic(BaseModel):
         examples=[{"alertname": "pue_high", "site": "dc-xiangjiang", "severity": "critical"}],
         description="What notification routes and silences match on (docs/alerting.md).",
     )
+    resolved_reason: str | None = Field(
+        default=None,
+        examples=["restated"],
+        description="Why it closed when it did not simply recover: `restated` (the windows it was judged on "
+        "were recomputed and no longer breach its rule); null otherwise.",
+    )
 
     @classmethod
     def from_record(cls, a: AlertRecord) -> AlertPublic:
@@ -588,6 +612,7 @@ class AlertPublic(BaseModel):
             acknowledged_ms=a.acknowledged_ms,
             acknowledged_by=a.acknowledged_by,
             labels=dict(a.labels),
+            resolved_reason=a.resolved_reason,
         )
 
 
@@ -752,6 +777,11 @@ class RestatementPublic(BaseModel):
     done_at: datetime | None
     done_ms: int | None
     status: Literal["pending", "done"]
+    restated: int = Field(
+        description="Window revisions that cite this request as a cause (0: it changed nothing, e.g. a "
+        "factor no window used). Another request's recomputation may have applied it first; the "
+        "revisions still name it."
+    )
 
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
@@ -772,6 +802,7 @@ class RestatementPublic(BaseModel):
             done_at=_dt(r.done_ms),
             done_ms=r.done_ms,
             status="pending" if r.done_ms is None else "done",
+            restated=r.restated,
         )
 
 

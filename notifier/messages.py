@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from peakwatch.domain.notifications import AlertView, Language, Notification
+from peakwatch.domain.rules import RESTATED
 
 __all__ = [
     "ALERTMANAGER_ZERO_TIME",
@@ -69,6 +70,9 @@ class _Phrases(msgspec.Struct, frozen=True, kw_only=True):
     link: str
     details: str
     severities: dict[str, str]
+    reason: str
+    reasons: dict[str, str]
+    """Why an alert resolved (``AlertView.resolved_reason``), worded for the reader."""
 
 
 _PHRASES: Final[dict[Language, _Phrases]] = {
@@ -92,6 +96,10 @@ _PHRASES: Final[dict[Language, _Phrases]] = {
         link="Link",
         details="Details",
         severities={},
+        reason="Reason",
+        reasons={
+            RESTATED: "restated: the recomputed windows (late or corrected data) no longer breach the rule"
+        },
     ),
     "zh-CN": _Phrases(
         firing_title="【告警·{count}】",
@@ -113,6 +121,8 @@ _PHRASES: Final[dict[Language, _Phrases]] = {
         link="链接",
         details="详情",
         severities={"critical": "严重", "warning": "警告", "info": "提示"},
+        reason="原因",
+        reasons={RESTATED: "数据重算：补到或更正的数据重新计算后，窗口不再触发该规则"},
     ),
 }
 
@@ -185,6 +195,8 @@ def _fields(alert: AlertView, words: _Phrases, zone: ZoneInfo) -> list[tuple[str
     fields.append((words.fired, local_time(alert.fired_ms, zone)))
     if alert.resolved_ms is not None:
         fields.append((words.resolved, local_time(alert.resolved_ms, zone)))
+    if alert.resolved_reason:
+        fields.append((words.reason, words.reasons.get(alert.resolved_reason, alert.resolved_reason)))
     if alert.acknowledged_by:
         who = alert.acknowledged_by
         if alert.acknowledged_ms is not None:
@@ -279,6 +291,8 @@ def _annotations(alert: AlertView, escalation: int) -> dict[str, str]:
         annotations["acknowledged_by"] = alert.acknowledged_by
     if escalation > 0:
         annotations["escalation"] = str(escalation)
+    if alert.resolved_reason:
+        annotations["resolved_reason"] = alert.resolved_reason
     return annotations
 
 

@@ -51,7 +51,7 @@ class SiteDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timezone: str = "Asia/Shanghai"
     grid_factor: str | None = None
     factor_set: str = DEFAULT_SET.name
-    pue_category: str = "category 1"
+    pue_category: str | None = None
     labels: dict[str, str] = {}
     meters: list[MeterDoc] = []
 
@@ -144,7 +144,7 @@ def _site(
     if "factor_set" not in failed and s.factor_set not in factors.sets:
         known = ", ".join(sorted(factors.sets))
         problems.add(where, f"unknown factor_set {s.factor_set!r}; known: {known}")
-    if "pue_category" not in failed and not s.pue_category.strip():
+    if "pue_category" not in failed and s.pue_category is not None and not s.pue_category.strip():
         problems.add(where, "pue_category must not be empty")
     for key, value in s.labels.items():
         if not ID.match(key) or not ID.match(value):

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from peakwatch.config import Registry
-from peakwatch.domain.energy import derive_intervals
+from peakwatch.domain.energy import derive_intervals, interval_window_ms
 from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.kpis import WindowInputs, minute_components, window_kpis
 from peakwatch.domain.models import KpiWindow, MeterReplacement, RestatementReason, Site
@@ -52,6 +52,7 @@ from peakwatch.errors import StoreError
 from peakwatch.store import restate
 from peakwatch.store.rollups import SiteRollup
 from peakwatch.store.writes import check_fence
+from processor.causes import NOT_FLAGS, REREAD, Flags, attribute
 from processor.windows import site_inputs
 
 if TYPE_CHECKING:
@@ -124,13 +125,16 @@ class Accountant:
         on_replacements: Callable[[Iterable[MeterReplacement]], None] = lambda _: None,
         owns: Callable[[str], bool] | None = None,
         fence: Mapping[str, int] | None = None,
+        on_restated: Callable[[str, int, int], Awaitable[None]] | None = None,
     ) -> None:
         """``committed()``: per site, end of the newest committed 1-minute window (with all before it).
         ``closed()``: per site, end of the newest window the live path has closed (maybe in flight).
         ``on_factors`` gets the library after a factor revision (the live path's windows use it from
         then on); ``on_replacements`` gets replacement records (the live meter tracker applies them).
         ``owns`` (shared bus): whether this processor owns a site (``registry`` then holds only those);
-        ``fence``: the epochs its transactions must still hold (``peakwatch.store.writes.check_fence``)."""
+        ``fence``: the epochs its transactions must still hold (``peakwatch.store.writes.check_fence``);
+        ``on_restated(site, from, to)``: after a restatement committed, the minutes it covered (the alert
+        rules re-judge them)."""
         self._store = store
         self._registry = registry
         self._committed = committed
@@ -139,6 +143,7 @@ class Accountant:
         self._on_replacements = on_replacements
         self._owns = owns
         self._fence = fence
+        self._restated_hook = on_restated
         self._halted = False
         self.library = registry.factors
         self._done: dict[tuple[str, str], int] = {}
@@ -156,6 +161,9 @@ class Accountant:
         if versions:
             self.library = self._registry.factors.with_overrides(tuple(versions))
             self._on_factors(self.library)
+        # a factor overridden in the registry YAML since the last start restates like an API revision
+        for queued in await self._store.inputs.sync_factors(list(self.library)):
+            log.info("factor changed since the last start, restating: %s", queued.detail)
         self._on_replacements(await self._store.inputs.list_replacements(None, None))
         async with self._store.transaction("loading accounting frontiers") as conn:
             self._done = await restate.frontiers(conn)  # periods never materialised start lazily
@@ -285,19 +293,25 @@ class Accountant:
         b = min(b, frontier)  # later windows will be computed with the new inputs anyway
         detail = request.detail or reason.value
         changed = 0
+        data = reason in _DATA_REASONS
         async with self._store.transaction(f"restating {site.id} ({reason.value})") as conn:
             await self._check_fence(conn, site.id)
+            why = functools.partial(
+                attribute, request, await restate.later_requests(conn, site.id, request.id)
+            )
+            flags: Flags | None = None
             if request.meter_id is not None:
-                span = await self._rederive(
+                rederived = await self._rederive(
                     conn, site, request.meter_id, request.from_ms, request.to_ms, frontier
                 )
-                if span is None:
+                if rederived is None:
                     return None
+                span, flags = rederived
                 a, b = min(a, span[0]), max(min(b, frontier), span[1])
             if b <= a:
                 return 0
-            if reason in _DATA_REASONS:
-                changed += await self._rebuild_minutes(conn, site, a, b, reason, detail)
+            if data:
+                changed += await self._rebuild_minutes(conn, site, a, b, why, flags)
             elif reason is RestatementReason.FACTOR_REVISION:
                 inputs = self.inputs(site, Period.MINUTE)
                 first = await restate.first_window_start(conn, site.id)
@@ -309,7 +323,7 @@ class Accountant:
                         window_kpis(site.id, w.start_ms, w.end_ms, w.components, inputs, flags=w.flags)
                         for w in minutes
                     ]
-                    changed += await restate.save_windows(conn, recomputed, reason.value, detail)
+                    changed += await restate.save_windows(conn, recomputed, reason.value, detail, causes=why)
                     chunk = until
             periods = (Period.MONTH, Period.YEAR) if reason in _MONTHLY_REASONS else ROLLUP_PERIODS
             for period in periods:
@@ -318,7 +332,7 @@ class Accountant:
                 # before the site's first window, a rebuild after an upgrade)
                 windows = await restate.windows_overlapping(conn, site.id, period.value, a, b)
                 done = self._done.get((site.id, period.value))
-                if reason in _DATA_REASONS and done is not None:
+                if data and done is not None:
                     stored = set(windows)
                     windows += [
                         w
@@ -327,10 +341,17 @@ class Accountant:
                     ]
                     windows.sort()
                 recomputed = [await self._period_window(conn, site, period, s, e) for s, e in windows]
-                changed += await restate.save_windows(conn, recomputed, reason.value, detail)
+                changed += await restate.save_windows(
+                    conn, recomputed, reason.value, detail, causes=why, exact_flags=data
+                )
         if changed:
             log.info("restated %d windows of %s (%s): %s", changed, site.id, reason.value, detail)
+            await self._on_restated(site.id, a, b)
         return changed
+
+    async def _on_restated(self, site_id: str, a: int, b: int) -> None:
+        if self._restated_hook is not None:
+            await self._restated_hook(site_id, a, b)
 
     async def _check_fence(self, conn: Conn, site_id: str) -> None:
         if self._fence is not None:
@@ -338,12 +359,13 @@ class Accountant:
 
     async def _rederive(
         self, conn: Conn, site: Site, meter_id: str, from_ms: int, to_ms: int, frontier: int
-    ) -> tuple[int, int] | None:
+    ) -> tuple[tuple[int, int], Flags] | None:
         """Re-derive one meter's ledger around ``[from_ms, to_ms)`` from its stored readings. Returns the
-        minutes it covers, or ``None`` when they reach past the committed frontier (try again later)."""
+        minutes it covers and their flags as the derivation sees them, or ``None`` when they reach past
+        the committed frontier (try again later)."""
         meter = self._registry.meter(site.id, meter_id)
         if meter is None:
-            return (from_ms, from_ms)
+            return (from_ms, from_ms), Flags()
         replacements = await self._store.inputs.list_replacements(site.id, meter_id)
         # serialise with the live path: its write upserts this meter's state in the same transaction as
         # the meter's new intervals, so none of them can land between our read and our rewrite
@@ -359,12 +381,26 @@ class Accountant:
         await restate.replace_intervals(
             conn, site.id, meter_id, start, end, derived.amounts, derived.estimated
         )
-        return start, end
+        flags = Flags()
+        for ev in derived.events:
+            if start <= ev.ts_ms < end and ev.kind.value not in NOT_FLAGS:
+                flags.added.setdefault(interval_window_ms(ev.ts_ms, MINUTE_MS), set()).add(ev.kind.value)
+        # what the live path flagged for this meter and the derivation no longer sees (a drop that a
+        # replacement explains is no reset) is withdrawn, unless another meter flagged it too
+        stored = await restate.meter_events(conn, site.id, start, end)
+        others = {(interval_window_ms(ts, MINUTE_MS), k) for m, ts, k in stored if m != meter_id}
+        for m, ts, kind in stored:
+            w = interval_window_ms(ts, MINUTE_MS)
+            mine = m == meter_id and kind in REREAD and kind not in flags.added.get(w, ())
+            if mine and (w, kind) not in others:
+                flags.withdrawn.setdefault(w, set()).add(kind)
+        return (start, end), flags
 
     async def _rebuild_minutes(
-        self, conn: Conn, site: Site, a: int, b: int, reason: RestatementReason, detail: str
+        self, conn: Conn, site: Site, a: int, b: int, why: restate.Attribution, flags: Flags | None
     ) -> int:
-        """Recompute the 1-minute windows in ``[a, b)`` from the ledger."""
+        """Recompute the 1-minute windows in ``[a, b)`` from the ledger (``flags``: a re-derived meter's,
+        which replace what the live path flagged for it)."""
         meters = self._registry.site_meters(site.id)
         ledger = await restate.ledger(conn, site.id, a, b)
         old = {w.start_ms: w for w in await restate.load_windows(conn, site.id, Period.MINUTE.value, a, b)}
@@ -377,6 +413,10 @@ class Accountant:
                 if minute is not None
                 else minute_components(meters, {})
             )
-            flags = old[start].flags if start in old else ()
-            recomputed.append(window_kpis(site.id, start, start + MINUTE_MS, components, inputs, flags=flags))
-        return await restate.save_windows(conn, recomputed, reason.value, detail)
+            kept = set(old[start].flags) if start in old else set()
+            if flags is not None:
+                kept = (kept - flags.withdrawn.get(start, set())) | flags.added.get(start, set())
+            recomputed.append(
+                window_kpis(site.id, start, start + MINUTE_MS, components, inputs, flags=tuple(sorted(kept)))
+            )
+        return await restate.save_windows(conn, recomputed, "", "", causes=why, exact_flags=True)

@@ -9,25 +9,23 @@ the state twice.
 
 from __future__ import annotations
 
-import collections
 import logging
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from peakwatch.config import Registry
 from peakwatch.domain.models import AlertChange, KpiWindow, Meter, Site
 from peakwatch.domain.rules import (
+    RESTATED,
     AlertState,
-    Evidence,
     RuleState,
     StalenessRule,
     ThresholdRule,
-    change_over,
-    evaluate,
     gated,
     staleness,
 )
+from processor.rejudge import Tracked, advance, judged, rejudge_from, rejudged_state, remember_change
 
 if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs the record's shape
     from peakwatch.store.records import AlertRecord
@@ -96,23 +94,6 @@ def _compares(rule: ThresholdRule | StalenessRule) -> tuple[object, ...]:
     return ("threshold", rule.kpi, rule.op, rule.change_over_ms)
 
 
-def evidence(window: KpiWindow) -> Evidence:
-    """What a rule's gates look at: completeness and the mean IT load over the window."""
-    hours = (window.end_ms - window.start_ms) / 3_600_000
-    it_kw = None if window.it_kwh is None or hours <= 0 else window.it_kwh / hours
-    return Evidence(completeness=window.completeness, it_kw=it_kw)
-
-
-class _Tracked:
-    __slots__ = ("history", "last_end_ms", "state")
-
-    def __init__(self, state: RuleState, last_end_ms: int) -> None:
-        self.state = state
-        self.last_end_ms = last_end_ms
-        self.history: collections.deque[tuple[int, float]] = collections.deque()
-        """Rate-of-change rules: recent ``(window end, value)``, as far back as the span needs."""
-
-
 class RuleEngine:
     """Evaluates the registry's rules on every closed window of the sites they apply to."""
 
@@ -122,13 +103,15 @@ class RuleEngine:
         """``rules``: the rules to run (default: the registry's; the processor adds those made through
         the API)."""
         self._registry = registry
-        self._tracked: dict[str, _Tracked] = {}
+        self._tracked: dict[str, Tracked] = {}
         self._open: dict[str, AlertChange] = {}
         """The last change of every open (pending or firing) alert, to close it if its rule goes."""
         self._watch_started_ms: int | None = None
         self._orphans: list[AlertChange] = []
         """Open alerts no current rule produces: closed at the next step."""
         self._last_staleness_ms: int | None = None
+        self._rejudged: list[AlertChange] = []
+        """Changes re-judgements of restated windows made: emitted first at the next step."""
         self._configure((*registry.rules, *registry.staleness_rules) if rules is None else tuple(rules))
 
     def _configure(self, rules: tuple[ThresholdRule | StalenessRule, ...]) -> None:
@@ -225,7 +208,7 @@ class RuleEngine:
                 self._orphans.append(change)
                 continue
             self._open[a.fingerprint] = change
-            self._tracked[a.fingerprint] = _Tracked(
+            self._tracked[a.fingerprint] = Tracked(
                 RuleState(state=state, since_ms=a.started_ms, value=a.value), a.updated_ms
             )
 
@@ -242,42 +225,92 @@ class RuleEngine:
             fp = fingerprint(rule.name, window.site_id)
             tracked = self._tracked.get(fp)
             if tracked is None:
-                tracked = self._tracked[fp] = _Tracked(RuleState(), window.start_ms - 1)
+                tracked = self._tracked[fp] = Tracked(RuleState(), window.start_ms - 1)
             if window.end_ms <= tracked.last_end_ms:
                 continue
             tracked.last_end_ms = window.end_ms
-            value = getattr(window, rule.kpi)
-            window_evidence = evidence(window)
-            if rule.change_over_ms is not None and value is not None:
-                # a window the gates refuse is no evidence, and no baseline for later changes either
-                value = (
-                    None
-                    if gated(rule, window_evidence) is not None
-                    else self._change_over(
-                        tracked, rule.change_over_ms, window.end_ms, value, window.end_ms - window.start_ms
-                    )
-                )
-            old = tracked.state
-            new = evaluate(rule, old, value, window.start_ms, window.end_ms, window_evidence)
-            tracked.state = new
+            seen = judged(window, rule.kpi)
+            tracked.recent.append(seen)
+            old, new = advance(rule, tracked, seen)
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
-            changes.append(self._note(self._change(rule, window, old, new)))
+            changes.append(
+                self._note(self._change(rule, window.site_id, window.start_ms, window.end_ms, old, new))
+            )
         return changes
 
-    @staticmethod
-    def _change_over(
-        tracked: _Tracked, span_ms: int, end_ms: int, value: float, window_ms: int
-    ) -> float | None:
-        """The change over ``span_ms`` (against a window that ended within one window of the span's
-        start); remembers ``value`` and forgets what no later window needs. The history lives in memory:
-        after a restart a rate rule waits one span before it judges again."""
-        history = tracked.history
-        change = change_over(history, end_ms, value, span_ms, window_ms)
-        history.append((end_ms, value))
-        while len(history) > 1 and history[1][0] <= end_ms - span_ms:
-            history.popleft()  # the newest window at least a span old stays: the next one compares to it
-        return change
+    # ------------------------------------------------------------------ restated windows
+
+    def _replay_span(
+        self, rule: ThresholdRule, site_id: str, from_ms: int, to_ms: int
+    ) -> tuple[int, int] | None:
+        tracked = self._tracked.get(fingerprint(rule.name, site_id))
+        if tracked is None or from_ms >= tracked.last_end_ms:
+            return None  # the restated windows were not judged yet: the live path judges them as they are
+        state = tracked.state
+        anchor = state.since_ms if state.state not in _CLOSED and state.since_ms is not None else None
+        return rejudge_from(
+            rule, state, anchor or tracked.closed_from_ms, tracked.last_end_ms, from_ms, to_ms
+        )
+
+    def rejudge_span(self, site_id: str, from_ms: int, to_ms: int) -> tuple[int, int] | None:
+        """The stored windows a re-judgement of the site's rules needs after the windows in
+        ``[from_ms, to_ms)`` were restated: ``[start, end)`` (``None``: no rule needs one)."""
+        spans = [
+            (span[0], self._tracked[fingerprint(rule.name, site_id)].last_end_ms)
+            for rule in self._by_site.get(site_id, ())
+            if (span := self._replay_span(rule, site_id, from_ms, to_ms)) is not None
+        ]
+        if not spans:
+            return None
+        return min(s for s, _ in spans), max(e for _, e in spans)
+
+    def rejudge(
+        self, site_id: str, from_ms: int, to_ms: int, stored: Sequence[KpiWindow], stored_to: int
+    ) -> None:
+        """Judge again, from a state with no alert, the windows of every rule of the site whose look-back
+        reaches restated windows (from ``from_ms``): the stored ones up to ``stored_to`` (restated), then
+        those judged live after it (not stored yet). An open alert whose evidence vanished closes with
+        reason ``restated``; one whose breach now starts elsewhere gets the corrected start; a breach the
+        restated windows now show opens. The changes go out at the next step, before its windows
+        (``take_rejudged``)."""
+        for rule in self._by_site.get(site_id, ()):
+            span = self._replay_span(rule, site_id, from_ms, to_ms)
+            if span is None:
+                continue
+            tracked = self._tracked[fingerprint(rule.name, site_id)]
+            history_from, start = span
+            replay = Tracked(RuleState(), start - 1)
+            replayed = [
+                judged(w, rule.kpi) for w in stored if history_from <= w.start_ms and w.end_ms <= stored_to
+            ]
+            for w in replayed + [w for w in tracked.recent if w.start_ms >= stored_to]:
+                if w.start_ms >= start:
+                    advance(rule, replay, w)
+                elif (
+                    rule.change_over_ms is not None
+                    and w.value is not None
+                    and gated(rule, w.evidence) is None
+                ):
+                    remember_change(replay, rule.change_over_ms, w.end_ms, w.value, w.end_ms - w.start_ms)
+            old = tracked.state
+            new, closing = rejudged_state(old, replay.state)
+            tracked.state, tracked.history, tracked.closed_from_ms = (
+                replay.state,
+                replay.history,
+                replay.closed_from_ms,
+            )
+            if new is None:
+                continue
+            change = self._change(
+                rule, site_id, new.since_ms or start, tracked.last_end_ms, old, new, closing
+            )
+            self._rejudged.append(self._note(change))
+
+    def take_rejudged(self) -> list[AlertChange]:
+        """The alert changes re-judgements made since the last call, in order."""
+        changes, self._rejudged = self._rejudged, []
+        return changes
 
     def evaluate_staleness(
         self, now_ms: int, seen_ms: Callable[[str, str], int | None], *, backlog: bool = False
@@ -300,7 +333,7 @@ class RuleEngine:
             new = staleness(rule, old, seen_ms(meter.site_id, meter.id), now_ms, self._watch_started_ms)
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
-            self._tracked[fp] = _Tracked(new, now_ms)
+            self._tracked[fp] = Tracked(new, now_ms)
             changes.append(self._note(self._stale_change(rule, meter.site_id, meter, new, now_ms)))
         for rule, site, meters in self._watched_sites:
             fp = fingerprint(rule.name, site.id)
@@ -310,7 +343,7 @@ class RuleEngine:
             new = staleness(rule, old, max(seen, default=None), now_ms, self._watch_started_ms)
             if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
                 continue
-            self._tracked[fp] = _Tracked(new, now_ms)
+            self._tracked[fp] = Tracked(new, now_ms)
             changes.append(self._note(self._stale_change(rule, site.id, None, new, now_ms)))
         return changes
 
@@ -387,19 +420,28 @@ class RuleEngine:
             labels=alert_labels(base, site, rule.labels),
         )
 
-    def _change(self, rule: ThresholdRule, window: KpiWindow, old: RuleState, new: RuleState) -> AlertChange:
-        site = self._registry.sites.get(window.site_id)
+    def _change(
+        self,
+        rule: ThresholdRule,
+        site_id: str,
+        start_ms: int,
+        end_ms: int,
+        old: RuleState,
+        new: RuleState,
+        reason: str | None = None,
+    ) -> AlertChange:
+        site = self._registry.sites.get(site_id)
         value_text = "n/a" if new.value is None else f"{new.value:.4g}"
         fallback = (
-            f"{rule.name} {new.state.value} at {window.site_id}: {rule.kpi} = {value_text} "
+            f"{rule.name} {new.state.value} at {site_id}: {rule.kpi} = {value_text} "
             f"(rule: {rule.op} {rule.threshold})"
         )
         summary = render_summary(
             rule.summary,
             {
                 "value": new.value,
-                "site": window.site_id,
-                "site_name": site.name if site else window.site_id,
+                "site": site_id,
+                "site_name": site.name if site else site_id,
                 "threshold": rule.threshold,
                 "rule": rule.name,
                 "kpi": rule.kpi,
@@ -409,20 +451,23 @@ class RuleEngine:
             },
             fallback,
         )
+        if reason == RESTATED:
+            summary += f" (restated: the recomputed windows no longer breach; {rule.kpi} now {value_text})"
         started = new.since_ms if new.since_ms is not None else old.since_ms
         return AlertChange(
-            fingerprint=fingerprint(rule.name, window.site_id),
+            fingerprint=fingerprint(rule.name, site_id),
             rule=rule.name,
-            site_id=window.site_id,
+            site_id=site_id,
             state=new.state.value,
             severity=rule.severity,
             summary=summary,
             value=new.value,
-            started_ms=started if started is not None else window.start_ms,
-            at_ms=window.end_ms,
+            started_ms=started if started is not None else start_ms,
+            at_ms=end_ms,
             labels=alert_labels(
-                {"alertname": rule.name, "site": window.site_id, "severity": rule.severity, "kpi": rule.kpi},
+                {"alertname": rule.name, "site": site_id, "severity": rule.severity, "kpi": rule.kpi},
                 site,
                 rule.labels,
             ),
+            reason=reason,
         )

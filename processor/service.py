@@ -76,7 +76,9 @@ from peakwatch.domain.models import (
     Restatement,
     RestatementReason,
 )
+from peakwatch.domain.periods import Period
 from peakwatch.errors import BusError, ConfigError, FencedError, StoreError
+from peakwatch.store import restate
 from processor.accountant import Accountant
 from processor.alerts import RuleEngine
 from processor.meters import DEFAULT_DEDUP_RETENTION_MS, MeterTracker, StepOutput
@@ -237,6 +239,7 @@ class Processor:
                 on_replacements=self.tracker.add_replacements,
                 owns=self._owns,
                 fence=self._fence,
+                on_restated=self._rejudge,
             )
 
     # ------------------------------------------------------------------ lifecycle
@@ -382,6 +385,17 @@ class Processor:
         self._build(self._view)
         assert self.accountant is not None
         return self.accountant
+
+    async def _rejudge(self, site_id: str, from_ms: int, to_ms: int) -> None:
+        """The accountant restated the site's windows from ``from_ms``: the alert rules judge the stored
+        windows their look-back needs again (``RuleEngine.rejudge``; changes go out at the next step)."""
+        span = self.rules.rejudge_span(site_id, from_ms, to_ms)
+        if span is None or self._accountant_store is None:
+            return
+        stored_to = min(span[1], self.committed_end_ms.get(site_id, span[0]))
+        async with self._accountant_store.transaction("reading restated windows") as conn:
+            stored = await restate.load_windows(conn, site_id, Period.MINUTE.value, span[0], stored_to)
+        self.rules.rejudge(site_id, from_ms, to_ms, stored, stored_to)
 
     def attach_rules(self, store: Store) -> None:
         """Also run the alert rules made through the API (``store.rules``), reloaded when they change."""
@@ -570,7 +584,7 @@ class Processor:
         for site_id, max_ts in out.site_max_ts.items():
             windows[site_id].observe(max_ts, now_ms)
         kpi_windows: list[KpiWindow] = []
-        alerts: list[AlertChange] = []
+        alerts: list[AlertChange] = self.rules.take_rejudged()  # restated windows judged again: first
         for sw in windows.values():
             sw.tick(now_ms, backlog=backlog)
             for w in sw.close_ready():

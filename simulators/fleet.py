@@ -127,6 +127,8 @@ def registry_document(fleet: Sequence[SiteModel], *, include_demo_rules: bool = 
                 "kind": info.kind.value,
                 "timezone": info.timezone,
                 "grid_factor": info.grid_factor,
+                # simulated data centres meter IT at the UPS output, as the demo states (no default)
+                **({"pue_category": "category 1"} if info.kind is SiteKind.DATA_CENTRE else {}),
                 "meters": meters,
             }
         )

@@ -91,9 +91,10 @@ class Site(msgspec.Struct, frozen=True, kw_only=True):
     the set's own, Hunan 2023 in the default set)."""
     factor_set: str = "default"
     """Name of the factor set (slot -> factor id) the site's KPIs use."""
-    pue_category: str = "category 1"
+    pue_category: str | None = None
     """Measurement category stated with every published PUE (ISO/IEC 30134-2 category 1..3, or The
-    Green Grid PUE0..PUE3)."""
+    Green Grid PUE0..PUE3); ``None``: not stated (no category is assumed for a site that did not
+    declare one)."""
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     """Free-form labels (``class: new-large``, ``region: changsha``) that alert rules select on."""
 
@@ -311,6 +312,9 @@ class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     """What notification routing matches on: ``alertname``, ``site``, ``severity``, ``kpi`` or ``meter``,
     the site's kind and registry labels, the rule's labels."""
+    reason: str | None = None
+    """Why an alert closed when it is not simply recovery: ``restated`` (the recomputed windows no longer
+    breach its rule). Receivers are told (the notifier words it per language)."""
 
 
 class Restatement(msgspec.Struct, frozen=True, kw_only=True):

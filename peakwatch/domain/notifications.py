@@ -34,6 +34,9 @@ class AlertView(msgspec.Struct, frozen=True, kw_only=True):
     resolved_ms: int | None = None
     acknowledged_by: str | None = None
     acknowledged_ms: int | None = None
+    resolved_reason: str | None = None
+    """Why it resolved when it is not simply recovery: ``restated`` (its windows were recomputed and no
+    longer breach the rule)."""
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True):

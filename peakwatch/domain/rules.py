@@ -46,6 +46,11 @@ KPI_FIELDS: Final = frozenset(
 )
 
 
+RESTATED: Final = "restated"
+"""Why an alert closed when its evidence vanished: the windows it was judged on were recomputed (late or
+corrected data) and no longer breach its rule (``AlertChange.reason``; processor/rejudge.py)."""
+
+
 class AlertState(enum.StrEnum):
     INACTIVE = "inactive"
     PENDING = "pending"

@@ -40,7 +40,7 @@ the years it was used for, so no narrower range is safe)."""
 
 _RESTATEMENT_SELECT: Final = """
 SELECT id, site_id, meter_id, from_ts AS from_ms, to_ts AS to_ms, reason, detail,
-       requested_at AS requested_ms, done_at AS done_ms
+       requested_at AS requested_ms, done_at AS done_ms, restated, factor_id
 FROM restatement_requests"""
 _FACTOR_SELECT: Final = """
 SELECT id, version, value, unit, source, data_year, published, status, recorded_at AS recorded_ms
@@ -128,6 +128,12 @@ class InputsStore(Pooled):
                 raise ConflictError(
                     f"factor {factor.id!r} got another version at the same time; read it and retry"
                 ) from exc
+            stored = await conn.fetchrow(
+                _FACTOR_SELECT + " WHERE id = $1 ORDER BY version DESC LIMIT 1", factor.id
+            )
+            assert stored is not None
+            # known from now on: the next start's registry sync does not queue it a second time
+            await _record_factors(conn, [convert(stored, Factor)], only_known=True)
             return await _queue(
                 conn,
                 None,
@@ -136,7 +142,39 @@ class InputsStore(Pooled):
                 now + DAY_MS,
                 RestatementReason.FACTOR_REVISION,
                 detail or f"factor {factor.ref} = {factor.value:g} {factor.unit}",
+                factor_id=factor.id,
             )
+
+    async def sync_factors(self, current: Sequence[Factor]) -> list[RestatementRequest]:
+        """Compare the factors a processor starts with (code defaults, registry YAML, API versions) with
+        those the last start recorded, and queue a ``factor_revision`` (every site, as the API does) for
+        each factor whose version changed: a factor overridden in the YAML restates what it affects
+        instead of applying to new windows only. The first sync only records (nothing to compare with).
+        Processors starting together take turns (table lock), so a change is queued once."""
+        now = now_ms()
+        requests: list[RestatementRequest] = []
+        async with self._transaction("syncing factor versions") as conn:
+            await conn.execute("LOCK TABLE factor_sync IN EXCLUSIVE MODE")
+            rows = await conn.fetch("SELECT id, ref, value, unit FROM factor_sync")
+            known = {r["id"]: r for r in rows}
+            for f in current:
+                was = known.get(f.id)
+                if was is None or (was["ref"], was["value"], was["unit"]) == (f.ref, f.value, f.unit):
+                    continue  # new (no window used it yet) or unchanged
+                requests.append(
+                    await _queue(
+                        conn,
+                        None,
+                        None,
+                        FACTOR_RESTATE_FROM_MS,
+                        now + DAY_MS,
+                        RestatementReason.FACTOR_REVISION,
+                        f"factor {f.ref} (registry): {was['value']:g} -> {f.value:g} {f.unit}",
+                        factor_id=f.id,
+                    )
+                )
+            await _record_factors(conn, current)
+        return requests
 
     # ---------------------------------------------------------------- meter replacements
 
@@ -350,10 +388,12 @@ class InputsStore(Pooled):
                 WITH taken AS (
                     UPDATE restatement_requests SET done_at = now()
                     WHERE id = $1 AND site_id IS NULL AND done_at IS NULL
-                    RETURNING from_ts, to_ts, reason, detail
+                    RETURNING from_ts, to_ts, reason, detail, factor_id
                 )
-                INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail)
-                SELECT s.id, NULL, t.from_ts, t.to_ts, t.reason, t.detail FROM taken t, sites s ORDER BY s.id
+                INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail,
+                                                  factor_id)
+                SELECT s.id, NULL, t.from_ts, t.to_ts, t.reason, t.detail, t.factor_id
+                FROM taken t, sites s ORDER BY s.id
                 """,
                 request_id,
             )
@@ -426,6 +466,22 @@ async def _site_month(conn: Conn, site_id: str, month: date) -> tuple[int, int]:
     return month_range_ms(month, str(tz))
 
 
+async def _record_factors(conn: Conn, factors: Sequence[Factor], *, only_known: bool = False) -> None:
+    """Remember the factors' current versions (``only_known``: only ids recorded already, so a sync
+    table that was never filled stays empty until a processor's first start fills it)."""
+    if only_known:
+        await conn.executemany(
+            "UPDATE factor_sync SET ref = $2, value = $3, unit = $4 WHERE id = $1",
+            [(f.id, f.ref, f.value, f.unit) for f in factors],
+        )
+        return
+    await conn.executemany(
+        "INSERT INTO factor_sync (id, ref, value, unit) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE "
+        "SET ref = EXCLUDED.ref, value = EXCLUDED.value, unit = EXCLUDED.unit",
+        [(f.id, f.ref, f.value, f.unit) for f in factors],
+    )
+
+
 async def _queue(
     conn: Conn,
     site_id: str | None,
@@ -434,17 +490,21 @@ async def _queue(
     to_ms: int,
     reason: RestatementReason | str,
     detail: str,
+    *,
+    factor_id: str | None = None,
 ) -> RestatementRequest:
     row = await conn.fetchrow(
-        "INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail) "
-        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, site_id, meter_id, from_ts AS from_ms, "
-        "to_ts AS to_ms, reason, detail, requested_at AS requested_ms, done_at AS done_ms",
+        "INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail, factor_id) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, site_id, meter_id, from_ts AS from_ms, "
+        "to_ts AS to_ms, reason, detail, requested_at AS requested_ms, done_at AS done_ms, restated, "
+        "factor_id",
         site_id,
         meter_id,
         from_ms,
         to_ms,
         str(reason),
         detail,
+        factor_id,
     )
     assert row is not None
     request: RestatementRequest = convert(row, RestatementRequest)

@@ -56,7 +56,7 @@ class NotifyStore(Pooled):
             "reading alerts to notify",
             "SELECT id, fingerprint, state, labels, summary, value, "
             "coalesce(fired_at, started_at) AS fired_ms, resolved_at AS resolved_ms, acknowledged_by, "
-            "acknowledged_at AS acknowledged_ms FROM alerts "
+            "acknowledged_at AS acknowledged_ms, resolved_reason FROM alerts "
             "WHERE state = 'firing' OR (id = ANY($1::bigint[]) AND state <> 'pending') ORDER BY id",
             list(resolved_ids),
         )

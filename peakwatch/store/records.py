@@ -35,6 +35,8 @@ class AlertRecord(msgspec.Struct, frozen=True, kw_only=True):
     acknowledged_by: str | None = None
     """The user who acknowledged the alert (``None``: not acknowledged)."""
     labels: dict[str, str] = msgspec.field(default_factory=dict)
+    resolved_reason: str | None = None
+    """Why it closed when it is not simply recovery (``restated``)."""
 
 
 class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,9 +56,13 @@ class KpiRevision(msgspec.Struct, frozen=True, kw_only=True):
 
     revision: int
     reason: str
+    """The causes' reasons, comma-separated, in request order (``value_added`` or
+    ``factor_revision,value_added``)."""
     detail: str
     replaced_ms: int
     previous: KpiWindow
+    causes: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    """Each cause: ``{"request_id", "reason", "detail"}`` (``request_id`` null for the live path)."""
 
 
 class RestatementRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +77,11 @@ class RestatementRequest(msgspec.Struct, frozen=True, kw_only=True):
     detail: str
     requested_ms: int
     done_ms: int | None = None
+    restated: int = 0
+    """Window revisions that cite this request as a cause (possibly made by another request's pass,
+    when both changed the same windows)."""
+    factor_id: str | None = None
+    """A factor revision's factor: only windows whose use of it changed cite the request."""
 
 
 class SilenceRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,20 +2,24 @@
 saving recomputed windows with their revision history.
 
 A window that is saved again with different values gets ``revision + 1`` and its previous value goes to
-``kpi_revisions`` with the reason, in the same transaction. Values that only differ by float rounding
-(a sum taken in another order) are not a new revision.
+``kpi_revisions`` with its causes (the requests whose inputs changed it), in the same transaction, and
+each cause's request counts the revision (``restatement_requests.restated``). Values that only differ
+by float rounding (a sum taken in another order) are not a new revision.
 """
 
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
 
 from peakwatch.domain.models import KpiWindow, Reading
 from peakwatch.store.conn import Conn
+from peakwatch.store.pooled import convert
+from peakwatch.store.records import RestatementRequest
 from peakwatch.store.writes import KPI_SELECT, write_kpi_windows
 
 _READING_FIELDS: Final = "r.ts AS ts_ms, r.energy_kwh, r.power_kw, r.volume_m3, r.heat_gj, r.mass_t, r.count"
@@ -23,6 +27,18 @@ _REL_TOL: Final = 1e-9
 _ABS_TOL: Final = 1e-9
 _IGNORED: Final = frozenset({"revision", "flags"})
 """Not a change of value: the revision number itself, and flags (they only accumulate reasons)."""
+
+
+class Cause(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a window was restated: one request (``request_id`` ``None``: not from the queue)."""
+
+    request_id: int | None
+    reason: str
+    detail: str
+
+
+Attribution = Callable[[KpiWindow, KpiWindow], Sequence[Cause]]
+"""(stored window, recomputed window) -> the causes of the difference."""
 
 
 class LedgerMinute(msgspec.Struct, kw_only=True):
@@ -209,6 +225,23 @@ def _close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def changed(old: KpiWindow, new: KpiWindow, fields: Sequence[str]) -> bool:
+    """Whether any of ``fields`` differs between the two (up to float rounding)."""
+    return not all(_close(getattr(old, f), getattr(new, f)) for f in fields)
+
+
+async def meter_events(conn: Conn, site_id: str, from_ms: int, to_ms: int) -> list[tuple[str, int, str]]:
+    """``(meter, ts, kind)`` of the site's stored meter events in ``[from_ms, to_ms)``."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT meter_id, ts AS ts_ms, kind FROM meter_events "
+        "WHERE site_id = $1 AND ts >= $2 AND ts < $3",
+        site_id,
+        from_ms,
+        to_ms,
+    )
+    return [(r["meter_id"], r["ts_ms"], r["kind"]) for r in rows]
+
+
 def same_values(old: KpiWindow, new: KpiWindow) -> bool:
     """Whether ``new`` states the same values as ``old`` (up to float rounding)."""
     a = msgspec.structs.asdict(old)
@@ -216,12 +249,40 @@ def same_values(old: KpiWindow, new: KpiWindow) -> bool:
     return all(_close(a[k], b[k]) for k in a if k not in _IGNORED)
 
 
-async def save_windows(conn: Conn, windows: Sequence[KpiWindow], reason: str, detail: str) -> int:
+async def later_requests(conn: Conn, site_id: str, after_id: int) -> list[RestatementRequest]:
+    """Pending requests queued after ``after_id`` for the site (or every site): their inputs are stored
+    already, so a recomputation for an earlier request may apply them too (and must cite them)."""
+    rows = await conn.fetch(
+        "SELECT id, site_id, meter_id, from_ts AS from_ms, to_ts AS to_ms, reason, detail, "
+        "requested_at AS requested_ms, done_at AS done_ms, restated, factor_id FROM restatement_requests "
+        "WHERE id > $2 AND done_at IS NULL AND (site_id IS NULL OR site_id = $1) ORDER BY id",
+        site_id,
+        after_id,
+    )
+    return [convert(r, RestatementRequest) for r in rows]
+
+
+def _flags(old: KpiWindow, new: KpiWindow, exact: bool) -> tuple[str, ...]:
+    return tuple(sorted(new.flags)) if exact else tuple(sorted(set(old.flags) | set(new.flags)))
+
+
+async def save_windows(
+    conn: Conn,
+    windows: Sequence[KpiWindow],
+    reason: str,
+    detail: str,
+    *,
+    causes: Attribution | None = None,
+    exact_flags: bool = False,
+) -> int:
     """Save recomputed windows: new ones as revision 0; changed ones as the next revision, keeping the
-    previous value in ``kpi_revisions``; unchanged ones are left alone. Returns how many were restated
-    (changed). Run inside a transaction."""
+    previous value in ``kpi_revisions`` with its causes (``causes(old, new)``; default: one cause,
+    ``reason`` and ``detail``); unchanged ones are left alone. Flags accumulate, unless ``exact_flags``
+    (the caller re-derived them: a reset that a replacement explains is no reset). Returns how many were
+    restated (changed). Run inside a transaction."""
     if not windows:
         return 0
+    default = (Cause(request_id=None, reason=reason, detail=detail),)
     by_key = {(w.site_id, w.period, w.start_ms): w for w in windows}
     rows = await conn.fetch(
         KPI_SELECT + " WHERE (site_id, period, window_start) IN "
@@ -233,28 +294,42 @@ async def save_windows(conn: Conn, windows: Sequence[KpiWindow], reason: str, de
     existing = {(r["site_id"], r["period"], r["start_ms"]): msgspec.convert(dict(r), KpiWindow) for r in rows}
     to_write: list[KpiWindow] = []
     revisions: list[tuple[object, ...]] = []
+    credited: collections.Counter[int] = collections.Counter()
     for key, new in by_key.items():
         old = existing.get(key)
         if old is None:
             to_write.append(msgspec.structs.replace(new, revision=0))
             continue
+        flags = _flags(old, new, exact_flags)
         if same_values(old, new):
-            if set(new.flags) - set(old.flags):
-                to_write.append(
-                    msgspec.structs.replace(old, flags=tuple(sorted(set(old.flags) | set(new.flags))))
-                )
+            if flags != tuple(sorted(old.flags)):
+                to_write.append(msgspec.structs.replace(old, flags=flags))
             continue
-        to_write.append(
-            msgspec.structs.replace(
-                new, revision=old.revision + 1, flags=tuple(sorted(set(old.flags) | set(new.flags)))
+        to_write.append(msgspec.structs.replace(new, revision=old.revision + 1, flags=flags))
+        why = (causes(old, new) if causes is not None else ()) or default
+        revisions.append(
+            (
+                *key,
+                old.revision + 1,
+                ",".join(dict.fromkeys(c.reason for c in why)),
+                "; ".join(dict.fromkeys(c.detail for c in why if c.detail)),
+                msgspec.to_builtins(old),
+                msgspec.to_builtins(list(why)),
             )
         )
-        revisions.append((*key, old.revision + 1, reason, detail, msgspec.to_builtins(old)))
+        credited.update(c.request_id for c in why if c.request_id is not None)
     if revisions:
         await conn.executemany(
-            "INSERT INTO kpi_revisions (site_id, period, window_start, revision, reason, detail, previous) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO kpi_revisions (site_id, period, window_start, revision, reason, detail, previous, "
+            "causes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             revisions,
+        )
+    if credited:
+        await conn.execute(
+            "UPDATE restatement_requests r SET restated = r.restated + c.n "
+            "FROM (SELECT id, count(*)::integer AS n FROM unnest($1::bigint[]) AS id GROUP BY id) c "
+            "WHERE r.id = c.id",
+            list(credited.elements()),
         )
     if to_write:
         await write_kpi_windows(conn, to_write)

@@ -59,7 +59,7 @@ _METER_COLUMNS: Final = (
 _ALERT_SELECT: Final = """
 SELECT id, fingerprint, rule, site_id, state, severity, summary, value, started_at AS started_ms,
        fired_at AS fired_ms, resolved_at AS resolved_ms, updated_at AS updated_ms,
-       acknowledged_at AS acknowledged_ms, acknowledged_by, labels
+       acknowledged_at AS acknowledged_ms, acknowledged_by, labels, resolved_reason
 FROM alerts"""
 
 
@@ -320,8 +320,8 @@ class Store(Pooled):
         """Earlier values of one window, oldest first (empty: never restated)."""
         rows = await self._fetch(
             "reading KPI revisions",
-            "SELECT revision, reason, detail, replaced_at AS replaced_ms, previous FROM kpi_revisions "
-            "WHERE site_id = $1 AND period = $2 AND window_start = $3 ORDER BY revision",
+            "SELECT revision, reason, detail, replaced_at AS replaced_ms, previous, causes "
+            "FROM kpi_revisions WHERE site_id = $1 AND period = $2 AND window_start = $3 ORDER BY revision",
             site_id,
             period,
             start_ms,

@@ -177,12 +177,15 @@ INSERT INTO restatement_requests ({", ".join(RESTATEMENT_COLUMNS)})
 SELECT {", ".join(RESTATEMENT_COLUMNS)} FROM pw_restatements_in"""
 
 # One statement per change, applied in order (executemany): close the open alert, or open/advance it
-# (a close with no open alert changes nothing).
+# (a close with no open alert changes nothing). An advance also takes the start: a re-judgement of
+# restated windows corrects it (processor/rejudge.py).
 # $1 fingerprint $2 rule $3 site_id $4 state $5 severity $6 summary $7 value $8 started $9 at $10 labels
+# $11 reason
 _ALERT_CHANGE: Final = """
 WITH closed AS (
     UPDATE alerts
-    SET state = $4, severity = $5, summary = $6, value = $7, resolved_at = $9, updated_at = $9
+    SET state = $4, severity = $5, summary = $6, value = $7, resolved_at = $9, updated_at = $9,
+        resolved_reason = $11::text
     WHERE $4 IN ('resolved', 'inactive') AND fingerprint = $1 AND state IN ('pending', 'firing')
     RETURNING id
 )
@@ -192,8 +195,9 @@ SELECT $1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $4 = 'firing' THEN $9 END, $9, 
 WHERE $4 NOT IN ('resolved', 'inactive')  -- an unknown state fails the table's CHECK
 ON CONFLICT (fingerprint) WHERE state IN ('pending', 'firing') DO UPDATE SET
     state = EXCLUDED.state, severity = EXCLUDED.severity, summary = EXCLUDED.summary, value = EXCLUDED.value,
-    fired_at = COALESCE(a.fired_at, EXCLUDED.fired_at), updated_at = EXCLUDED.updated_at,
-    labels = EXCLUDED.labels"""
+    fired_at = CASE WHEN COALESCE(a.fired_at, EXCLUDED.fired_at) IS NOT NULL  -- never before its start
+                    THEN GREATEST(COALESCE(a.fired_at, EXCLUDED.fired_at), EXCLUDED.started_at) END,
+    updated_at = EXCLUDED.updated_at, labels = EXCLUDED.labels, started_at = EXCLUDED.started_at"""
 
 ALERTS_CHANNEL: Final = "peakwatch_alerts"
 """``NOTIFY`` channel: an alert changed (written by a processor step, acknowledged, a silence changed).
@@ -332,4 +336,5 @@ def _alert_args(a: AlertChange) -> tuple[object, ...]:
         a.started_ms,
         a.at_ms,
         a.labels,
+        a.reason,
     )

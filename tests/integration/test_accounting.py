@@ -245,6 +245,10 @@ async def test_meter_replacement_recorded_after_the_fact(store: Store) -> None:
     [revision] = await store.kpi_revisions("dc", "1m", W0 + 3 * MIN)
     assert revision.reason == "meter_replacement"
     assert revision.previous.facility_kwh == pytest.approx(8.25)
+    # the live path took the drop for a reset; the record explains it: the window says replacement
+    assert "reset" in revision.previous.flags
+    assert "replacement" in minutes[3].flags
+    assert "reset" not in minutes[3].flags
 
 
 async def test_factor_revision_restates_every_period(store: Store) -> None:

@@ -234,7 +234,7 @@ async def test_list_sites(client: httpx.AsyncClient, sites: Sites) -> None:
         "timezone": "Asia/Shanghai",
         "factor_set": "default",
         "grid_factor_id": "grid.cn.hunan.2023",  # the default set's grid slot
-        "pue_category": "category 1",
+        "pue_category": None,  # the registry states none: "not stated", no category assumed
         "labels": {},
     }
     assert by_id[sites.park]["kind"] == "park"
@@ -325,7 +325,7 @@ async def test_latest_kpis_is_the_later_of_two_windows(
     assert body["completeness"] == pytest.approx(2 / 3)
     assert body["flags"] == ["reset"]
     assert body["period"] == "1m"
-    assert body["pue_category"] == "category 1"
+    assert body["pue_category"] is None  # not stated in the registry
     assert body["revision"] == 0
     assert body["max_demand_kw"] is None
     assert body["emissions_market_kg"] is None  # needs monthly inputs
@@ -529,6 +529,7 @@ async def test_kpi_revisions(store: Store, client: httpx.AsyncClient, sites: Sit
     assert body["current"]["revision"] == 1
     [earlier] = body["revisions"]
     assert (earlier["revision"], earlier["reason"], earlier["detail"]) == (0, "late_data", "3 late readings")
+    assert earlier["causes"] == [{"request_id": None, "reason": "late_data", "detail": "3 late readings"}]
     assert earlier["previous"]["facility_kwh"] == 100.0
     assert earlier["previous"]["pue"] == 1.25
     assert earlier["previous"]["revision"] == 0

@@ -235,7 +235,8 @@ def test_rated_power_and_zone_are_kept() -> None:
 def test_site_defaults() -> None:
     reg = meter_registry("{id: m1, carrier: electricity, role: it_load}")
     site = reg.sites["s1"]
-    assert (site.grid_factor, site.factor_set, site.pue_category) == (None, "default", "category 1")
+    # a site that states no PUE category has none: nothing is assumed for it
+    assert (site.grid_factor, site.factor_set, site.pue_category) == (None, "default", None)
     assert reg.gb40879_thresholds == DEFAULT_GB40879_THRESHOLDS
     resolved = reg.resolve_factors(site)
     assert resolved.value("grid") == 0.4976  # Hunan 2023 through the default set

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 from notifier.messages import (
@@ -252,6 +253,25 @@ def test_resolved_only_message_in_chinese() -> None:
         "   触发时间：2026-11-24 01:05 UTC\n"
         "   恢复时间：2026-11-24 02:00 UTC"
     )
+
+
+@pytest.mark.parametrize(
+    ("language", "line"),
+    [
+        (
+            "en",
+            "   Reason: restated: the recomputed windows (late or corrected data) no longer breach the rule",
+        ),
+        ("zh-CN", "   原因：数据重算：补到或更正的数据重新计算后，窗口不再触发该规则"),
+    ],
+)
+def test_an_alert_resolved_by_a_restatement_says_why(language: str, line: str) -> None:
+    restated = msgspec.structs.replace(PUE_C, resolved_reason="restated")
+    message = render(notification(firing=(), resolved=(restated,)), language, timezone="UTC")  # type: ignore[arg-type]
+    assert message.text.endswith("\n" + line)
+    assert line.strip() in message.markdown
+    payload = alertmanager_payload(notification(firing=(), resolved=(restated,)))
+    assert payload["alerts"][0]["annotations"]["resolved_reason"] == "restated"  # type: ignore[index]
 
 
 def test_unknown_severity_and_missing_fields_are_kept_as_they_are() -> None:
