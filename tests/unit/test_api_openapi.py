@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api import create_app
+from api.schemas import SpanPublic
 from peakwatch.config import Registry, Settings
 from peakwatch.store import Store
 from tests.support import api_routes
@@ -134,6 +135,19 @@ def test_every_json_route_declares_a_response_model(app: FastAPI) -> None:
         and r.path not in {"/metrics", *STREAMS, *DOWNLOADS}
     ]
     assert missing == []
+
+
+def test_aliased_fields_are_set_by_name_and_sent_by_alias() -> None:
+    """``from`` is a keyword and ``register`` a BaseModel attribute: the models are built with ``from_``
+    and ``register_`` and send ``from`` and ``register`` (pydantic >= 2.11: ``validate_by_name``,
+    ``serialize_by_alias``; an older pydantic refuses ``from_``)."""
+    # 60_000 ms after the epoch: 1970-01-01T00:01:00Z
+    assert SpanPublic.of(0, 60_000).model_dump(mode="json") == {
+        "from": "1970-01-01T00:00:00Z",
+        "from_ms": 0,
+        "to": "1970-01-01T00:01:00Z",
+        "to_ms": 60_000,
+    }
 
 
 def test_writes_have_their_methods_and_success_codes(schema: dict[str, Any]) -> None:
