@@ -9,14 +9,32 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import fastapi.routing
 import httpx
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from peakwatch.accounts import new_credential, new_user
 from peakwatch.domain.access import AccessRole, CredentialKind
 from peakwatch.net import free_port
 from peakwatch.store import Store
 
-__all__ = ["bearer", "eventually", "free_port"]
+__all__ = ["api_routes", "bearer", "eventually", "free_port"]
+
+
+def api_routes(app: FastAPI) -> list[Any]:
+    """The app's ``APIRoute``s with their full paths, those of included routers too. FastAPI >= 0.138
+    keeps an included router whole in ``app.routes`` (which then lists none of its routes) and walks
+    it with ``fastapi.routing.iter_route_contexts``; older ones copy the routes into ``app.routes``.
+    Each item has the ``path``, ``methods``, ``status_code``, ``response_model`` and ``dependencies``
+    of an ``APIRoute``. Never empty: a check over no routes would pass whatever the app does."""
+    walk = getattr(fastapi.routing, "iter_route_contexts", None)
+    if walk is None:
+        routes: list[Any] = [r for r in app.routes if isinstance(r, APIRoute)]
+    else:
+        routes = [c for c in walk(app.routes) if isinstance(c.original_route, APIRoute)]
+    assert routes, "no API route found: FastAPI changed how an app lists its routes"
+    return routes
 
 
 async def bearer(

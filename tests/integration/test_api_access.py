@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
 from api import create_app
@@ -27,10 +26,16 @@ from peakwatch.domain.access import AccessRole, CredentialKind
 from peakwatch.domain.models import AlertChange, DeadLetter, ProcessedBatch
 from peakwatch.store import Store
 from tests.integration.test_api import Sites, build_registry
-from tests.support import bearer
+from tests.support import api_routes, bearer
 
 OPEN = {"/healthz", "/readyz", "/metrics", "/api/v1/auth/login"}
-SELF_SERVICE = {"/api/v1/auth/logout", "/api/v1/auth/password", "/api/v1/auth/me", "/api/v1/tokens"}
+SELF_SERVICE = {
+    "/api/v1/auth/logout",
+    "/api/v1/auth/password",
+    "/api/v1/auth/me",
+    "/api/v1/tokens",
+    "/api/v1/tokens/{credential_id}",  # one's own; another's is 404 (test_tokens_never_exceed_their_user)
+}
 """Any authenticated principal may use these for itself (the handlers check whose token it is)."""
 STREAMS = {"/api/v1/alerts/stream"}
 """Never end on their own, so not called with valid credentials here (the ASGI transport would wait for
@@ -64,12 +69,7 @@ async def app_client(store: Store, sites: Sites) -> AsyncIterator[httpx.AsyncCli
 
 def routes(client: httpx.AsyncClient) -> list[tuple[str, str]]:
     app = client.app  # type: ignore[attr-defined]
-    return sorted(
-        (method, r.path)
-        for r in app.routes
-        if isinstance(r, APIRoute)
-        for method in (r.methods or set()) - {"HEAD"}
-    )
+    return sorted((method, r.path) for r in api_routes(app) for method in (r.methods or set()) - {"HEAD"})
 
 
 def concrete(path: str, site: str) -> str:
