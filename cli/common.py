@@ -29,7 +29,17 @@ from peakwatch.errors import PeakwatchError
 if TYPE_CHECKING:
     from peakwatch.store import Store
 
-console = Console(stderr=True, emoji=False)  # ":compression:" in a message is text, not an emoji
+
+class _Console(Console):
+    """The command line's console. Nobody may read it any more (``up | tee log`` stopped with Ctrl-C
+    ends tee first; a closed terminal): rich then exits the process, which skipped the orderly stop of
+    a stack halfway and left its embedded PostgreSQL running. Going quiet lets the stop complete."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+
+
+console = _Console(stderr=True, emoji=False)  # ":compression:" in a message is text, not an emoji
 
 ConfigOpt = Annotated[
     Path | None,
@@ -76,7 +86,8 @@ def settings_from(**overrides: Any) -> Settings:
 
 
 def run(main: Any) -> None:
-    """Run ``main`` until it returns or Ctrl-C / SIGTERM, which cancel it so its cleanup runs."""
+    """Run ``main`` until it returns or Ctrl-C / SIGTERM / SIGHUP (a closed terminal), which cancel it so
+    its cleanup runs."""
 
     async def runner() -> None:
         loop = asyncio.get_running_loop()
@@ -94,7 +105,7 @@ def run(main: Any) -> None:
                     "[yellow]already stopping; waiting for the processor and the database…[/yellow]"
                 )
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, on_signal, sig)
         with contextlib.suppress(asyncio.CancelledError):
