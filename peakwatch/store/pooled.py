@@ -11,9 +11,16 @@ import asyncpg
 import msgspec
 
 from peakwatch.store.conn import Conn
-from peakwatch.store.errors import STORE_FAILURES, translate
+from peakwatch.store.errors import STORE_FAILURES, connection_broken, translate
 
 _T = TypeVar("_T")
+
+
+async def reset_pool(pool: asyncpg.Pool[asyncpg.Record], exc: BaseException, *, broken: bool) -> None:
+    """After a failure that lost a connection, replace every pooled connection at its next use: they
+    were opened before the outage, and one that looks idle may be dead without knowing it yet."""
+    if broken or connection_broken(exc):
+        await pool.expire_connections()
 
 
 def convert(row: asyncpg.Record, kind: type[_T]) -> _T:
@@ -29,12 +36,26 @@ class Pooled:
 
     @contextlib.asynccontextmanager
     async def _connection(self, action: str) -> AsyncIterator[Conn]:
-        """A pooled connection; asyncpg and socket errors inside become StoreError naming ``action``."""
+        """A pooled connection; asyncpg and socket errors inside become StoreError naming ``action``.
+
+        After an outage asyncpg can fail in many states (a lost socket, a transaction's rollback on a
+        closed connection, its protocol "cannot switch to state ..."): whatever it was, a connection
+        that failed that way is terminated rather than given back, the pool's other connections are
+        expired (replaced at their next use) and the error is retryable, so callers retry on fresh
+        connections instead of stopping."""
+        broken = False
         try:
             async with self._pool.acquire() as conn:
-                yield conn
+                try:
+                    yield conn
+                except STORE_FAILURES as exc:
+                    broken = connection_broken(exc) or conn.is_closed()
+                    if broken:
+                        conn.terminate()
+                    raise
         except STORE_FAILURES as exc:
-            raise translate(exc, action) from exc
+            await reset_pool(self._pool, exc, broken=broken)
+            raise translate(exc, action, broken=broken) from exc
 
     async def _fetch(self, action: str, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self._connection(action) as conn:
