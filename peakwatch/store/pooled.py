@@ -4,6 +4,7 @@ and rows converted to Structs."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -14,6 +15,35 @@ from peakwatch.store.conn import Conn
 from peakwatch.store.errors import STORE_FAILURES, connection_broken, translate
 
 _T = TypeVar("_T")
+
+
+def _discard_if_broken(conn: Conn, exc: BaseException) -> bool:
+    """Terminate ``conn`` if ``exc`` (or its state) says it is unusable; whether it was. A connection
+    that closed was already handed back to the pool by asyncpg: its proxy then refuses every call."""
+    try:
+        broken = connection_broken(exc) or conn.is_closed()
+        if broken:
+            conn.terminate()
+    except asyncpg.InterfaceError:  # released back to the pool: it closed
+        return True
+    return broken
+
+
+class _QuietPoolFloor(logging.Filter):
+    """asyncpg's pool logs a full traceback each time it fails to reopen its minimum of connections,
+    every second and more during an outage; the store's own warnings already say the database is away.
+    One line with the cause instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc_info = record.exc_info
+        if exc_info and exc_info[1] is not None and "connection floor" in str(record.msg):
+            exc = exc_info[1]
+            record.msg = f"{record.msg}: {type(exc).__name__}: {exc}"
+            record.exc_info = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_QuietPoolFloor())
 
 
 async def reset_pool(pool: asyncpg.Pool[asyncpg.Record], exc: BaseException, *, broken: bool) -> None:
@@ -49,9 +79,7 @@ class Pooled:
                 try:
                     yield conn
                 except STORE_FAILURES as exc:
-                    broken = connection_broken(exc) or conn.is_closed()
-                    if broken:
-                        conn.terminate()
+                    broken = _discard_if_broken(conn, exc)
                     raise
         except STORE_FAILURES as exc:
             await reset_pool(self._pool, exc, broken=broken)
