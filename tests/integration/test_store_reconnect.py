@@ -19,7 +19,8 @@ from peakwatch.errors import StoreError
 from peakwatch.store import Store
 from processor.service import Processor
 from tests.fixtures.tcp_proxy import DatabaseProxy, proxy_in_front_of
-from tests.support import eventually
+from tests.integration.test_api import make_client
+from tests.support import bearer, eventually
 from tests.unit.fakes import make_registry
 
 pytestmark = pytest.mark.integration
@@ -62,6 +63,27 @@ async def test_while_the_database_refuses_every_call_is_retryable(database_url: 
             await store.ping()
         finally:
             await store.close()
+
+
+async def test_the_api_answers_503_while_away_and_200_when_back(database_url: str, store: Store) -> None:
+    registry = make_registry()
+    await store.sync_registry(registry)
+    token = await bearer(store)
+    async with proxy_in_front_of(database_url) as (proxy, url):
+        api_store = await Store.connect(url, min_size=2, max_size=4)
+        try:
+            async with make_client(api_store, registry, token) as api:
+                assert (await api.get("/api/v1/sites")).status_code == 200
+                proxy.refusing.set()
+                proxy.cut()
+                away = [(await api.get("/api/v1/sites")).status_code for _ in range(3)]
+                proxy.refusing.clear()
+                back = await api.get("/api/v1/sites")
+        finally:
+            await api_store.close()
+    assert away == [503, 503, 503]
+    assert back.status_code == 200
+    assert {s["id"] for s in back.json()} == {"dc", "park"}
 
 
 async def _outages(proxy: DatabaseProxy, count: int, rng: random.Random) -> None:
