@@ -14,7 +14,7 @@ import msgspec
 from peakwatch.domain.notifications import AlertView
 from peakwatch.domain.routing import GroupLog, Matcher, Silence
 from peakwatch.store.errors import STORE_FAILURES, translate
-from peakwatch.store.pooled import Pooled, convert, reset_pool
+from peakwatch.store.pooled import Pooled, convert, is_gone, reset_pool
 from peakwatch.store.records import Delivery, SilenceRecord
 from peakwatch.store.writes import ALERTS_CHANNEL
 
@@ -204,9 +204,8 @@ class NotifyStore(Pooled):
                     yield listener
                 finally:
                     # A connection that died was already given back to the pool: touching it raises.
-                    lost = listener.lost.is_set()
+                    lost = listener.lost.is_set() or is_gone(conn)
                     with contextlib.suppress(*STORE_FAILURES):
-                        lost = lost or conn.is_closed()
                         if not lost:
                             await conn.remove_listener(ALERTS_CHANNEL, listener.on_notify)
                             if listener.leader:
@@ -242,5 +241,5 @@ class Listener:
                 await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", NOTIFIER_LOCK_KEY)
             )
         except STORE_FAILURES as exc:
-            raise translate(exc, "taking the notifier lock", broken=self._conn.is_closed()) from exc
+            raise translate(exc, "taking the notifier lock", broken=is_gone(self._conn)) from exc
         return self.leader

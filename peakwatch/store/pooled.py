@@ -17,15 +17,21 @@ from peakwatch.store.errors import STORE_FAILURES, connection_broken, translate
 _T = TypeVar("_T")
 
 
-def _discard_if_broken(conn: Conn, exc: BaseException) -> bool:
-    """Terminate ``conn`` if ``exc`` (or its state) says it is unusable; whether it was. A connection
-    that closed was already handed back to the pool by asyncpg: its proxy then refuses every call."""
+def is_gone(conn: Conn) -> bool:
+    """Whether ``conn`` closed. One that closed under its user was already handed back to the pool by
+    asyncpg, and its proxy then refuses every call, ``is_closed`` included."""
     try:
-        broken = connection_broken(exc) or conn.is_closed()
-        if broken:
-            conn.terminate()
-    except asyncpg.InterfaceError:  # released back to the pool: it closed
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
         return True
+
+
+def _discard_if_broken(conn: Conn, exc: BaseException) -> bool:
+    """Terminate ``conn`` if ``exc`` (or its state) says it is unusable; whether it was."""
+    broken = connection_broken(exc) or is_gone(conn)
+    if broken:
+        with contextlib.suppress(asyncpg.InterfaceError):  # handed back meanwhile: nothing to end
+            conn.terminate()
     return broken
 
 
