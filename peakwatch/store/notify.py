@@ -14,7 +14,7 @@ import msgspec
 from peakwatch.domain.notifications import AlertView
 from peakwatch.domain.routing import GroupLog, Matcher, Silence
 from peakwatch.store.errors import STORE_FAILURES, translate
-from peakwatch.store.pooled import Pooled, convert
+from peakwatch.store.pooled import Pooled, convert, is_gone, reset_pool
 from peakwatch.store.records import Delivery, SilenceRecord
 from peakwatch.store.writes import ALERTS_CHANNEL
 
@@ -194,6 +194,7 @@ class NotifyStore(Pooled):
     @contextlib.asynccontextmanager
     async def listening(self) -> AsyncIterator[Listener]:
         """A pooled connection held for the block, listening on the alerts channel."""
+        lost = False
         try:
             async with self._pool.acquire() as conn:
                 listener = Listener(conn)
@@ -203,13 +204,17 @@ class NotifyStore(Pooled):
                     yield listener
                 finally:
                     # A connection that died was already given back to the pool: touching it raises.
+                    lost = listener.lost.is_set() or is_gone(conn)
                     with contextlib.suppress(*STORE_FAILURES):
-                        if not conn.is_closed():
+                        if not lost:
                             await conn.remove_listener(ALERTS_CHANNEL, listener.on_notify)
                             if listener.leader:
                                 await conn.execute("SELECT pg_advisory_unlock($1)", NOTIFIER_LOCK_KEY)
+            if lost:  # the outage took the other pooled connections too: replace them
+                await self._pool.expire_connections()
         except STORE_FAILURES as exc:
-            raise translate(exc, "listening for alert changes") from exc
+            await reset_pool(self._pool, exc, broken=lost)
+            raise translate(exc, "listening for alert changes", broken=lost) from exc
 
 
 class Listener:
@@ -236,5 +241,5 @@ class Listener:
                 await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", NOTIFIER_LOCK_KEY)
             )
         except STORE_FAILURES as exc:
-            raise translate(exc, "taking the notifier lock") from exc
+            raise translate(exc, "taking the notifier lock", broken=is_gone(self._conn)) from exc
         return self.leader

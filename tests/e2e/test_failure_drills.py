@@ -270,11 +270,18 @@ async def _spool_full(api: httpx.AsyncClient) -> dict[str, Any] | None:
 
 
 def _start_up(
-    tmp_path: Path, database_url: str, mqtt_url: str, client_id: str, log: Path
+    tmp_path: Path,
+    database_url: str,
+    mqtt_url: str,
+    client_id: str,
+    log: Path,
+    *,
+    api_port: int | None = None,
+    registry_text: str = REGISTRY_TEXT,
 ) -> subprocess.Popen[bytes]:
     """``peakwatch up`` as an operator runs it on their own broker and database."""
     config = tmp_path / "drill.yaml"
-    config.write_text(REGISTRY_TEXT, encoding="utf-8")
+    config.write_text(registry_text, encoding="utf-8")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PEAKWATCH_")},
         "PEAKWATCH_MAX_AGE_MS": str(MAX_AGE_MS),
@@ -283,7 +290,7 @@ def _start_up(
     cmd = [
         sys.executable, "-m", "cli.main", "up", "--no-demo", "--config", str(config),
         "--data-dir", str(tmp_path / "data"), "--database-url", database_url, "--mqtt-url", mqtt_url,
-        "--api-port", str(free_port()),
+        "--api-port", str(api_port or free_port()),
     ]  # fmt: skip
     with log.open("ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)

@@ -5,11 +5,7 @@ client's COMMIT and then cuts the connection before the reply comes back."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -19,75 +15,19 @@ from peakwatch.config import Settings
 from peakwatch.domain.models import Reading, ReadingBatch
 from peakwatch.store import Store
 from processor.service import Processor
+from tests.fixtures.tcp_proxy import proxy_in_front_of
 from tests.unit.fakes import make_registry
 
 pytestmark = pytest.mark.integration
 
-COMMIT = b"Q\x00\x00\x00\x0cCOMMIT;\x00"
-"""asyncpg ends a transaction with this simple-protocol query."""
 W0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
-
-
-class CommitCutter:
-    """Forwards bytes both ways; once armed, cuts the connection right after a client's COMMIT."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.armed = asyncio.Event()
-        self.cuts = 0
-
-    async def _pipe(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        peer: asyncio.StreamWriter,
-        client: bool,
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-                if client and self.armed.is_set() and COMMIT in data:
-                    self.armed.clear()
-                    self.cuts += 1
-                    await asyncio.sleep(0.3)  # the server commits meanwhile; its reply never arrives
-                    writer.transport.abort()
-                    peer.transport.abort()
-                    return
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_connection(*self.target)
-        await asyncio.gather(
-            self._pipe(client_reader, server_writer, client_writer, True),
-            self._pipe(server_reader, client_writer, server_writer, False),
-            return_exceptions=True,
-        )
-
-
-@contextlib.asynccontextmanager
-async def cutter_in_front_of(database_url: str) -> AsyncIterator[tuple[CommitCutter, str]]:
-    parts = urlsplit(database_url)
-    assert parts.hostname is not None
-    assert parts.port is not None
-    cutter = CommitCutter(parts.hostname, parts.port)
-    server = await asyncio.start_server(cutter.handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{port}")
-    try:
-        yield cutter, urlunsplit(parts._replace(netloc=netloc))
-    finally:
-        server.close()
 
 
 async def test_a_step_retried_after_a_lost_commit_reply_is_applied_once(
     database_url: str, tmp_path: Path
 ) -> None:
     registry = make_registry()
-    async with cutter_in_front_of(database_url) as (cutter, proxied_url):
+    async with proxy_in_front_of(database_url) as (cutter, proxied_url):
         store = await Store.connect(proxied_url)
         try:
             await store.sync_registry(registry)
