@@ -4,8 +4,9 @@ Ctrl-C handling, and finding the database a command should use.
 The database rule (docs/operations.md, "Commands beside a running stack"): an explicit
 ``--database-url`` wins; else the running stack's card in the data directory (``cli/running.py``);
 else an embedded PostgreSQL already running in the data directory, adopted on its own port; else the
-command starts the embedded server itself. A command stops only a server it started itself, so a
-command typed beside ``peakwatch up`` never takes the stack's database away.
+command starts the embedded server itself. A command stops only a server it owns (started, or found
+left by a killed process), and never one ``peakwatch up`` owns or took over (``ownership`` in
+``peakwatch/embedded``), so a command typed beside ``peakwatch up`` never takes its database away.
 """
 
 from __future__ import annotations
@@ -143,19 +144,18 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
         yield card.database_url
         return
     pg_dir = settings.data_dir / "postgres"
-    running = await asyncio.to_thread(EmbeddedPostgres(pg_dir, port=settings.db_port).running_port)
-    if running is not None:  # another process's server (a killed stack's, another command's): adopt
-        yield await asyncio.to_thread(EmbeddedPostgres(pg_dir, port=running).start)
-        return
-    port = settings.db_port if port_is_free("127.0.0.1", settings.db_port) else free_port()
+    port = await asyncio.to_thread(EmbeddedPostgres(pg_dir, port=settings.db_port).running_port)
+    if port is None:
+        port = settings.db_port if port_is_free("127.0.0.1", settings.db_port) else free_port()
     pg = EmbeddedPostgres(pg_dir, port=port)
-    url = await asyncio.to_thread(pg.start)
+    # Shared when another live process owns it (another command, an `up` still starting); owned when
+    # this command starts it or adopts one whose owner is gone (a killed stack's, with a warning).
+    owned = await asyncio.to_thread(pg.join)
     try:
-        yield url
+        yield pg.url
     finally:
-        # A `peakwatch up` started meanwhile adopted this server: it is the stack's now.
-        if read_card(settings.data_dir) is None:
-            await asyncio.to_thread(pg.stop)
+        if owned:  # a `peakwatch up` that took it over meanwhile keeps it: release stops only our own
+            await asyncio.to_thread(pg.release)
 
 
 @contextlib.asynccontextmanager

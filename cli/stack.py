@@ -198,9 +198,10 @@ def _log_end(task: asyncio.Task[Any]) -> None:
 
 
 async def _start_database(stack: Stack, *, owner: bool, processor: bool) -> None:
-    """``owner`` (``peakwatch up``): the data directory's embedded server is the stack's, started here
-    and stopped with it. A single component (``peakwatch api`` …) uses the database as the other
-    commands do (``cli.common.database_url``): beside a running stack, the stack's, never stopped."""
+    """``owner`` (``peakwatch up``): the data directory's embedded server is the stack's, started (or
+    taken over) here and stopped with it, by its watchdog if this process is killed. A single
+    component (``peakwatch api`` …) uses the database as the other commands do
+    (``cli.common.database_url``): beside a running stack, the stack's, never stopped."""
     settings = stack.settings
     if settings.database_url:
         stack.database_url = settings.database_url

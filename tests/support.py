@@ -7,10 +7,12 @@ import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import fastapi.routing
 import httpx
+import psutil  # type: ignore[import-untyped]
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -19,7 +21,7 @@ from peakwatch.domain.access import AccessRole, CredentialKind
 from peakwatch.net import free_port
 from peakwatch.store import Store
 
-__all__ = ["api_routes", "bearer", "eventually", "free_port"]
+__all__ = ["api_routes", "bearer", "eventually", "free_port", "processes_of", "watchdog_of"]
 
 
 def api_routes(app: FastAPI) -> list[Any]:
@@ -80,3 +82,23 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached within {timeout_s} s; last: {last!r}")
         await asyncio.sleep(0.02)
+
+
+def processes_of(data_dir: Path) -> list[str]:
+    """The processes still running on (or guarding) the embedded PostgreSQL cluster in ``data_dir``,
+    one ``pid: command line`` each: the postmaster and the watchdog name the directory (the server's
+    other processes end with their postmaster)."""
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if str(data_dir) in cmd:
+            out.append(f"{proc.pid}: {cmd}")
+    return out
+
+
+def watchdog_of(pid: int) -> psutil.Process:
+    """The embedded PostgreSQL watchdog that process ``pid`` spawned (peakwatch/embedded/ownership.py)."""
+    kids = psutil.Process(pid).children()
+    kids = [p for p in kids if "peakwatch.embedded.watchdog" in " ".join(p.cmdline())]
+    assert len(kids) == 1, f"expected one watchdog of pid {pid}, found {kids}"
+    return kids[0]

