@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 
 from api.app import create_app
 from api.health import ComponentStatus
+from api.limits import close_after_413
 from api.stream import close_streams
 from cli.common import database_url
 from collector.decode import DecodeContext
@@ -357,7 +358,7 @@ async def _start_api(stack: Stack) -> None:
 def api_server_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
     """How uvicorn serves the API (tests serve it the same way)."""
     config = uvicorn.Config(
-        app,
+        close_after_413(app),
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
