@@ -73,6 +73,9 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        # Starlette's pure ASGI body limit: 413 once Content-Length or the bytes received pass it,
+        # before the body is buffered (a 300 MiB login must not take the collector's memory).
+        max_body_size=settings.max_body_bytes,
         title="peakwatch",
         version=peakwatch.__version__,
         summary="Live PUE, electrification rate and carbon intensity of industrial parks and data centres.",
@@ -154,7 +157,7 @@ def create_app(
         api.include_router(module.router)
     api.include_router(rules.router)
     public = APIRouter(prefix=API_PREFIX)
-    public.include_router(auth.login_router)
+    public.include_router(auth.login_router, max_body_size=settings.max_login_body_bytes)
     app.include_router(health_routes.router)
     app.include_router(public)
     app.include_router(api)

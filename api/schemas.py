@@ -54,7 +54,7 @@ SilenceState = Literal["active", "pending", "expired"]
 KWH_PER_CERTIFICATE: Final = 1000.0
 """One green electricity certificate (GEC, 绿证) stands for 1 MWh."""
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])\Z")
 
 
 def _dt(ms: int | None) -> datetime | None:

@@ -18,7 +18,7 @@ MIN_EPOCH_MS: Final = 100_000_000_000
 MAX_EPOCH_MS: Final = 4_102_444_800_000
 """2100-01-01T00:00:00Z: later instants are typos (or microseconds), and overflow date arithmetic."""
 
-_DIGITS = re.compile(r"^-?\d+$")
+_DIGITS = re.compile(r"^-?\d+\Z")
 _SPACE_FOR_PLUS = re.compile(r"\d \d{2}(:?\d{2})?$")
 
 

@@ -26,6 +26,7 @@ from rich.markup import escape
 from cli.running import read_card
 from peakwatch.config import Settings
 from peakwatch.errors import PeakwatchError
+from peakwatch.redaction import install_log_redaction, redact_text
 
 if TYPE_CHECKING:
     from peakwatch.store import Store
@@ -113,6 +114,7 @@ def run(main: Any) -> None:
             await task
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()  # no URL password, no remembered secret, in any log line
     # Third-party chatter (one line per connection or per subscription) drowns peakwatch's own log.
     for name, level in (
         ("amqtt", logging.ERROR),
@@ -125,7 +127,7 @@ def run(main: Any) -> None:
     try:
         asyncio.run(runner())
     except PeakwatchError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        console.print(f"[red]error:[/red] {escape(redact_text(str(exc)))}")
         raise typer.Exit(2) from exc
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cli.common import ConfigOpt, DataDirOpt, DbPortOpt, DbUrlOpt, console
@@ -42,7 +43,11 @@ def _check_id(device_id: str) -> None:
 
 
 def _show_secret(settings: Settings, device: Device, secret: str) -> None:
-    console.print(f"[bold]{device.id}[/]: secret [bold]{secret}[/] (shown once; store it in the device now)")
+    # The secret alone on standard output (a script captures it); the words around it on standard error.
+    console.print(
+        f"[bold]{escape(device.id)}[/]: new secret on standard output, shown once; store it in the device now"
+    )
+    typer.echo(secret)
     access = "reads" if device.kind is DeviceKind.COLLECTOR else "publishes to"
     console.print(f"  {access}: {', '.join(topics(device))}", markup=False)
     console.print(f"  {_how_to_apply(settings)}", markup=False)

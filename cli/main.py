@@ -20,6 +20,7 @@ from cli.help import command_group
 from cli.restate import db_restate
 from peakwatch.config import Registry, Settings
 from peakwatch.errors import PeakwatchError
+from peakwatch.redaction import redact_url
 
 if TYPE_CHECKING:
     from cli.running import StackCard
@@ -225,7 +226,7 @@ def _banner(stack: Stack, registry: Registry) -> Panel:
     api = _reachable(stack.api_url)
     site_lines = "\n".join(f"  {escape(site.id):<20} {site.kind.value}" for site in registry.sites.values())
     example = escape(next(iter(registry.sites), "<site>"))
-    broker = escape(_redact(stack.mqtt_url))
+    broker = escape(redact_url(stack.mqtt_url))
     where = (
         "embedded: this machine only, no authentication"
         if stack.embedded_broker
@@ -238,7 +239,7 @@ def _banner(stack: Stack, registry: Registry) -> Panel:
         f"API           {escape(api)}/api/v1  (OpenAPI at /docs; /healthz, /metrics)\n"
         f"Broker        {broker}  ({where})\n"
         f"              devices publish to {escape(settings.mqtt_topic_prefix)}/<site>/<meter>\n"
-        f"Database      {escape(_redact(stack.database_url))}\n"
+        f"Database      {escape(redact_url(stack.database_url))}\n"
         f"Data dir      {data_dir}\n\n"
         f"Sites:\n{site_lines}\n\n"
         f"Latest KPIs   {escape(api)}/api/v1/sites/{example}/kpis/latest\n"
@@ -251,17 +252,19 @@ def _banner(stack: Stack, registry: Registry) -> Panel:
 
 
 def _print_first_admin(password: str) -> None:
-    """Once, on the console (never through logging): the first admin's one-time password."""
+    """Once (never through logging): the first admin's one-time password alone on standard output, the
+    words around it on standard error with the rest of the chatter."""
     from peakwatch.accounts import FIRST_ADMIN
 
     console.print(
         Panel.fit(
-            f"First run: user [bold]{FIRST_ADMIN}[/bold], one-time password [bold]{password}[/bold]\n"
+            f"First run: user [bold]{FIRST_ADMIN}[/bold], one-time password on standard output (next line)\n"
             "Log in (POST /api/v1/auth/login) and change it (POST /api/v1/auth/password); it is not shown "
             "again (`peakwatch users reset-password admin` makes a new one).",
             title="admin login",
         )
     )
+    typer.echo(f"one-time password {password}")
 
 
 async def _demo_options(stack: Stack, options: SimulationOptions) -> SimulationOptions:
@@ -271,15 +274,6 @@ async def _demo_options(stack: Stack, options: SimulationOptions) -> SimulationO
 
     assert stack.store is not None
     return await continue_from_store(stack.store, options)
-
-
-def _redact(url: str) -> str:
-    """``url`` with its password, if any, shown as ``***`` (for printing)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    return parts._replace(netloc=f"{netloc[0].split(':', 1)[0]}:***@{netloc[1]}").geturl()
 
 
 def _without_credentials(url: str) -> str:

@@ -35,6 +35,7 @@ from cli.simulate_sources import (
 )
 from peakwatch.durations import parse_duration_ms
 from peakwatch.errors import PeakwatchError
+from peakwatch.redaction import redact_text
 from simulators.faults import MALFORMED_KINDS, FaultConfig
 from simulators.fleet import build_fleet, registry_yaml
 from simulators.meters import SiteModel
@@ -470,6 +471,6 @@ def simulate(
         stats = asyncio.run(_run(options, fleet, broker, console, quiet))
     except PeakwatchError as exc:
         text = str(exc) if broker is None else connection_error(exc, broker)
-        console.print(Text("error: ", style="red"), Text(text), sep="")
+        console.print(Text("error: ", style="red"), Text(redact_text(text)), sep="")
         raise typer.Exit(2) from exc
     console.print(summary(stats))

@@ -25,9 +25,11 @@ from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry, Gauge
+from starlette.types import ASGIApp
 
 from api.app import create_app
 from api.health import ComponentStatus
+from api.limits import close_after_413
 from api.stream import close_streams
 from cli.common import database_url
 from collector.decode import DecodeContext
@@ -41,6 +43,7 @@ from peakwatch.config import Registry, Settings
 from peakwatch.embedded.mqtt import EmbeddedBroker
 from peakwatch.embedded.postgres import EmbeddedPostgres
 from peakwatch.errors import ConfigError
+from peakwatch.redaction import install_log_redaction, redact_url, remember_secret, url_secrets
 from peakwatch.store import Store
 from peakwatch.store.store import PROCESSOR_APPLICATION
 from processor.metrics import ProcessorMetrics
@@ -106,7 +109,7 @@ class Stack:
                 ComponentStatus(
                     name="mqtt",
                     ok=self.source.connected,
-                    detail=f"{self.mqtt_url} connected={self.source.connected}",
+                    detail=f"{redact_url(self.mqtt_url)} connected={self.source.connected}",
                 )
             )
         if isinstance(self.bus, SpoolBus):
@@ -332,9 +335,7 @@ async def _start_api(stack: Stack) -> None:
     app = create_app(
         stack.store, stack.registry, settings, health=stack.components, metrics_registry=stack.metrics
     )
-    config = uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
-    )
+    config = api_server_config(app, settings)
     server = _Uvicorn(config)
     task = stack.spawn("api", server.serve())
     deadline = time.monotonic() + 15
@@ -355,6 +356,24 @@ async def _start_api(stack: Stack) -> None:
     stack.on_stop("api", stop_api)
 
 
+def api_server_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    """How uvicorn serves the API (tests serve it the same way)."""
+    config = uvicorn.Config(
+        close_after_413(app),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        lifespan="on",
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: any local client could then pose as
+        # any address and escape the per-address login throttle. Only the configured proxies are believed.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
+    )
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # uvicorn's own handlers, not the root's
+        install_log_redaction(logging.getLogger(name))
+    return config
+
+
 @contextlib.asynccontextmanager
 async def running_stack(
     settings: Settings,
@@ -370,6 +389,10 @@ async def running_stack(
     """Start the chosen components; stop them all (in reverse) when the block exits. ``owner``: this
     is ``peakwatch up``, which owns the data directory's embedded database (``_start_database``)."""
     stack = Stack(settings=settings, registry=registry)
+    for url in (settings.mqtt_url, settings.database_url):
+        remember_secret(*url_secrets(url or ""))
+    if registry.notifications is not None:
+        remember_secret(*registry.notifications.secrets())
     try:
         await _start_database(stack, owner=owner, processor=processor)
         if broker and collector:

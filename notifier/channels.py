@@ -17,14 +17,13 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import re
 import ssl
 import time
 from collections.abc import Iterable, Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Final, assert_never
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import aiosmtplib
@@ -46,6 +45,7 @@ from peakwatch.domain.notifications import (
     WebhookChannel,
     WeComChannel,
 )
+from peakwatch.redaction import URL_IN_TEXT, url_tokens
 
 __all__ = [
     "DINGTALK_MARKDOWN_MAX_BYTES",
@@ -73,7 +73,6 @@ _RETRYABLE_HTTP: Final = frozenset({408, 429})
 _WECOM_RETRYABLE: Final = frozenset({-1, 45009})
 _DINGTALK_RETRYABLE: Final = frozenset({-1, 130101})
 _FEISHU_RETRYABLE: Final = frozenset({11232})
-_URL_IN_TEXT: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 class DeliveryError(Exception):
@@ -146,7 +145,7 @@ class Channels:
         headers = dict(ch.headers)
         if ch.bearer_token:
             headers["Authorization"] = f"Bearer {ch.bearer_token}"
-        secrets = [ch.bearer_token, *ch.headers.values(), *_url_secrets(ch.url)]
+        secrets = [ch.bearer_token, *ch.headers.values(), *url_tokens(ch.url)]
         response = await self._post(ch.url, payload, headers=headers, timeout_s=ch.timeout_s, secrets=secrets)
         return f"HTTP {response.status_code}"
 
@@ -166,7 +165,7 @@ class Channels:
                 "msgtype": "markdown",
                 "markdown": {"content": truncate_utf8(message.markdown, WECOM_MARKDOWN_MAX_BYTES)},
             }
-        secrets = [ch.key, *_url_secrets(ch.url)]
+        secrets = [ch.key, *url_tokens(ch.url)]
         response = await self._post(
             ch.url, body, params={"key": ch.key}, timeout_s=ch.timeout_s, secrets=secrets
         )
@@ -188,7 +187,7 @@ class Channels:
             "markdown": {"title": message.title, "text": text},
             "at": {"atMobiles": list(ch.at_mobiles), "isAtAll": False},
         }
-        secrets = [ch.access_token, ch.secret, *_url_secrets(ch.url)]
+        secrets = [ch.access_token, ch.secret, *url_tokens(ch.url)]
         response = await self._post(ch.url, body, params=params, timeout_s=ch.timeout_s, secrets=secrets)
         _check_answer(response, "dingtalk", ("errcode",), ("errmsg",), _DINGTALK_RETRYABLE, secrets)
         return f"HTTP {response.status_code}"
@@ -202,7 +201,7 @@ class Channels:
             seconds = int(time.time())
             body |= {"timestamp": str(seconds), "sign": feishu_sign(ch.secret, seconds)}
         url = f"{ch.url.rstrip('/')}/{ch.hook}"
-        secrets = [ch.hook, ch.secret, *_url_secrets(ch.url)]
+        secrets = [ch.hook, ch.secret, *url_tokens(ch.url)]
         response = await self._post(url, body, timeout_s=ch.timeout_s, secrets=secrets)
         # Current answers carry "code"/"msg", older deployments "StatusCode"/"StatusMessage".
         _check_answer(
@@ -213,7 +212,7 @@ class Channels:
     async def _slack(self, ch: SlackChannel, message: Message) -> str:
         body = {"text": truncate_utf8(message.text, SLACK_TEXT_MAX_BYTES)}
         response = await self._post(
-            ch.webhook_url, body, timeout_s=ch.timeout_s, secrets=_url_secrets(ch.webhook_url)
+            ch.webhook_url, body, timeout_s=ch.timeout_s, secrets=url_tokens(ch.webhook_url)
         )
         return f"HTTP {response.status_code}"
 
@@ -412,23 +411,9 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
-def _url_secrets(url: str) -> list[str]:
-    """The parts of a URL that may be tokens: query values and long path segments (Slack's and
-    Feishu's hooks are paths)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return [url]
-    values = [value for _, value in parse_qsl(parts.query) if value]
-    values += [segment for segment in parts.path.split("/") if len(segment) >= 8]
-    if parts.password:
-        values.append(parts.password)
-    return values
-
-
 def _scrub(text: str, secrets: Iterable[str | None]) -> str:
     """``text`` fit for the delivery log: URLs cut to their origin, secrets replaced, one short line."""
-    text = _URL_IN_TEXT.sub(lambda m: _origin(m.group(0)), text)
+    text = URL_IN_TEXT.sub(lambda m: _origin(m.group(0)), text)
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(secret, "***")
     text = " ".join(text.split())

@@ -16,12 +16,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from peakwatch.config_problems import Problems, convert, items, named, yaml_problem
 from peakwatch.domain.factors import FactorLibrary, ResolvedFactors
@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     """Where people reach this peakwatch (``https://peakwatch.example.com``): links in notifications."""
     cookie_secure: bool = False
     """Send the session cookie over HTTPS only: set it whenever a TLS proxy serves the API."""
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses (or networks) of the reverse proxies whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` the API believes; empty: none, the client is the TCP peer. Anyone else could
+    rotate the header to escape the per-address login throttle."""
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    """Largest request body the API reads (413 beyond it), checked before the body is read."""
+    max_login_body_bytes: int = Field(default=16_384, ge=1024)
+    """Largest body of the unauthenticated login and password routes."""
     demo: bool = True
 
     @field_validator("mqtt_shared_group")
@@ -123,6 +131,14 @@ class Settings(BaseSettings):
             return check_mqtt_shared_group(value)
         except ConfigError as exc:  # pydantic reports ValueErrors with the field's name
             raise ValueError(str(exc)) from exc
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _address_list(cls, value: object) -> object:
+        """``PEAKWATCH_TRUSTED_PROXIES=10.0.0.5,10.0.1.0/24``: a comma-separated list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("window_ms")
     @classmethod
@@ -343,7 +359,7 @@ def _seconds(ms: int) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 MAX_RULE_LABELS = 20
 MAX_LABEL_VALUE = 200
 

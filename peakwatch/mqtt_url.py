@@ -6,6 +6,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from peakwatch.errors import ConfigError
+from peakwatch.redaction import redact_url
 
 _PLAIN = ("mqtt", "tcp")
 _TLS = ("mqtts", "ssl")
@@ -25,7 +26,7 @@ class BrokerAddress:
         and ``ssl://`` are accepted as aliases. Credentials are percent-decoded. Raises ConfigError
         naming the URL (never its password) when it cannot be used."""
         parts = urllib.parse.urlsplit(url)
-        shown = _redacted(parts)
+        shown = redact_url(url)
         if parts.scheme not in _PLAIN + _TLS or not parts.hostname:
             raise ConfigError(f"invalid MQTT url {shown!r}: use mqtt://host:port or mqtts://host:port")
         tls = parts.scheme in _TLS
@@ -36,10 +37,3 @@ class BrokerAddress:
         username = urllib.parse.unquote(parts.username) if parts.username else None
         password = urllib.parse.unquote(parts.password) if parts.password else None
         return cls(parts.hostname, port, tls, username, password)
-
-
-def _redacted(parts: urllib.parse.SplitResult) -> str:
-    if parts.password is None:
-        return parts.geturl()
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()

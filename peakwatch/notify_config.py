@@ -30,6 +30,7 @@ from peakwatch.domain.routing import (
 )
 from peakwatch.durations import parse_duration_ms
 from peakwatch.errors import ConfigError
+from peakwatch.redaction import url_secrets, url_tokens
 
 
 class _ReceiverDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -91,10 +92,27 @@ class Notifications(msgspec.Struct, frozen=True, kw_only=True):
     timezone: str = "Asia/Shanghai"
     """Times in message text are local to this zone."""
 
+    def secrets(self) -> list[str]:
+        """Every channel's credentials (tokens, passwords, robot keys, hook addresses): what
+        ``peakwatch.redaction.remember_secret`` must mask wherever they might be shown."""
+        out: list[str] = []
+        for receiver in self.receivers.values():
+            for channel in receiver.channels:
+                for name in ("bearer_token", "password", "key", "access_token", "secret", "hook"):
+                    value = getattr(channel, name, None)
+                    if isinstance(value, str):
+                        out.append(value)
+                out += getattr(channel, "headers", {}).values()
+                for url in (getattr(channel, "webhook_url", None), *getattr(channel, "urls", ())):
+                    if url:  # these addresses are the credential
+                        out += [url, *url_tokens(url)]
+                out += url_secrets(getattr(channel, "url", "") or "")  # a relay's password
+        return out
+
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
-_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})\Z")
 
 
 def parse_notifications(raw: Mapping[str, Any]) -> Notifications | None:

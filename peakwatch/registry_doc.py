@@ -88,7 +88,7 @@ _METER_STAND_INS: dict[str, Any] = {"id": "", "carrier": Carrier.ELECTRICITY, "r
 """Stand-ins for wrong required fields, so that the right fields of a site or meter are still checked."""
 """The top-level lists, checked entry by entry (``items``) rather than as one field."""
 
-ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 GRID_FACTOR_UNIT = "kgCO2/kWh"
 
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-_SPEED = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*x?\s*$", re.IGNORECASE)
+_SPEED = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*x?\s*\Z", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)

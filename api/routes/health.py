@@ -11,6 +11,7 @@ Neither needs credentials, and neither says more than component names and states
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Final, Literal
 
@@ -25,6 +26,7 @@ PING_TIMEOUT_S: Final = 2.0
 """A ping slower than this counts as down: the probe must answer before the orchestrator's timeout."""
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 async def ping_database(store: Store) -> ComponentStatus:
@@ -35,7 +37,9 @@ async def ping_database(store: Store) -> ComponentStatus:
     except TimeoutError:
         return ComponentStatus(name="database", ok=False, detail=f"no answer within {PING_TIMEOUT_S:g} s")
     except Exception as exc:  # any failure of the check is a failed check, never a 500
-        return ComponentStatus(name="database", ok=False, detail=f"{type(exc).__name__}: {exc}")
+        # The message names the database's host and port: the log has it, the public answer does not.
+        log.warning("health check: database ping failed: %s: %s", type(exc).__name__, exc)
+        return ComponentStatus(name="database", ok=False, detail=f"{type(exc).__name__} (details in the log)")
     elapsed_ms = (time.perf_counter() - started) * 1000
     return ComponentStatus(name="database", ok=True, detail=f"ping {elapsed_ms:.1f} ms")
 

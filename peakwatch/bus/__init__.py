@@ -19,7 +19,7 @@ from peakwatch.errors import ConfigError
 
 __all__ = ["Bus", "MemoryBus", "Ownership", "Polled", "SpoolBus", "open_bus"]
 
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*\Z", re.IGNORECASE)
 _UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -49,7 +49,7 @@ def open_bus(url: str, *, default_dir: Path | None = None) -> Bus:
 
 
 _KAFKA_INTS = {"partitions": (1, 10_000), "replication": (1, 100), "session_timeout_ms": (1_000, 3_600_000)}
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\Z")
 
 
 def _open_kafka(url: str) -> Bus:

@@ -29,11 +29,11 @@ from typing import Any, Final
 
 import msgspec
 
-USER_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+USER_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
 MIN_PASSWORD_LENGTH: Final = 12
 TOKEN_PREFIX: Final = "pwt"  # noqa: S105 (a prefix, not a secret)
 SESSION_PREFIX: Final = "pws"
-_TOKEN: Final = re.compile(r"^(pwt|pws)_([0-9a-f]{16})_([A-Za-z0-9_-]{20,100})$")
+_TOKEN: Final = re.compile(r"^(pwt|pws)_([0-9a-f]{16})_([A-Za-z0-9_-]{20,100})\Z")
 
 
 class AccessRole(enum.StrEnum):

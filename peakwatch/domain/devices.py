@@ -26,7 +26,7 @@ import msgspec
 PBKDF2_ITERATIONS = 20_000
 """Mosquitto's own tool uses 101; the broker reads the count from each hash, so a stronger one works."""
 SALT_BYTES = 12
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 """User names go into the broker's files line by line: no spaces, colons or newlines."""
 
 

@@ -46,7 +46,7 @@ LOG_NAME = "postgres.log"
 _LOG_ROTATE_BYTES = 16 * 1024 * 1024
 _START_TIMEOUT_S = 60
 _STOP_TIMEOUT_S = 60
-_DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
 
 
 def postgres_lib_dir() -> Path:

@@ -67,7 +67,7 @@ async def peakwatch(database_url: str, config: Path, *args: str) -> str:
 
 
 def secret_of(output: str) -> str:
-    match = re.search(r"secret (\S+) \(shown once", output)
+    match = re.search(r"^([A-Za-z0-9_-]{32})$", output, re.MULTILINE)  # alone on its line (stdout)
     assert match, output
     return match.group(1)
 
