@@ -90,6 +90,39 @@ def _filtered(f: DeadLetterFilter, *, sites: bool = True) -> _Sql:
     return sql
 
 
+def page_query(f: DeadLetterFilter, after: DeadLetterKey | None, limit: int) -> tuple[str, list[Any]]:
+    """The SQL of ``DeadLettersStore.page`` and its arguments (also for EXPLAIN in bench/)."""
+    sql = _filtered(f, sites=False)
+    if after is not None:
+        sql.where(f"(received_at, id) < ({sql.arg(after.received_ms)}, {sql.arg(after.id)})")
+    if f.site_ids is None:
+        if not f.unknown_site:
+            sql.where("site_id IS NOT NULL")
+        return f"SELECT {_COLUMNS} FROM dead_letters {sql.clause} {_ORDER} LIMIT {sql.arg(limit)}", sql.args
+    sql.where("site_id = s.site")
+    n = sql.arg(limit)
+    return (
+        f"SELECT l.* FROM unnest({sql.arg(sorted(set(f.site_ids)))}::text[]) AS s(site) "
+        f"CROSS JOIN LATERAL (SELECT {_COLUMNS} FROM dead_letters {sql.clause} {_ORDER} LIMIT {n}) l "
+        f"ORDER BY received_ms DESC, id DESC LIMIT {n}",
+        sql.args,
+    )
+
+
+def count_query(f: DeadLetterFilter) -> tuple[str, list[Any]]:
+    sql = _filtered(f)
+    return f"SELECT count(*) FROM dead_letters {sql.clause}", sql.args
+
+
+def counts_query(f: DeadLetterFilter) -> tuple[str, list[Any]]:
+    sql = _filtered(f)
+    return (
+        f"SELECT site_id, reason, count(*) AS count FROM dead_letters {sql.clause} "
+        "GROUP BY site_id, reason ORDER BY count DESC, reason, site_id NULLS FIRST",
+        sql.args,
+    )
+
+
 class DeadLettersStore(Pooled):
     """Every method raises StoreError."""
 
@@ -98,38 +131,17 @@ class DeadLettersStore(Pooled):
     ) -> list[DeadLetterRecord]:
         """Up to ``limit`` letters of ``f``, newest first, starting just after ``after`` (the last
         letter of the previous page) when given."""
-        sql = _filtered(f, sites=False)
-        if after is not None:
-            sql.where(f"(received_at, id) < ({sql.arg(after.received_ms)}, {sql.arg(after.id)})")
-        if f.site_ids is None:
-            if not f.unknown_site:
-                sql.where("site_id IS NOT NULL")
-            query = f"SELECT {_COLUMNS} FROM dead_letters {sql.clause} {_ORDER} LIMIT {sql.arg(limit)}"
-        else:
-            sql.where("site_id = s.site")
-            n = sql.arg(limit)
-            query = (
-                f"SELECT l.* FROM unnest({sql.arg(sorted(set(f.site_ids)))}::text[]) AS s(site) "
-                f"CROSS JOIN LATERAL (SELECT {_COLUMNS} FROM dead_letters {sql.clause} {_ORDER} LIMIT {n}) l "
-                f"ORDER BY received_ms DESC, id DESC LIMIT {n}"
-            )
-        rows = await self._fetch("listing dead letters", query, *sql.args)
+        rows = await self._fetch("listing dead letters", *page_query(f, after, limit))
         return [convert(r, DeadLetterRecord) for r in rows]
 
     async def count(self, f: DeadLetterFilter) -> int:
         """How many letters ``f`` covers (every page together)."""
-        sql = _filtered(f)
+        query, args = count_query(f)
         async with self._connection("counting dead letters") as conn:
-            return int(await conn.fetchval(f"SELECT count(*) FROM dead_letters {sql.clause}", *sql.args))
+            return int(await conn.fetchval(query, *args))
 
     async def counts(self, f: DeadLetterFilter) -> list[DeadLetterCount]:
         """The letters of ``f`` counted by site and reason (letters of no site: ``site_id`` ``None``),
         most first."""
-        sql = _filtered(f)
-        rows = await self._fetch(
-            "counting dead letters by reason",
-            f"SELECT site_id, reason, count(*) AS count FROM dead_letters {sql.clause} "
-            "GROUP BY site_id, reason ORDER BY count DESC, reason, site_id NULLS FIRST",
-            *sql.args,
-        )
+        rows = await self._fetch("counting dead letters by reason", *counts_query(f))
         return [convert(r, DeadLetterCount) for r in rows]
