@@ -99,8 +99,8 @@ class Filters:
     to_ms: int | None
 
     def of(self, principal: Principal) -> DeadLetterFilter:
-        """Within the principal's scope: letters of no known site (bad topics, malformed payloads) may
-        name any site, so only admins of every site see them (docs/security.md)."""
+        """Within the principal's scope: letters of no site (bad topics) may concern any site, so only
+        admins of every site see them (docs/security.md)."""
         scope = scope_of(principal, self.site_id)
         return DeadLetterFilter(
             reason=self.reason,
@@ -195,7 +195,7 @@ class ReasonCountPublic(BaseModel):
 
 
 class SiteCountPublic(BaseModel):
-    site_id: str | None = Field(description="`null`: letters of no known site (bad topic, unknown site).")
+    site_id: str | None = Field(description="`null`: letters whose topic named no site (`bad_topic`).")
     count: int
 
 
