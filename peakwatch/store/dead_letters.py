@@ -131,7 +131,8 @@ class DeadLettersStore(Pooled):
     ) -> list[DeadLetterRecord]:
         """Up to ``limit`` letters of ``f``, newest first, starting just after ``after`` (the last
         letter of the previous page) when given."""
-        rows = await self._fetch("listing dead letters", *page_query(f, after, limit))
+        query, args = page_query(f, after, limit)
+        rows = await self._fetch("listing dead letters", query, *args)
         return [convert(r, DeadLetterRecord) for r in rows]
 
     async def count(self, f: DeadLetterFilter) -> int:
@@ -143,5 +144,6 @@ class DeadLettersStore(Pooled):
     async def counts(self, f: DeadLetterFilter) -> list[DeadLetterCount]:
         """The letters of ``f`` counted by site and reason (letters of no site: ``site_id`` ``None``),
         most first."""
-        rows = await self._fetch("counting dead letters by reason", *counts_query(f))
+        query, args = counts_query(f)
+        rows = await self._fetch("counting dead letters by reason", query, *args)
         return [convert(r, DeadLetterCount) for r in rows]
