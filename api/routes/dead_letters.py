@@ -33,6 +33,8 @@ MAX_PAGE: Final = 1000
 _CURSOR: Final = re.compile(r"^(\d{1,15})\.(\d{1,19})$")
 _TIME_DOC: Final = "RFC 3339 with an offset (2024-06-01T08:00:00+08:00, ...Z) or epoch milliseconds."
 _FILTERS: Final = ("reason", "site_id", "meter_id", "source", "from", "to")
+_ECHOED: Final = 100
+"""Characters of an unknown parameter's value echoed in the 422 (never a large input back)."""
 
 ReasonQuery = Annotated[
     str | None, Query(max_length=100, description="Only this reason code.", examples=["malformed_json"])
@@ -56,7 +58,7 @@ def cursor_of(key: DeadLetterKey) -> str:
 
 def _parse_cursor(text: str) -> DeadLetterKey:
     match = _CURSOR.match(text)
-    if match is None:
+    if match is None or int(match[2]) >= 2**63:  # ids are bigint
         raise invalid_query(
             "cursor",
             "not a dead-letter cursor (<received_ms>.<id>); use the one in the previous page's "
@@ -80,7 +82,7 @@ def _known_parameters(*names: str) -> Any:
                         "type": "value_error",
                         "loc": ("query", name),
                         "msg": f"unknown query parameter {name!r}{hint}; known: {', '.join(names)}",
-                        "input": request.query_params[name],
+                        "input": request.query_params[name][:_ECHOED],
                     }
                     for name in unknown
                 ]

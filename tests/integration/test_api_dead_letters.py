@@ -263,6 +263,7 @@ async def test_scope(
         ({"offset": "1000"}, "offset", "page with cursor"),
         ({"before_id": "5"}, "before_id", "page with cursor"),
         ({"cursor": "12"}, "cursor", "Link header"),
+        ({"cursor": "1717200000000.9999999999999999999"}, "cursor", "Link header"),  # over bigint
         ({"from": "2024-06-01T00:00:00"}, "from", "no UTC offset"),
         ({"from": "1717200000001", "to": "1717200000000"}, "from", "must be before"),
         ({"limit": "1001"}, "limit", "less than or equal to 1000"),
