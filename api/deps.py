@@ -206,17 +206,7 @@ async def get_kpi_range(
     ] = None,
 ) -> TimeRange:
     """Parse and check ``from``/``to``; every refusal names the parameter and the fix."""
-    errors: list[dict[str, Any]] = []
-    parsed: dict[str, int] = {}
-    for name, value in (("from", from_), ("to", to)):
-        if value is None:
-            continue
-        try:
-            parsed[name] = parse_timestamp_ms(value)
-        except TimestampError as exc:
-            errors.append(_error(name, str(exc), value))
-    if errors:
-        raise RequestValidationError(errors)
+    parsed = parse_instants({"from": from_, "to": to})
     size_ms = period_ms(period, settings)
     to_ms = parsed.get("to", now_ms())
     from_ms = parsed.get("from", to_ms - DEFAULT_RANGE_WINDOWS * size_ms)
@@ -236,6 +226,22 @@ async def get_kpi_range(
             to if to is not None else to_ms,
         )
     return TimeRange(from_ms, to_ms, period)
+
+
+def parse_instants(values: dict[str, str | None]) -> dict[str, int]:
+    """The given query instants (name -> text) in epoch ms; one 422 names every bad one and its fix."""
+    errors: list[dict[str, Any]] = []
+    parsed: dict[str, int] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        try:
+            parsed[name] = parse_timestamp_ms(value)
+        except TimestampError as exc:
+            errors.append(_error(name, str(exc), value))
+    if errors:
+        raise RequestValidationError(errors)
+    return parsed
 
 
 def max_range_ms(window_ms: int) -> int:

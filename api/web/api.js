@@ -103,6 +103,12 @@ export const kpiSeries = (siteId, period, fromMs, toMs, limit = 10000, includeOp
 export const kpiCsvUrl = (siteId, period, fromMs, toMs) =>
   `${BASE}/sites/${encodeURIComponent(siteId)}/kpis.csv?${query({ period, from: fromMs, to: toMs })}`;
 
+/** Refused input received since `fromMs`, counted by reason and by site (within the user's scope). */
+export const deadLetterCounts = (fromMs) => get(`/dead-letters/counts?${query({ from: fromMs })}`);
+
+/** Where the matching dead letters are listed, newest first (the browser sends the cookie). */
+export const deadLettersUrl = (params) => `${BASE}/dead-letters?${query(params)}`;
+
 export const alerts = (params) => get(`/alerts?${query({ limit: 1000, ...params })}`);
 export const acknowledge = (alertId) => request("POST", `/alerts/${alertId}/acknowledge`);
 

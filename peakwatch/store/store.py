@@ -18,6 +18,7 @@ from peakwatch.store import restate
 from peakwatch.store.access import AccessStore
 from peakwatch.store.codec import register_codecs
 from peakwatch.store.conn import Conn
+from peakwatch.store.dead_letters import DeadLetterFilter, DeadLettersStore
 from peakwatch.store.devices import DevicesStore
 from peakwatch.store.errors import STORE_FAILURES, translate
 from peakwatch.store.inputs import InputsStore
@@ -87,6 +88,8 @@ class Store(Pooled):
         """Alert rules made through the API (the registry file holds the others)."""
         self.notify = NotifyStore(pool)
         """Silences, the notifier's group logs, the delivery log, and the notifier's wake-ups."""
+        self.dead_letters = DeadLettersStore(pool)
+        """Refused input: filtered, counted and paged by key."""
         self._meter_keys: dict[tuple[str, str], int] = {}
         """(site, meter) -> ``meters.key``, the compact key raw readings are stored under."""
 
@@ -420,20 +423,9 @@ class Store(Pooled):
         site_ids: Sequence[str] | None = None,
         unknown_site: bool = True,
     ) -> list[DeadLetterRecord]:
-        """Newest first; ``site_ids`` limits to letters of those sites (``None``: every site);
-        ``unknown_site`` includes letters of no known site (only without ``site_ids``)."""
-        rows = await self._fetch(
-            "listing dead letters",
-            "SELECT id, received_at AS received_ms, source, reason, detail, payload, site_id, meter_id "
-            "FROM dead_letters WHERE ($1::text IS NULL OR reason = $1) "
-            "AND ($3::text[] IS NULL OR site_id = ANY($3)) AND ($4 OR site_id IS NOT NULL) "
-            "ORDER BY received_at DESC, id DESC LIMIT $2",
-            reason,
-            limit,
-            None if site_ids is None else list(site_ids),
-            unknown_site and site_ids is None,
-        )
-        return [convert(r, DeadLetterRecord) for r in rows]
+        """The newest page of ``store.dead_letters`` (which also filters, counts and pages further)."""
+        f = DeadLetterFilter(reason=reason, site_ids=site_ids, unknown_site=unknown_site)
+        return await self.dead_letters.page(f, limit=limit)
 
     async def count_readings(self, site_id: str | None = None) -> int:
         async with self._connection("counting readings") as conn:

@@ -2,7 +2,8 @@
 simulators (embedded MQTT broker, collector, processor, API on the test database).
 
 One scenario, as an operator lives it: log in with a one-time password and choose a new one, see both
-demo sites with numbers, watch a value change when the next window closes, switch to Chinese and back,
+demo sites with numbers, watch a value change when the next window closes, see the refused input of
+the last 24 hours by reason and open the refused messages of one reason, switch to Chinese and back,
 open a site's charts, acknowledge an alert that fires meanwhile, and never see a console error.
 Screenshots go to test-artifacts/dashboard-*.png.
 """
@@ -26,7 +27,7 @@ from cli.stack import Stack, running_stack
 from peakwatch.accounts import new_user
 from peakwatch.config import Registry, Settings
 from peakwatch.domain.access import AccessRole
-from peakwatch.domain.models import AlertChange, ProcessedBatch
+from peakwatch.domain.models import AlertChange, DeadLetter, ProcessedBatch
 from simulators.options import SimulationOptions
 from simulators.publisher import run_simulation
 from tests.support import bearer, eventually, free_port
@@ -112,6 +113,33 @@ async def fire_alert(stack: Stack) -> int:
     return next(a.id for a in alerts if a.rule == rule)
 
 
+REFUSED_REASON = "dashboard_e2e"
+"""A reason code of this test's own (no translation: the page shows the code), so its count is exact."""
+
+
+async def refuse_input(stack: Stack) -> None:
+    """Dead letters as the collector writes them: 3 of this test's reason at the data centre, 2
+    unregistered-meter messages at the park, and 1 of no site, which an operator does not see."""
+    assert stack.store is not None
+    now = int(time.time() * 1000)
+
+    def letter(reason: str, site: str | None, meter: str | None, i: int) -> DeadLetter:
+        return DeadLetter(
+            received_ms=now - 60_000 + i,
+            source=f"telemetry/{site}/{meter}" if site else "telemetry/no-site",
+            reason=reason,
+            detail=f"dashboard test {i}",
+            payload=b"{}",
+            site_id=site,
+            meter_id=meter,
+        )
+
+    letters = [letter(REFUSED_REASON, DC, "facility", i) for i in range(3)]
+    letters += [letter("unknown_meter", PARK, "e2e-unregistered", 3 + i) for i in range(2)]
+    letters.append(letter("bad_topic", None, None, 5))
+    await stack.store.write(ProcessedBatch(dead_letters=letters))
+
+
 async def has_window(api: httpx.AsyncClient, site: str) -> bool:
     return (await api.get(f"/api/v1/sites/{site}/kpis/latest")).is_success
 
@@ -144,9 +172,11 @@ async def test_dashboard_live_languages_and_acknowledgement(demo_stack: Stack) -
                 page = await context.new_page()
                 page.on("console", functools.partial(record_console, problems))
                 page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+                await refuse_input(stack)
                 await page.goto(f"{stack.api_url}/")
                 await log_in_and_change_password(page, user, one_time)
                 await overview_shows_live_numbers(page)
+                await overview_shows_refused_input(page, stack.api_url)
                 await languages_switch(page)
                 await site_page_charts_and_range(page)
                 alert_id = await fire_alert(stack)
@@ -196,12 +226,40 @@ async def overview_shows_live_numbers(page: Page) -> None:
     assert int(newer) > int(shown)
 
 
+async def overview_shows_refused_input(page: Page, api_url: str) -> None:
+    """Counts by reason over the last 24 hours, each a link to those messages in the API; the data
+    centre's row counts its refused messages; the letter of no site is not shown to an operator."""
+    card = page.locator("#dead-letters")
+    ours = card.locator(f"tr[data-reason='{REFUSED_REASON}']")
+    await expect(ours.locator("td").first).to_have_text(REFUSED_REASON)  # no translation: the code
+    await expect(ours.locator("[data-count]")).to_have_text("3")
+    await expect(card.locator("tr[data-reason='unknown_meter'] td").first).to_have_text(
+        "Unregistered meter (quarantine)"
+    )
+    await expect(card.locator("[data-nosite]")).to_have_count(0)
+    await expect(page.locator(f"tr[data-site='{DC}'] [data-kpi=dead_letters]")).to_have_text(
+        re.compile(r"^[1-9]")
+    )
+    await screenshot(page, "overview-refused")
+    href = await ours.locator("a").get_attribute("href")
+    assert href is not None
+    assert href.startswith(f"/api/v1/dead-letters?reason={REFUSED_REASON}&from=")
+    listed = await page.request.get(f"{api_url}{href}")  # with the page's session cookie
+    assert listed.ok
+    assert listed.headers["x-total-count"] == "3"
+    assert [d["detail"] for d in await listed.json()] == [f"dashboard test {i}" for i in (2, 1, 0)]
+
+
 async def languages_switch(page: Page) -> None:
     """Chinese and back; the choice survives a reload."""
     await page.select_option("#lang", "zh-CN")
     await expect(page.locator("h1")).to_have_text("全部站点")
     await expect(page.locator("table.sites th").nth(3)).to_have_text("电气化率")
     await expect(page.locator(f"tr[data-site='{DC}'] [data-status]")).to_have_text("实时")
+    await expect(page.locator("#dead-letters h2")).to_have_text("近 24 小时被拒收的数据")
+    await expect(page.locator("#dead-letters tr[data-reason='unknown_meter'] td").first).to_have_text(
+        "未注册的计量表（隔离）"
+    )
     await screenshot(page, "overview-zh")
     await page.reload()
     await expect(page.locator("h1")).to_have_text("全部站点")
@@ -210,7 +268,7 @@ async def languages_switch(page: Page) -> None:
 
 
 async def site_page_charts_and_range(page: Page) -> None:
-    await page.locator(f"tr[data-site='{DC}']").get_by_role("link").click()
+    await page.locator(f"tr[data-site='{DC}'] a[href^='#/site/']").click()
     await expect(page.locator("figure[data-chart=pue] path.line")).to_be_visible()
     await expect(page.locator("figure[data-chart=pue] line.ref")).to_have_count(2)  # 1.3 and 1.5
     await expect(page.locator("figure[data-chart=flows] path.line")).to_have_count(2)  # site, IT

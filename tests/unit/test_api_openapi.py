@@ -61,6 +61,7 @@ EXPECTED_PATHS = {
     "/api/v1/restatements",
     "/api/v1/alerts",
     "/api/v1/dead-letters",
+    "/api/v1/dead-letters/counts",
     "/api/v1/auth/login",
     "/api/v1/auth/logout",
     "/api/v1/auth/me",
