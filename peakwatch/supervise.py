@@ -14,8 +14,8 @@ under ``Supervisor.run``:
   (``problem(name, subject, error)``, counted in ``peakwatch_task_failures_total{task}``): the task
   keeps running, and health shows it degraded until
   ``problem(name, subject, None)`` clears it;
-* cancellation and the ``fatal`` exceptions (a fenced-off processor) keep their meaning: they end the
-  task and propagate.
+* cancellation keeps its meaning (shutdown), and so does what a loop handles itself: the accountant's
+  loop ends on ``FencedError`` and stops the processor, as before.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 INITIAL_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 300.0
 MAX_ERROR_CHARS = 500
+MAX_SHOWN = 3
+"""Problems of one task that health spells out (a poisoned site can fail many late-data requests)."""
 
 
 @dataclass
@@ -61,9 +63,10 @@ class TaskState:
         if self.last_error is not None:
             again = "" if self.retry_in_s is None else f", restarting in {self.retry_in_s:.0f} s"
             parts.append(f"crashed {self.crashes} time(s), last: {self.last_error}{again}")
-        parts.extend(
-            f"{subject} failing (retried): {error}" for subject, error in sorted(self.problems.items())
-        )
+        problems = sorted(self.problems.items())
+        parts.extend(f"{subject} failing (retried): {error}" for subject, error in problems[:MAX_SHOWN])
+        if len(problems) > MAX_SHOWN:
+            parts.append(f"{len(problems) - MAX_SHOWN} more failing (the log names them)")
         if not parts:
             return "running" if self.crashes == 0 else f"running (recovered after {self.crashes} crash(es))"
         return "; ".join(parts)
@@ -130,10 +133,10 @@ class Supervisor:
         body: Callable[[], Awaitable[None]],
         *,
         stop: asyncio.Event | None = None,
-        fatal: tuple[type[BaseException], ...] = (),
     ) -> None:
-        """Run ``body()`` until it returns; start it again after each crash (an ``Exception`` other than
-        ``fatal``), waiting the backoff or until ``stop`` is set (then return)."""
+        """Run ``body()`` until it returns; start it again after each crash (any ``Exception``: what must
+        end the task, such as fencing, ``body`` handles itself), waiting the backoff or until ``stop`` is
+        set (then return). Cancellation propagates."""
         state = self.state(name)
         delay_s = self.initial_s
         while True:
@@ -141,8 +144,6 @@ class Supervisor:
             try:
                 await body()
                 return
-            except fatal:
-                raise
             except Exception as exc:
                 if self._clean.get(name):
                     delay_s = self.initial_s  # it worked in between: a new failure, not the same one
