@@ -99,7 +99,7 @@ async def stack(store: Store, database_url: str, tmp_path: Path) -> AsyncIterato
         yield running
 
 
-async def queue(store: Store, site_id: str) -> int:
+async def queue(store: Store, site_id: str | None) -> int:
     return await store.inputs.request_restatement(
         site_id, None, W0, W0 + MIN, RestatementReason.MANUAL, "test"
     )
@@ -250,3 +250,17 @@ async def test_a_notifier_round_that_raises_is_logged_counted_and_the_loop_recov
         notifier.stop()
         await task
     assert len(http_receiver.requests(receiver_path)) == 1
+
+
+async def test_a_request_for_every_site_restates_the_others_and_fails_naming_the_bad_one(
+    store: Store, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(restate, "ledger", Poison().ledger)
+    every = await queue(store, None)
+    failing = await eventually(lambda: _failed(store, every), "the failure recorded", timeout_s=15)
+    assert failing.error == "SitesFailedError: site bad: RuntimeError: poisoned ledger of site bad"
+    # the good site was restated all the same: its stored minute had no ledger behind it, so it is
+    # rebuilt (empty) and revised; the bad site's minute is untouched
+    [good] = await store.kpi_series("good", W0, W0 + MIN)
+    [bad] = await store.kpi_series("bad", W0, W0 + MIN)
+    assert (good.revision, bad.revision) == (1, 0)
