@@ -156,6 +156,8 @@ class Accountant:
         self._fence = fence
         self._restated_hook = on_restated
         self._failing = Failing(retry_initial_s, retry_max_s, on_problem)
+        self._restated_sites: dict[int, set[str]] = {}
+        """Request for several sites -> those restated while another failed (not done again)."""
         self._halted = False
         self.library = registry.factors
         self._done: dict[tuple[str, str], int] = {}
@@ -289,10 +291,14 @@ class Accountant:
     ) -> int | None:
         """Restate ``sites`` one by one; ``None`` when one must wait for the frontier (``wait``; else it
         counts as nothing). A site whose restatement raises does not stop the others: the request fails
-        afterwards, naming it, and is retried (the sites already restated then change nothing)."""
+        afterwards, naming it, and is retried for the sites not restated yet (a factor revision restates
+        a site's whole history: the healthy sites are not done again at every retry)."""
         total = 0
         failed: list[tuple[str, Exception]] = []
+        restated = self._restated_sites.get(request.id, set())
         for site in sites:
+            if site.id in restated:
+                continue
             try:
                 done = await self._restate_site(site, request, reason)
             except Exception as exc:
@@ -304,10 +310,13 @@ class Accountant:
             if done is None and wait:
                 return None
             total += done or 0
+            if len(sites) > 1:
+                self._restated_sites.setdefault(request.id, set()).add(site.id)
         if failed:
             raise SitesFailedError(
                 "; ".join(f"site {site_id}: {describe_error(exc)}" for site_id, exc in failed)
             )
+        self._restated_sites.pop(request.id, None)
         return total
 
     async def _factor_revision(self, request: RestatementRequest) -> int | None:

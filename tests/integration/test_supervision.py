@@ -255,10 +255,21 @@ async def test_a_notifier_round_that_raises_is_logged_counted_and_the_loop_recov
 async def test_a_request_for_every_site_restates_the_others_and_fails_naming_the_bad_one(
     store: Store, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(restate, "ledger", Poison().ledger)
+    poison = Poison()
+    calls: list[str] = []
+    poisoned = poison.ledger
+
+    async def ledger(conn: Any, site_id: str, a: int, b: int) -> Any:
+        calls.append(site_id)
+        return await poisoned(conn, site_id, a, b)
+
+    monkeypatch.setattr(restate, "ledger", ledger)
     every = await queue(store, None)
     failing = await eventually(lambda: _failed(store, every), "the failure recorded", timeout_s=15)
     assert failing.error == "SitesFailedError: site bad: RuntimeError: poisoned ledger of site bad"
+    # retried for the bad site only (a factor revision restates a whole history: not again for good)
+    await eventually(lambda: poison.raised >= 2, "a second attempt", timeout_s=15)
+    assert calls.count("good") == 1
     # the good site was restated all the same: its stored minute had no ledger behind it, so it is
     # rebuilt (empty) and revised; the bad site's minute is untouched
     [good] = await store.kpi_series("good", W0, W0 + MIN)
