@@ -173,6 +173,11 @@ class Supervisor:
             state.last_error = None
         self.degraded.labels(task=name).set(0 if state.ok else 1)
 
+    def clear_problems(self, name: str) -> None:
+        """Forget every failure ``name`` reported (its work was handed over: a new owner retries it)."""
+        for subject in list(self.state(name).problems):
+            self.problem(name, subject, None)
+
     def problem(self, name: str, subject: str, error: str | None) -> None:
         """Record (``error``) or clear (``None``) a failure ``name`` isolated and keeps retrying."""
         state = self.state(name)

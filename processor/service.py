@@ -239,6 +239,7 @@ class Processor:
         self.closed_end_ms = {}
         self._written_end_ms = {}
         if self._accountant_store is not None:
+            self.supervisor.clear_problems(ACCOUNTANT_TASK)  # the old accountant's failures go with it
             self.accountant = Accountant(
                 self._accountant_store,
                 view,

@@ -89,8 +89,10 @@ def test_problems_are_shown_counted_and_cleared() -> None:
         "request 2 failing (retried): ValueError: inf; 2 more failing (the log names them)"
     )
     assert registry.get_sample_value("peakwatch_task_failures_total", {"task": "accountant"}) == 5
-    for n in range(5):
+    for n in range(4):
         supervisor.problem("accountant", f"request {n}", None)
+    assert state.describe() == "request 4 failing (retried): ValueError: inf"
+    supervisor.clear_problems("accountant")  # a hand-over: the new owner retries them
     assert state.ok
     assert state.describe() == "running"
     assert registry.get_sample_value("peakwatch_task_degraded", {"task": "accountant"}) == 0
