@@ -776,7 +776,12 @@ class RestatementPublic(BaseModel):
     requested_ms: int
     done_at: datetime | None
     done_ms: int | None
-    status: Literal["pending", "done"]
+    status: Literal["pending", "failing", "done"] = Field(
+        description="failing: pending after a failed attempt (`error`); the processor retries it with "
+        "backoff and works the other requests meanwhile."
+    )
+    attempts: int = Field(0, description="Failed attempts so far.")
+    error: str | None = Field(None, description="The last failure (kept after a later success).")
     restated: int = Field(
         description="Window revisions that cite this request as a cause (0: it changed nothing, e.g. a "
         "factor no window used). Another request's recomputation may have applied it first; the "
@@ -801,7 +806,9 @@ class RestatementPublic(BaseModel):
             requested_ms=r.requested_ms,
             done_at=_dt(r.done_ms),
             done_ms=r.done_ms,
-            status="pending" if r.done_ms is None else "done",
+            status="done" if r.done_ms is not None else "pending" if r.error is None else "failing",
+            attempts=r.attempts,
+            error=r.error,
             restated=r.restated,
         )
 

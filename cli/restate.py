@@ -11,7 +11,8 @@ What an operator can count on (docs/operations.md, "Restatements and revisions")
   card), or a processor's session on the database (``PROCESSOR_APPLICATION``). Without one the request
   stays queued until a processor starts.
 * ``--wait`` shows a progress bar of the requests and exits 0 when all are done; 1 when no processor
-  runs, when it stops while waiting, or at ``--timeout``.
+  runs, when it stops while waiting, when a request failed (its error is shown; the processor keeps
+  retrying it with backoff), or at ``--timeout``.
 """
 
 from __future__ import annotations
@@ -175,6 +176,21 @@ async def _wait(settings: Settings, store: Store, requests: dict[int, str], wait
             )
             if time.monotonic() > deadline:
                 break
+            failures = await store.inputs.restatement_failures(list(pending))
+            if failures:
+                progress.stop()
+                for request_id, error in sorted(failures.items()):
+                    console.print(
+                        f"error: request {request_id} ({requests[request_id]}) failed: {error}",
+                        style="red",
+                        markup=False,
+                    )
+                console.print(
+                    "the processor retries it with backoff (its log has the traceback; GET /healthz shows "
+                    "the task processor-accountant degraded); the request stays queued",
+                    markup=False,
+                )
+                raise typer.Exit(1)
             if await _processor(settings, store) is None:
                 progress.stop()
                 console.print(

@@ -46,6 +46,7 @@ from peakwatch.errors import ConfigError
 from peakwatch.redaction import install_log_redaction, redact_url, remember_secret, url_secrets
 from peakwatch.store import Store
 from peakwatch.store.store import PROCESSOR_APPLICATION
+from peakwatch.supervise import Supervisor
 from processor.metrics import ProcessorMetrics
 from processor.service import Processor
 
@@ -82,6 +83,8 @@ class Stack:
     notifier: Notifier | None = None
     source: MqttSource | None = None
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    supervisor: Supervisor | None = None
+    """The background loops of the processor and the notifier (metrics on ``metrics``; ``components``)."""
     _stoppers: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _essential: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -100,6 +103,11 @@ class Stack:
         else:
             task.add_done_callback(_log_end)
         return task
+
+    def supervise(self) -> Supervisor:
+        if self.supervisor is None:
+            self.supervisor = Supervisor(self.metrics)
+        return self.supervisor
 
     def components(self) -> list[ComponentStatus]:
         """What /healthz reports besides the database."""
@@ -145,6 +153,11 @@ class Stack:
                     ok=True,
                     detail="sending" if self.notifier.leading else "standing by (another notifier sends)",
                 )
+            )
+        if self.supervisor is not None:
+            out.extend(
+                ComponentStatus(name=f"task {t.name}", ok=t.ok, detail=t.describe())
+                for t in self.supervisor.states()
             )
         for task in self._tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
@@ -257,7 +270,14 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
         stack.on_stop("bus", bus.close)
     if processor:
         assert stack.store is not None
-        proc = Processor(bus, stack.store, registry, settings, ProcessorMetrics(stack.metrics))
+        proc = Processor(
+            bus,
+            stack.store,
+            registry,
+            settings,
+            ProcessorMetrics(stack.metrics),
+            supervisor=stack.supervise(),
+        )
         proc.attach_accountant(stack.store)
         proc.attach_rules(stack.store)
         stack.processor = proc
@@ -317,7 +337,11 @@ async def _start_notifier(stack: Stack) -> None:
         return
     assert stack.store is not None
     notifier = Notifier(
-        stack.store, config, public_url=stack.settings.public_url, metrics=NotifierMetrics(stack.metrics)
+        stack.store,
+        config,
+        public_url=stack.settings.public_url,
+        metrics=NotifierMetrics(stack.metrics),
+        supervisor=stack.supervise(),
     )
     stack.notifier = notifier
     task = stack.spawn("notifier", notifier.run())

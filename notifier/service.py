@@ -35,11 +35,14 @@ from peakwatch.notify_config import Notifications
 from peakwatch.store import Store
 from peakwatch.store.notify import Listener, silence_of
 from peakwatch.store.records import Delivery
+from peakwatch.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
 DELIVERY_LOG_DAYS = 90
 """How long the delivery log is kept."""
+NOTIFIER_TASK = "notifier"
+"""The reconciliation loop's name in ``peakwatch.supervise`` (metrics and health)."""
 MAX_BACKOFF_MS = 300_000
 """Longest wait between two attempts of one message (and the wait after an answer that says the
 channel cannot succeed as configured: a wrong key, HTTP 400)."""
@@ -74,6 +77,7 @@ class Notifier:
         clock: Callable[[], int] = now_ms,
         poll_ms: int = 10_000,
         standby_retry_s: float = 5.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._store = store
         self._config = config
@@ -82,6 +86,8 @@ class Notifier:
         self._clock = clock
         self._poll_ms = poll_ms
         self._standby_retry_s = standby_retry_s
+        self.supervisor = supervisor or Supervisor()
+        """Restarts the loop after a crash (a bug, data it cannot read): logged, counted, shown in health."""
         self._logs: dict[str, GroupLog] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._unsaved: set[str] = set()
@@ -99,23 +105,27 @@ class Notifier:
         self._wake.set()
 
     async def run(self) -> None:
-        """Lead (or stand by) until ``stop()``; database failures are waited out and retried."""
+        """Lead (or stand by) until ``stop()``; database failures are waited out and retried, any other
+        failure restarts the loop after a backoff (``peakwatch.supervise``): never ends it."""
         try:
-            while not self._stopping.is_set():
-                try:
-                    await self._lead()
-                except StoreError as exc:
-                    # Whatever the database says (down, read-only, disk full), the notifier keeps
-                    # trying: it is the last thing that should give up. Its memory of what was sent
-                    # survives, so nothing is sent twice meanwhile.
-                    (log.warning if exc.retryable else log.error)(
-                        "notifier: %s; retrying in %.1f s", exc, self._standby_retry_s
-                    )
-                    self._set_leading(False)
-                    await self._pause(self._standby_retry_s)
+            await self.supervisor.run(NOTIFIER_TASK, self._lead_until_stopped, stop=self._stopping)
         finally:
             await self._drain()
             await self._channels.aclose()
+
+    async def _lead_until_stopped(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._lead()
+            except StoreError as exc:
+                # Whatever the database says (down, read-only, disk full), the notifier keeps
+                # trying: it is the last thing that should give up. Its memory of what was sent
+                # survives, so nothing is sent twice meanwhile.
+                (log.warning if exc.retryable else log.error)(
+                    "notifier: %s; retrying in %.1f s", exc, self._standby_retry_s
+                )
+                self._set_leading(False)
+                await self._pause(self._standby_retry_s)
 
     async def _lead(self) -> None:
         async with self._store.notify.listening() as listener:
@@ -146,6 +156,7 @@ class Notifier:
             listener.changed.clear()
             self._wake.clear()
             wake_ms = await self.round()
+            self.supervisor.ok(NOTIFIER_TASK)
             self.ready.set()
             now = self._clock()
             if now - last_prune > 3_600_000:

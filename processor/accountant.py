@@ -52,7 +52,9 @@ from peakwatch.errors import StoreError
 from peakwatch.store import restate
 from peakwatch.store.rollups import SiteRollup
 from peakwatch.store.writes import check_fence
+from peakwatch.supervise import MAX_BACKOFF_S, describe_error
 from processor.causes import NOT_FLAGS, REREAD, Flags, attribute
+from processor.failures import Failing, SitesFailedError, isolated
 from processor.windows import site_inputs
 
 if TYPE_CHECKING:
@@ -103,6 +105,10 @@ async def _retrying(work: Callable[[], Awaitable[_T]]) -> _T:
     raise AssertionError("unreachable")
 
 
+def _request_subject(request: RestatementRequest) -> str:
+    return f"restatement request {request.id} ({request.site_id or 'every site'}, {request.reason})"
+
+
 def _floor_minute(ms: int) -> int:
     return ms - ms % MINUTE_MS
 
@@ -126,6 +132,9 @@ class Accountant:
         owns: Callable[[str], bool] | None = None,
         fence: Mapping[str, int] | None = None,
         on_restated: Callable[[str, int, int], Awaitable[None]] | None = None,
+        on_problem: Callable[[str, str | None], None] = lambda _subject, _error: None,
+        retry_initial_s: float = 1.0,
+        retry_max_s: float = MAX_BACKOFF_S,
     ) -> None:
         """``committed()``: per site, end of the newest committed 1-minute window (with all before it).
         ``closed()``: per site, end of the newest window the live path has closed (maybe in flight).
@@ -134,7 +143,9 @@ class Accountant:
         ``owns`` (shared bus): whether this processor owns a site (``registry`` then holds only those);
         ``fence``: the epochs its transactions must still hold (``peakwatch.store.writes.check_fence``);
         ``on_restated(site, from, to)``: after a restatement committed, the minutes it covered (the alert
-        rules re-judge them)."""
+        rules re-judge them); ``on_problem(subject, error)``: a request or a site's windows failed
+        (``error``) and are retried with backoff from ``retry_initial_s`` to ``retry_max_s``, or work again
+        (``None``)."""
         self._store = store
         self._registry = registry
         self._committed = committed
@@ -144,6 +155,9 @@ class Accountant:
         self._owns = owns
         self._fence = fence
         self._restated_hook = on_restated
+        self._failing = Failing(retry_initial_s, retry_max_s, on_problem)
+        self._restated_sites: dict[int, set[str]] = {}
+        """Request for several sites -> those restated while another failed (not done again)."""
         self._halted = False
         self.library = registry.factors
         self._done: dict[tuple[str, str], int] = {}
@@ -182,8 +196,11 @@ class Accountant:
         """Handle pending requests, then materialise what the committed frontier allows. Returns the
         number of windows written or restated (0: nothing to do)."""
         work = 0
-        # every pending request, oldest first: one that waits for the frontier must not hide the others
-        for request in await self._store.inputs.pending_restatements(10_000):
+        pending = await self._store.inputs.pending_restatements(10_000)
+        self._failing.forget("restatement request ", {_request_subject(r) for r in pending})
+        # every pending request, oldest first: one that waits for the frontier (or failed) must not hide
+        # the others
+        for request in pending:
             if self._halted:
                 return work
             if self._owns is not None:
@@ -192,7 +209,18 @@ class Accountant:
                     continue
                 if not self._owns(request.site_id):
                     continue  # another processor's site: it stays pending for its owner
-            done = await _retrying(functools.partial(self._handle, request))
+            subject = _request_subject(request)
+            if self._failing.backing_off(subject):
+                continue
+            try:
+                done = await _retrying(functools.partial(self._handle, request))
+            except Exception as exc:
+                if not isolated(exc):
+                    raise
+                error = self._failing.failed(subject, exc)
+                await self._store.inputs.mark_restatement_failed(request.id, error)
+                continue
+            self._failing.worked(subject)
             if done is None:
                 continue  # waits for the frontier
             work += done
@@ -202,8 +230,17 @@ class Accountant:
             if self._halted:
                 return work
             site = self._registry.sites.get(site_id)
-            if site is not None:
+            subject = f"longer windows of site {site_id}"
+            if site is None or self._failing.backing_off(subject):
+                continue
+            try:
                 work += await _retrying(functools.partial(self._materialise, site, frontier))
+            except Exception as exc:
+                if not isolated(exc):
+                    raise
+                self._failing.failed(subject, exc)
+                continue
+            self._failing.worked(subject)
         return work
 
     async def _materialise(self, site: Site, frontier: int) -> int:
@@ -245,16 +282,41 @@ class Accountant:
             self._on_replacements(
                 await self._store.inputs.list_replacements(request.site_id, request.meter_id)
             )
-        sites = [request.site_id] if request.site_id is not None else list(self._registry.sites)
+        ids = [request.site_id] if request.site_id is not None else list(self._registry.sites)
+        sites = [site for site_id in ids if (site := self._registry.sites.get(site_id)) is not None]
+        return await self._each_site(sites, request, reason, wait=True)
+
+    async def _each_site(
+        self, sites: list[Site], request: RestatementRequest, reason: RestatementReason, *, wait: bool
+    ) -> int | None:
+        """Restate ``sites`` one by one; ``None`` when one must wait for the frontier (``wait``; else it
+        counts as nothing). A site whose restatement raises does not stop the others: the request fails
+        afterwards, naming it, and is retried for the sites not restated yet (a factor revision restates
+        a site's whole history: the healthy sites are not done again at every retry)."""
         total = 0
-        for site_id in sites:
-            site = self._registry.sites.get(site_id)
-            if site is None:
+        failed: list[tuple[str, Exception]] = []
+        restated = self._restated_sites.get(request.id, set())
+        for site in sites:
+            if site.id in restated:
                 continue
-            done = await self._restate_site(site, request, reason)
-            if done is None:
+            try:
+                done = await self._restate_site(site, request, reason)
+            except Exception as exc:
+                if not isolated(exc) or len(sites) == 1:
+                    raise
+                log.error("accountant: restating %s failed", site.id, exc_info=exc)
+                failed.append((site.id, exc))
+                continue
+            if done is None and wait:
                 return None
-            total += done
+            total += done or 0
+            if len(sites) > 1:
+                self._restated_sites.setdefault(request.id, set()).add(site.id)
+        if failed:
+            raise SitesFailedError(
+                "; ".join(f"site {site_id}: {describe_error(exc)}" for site_id, exc in failed)
+            )
+        self._restated_sites.pop(request.id, None)
         return total
 
     async def _factor_revision(self, request: RestatementRequest) -> int | None:
@@ -269,16 +331,12 @@ class Accountant:
         if any(committed.get(s, 0) < end for s, end in wait.items()):
             return None
         del self._factor_wait[request.id]
-        total = 0
         if request.site_id is None:
             targets = list(self._registry.sites.values())
         else:  # one site's share of a request for every site (``split_restatement``)
             one = self._registry.sites.get(request.site_id)
             targets = [] if one is None else [one]
-        for site in targets:
-            done = await self._restate_site(site, request, RestatementReason.FACTOR_REVISION)
-            total += done or 0
-        return total
+        return await self._each_site(targets, request, RestatementReason.FACTOR_REVISION, wait=False)
 
     async def _restate_site(
         self, site: Site, request: RestatementRequest, reason: RestatementReason

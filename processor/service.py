@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -79,6 +80,7 @@ from peakwatch.domain.models import (
 from peakwatch.domain.periods import Period
 from peakwatch.errors import BusError, ConfigError, FencedError, StoreError
 from peakwatch.store import restate
+from peakwatch.supervise import Supervisor
 from processor.accountant import Accountant
 from processor.alerts import RuleEngine
 from processor.meters import DEFAULT_DEDUP_RETENTION_MS, MeterTracker, StepOutput
@@ -90,6 +92,10 @@ if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs
     from peakwatch.store.records import AlertRecord
 
 log = logging.getLogger(__name__)
+
+ACCOUNTANT_TASK = "processor-accountant"
+RULES_TASK = "processor-rules"
+"""Names of the processor's background loops (``peakwatch.supervise``: metrics and health)."""
 
 BEFORE_BASELINE = 3
 """Stored readings before a meter's baseline a restart looks at to find the drop the baseline may be
@@ -145,12 +151,15 @@ class Processor:
         dedup_retention_ms: int = DEFAULT_DEDUP_RETENTION_MS,
         accountant_interval_s: float = 1.0,
         rules_interval_s: float = 2.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
         self._registry = registry
         self._settings = settings
         self.metrics = metrics or ProcessorMetrics(CollectorRegistry())
+        self.supervisor = supervisor or Supervisor()
+        """Runs the accountant and the rule reload: a crash is logged, counted, shown and restarted."""
         self._clock_ms = clock_ms
         self._on_written = on_written
         self._poll_timeout_s = poll_timeout_s
@@ -230,6 +239,7 @@ class Processor:
         self.closed_end_ms = {}
         self._written_end_ms = {}
         if self._accountant_store is not None:
+            self.supervisor.clear_problems(ACCOUNTANT_TASK)  # the old accountant's failures go with it
             self.accountant = Accountant(
                 self._accountant_store,
                 view,
@@ -240,6 +250,9 @@ class Processor:
                 owns=self._owns,
                 fence=self._fence,
                 on_restated=self._rejudge,
+                on_problem=functools.partial(self.supervisor.problem, ACCOUNTANT_TASK),
+                retry_initial_s=self.supervisor.initial_s,
+                retry_max_s=self.supervisor.max_s,
             )
 
     # ------------------------------------------------------------------ lifecycle
@@ -332,12 +345,17 @@ class Processor:
         accountant = (
             None
             if self.accountant is None
-            else asyncio.create_task(self._run_accountant(), name="processor-accountant")
+            else asyncio.create_task(
+                self.supervisor.run(ACCOUNTANT_TASK, self._run_accountant, stop=self._stop),
+                name=ACCOUNTANT_TASK,
+            )
         )
         rules = (
             None
             if self._rules_store is None
-            else asyncio.create_task(self._watch_rules(), name="processor-rules")
+            else asyncio.create_task(
+                self.supervisor.run(RULES_TASK, self._watch_rules, stop=self._stop), name=RULES_TASK
+            )
         )
         try:
             while not self._stop.is_set():
@@ -439,6 +457,8 @@ class Processor:
                     await self._load_rules()
             except StoreError as exc:
                 log.warning("reading the alert rules failed (retrying): %s", exc)
+                continue
+            self.supervisor.ok(RULES_TASK)
 
     def _use_factors(self, library: FactorLibrary) -> None:
         for sw in self.windows.values():
@@ -449,12 +469,15 @@ class Processor:
         return 0 if self.accountant is None else await self.accountant.run_once()
 
     async def _run_accountant(self) -> None:
-        """The accountant's loop: a pass every interval, and at once when a write queued restatements."""
+        """The accountant's loop: a pass every interval, and at once when a write queued restatements.
+        Anything else it raises crashes the loop, which ``run`` supervises (logged, counted, shown in
+        health, restarted with backoff); one site's failing work is isolated inside the pass."""
         assert self.accountant is not None
         while not self._stop.is_set():
             try:
                 async with self._accounting:  # the accountant of the sites owned now
                     await self.accountant.run_once()
+                self.supervisor.ok(ACCOUNTANT_TASK)
             except FencedError as exc:
                 log.error("accountant stopped: %s", exc)
                 self._fatal = exc

@@ -40,7 +40,8 @@ the years it was used for, so no narrower range is safe)."""
 
 _RESTATEMENT_SELECT: Final = """
 SELECT id, site_id, meter_id, from_ts AS from_ms, to_ts AS to_ms, reason, detail,
-       requested_at AS requested_ms, done_at AS done_ms, restated, factor_id
+       requested_at AS requested_ms, done_at AS done_ms, restated, factor_id, attempts, error,
+       failed_at AS failed_ms
 FROM restatement_requests"""
 _FACTOR_SELECT: Final = """
 SELECT id, version, value, unit, source, data_year, published, status, recorded_at AS recorded_ms
@@ -407,6 +408,26 @@ class InputsStore(Pooled):
                 list(ids),
             )
 
+    async def mark_restatement_failed(self, request_id: int, error: str) -> None:
+        """Record a failed attempt; the request stays pending (the accountant retries it with backoff)."""
+        async with self._connection("recording a failed restatement") as conn:
+            await conn.execute(
+                "UPDATE restatement_requests SET attempts = attempts + 1, error = $2, failed_at = now() "
+                "WHERE id = $1 AND done_at IS NULL",
+                request_id,
+                error,
+            )
+
+    async def restatement_failures(self, ids: Sequence[int]) -> dict[int, str]:
+        """Which of ``ids`` are pending after a failed attempt, with their last error."""
+        rows = await self._fetch(
+            "reading restatement failures",
+            "SELECT id, error FROM restatement_requests WHERE id = ANY($1::bigint[]) AND done_at IS NULL "
+            "AND error IS NOT NULL",
+            list(ids),
+        )
+        return {int(r["id"]): str(r["error"]) for r in rows}
+
     async def restatements_pending(self, ids: Sequence[int]) -> set[int]:
         """Which of ``ids`` are not done yet (an unknown id counts as done: there is nothing to wait for)."""
         rows = await self._fetch(
@@ -497,7 +518,7 @@ async def _queue(
         "INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail, factor_id) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, site_id, meter_id, from_ts AS from_ms, "
         "to_ts AS to_ms, reason, detail, requested_at AS requested_ms, done_at AS done_ms, restated, "
-        "factor_id",
+        "factor_id, attempts, error, failed_at AS failed_ms",
         site_id,
         meter_id,
         from_ms,

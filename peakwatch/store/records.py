@@ -82,6 +82,11 @@ class RestatementRequest(msgspec.Struct, frozen=True, kw_only=True):
     when both changed the same windows)."""
     factor_id: str | None = None
     """A factor revision's factor: only windows whose use of it changed cite the request."""
+    attempts: int = 0
+    """Failed attempts so far (the accountant retries a failed request with backoff)."""
+    error: str | None = None
+    """The last failure, kept after a later success."""
+    failed_ms: int | None = None
 
 
 class SilenceRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -131,6 +131,25 @@ async def test_db_restate_wait_ends_when_the_request_is_done(
     assert "done: dc-1 restated" in out
 
 
+async def test_db_restate_wait_reports_a_failed_request_as_failed_not_at_the_timeout(
+    sites: Store, database_url: str, processor_session: Store
+) -> None:
+    started = time.monotonic()
+    command = asyncio.ensure_future(
+        peakwatch("db", "restate", "--database-url", database_url, "--site", "dc-1", *DAY, "--wait")
+    )
+    [request] = await eventually(lambda: sites.inputs.list_restatements(10), "the request queued")
+    # as the processor's accountant does when the restatement raises (one site's poisoned data)
+    await sites.inputs.mark_restatement_failed(request.id, "RuntimeError: poisoned ledger of site dc-1")
+    code, out = await asyncio.wait_for(command, timeout=30)
+    assert code == 1, out
+    assert f"error: request {request.id} (dc-1) failed: RuntimeError: poisoned ledger of site dc-1" in out
+    assert "the processor retries it with backoff" in out
+    assert time.monotonic() - started < 30  # not the 600 s timeout
+    [failing] = await sites.inputs.list_restatements(10)
+    assert (failing.done_ms, failing.attempts) == (None, 1)  # still queued: retried
+
+
 async def test_db_restate_wait_times_out_with_exit_1(
     sites: Store, database_url: str, processor_session: Store
 ) -> None:
