@@ -35,6 +35,7 @@ from peakwatch.domain.periods import Period
 from peakwatch.domain.routing import Matcher
 from peakwatch.domain.rules import StalenessRule, ThresholdRule
 from peakwatch.domain.targets import Target, TargetKind, TargetProgress, TargetStatus
+from peakwatch.redaction import redact_text
 from peakwatch.store.inputs import GreenInstrument, InstrumentKind, ValueAdded
 from peakwatch.store.records import (
     AlertRecord,
@@ -111,7 +112,9 @@ class ComponentPublic(BaseModel):
 
     @classmethod
     def from_status(cls, status: ComponentStatus) -> ComponentPublic:
-        return cls(name=status.name, ok=status.ok, detail=status.detail)
+        """``/healthz`` answers without credentials: a detail quoting an error (a task's crash, a
+        channel's URL with its token) is redacted here, at the one door every component passes."""
+        return cls(name=status.name, ok=status.ok, detail=redact_text(status.detail))
 
 
 class HealthPublic(BaseModel):

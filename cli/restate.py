@@ -151,7 +151,8 @@ async def _processor(settings: Settings, store: Store) -> str | None:
     from peakwatch.store.store import PROCESSOR_APPLICATION
 
     card = read_card(settings.data_dir)
-    if card is not None:
+    # the card speaks for its own database only: --database-url may name another one
+    if card is not None and settings.database_url in (None, card.database_url):
         return f"peakwatch up (pid {card.pid})"
     sessions = await store.inputs.sessions_named(PROCESSOR_APPLICATION)
     return f"a processor ({sessions} session(s) on the database)" if sessions else None

@@ -161,7 +161,8 @@ class Stack:
             )
         for task in self._tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
-                out.append(ComponentStatus(name=task.get_name(), ok=False, detail=repr(task.exception())))
+                failure = type(task.exception()).__name__  # the message is in the log, not on a public page
+                out.append(ComponentStatus(name=task.get_name(), ok=False, detail=f"stopped: {failure}"))
         return out
 
     async def wait(self) -> None:

@@ -30,7 +30,7 @@ router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
 MAX_PAGE: Final = 1000
 """Largest ``limit``: a page of 1,000 letters with 4 KiB payload previews is about 5 MB of JSON."""
-_CURSOR: Final = re.compile(r"^(\d{1,15})\.(\d{1,19})$")
+_CURSOR: Final = re.compile(r"^(\d{1,15})\.(\d{1,19})\Z")
 _TIME_DOC: Final = "RFC 3339 with an offset (2024-06-01T08:00:00+08:00, ...Z) or epoch milliseconds."
 _FILTERS: Final = ("reason", "site_id", "meter_id", "source", "from", "to")
 _ECHOED: Final = 100

@@ -6,12 +6,15 @@ named ``PROCESSOR_APPLICATION``; ``peakwatch up`` beside it: tests/e2e/test_cli_
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from cli.running import StackCard, write_card
 from peakwatch.config import Registry
 from peakwatch.store import Store
 from peakwatch.store.store import PROCESSOR_APPLICATION
@@ -182,3 +185,25 @@ async def test_db_restate_refuses_a_bad_range(database_url: str, start: str, end
     code, out = await peakwatch("db", "restate", "--database-url", database_url, "--from", start, "--to", end)
     assert code == 2
     assert message in out
+
+
+async def test_a_stack_card_speaks_only_for_its_own_database(
+    sites: Store, database_url: str, tmp_path: Path
+) -> None:
+    """A stack runs from the data directory, but --database-url names another database: that stack's
+    processor does not work this queue, so the command must not count on it."""
+    write_card(
+        StackCard(
+            pid=os.getpid(),  # alive
+            started_at_ms=0,
+            database_url="postgresql://postgres@127.0.0.1:1/other",
+            mqtt_url="mqtt://127.0.0.1:1",
+            api_url="http://127.0.0.1:1",
+            data_dir=str(tmp_path),
+        )
+    )
+    args = ("db", "restate", "--database-url", database_url, "--data-dir", str(tmp_path), "--site", "dc-1")
+    code, out = await peakwatch(*args, *DAY, "--wait")
+    assert code == 1, out
+    assert "no processor is running" in out
+    assert "peakwatch up (pid" not in out
