@@ -47,9 +47,19 @@ _SAME_START_S = 0.01
 class Owner(msgspec.Struct, frozen=True, kw_only=True):
     pid: int
     started: float
-    """The process's start time (psutil), which tells it from a later process given the same pid."""
+    """The process's start time (psutil ``create_time``): identifies it where ``start_ticks`` cannot."""
+    start_ticks: int | None = None
+    """Its start in clock ticks since boot (Linux); None in files written before it was recorded."""
     token: str
     """Names the watchdog that guards this ownership."""
+
+
+def identify(pid: int, token: str) -> Owner | None:
+    """What ``claim`` records for process ``pid``; None once it is gone."""
+    started = _start_time(pid)
+    if started is None:
+        return None
+    return Owner(pid=pid, started=started, start_ticks=_start_ticks(pid), token=token)
 
 
 def _start_time(pid: int) -> float | None:
@@ -59,21 +69,42 @@ def _start_time(pid: int) -> float | None:
         return None
 
 
+def _start_ticks(pid: int) -> int | None:
+    """Field 22 of ``/proc/<pid>/stat``; None without procfs or once the process is gone. Unlike
+    ``create_time`` (boot time, itself derived from the wall clock, plus these ticks), it does not
+    move when the wall clock is stepped (NTP, VM resume, suspend)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        # comm (field 2) is in parentheses and may hold spaces and ')': field 3 follows the last ')'.
+        return int(stat[stat.rindex(b")") + 1 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _same_start(owner: Owner) -> bool:
+    """``owner.pid`` is still the process ``owner`` recorded, not a later one given the same pid. By
+    start ticks when both sides have them; else (no procfs, or a file from before they were recorded)
+    by ``create_time``, which on Linux shifts with a step of the wall clock."""
+    ticks = _start_ticks(owner.pid)
+    if ticks is not None and owner.start_ticks is not None:
+        return ticks == owner.start_ticks
+    started = _start_time(owner.pid)
+    return started is not None and abs(started - owner.started) < _SAME_START_S
+
+
 def alive(owner: Owner) -> bool:
     """The owner still runs (a zombie, killed and not yet reaped, does not)."""
     try:
-        proc = psutil.Process(owner.pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
+        if psutil.Process(owner.pid).status() == psutil.STATUS_ZOMBIE:
             return False
-        return abs(float(proc.create_time()) - owner.started) < _SAME_START_S
     except psutil.Error:
         return False
+    return _same_start(owner)
 
 
 def is_current(owner: Owner) -> bool:
     """The owner is this process."""
-    started = _start_time(os.getpid())
-    return owner.pid == os.getpid() and started is not None and abs(started - owner.started) < _SAME_START_S
+    return owner.pid == os.getpid() and _same_start(owner)
 
 
 @contextlib.contextmanager
@@ -112,9 +143,8 @@ def claim(data_dir: Path) -> None:
         token, proc = mine
         if token == owner.token and proc.poll() is None:
             return
-    started = _start_time(os.getpid())
-    assert started is not None  # this process runs
-    owner = Owner(pid=os.getpid(), started=started, token=uuid.uuid4().hex)
+    owner = identify(os.getpid(), uuid.uuid4().hex)
+    assert owner is not None  # this process runs
     path = data_dir / OWNER_NAME
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_bytes(msgspec.json.encode(owner))
