@@ -207,6 +207,10 @@ class Processor:
         """The last write enqueued; the next one waits for it (``_enqueue_write``)."""
         self._stop = asyncio.Event()
         self._started = False
+        self._unjudged: list[tuple[str, int, int]] = []
+        """Restated ``(site, from, to)`` not re-judged yet (``_rejudge``)."""
+        self._judged: list[tuple[str, int, int]] = []
+        """Re-judged; their alert changes wait in the rule engine for the next step (``_rejudge``)."""
         self._written = asyncio.Condition()
         self._accountant_interval_s = accountant_interval_s
         self._accountant_wake = asyncio.Event()
@@ -405,8 +409,34 @@ class Processor:
         return self.accountant
 
     async def _rejudge(self, site_id: str, from_ms: int, to_ms: int) -> None:
-        """The accountant restated the site's windows from ``from_ms``: the alert rules judge the stored
-        windows their look-back needs again (``RuleEngine.rejudge``; changes go out at the next step)."""
+        """The accountant restated the site's windows in ``[from_ms, to_ms)``: the alert rules judge them
+        again (``_judge_restated``). Never raises: the restatement is committed and its request done, so
+        a failure here must not fail (and retry) the request, whose second pass restates nothing and
+        would re-judge nothing; the range is kept instead until the re-judgement's alert changes are
+        stored.
+
+        A range goes ``_unjudged`` (a failed re-judgement stays there; the accountant's next pass tries
+        again) -> ``_judged`` (its changes wait in the rule engine) -> the write of the next step, which
+        carries them (``_enqueue_write``) -> gone once that write committed, back to ``_unjudged`` if it
+        failed (re-judged against the rule state then held)."""
+        self._unjudged.append((site_id, from_ms, to_ms))
+        await self._judge_restated()
+
+    async def _judge_restated(self) -> None:
+        """Re-judge the restated ranges not judged yet, oldest first; a failing one stays for later."""
+        todo, self._unjudged = self._unjudged, []
+        for i, (site_id, from_ms, to_ms) in enumerate(todo):
+            try:
+                await self._judge_range(site_id, from_ms, to_ms)
+            except StoreError as exc:
+                log.warning("re-judging restated windows of %s failed (retried later): %s", site_id, exc)
+                self._unjudged[:0] = todo[i:]
+                return
+            self._judged.append((site_id, from_ms, to_ms))
+
+    async def _judge_range(self, site_id: str, from_ms: int, to_ms: int) -> None:
+        """The alert rules judge the stored windows their look-back needs again (``RuleEngine.rejudge``;
+        changes go out at the next step)."""
         span = self.rules.rejudge_span(site_id, from_ms, to_ms)
         if span is None or self._accountant_store is None:
             return
@@ -466,7 +496,10 @@ class Processor:
 
     async def account(self) -> int:
         """One accountant pass now (tests, ``flush``); 0 without an accountant."""
-        return 0 if self.accountant is None else await self.accountant.run_once()
+        if self.accountant is None:
+            return 0
+        await self._judge_restated()
+        return await self.accountant.run_once()
 
     async def _run_accountant(self) -> None:
         """The accountant's loop: a pass every interval, and at once when a write queued restatements.
@@ -476,6 +509,7 @@ class Processor:
         while not self._stop.is_set():
             try:
                 async with self._accounting:  # the accountant of the sites owned now
+                    await self._judge_restated()
                     await self.accountant.run_once()
                 self.supervisor.ok(ACCOUNTANT_TASK)
             except FencedError as exc:
@@ -653,13 +687,29 @@ class Processor:
         tail = self._tail
         previous = tail if tail is not None and not tail.done() else after
         closed = dict(self.closed_end_ms)  # what this step (and every one before it) closed
+        # the re-judged ranges whose alert changes ``step`` just took into ``batch`` (no await between)
+        judged, self._judged = self._judged, []
         task = asyncio.create_task(
-            self._write_in_turn(previous, batch, polled, closed), name="processor-write"
+            self._write_in_turn(previous, batch, polled, closed, judged), name="processor-write"
         )
         self._tail = task
         return task
 
     async def _write_in_turn(
+        self,
+        previous: asyncio.Task[bool] | None,
+        batch: ProcessedBatch,
+        polled: Polled | None,
+        closed: dict[str, int],
+        judged: list[tuple[str, int, int]],
+    ) -> bool:
+        try:
+            return await self._write_after(previous, batch, polled, closed)
+        except BaseException:
+            self._unjudged[:0] = judged  # its re-judged alert changes were not stored: judge them again
+            raise
+
+    async def _write_after(
         self,
         previous: asyncio.Task[bool] | None,
         batch: ProcessedBatch,

@@ -40,7 +40,8 @@ from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.models import KpiWindow, Site
 from peakwatch.domain.periods import Period, window_start
 from peakwatch.store import Store
-from peakwatch.store.rollups import SiteRollup, frontiers
+from peakwatch.store.conn import Conn
+from peakwatch.store.rollups import Frontiers, SiteRollup, frontiers
 
 DEFAULT_SERIES_LIMIT: Final = 1440
 MAX_SERIES_LIMIT: Final = 10_000
@@ -75,22 +76,35 @@ class OpenWindows:
         starts: tuple[int, int] | None = None,
     ) -> OpenWindows:
         """The open windows of ``period`` starting in ``[starts)`` (default: the newest only)."""
+        async with store.transaction("computing the windows of periods in progress") as conn:
+            at = await frontiers(conn, site.id)
+            return await cls.within(conn, at, store, registry, library, site, period, starts)
+
+    @classmethod
+    async def within(
+        cls,
+        conn: Conn,
+        at: Frontiers | None,
+        store: Store,
+        registry: Registry,
+        library: FactorLibrary,
+        site: Site,
+        period: Period,
+        starts: tuple[int, int] | None = None,
+    ) -> OpenWindows:
+        """``of`` inside the caller's snapshot (``at``: the site's frontiers, read first in it)."""
         now = now_ms()
-        if period is Period.MINUTE:
+        if period is Period.MINUTE or at is None:
             return cls([], 0, now)
         try:
             rollup = SiteRollup.of(registry, library, site, store.inputs)
         except KeyError:  # the stored site names a factor set this configuration lacks: no KPIs to compute
             return cls([], 0, now)
-        async with store.transaction("computing the windows of periods in progress") as conn:
-            at = await frontiers(conn, site.id)
-            if at is None:
-                return cls([], 0, now)
-            if starts is None:  # the newest: the one the frontier is inside, or just completed
-                windows = await rollup.in_progress(conn, period, at, lambda s, e: e >= at.closed_ms)
-            else:
-                windows = await rollup.in_progress(conn, period, at, lambda s, e: starts[0] <= s < starts[1])
-            return cls(windows[-1:] if starts is None else windows, at.closed_ms, now)
+        if starts is None:  # the newest: the one the frontier is inside, or just completed
+            windows = await rollup.in_progress(conn, period, at, lambda s, e: e >= at.closed_ms)
+        else:
+            windows = await rollup.in_progress(conn, period, at, lambda s, e: starts[0] <= s < starts[1])
+        return cls(windows[-1:] if starts is None else windows, at.closed_ms, now)
 
     def public(self, w: KpiWindow, site: Site) -> KpiWindowPublic:
         return KpiWindowPublic.from_window(w, site, open_at=self.at)
@@ -176,14 +190,26 @@ async def kpi_series(
     ] = DEFAULT_SERIES_LIMIT,
     include_open: IncludeOpenQuery = True,
 ) -> list[KpiWindowPublic]:
-    windows = await store.kpi_series(
-        site.id, time_range.from_ms, time_range.to_ms, limit=limit, period=time_range.period.value
-    )
-    public = [KpiWindowPublic.from_window(w, site) for w in windows]
-    if include_open and len(windows) < limit:  # open windows start after every stored one
-        opened = await OpenWindows.of(
-            store, registry, library, site, time_range.period, (time_range.from_ms, time_range.to_ms)
+    # one snapshot for the stored and the open windows: a window the accountant stores between two
+    # reads would otherwise be in neither (no longer open, not stored yet when the stored ones were read)
+    async with store.transaction("reading a KPI series") as conn:
+        at = await frontiers(conn, site.id)  # first: it makes the transaction REPEATABLE READ
+        windows = await store.kpi_series(
+            site.id,
+            time_range.from_ms,
+            time_range.to_ms,
+            limit=limit,
+            period=time_range.period.value,
+            conn=conn,
         )
+        opened = None
+        if include_open and len(windows) < limit:  # open windows start after every stored one
+            span = (time_range.from_ms, time_range.to_ms)
+            opened = await OpenWindows.within(
+                conn, at, store, registry, library, site, time_range.period, span
+            )
+    public = [KpiWindowPublic.from_window(w, site) for w in windows]
+    if opened is not None:
         more = opened.windows[: limit - len(windows)]
         windows += more
         public += [opened.public(w, site) for w in more]

@@ -304,18 +304,24 @@ class Store(Pooled):
         return convert(rows[0], KpiWindow) if rows else None
 
     async def kpi_series(
-        self, site_id: str, from_ms: int, to_ms: int, limit: int = 10_000, period: str = "1m"
+        self,
+        site_id: str,
+        from_ms: int,
+        to_ms: int,
+        limit: int = 10_000,
+        period: str = "1m",
+        *,
+        conn: Conn | None = None,
     ) -> list[KpiWindow]:
-        """Windows of ``period`` with ``from_ms <= start < to_ms``, oldest first."""
-        rows = await self._fetch(
-            "reading a KPI series",
+        """Windows of ``period`` with ``from_ms <= start < to_ms``, oldest first. ``conn``: read inside
+        that transaction (the API reads the stored and the open windows in one snapshot)."""
+        query = (
             KPI_SELECT + " WHERE site_id = $1 AND period = $5 AND window_start >= $2 AND window_start < $3 "
-            "ORDER BY window_start LIMIT $4",
-            site_id,
-            from_ms,
-            to_ms,
-            limit,
-            period,
+            "ORDER BY window_start LIMIT $4"
+        )
+        args = (site_id, from_ms, to_ms, limit, period)
+        rows = await (
+            self._fetch("reading a KPI series", query, *args) if conn is None else conn.fetch(query, *args)
         )
         return [convert(r, KpiWindow) for r in rows]
 

@@ -158,3 +158,38 @@ async def test_closed_minutes_the_accountant_has_not_rolled_up_yet_count(
     assert {k: v for k, v in stored.items() if k not in PROGRESS} == {
         k: v for k, v in quarters[0].items() if k not in PROGRESS
     }
+
+
+async def test_a_window_the_accountant_stores_during_a_series_request_is_in_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stored and the open windows come from one snapshot: when the accountant stores quarter 0 right
+    after the request read the stored quarters (none yet), quarter 0 is still served, as open, not lost
+    between the two reads."""
+    rig = Rig(store)
+    await rig.start()
+    for ts in ticks(W0, W0 + 17 * MIN):  # no accountant pass: nothing longer than a minute is stored
+        await rig.bus.publish(
+            ReadingBatch("dc", [reading("facility", ts, facility_at(ts)), reading("it", ts, it_at(ts))])
+        )
+        rig.clock.ms = ts + 200
+        await rig.proc.run_once(timeout_s=0)
+    await rig.proc.flush()  # minutes 0..15 closed (watermark 16:50)
+    monkeypatch.setattr(kpi_routes, "now_ms", clock_at(W0 + 17 * MIN), raising=False)
+    read_stored = store.kpi_series
+    stored_meanwhile: list[int] = []
+
+    async def then_the_accountant_stores(*args: Any, **kwargs: Any) -> Any:
+        windows = await read_stored(*args, **kwargs)
+        stored_meanwhile.append(await rig.proc.account())  # commits quarter 0 (and the minutes' rollups)
+        return windows
+
+    monkeypatch.setattr(store, "kpi_series", then_the_accountant_stores)
+    async with api_client(store, rig) as client:
+        quarters = await series(client, "15m", W0, W0 + 60 * MIN)
+    assert stored_meanwhile[0] > 0, "the accountant stored nothing between the reads: the test tests nothing"
+    # the request's snapshot predates quarter 0's storing: both quarters open, 15 x 9 = 135 kWh and 9 kWh
+    assert [(q["window_start_ms"], q["status"], q["facility_kwh"]) for q in quarters] == [
+        (W0, "open", pytest.approx(135.0)),
+        (W0 + 15 * MIN, "open", pytest.approx(9.0)),
+    ]

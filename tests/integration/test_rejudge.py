@@ -16,6 +16,7 @@ from notifier.service import Notifier
 from peakwatch.bus import MemoryBus
 from peakwatch.config import Registry, Settings
 from peakwatch.domain.models import Reading, ReadingBatch
+from peakwatch.errors import StoreError
 from peakwatch.store import Store
 from processor.service import Processor
 from tests.fixtures.receivers import HttpReceiver
@@ -165,3 +166,32 @@ async def test_an_alert_whose_breach_restated_later_gets_the_corrected_start(
     assert alert.fired_ms >= alert.started_ms  # never fired before it started
     messages = [r.json() for r in http_receiver.requests(receiver_path)]
     assert {m["status"] for m in messages} == {"firing"}
+
+
+async def test_a_rejudgement_that_fails_once_is_not_lost(
+    store: Store, http_receiver: HttpReceiver, receiver_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-judgement after a committed restatement fails once (the database away for a moment): the
+    request is done all the same, and the restated windows are judged again at the accountant's next
+    pass rather than never (a retry of the request restates nothing, so it would re-judge nothing)."""
+    rule = '{name: pue_high, kpi: pue, op: ">", threshold: 2, keep_firing_for: 30m, severity: critical}'
+    rig = Rig(store, _registry(rule, http_receiver.url_for(receiver_path), "en"))
+    span = rig.proc.rules.rejudge_span
+    failures: list[str] = []
+
+    def fails_once(site_id: str, from_ms: int, to_ms: int) -> tuple[int, int] | None:
+        if not failures:
+            failures.append(site_id)
+            raise StoreError("reading restated windows failed: connection lost", retryable=True)
+        return span(site_id, from_ms, to_ms)
+
+    monkeypatch.setattr(rig.proc.rules, "rejudge_span", fails_once)
+    await _quiet_it_then_backlog(rig)
+    assert failures == ["dc"], "the re-judgement never ran: the test tests nothing"
+    await rig.drive(W0 + 6 * MIN + TICK, W0 + 8 * MIN)
+    [minute2] = await store.kpi_series("dc", W0 + 2 * MIN, W0 + 3 * MIN)
+    assert (minute2.pue, minute2.revision) == (pytest.approx(1.5), 1)
+    [alert] = await store.list_alerts()
+    assert (alert.state, alert.resolved_reason) == ("resolved", "restated")
+    messages = [r.json() for r in http_receiver.requests(receiver_path)]
+    assert [m["status"] for m in messages] == ["firing", "resolved"]
