@@ -169,9 +169,10 @@ def window_start_ms(ts_ms: int, size_ms: int) -> int:
 def split_interval(t0_ms: int, t1_ms: int, amount: float, size_ms: int) -> list[tuple[int, float]]:
     """Spread ``amount`` consumed over ``[t0_ms, t1_ms)`` linearly across tumbling windows.
 
-    Returns ``(window_start_ms, share)`` pairs whose shares add up to ``amount`` (the last share takes
-    the rounding remainder, so the sum is exact to the float). ``t0_ms == t1_ms`` puts it all in the
-    window containing ``t0_ms``. An interval longer than ``LONG_GAP_MS`` is split in ``GAP_BUCKET_MS``
+    Returns ``(window_start_ms, share)`` pairs whose shares, added in order, give exactly ``amount`` (each
+    share is a multiple of ``amount``'s ulp, the last one the remainder); every share is finite for any
+    finite ``amount``, up to float64's maximum. ``t0_ms == t1_ms`` puts it all in the window containing
+    ``t0_ms``. An interval longer than ``LONG_GAP_MS`` is split in ``GAP_BUCKET_MS``
     buckets, each share going to the first window of its bucket inside the interval (the long-gap rule).
     """
     if t1_ms <= t0_ms:
@@ -183,12 +184,15 @@ def split_interval(t0_ms: int, t1_ms: int, amount: float, size_ms: int) -> list[
     step = GAP_BUCKET_MS if span > LONG_GAP_MS and GAP_BUCKET_MS % size_ms == 0 else size_ms
     last = window_start_ms(t1_ms - 1, step)
     parts: list[tuple[int, float]] = []
+    ulp = math.ulp(amount)
     assigned = 0.0
     start = window_start_ms(t0_ms, step)
     while start < last:
         lo = max(start, t0_ms)
         hi = start + step
-        share = amount * ((hi - lo) / span)  # the fraction first: amount × ms overflows near float max
+        # the fraction first (amount × ms overflows near float max), then on amount's ulp grid: every
+        # partial sum is then a float exactly, so amount - assigned is exact and the shares add up to amount
+        share = round(amount * ((hi - lo) / span) / ulp) * ulp
         parts.append((max(start, first), share))
         assigned += share
         start = hi
