@@ -45,14 +45,16 @@ def reading(site: str, ts_ms: int, kwh: float) -> ReadingBatch:
 
 
 async def run(bad: str, good: str, store: Store, reg: Registry) -> Processor:
-    """Both sites for 5 minutes (1 kWh per 10 s); the poisoned site's meter gets the four messages in
-    its first minute, then a healthy register from 5 kWh."""
+    """Both sites for 5 minutes (1 kWh per 10 s). The poisoned site's meter first gets the four messages
+    within 45 s, across a window boundary (1e308 -> 1.79e308 over [50 s, 70 s) is what overflowed the
+    split), then, from 100 s on, a healthy register from 5 kWh."""
     bus, clock = MemoryBus(), Clock(W0)
     proc = Processor(bus, store, reg, SETTINGS, clock_ms=clock, poll_timeout_s=0.0)
-    for i, kwh in enumerate(POISON):
-        await bus.publish(reading(bad, W0 + 1_000 + i * 1_000, kwh))
+    for offset_ms, kwh in zip((50_000, 70_000, 80_000, 95_000), POISON, strict=True):
+        await bus.publish(reading(bad, W0 + offset_ms, kwh))
     for k, ts in enumerate(range(W0 + 10_000, W0 + 5 * MIN + 1, 10_000)):
-        await bus.publish(reading(bad, ts, 5.0 + k))
+        if ts >= W0 + 100_000:
+            await bus.publish(reading(bad, ts, 5.0 + (ts - W0 - 100_000) // 10_000))
         await bus.publish(reading(good, ts, 100.0 + k))
         clock.ms = ts + 200
         await proc.run_once(timeout_s=0)
@@ -81,10 +83,11 @@ async def test_four_huge_readings_neither_poison_the_site_nor_stop_the_processor
     await run(bad, good, store, reg)
 
     windows = await assert_api_answers(store, reg, bad)
-    # 1.0 at W0+3 s is the baseline; the register then reads 5, 6, ... every 10 s: 4 kWh in [3 s, 10 s),
-    # then 1 kWh per 10 s: minute 0 holds 4 + 5 = 9 kWh, the next minutes 6 kWh each
+    # 1.0 at 80 s is the baseline; the register then reads 5, 6, ... every 10 s from 100 s: 4 kWh over
+    # [80 s, 100 s), then 1 kWh per 10 s: minute 1 holds 4 + 1 + 1 = 6 kWh, the next minutes 6 kWh each
     closed = [w for w in windows if w["status"] == "closed"]
-    assert [w["electricity_kwh"] for w in closed][:3] == pytest.approx([9.0, 6.0, 6.0])
+    assert [w["window_start_ms"] for w in closed][:1] == [W0 + MIN]
+    assert [w["electricity_kwh"] for w in closed][:3] == pytest.approx([6.0, 6.0, 6.0])
     assert all("not_computable" not in w["flags"] for w in closed)  # type: ignore[operator]
     healthy = await assert_api_answers(store, reg, good)
     assert [w["electricity_kwh"] for w in healthy if w["status"] == "closed"][1:4] == pytest.approx([6.0] * 3)
