@@ -50,13 +50,18 @@ async def run(bad: str, good: str, store: Store, reg: Registry) -> Processor:
     split), then, from 100 s on, a healthy register from 5 kWh."""
     bus, clock = MemoryBus(), Clock(W0)
     proc = Processor(bus, store, reg, SETTINGS, clock_ms=clock, poll_timeout_s=0.0)
-    for offset_ms, kwh in zip((50_000, 70_000, 80_000, 95_000), POISON, strict=True):
-        await bus.publish(reading(bad, W0 + offset_ms, kwh))
-    for k, ts in enumerate(range(W0 + 10_000, W0 + 5 * MIN + 1, 10_000)):
-        if ts >= W0 + 100_000:
-            await bus.publish(reading(bad, ts, 5.0 + (ts - W0 - 100_000) // 10_000))
-        await bus.publish(reading(good, ts, 100.0 + k))
-        clock.ms = ts + 200
+    timeline = [(W0 + t, bad, kwh) for t, kwh in zip((50_000, 70_000, 80_000, 95_000), POISON, strict=True)]
+    timeline += [
+        (ts, bad, 5.0 + (ts - W0 - 100_000) / 10_000) for ts in range(W0 + 100_000, W0 + 5 * MIN + 1, 10_000)
+    ]
+    timeline += [
+        (ts, good, 100.0 + (ts - W0) / 10_000) for ts in range(W0 + 10_000, W0 + 5 * MIN + 1, 10_000)
+    ]
+    for step in range(W0 + 5_000, W0 + 5 * MIN + 1, 5_000):  # each reading in the step of its time
+        for ts, site, kwh in sorted(timeline):
+            if step - 5_000 < ts <= step:
+                await bus.publish(reading(site, ts, kwh))
+        clock.ms = step + 200
         await proc.run_once(timeout_s=0)
     clock.ms += 60_000
     await proc.flush()
