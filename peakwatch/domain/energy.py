@@ -185,14 +185,16 @@ def split_interval(t0_ms: int, t1_ms: int, amount: float, size_ms: int) -> list[
     last = window_start_ms(t1_ms - 1, step)
     parts: list[tuple[int, float]] = []
     ulp = math.ulp(amount)
+    units = amount / ulp  # exact: an integer below 2**53 (amount × fraction would round subnormals up)
     assigned = 0.0
     start = window_start_ms(t0_ms, step)
     while start < last:
         lo = max(start, t0_ms)
         hi = start + step
-        # the fraction first (amount × ms overflows near float max), then on amount's ulp grid: every
-        # partial sum is then a float exactly, so amount - assigned is exact and the shares add up to amount
-        share = round(amount * ((hi - lo) / span) / ulp) * ulp
+        # the fraction first (amount × ms overflows near float max), then truncated to amount's ulp grid:
+        # every partial sum is then a float exactly and never beyond amount, so the remainder is exact and
+        # has amount's sign (rounding up could over-assign a tiny amount and leave a negative remainder)
+        share = math.trunc(units * ((hi - lo) / span)) * ulp
         parts.append((max(start, first), share))
         assigned += share
         start = hi
