@@ -215,7 +215,28 @@ def _main_value(r: Reading) -> float:
 
 def check(rnd: random.Random) -> None:
     """One generated sequence and every invariant (an AssertionError names what broke)."""
-    readings = sequence(rnd)
+    check_readings(rnd, sequence(rnd))
+    check_split(
+        rnd.randint(T0, T0 + MIN), rnd.choice((1, MIN, 7 * MIN + 1, 86_400_001)), rnd.choice(EXTREMES)
+    )
+    amount = _value(rnd, 0.0)
+    if math.isfinite(amount):
+        check_split(rnd.randint(T0, T0 + MIN), rnd.randint(1, 20 * MIN), amount)
+
+
+def check_split(t0: int, span: int, amount: float) -> None:
+    """``split_interval``: finite shares of the amount's sign that add up, in order, exactly to it."""
+    shares = split_interval(t0, t0 + span, amount, MIN)
+    total = 0.0
+    for _, share in shares:
+        assert math.isfinite(share), (amount, shares)
+        assert share * amount >= 0.0, (amount, shares)
+        total += share
+    assert total == amount, (amount, shares)
+
+
+def check_readings(rnd: random.Random, readings: list[Reading]) -> None:
+    """The invariants for one site's readings in arrival order (batches drawn from ``rnd``)."""
     amounts, letters = live(rnd, readings)
     assert letters == sum(not in_range(_main_value(r)) for r in readings), readings
     for (meter_id, w), a in amounts.items():
@@ -232,15 +253,6 @@ def check(rnd: random.Random) -> None:
     for (meter_id, w), a in derived.items():
         assert math.isfinite(a), (meter_id, w, a)
         assert a >= 0.0, (meter_id, w, a)
-    t0 = rnd.randint(T0, T0 + MIN)
-    amount = rnd.choice(EXTREMES) if rnd.random() < 0.5 else _value(rnd, 0.0)
-    if math.isfinite(amount):
-        shares = split_interval(t0, t0 + rnd.choice((1, MIN, 7 * MIN + 1, 86_400_001)), amount, MIN)
-        total = 0.0
-        for _, share in shares:
-            assert math.isfinite(share), (amount, shares)
-            total += share
-        assert total == amount, (amount, shares)
 
 
 def run(sequences: int, seed: int, report_every: int = 0) -> int:
