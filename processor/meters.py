@@ -349,26 +349,8 @@ class MeterTracker:
                 out.rederive.append((slot.site_id, slot.meter_id, ts))
             elif outcome is RETRACTED:
                 out.glitches.append((slot.site_id, slot.meter_id, slot.retract_ts, ts))
-            elif outcome is OUT_OF_RANGE:
-                out.dead_letters.append(
-                    _dead_letter(
-                        r,
-                        out.now_ms,
-                        Reason.OUT_OF_RANGE,
-                        f"{slot.quantity.value} {value!r} is not finite or beyond {VALUE_CEILING:g} "
-                        "in magnitude: no meter reads that",
-                    )
-                )
-                dropped = _drop(dropped, i)
-            else:  # NEGATIVE
-                out.dead_letters.append(
-                    _dead_letter(
-                        r,
-                        out.now_ms,
-                        Reason.NEGATIVE_INTERVAL_AMOUNT,
-                        f"interval amount {value} is negative",
-                    )
-                )
+            else:  # NEGATIVE or OUT_OF_RANGE: refused, the meter's state unchanged
+                out.dead_letters.append(_refused(r, out.now_ms, outcome is OUT_OF_RANGE, slot, value))
                 dropped = _drop(dropped, i)
         if max_ts != NEVER_MS:
             out.site_max_ts[batch.site_id] = max_ts
@@ -433,6 +415,18 @@ def _drop(dropped: set[int] | None, position: int) -> set[int]:
         dropped = set()
     dropped.add(position)
     return dropped
+
+
+def _refused(reading: Reading, now_ms: int, out_of_range: bool, slot: MeterSlot, value: float) -> DeadLetter:
+    if out_of_range:
+        detail = (
+            f"{slot.quantity.value} {value!r} is not finite or beyond {VALUE_CEILING:g} in magnitude: "
+            "no meter reads that"
+        )
+        return _dead_letter(reading, now_ms, Reason.OUT_OF_RANGE, detail)
+    return _dead_letter(
+        reading, now_ms, Reason.NEGATIVE_INTERVAL_AMOUNT, f"interval amount {value} is negative"
+    )
 
 
 def _dead_letter(reading: Reading, now_ms: int, reason: str, detail: str) -> DeadLetter:
