@@ -33,7 +33,7 @@ import msgspec
 from peakwatch.config import Registry, Settings
 from peakwatch.domain.models import DeadLetter, Quantity, Reading
 from peakwatch.domain.reasons import Reason
-from peakwatch.domain.units import PAYLOAD_FIELDS
+from peakwatch.domain.units import PAYLOAD_FIELDS, RATE_CEILING, VALUE_CEILING, in_range
 
 DAY_MS: Final = 86_400_000
 DEFAULT_MAX_AGE_MS: Final = 400 * DAY_MS
@@ -100,7 +100,7 @@ _FAST_DECODER: Final = msgspec.json.Decoder(_Sample | list[_Sample])  # type: ig
 # per payload field, in _Sample order: (canonical field name, scale, is a register)
 _SPECS: Final = tuple((q.value, scale, q in _REGISTERS) for q, scale in PAYLOAD_FIELDS.values())
 _astuple = msgspec.structs.astuple
-_isfinite = math.isfinite
+_POWER: Final = Quantity.POWER_KW.value
 # The common payload names every quantity in its canonical unit (energy_kwh, power_kw ...): then no
 # value needs scaling, and msgspec has already refused NaN, infinities and overflow. Positions in
 # _Sample (after ts) of the canonical fields and of the other unit variants:
@@ -143,11 +143,12 @@ def _fast_reading(
                 and mass is None
                 and count is None
             )
-            or (energy is not None and energy < 0)
-            or (volume is not None and volume < 0)
-            or (heat is not None and heat < 0)
-            or (mass is not None and mass < 0)
-            or (count is not None and count < 0)
+            or (energy is not None and not 0 <= energy <= VALUE_CEILING)
+            or (power is not None and not -RATE_CEILING <= power <= RATE_CEILING)
+            or (volume is not None and not 0 <= volume <= VALUE_CEILING)
+            or (heat is not None and not 0 <= heat <= VALUE_CEILING)
+            or (mass is not None and not 0 <= mass <= VALUE_CEILING)
+            or (count is not None and not 0 <= count <= VALUE_CEILING)
         ):
             return None
         return Reading(
@@ -161,7 +162,7 @@ def _fast_reading(
             if field in out or (register and value < 0):
                 return None
             value = value * scale
-            if not _isfinite(value):
+            if not in_range(value, RATE_CEILING if field == _POWER else VALUE_CEILING):
                 return None
             out[field] = value
     if not out:
@@ -294,6 +295,14 @@ def _judge(
                 Reason.NEGATIVE_REGISTER,
                 f"{name!r} = {number!r}: {quantity.value} is a register or amount and cannot be negative "
                 "(only power may be negative)",
+            )
+    for name, quantity, number, scaled in numbers:
+        ceiling = RATE_CEILING if quantity is Quantity.POWER_KW else VALUE_CEILING
+        if not in_range(scaled, ceiling):
+            return (
+                Reason.OUT_OF_RANGE,
+                f"{name!r} = {number!r} is {scaled:g} {quantity.value.rpartition('_')[2] or quantity.value}, "
+                f"beyond the physical bound of {ceiling:g} (docs/ingest.md): no meter reads that",
             )
     out = {quantity.value: scaled for _, quantity, _, scaled in numbers}
     if not out:

@@ -14,8 +14,10 @@ arithmetic. The accountant re-derives stored readings with the same function
   ``power_kw``, ``m3`` -> ``volume_m3`` ...). Readings are already canonical (the collector scaled the
   payload fields), so the unit only picks the field; it never rescales the value.
 * What is stored: every accepted reading, including glitches (flagged) and out-of-order readings;
-  duplicates are dropped (not stored again); negative interval amounts and readings of unknown sites
-  or meters (the collector normally rejects them) are dead-lettered.
+  duplicates are dropped (not stored again); negative interval amounts, values out of range
+  (``out_of_range``: not finite or beyond ``VALUE_CEILING``) and readings of unknown sites or meters (the
+  collector normally rejects them) are dead-lettered. A stored baseline out of range (written before
+  the bounds existed) is dropped at restore with a warning.
 * Out of order: a cumulative or power reading older than the meter's baseline, or an interval reading
   older than the de-duplication memory, is stored raw with an ``out_of_order`` event and no energy, and
   listed in ``StepOutput.rederive`` (site, meter, ts) so the accountant re-derives the meter's amounts
@@ -37,6 +39,7 @@ arithmetic. The accountant re-derives stored readings with the same function
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections.abc import Callable, Iterable, Iterator
 
@@ -49,6 +52,7 @@ from peakwatch.domain.energy import (
     LONG_GAP_MS,
     NEVER_MS,
     OUT_OF_ORDER,
+    OUT_OF_RANGE,
     RETRACTED,
     MeterRegister,
     Note,
@@ -67,6 +71,9 @@ from peakwatch.domain.models import (
     Register,
 )
 from peakwatch.domain.reasons import Reason
+from peakwatch.domain.units import VALUE_CEILING, in_range
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DEDUP_RETENTION_MS = 15 * 60_000
 
@@ -233,6 +240,15 @@ class MeterTracker:
         for st in states:
             slot = self.slot(st.site_id, st.meter_id)
             if slot is not None:
+                if st.last_value is not None and not in_range(st.last_value):
+                    log.warning(
+                        "meter %s/%s: stored baseline %r is out of range (not finite or beyond %g): "
+                        "dropped, the next reading sets a new one",
+                        st.site_id,
+                        st.meter_id,
+                        st.last_value,
+                        VALUE_CEILING,
+                    )
                 slot.restore(st.last_ts_ms, st.last_value)
                 slot.seen_ms = st.last_seen_ms
 
@@ -308,7 +324,7 @@ class MeterTracker:
             # (a long gap takes the rules' path: its reading is flagged ``gap``)
             if last_ts < ts < slot.fast_until and last_value is not None and ts - last_ts <= LONG_GAP_MS:
                 delta = value - last_value
-                if 0.0 <= delta <= slot.cap_per_ms * (ts - last_ts):
+                if 0.0 <= delta <= slot.cap_per_ms * (ts - last_ts) and value <= VALUE_CEILING:
                     w = last_ts - last_ts % size
                     pending = slot.pending
                     if ts <= w + size:  # split_interval's one-window result, inline
@@ -333,15 +349,8 @@ class MeterTracker:
                 out.rederive.append((slot.site_id, slot.meter_id, ts))
             elif outcome is RETRACTED:
                 out.glitches.append((slot.site_id, slot.meter_id, slot.retract_ts, ts))
-            else:  # NEGATIVE
-                out.dead_letters.append(
-                    _dead_letter(
-                        r,
-                        out.now_ms,
-                        Reason.NEGATIVE_INTERVAL_AMOUNT,
-                        f"interval amount {value} is negative",
-                    )
-                )
+            else:  # NEGATIVE or OUT_OF_RANGE: refused, the meter's state unchanged
+                out.dead_letters.append(_refused(r, out.now_ms, outcome is OUT_OF_RANGE, slot, value))
                 dropped = _drop(dropped, i)
         if max_ts != NEVER_MS:
             out.site_max_ts[batch.site_id] = max_ts
@@ -406,6 +415,18 @@ def _drop(dropped: set[int] | None, position: int) -> set[int]:
         dropped = set()
     dropped.add(position)
     return dropped
+
+
+def _refused(reading: Reading, now_ms: int, out_of_range: bool, slot: MeterSlot, value: float) -> DeadLetter:
+    if out_of_range:
+        detail = (
+            f"{slot.quantity.value} {value!r} is not finite or beyond {VALUE_CEILING:g} in magnitude: "
+            "no meter reads that"
+        )
+        return _dead_letter(reading, now_ms, Reason.OUT_OF_RANGE, detail)
+    return _dead_letter(
+        reading, now_ms, Reason.NEGATIVE_INTERVAL_AMOUNT, f"interval amount {value} is negative"
+    )
 
 
 def _dead_letter(reading: Reading, now_ms: int, reason: str, detail: str) -> DeadLetter:

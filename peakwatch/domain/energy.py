@@ -52,6 +52,11 @@ operators):
   first minute of the bucket inside the interval, so a gap costs at most 96 ledger rows a day and
   every 15-minute, hourly, daily and monthly total stays the exact linear share (every zone offset
   in use is a multiple of 15 minutes). The reading that ends such a cumulative gap is flagged ``gap``.
+* **Bounds** (``peakwatch.domain.units``): a value that is not finite or beyond ``VALUE_CEILING`` in
+  magnitude is refused before any difference (``OUT_OF_RANGE``: the processor dead-letters it,
+  re-derivation skips it), and a power meter without ``rated_kw`` has the rate cap ``RATE_CEILING``, so
+  every amount is finite and far from overflow. ``split_interval`` scales by the fraction of the interval
+  (never ``amount × ms``), so even ``float64``'s extremes split without overflow.
 * Timestamps: a reading at the time of the one accounted last is a **duplicate** (the first value wins);
   an older one is **out of order**: no energy, because the interval it falls in was accounted by the
   readings around it; the live path stores it and asks for a re-derivation.
@@ -77,7 +82,7 @@ from peakwatch.domain.models import (
     Reading,
     Register,
 )
-from peakwatch.domain.units import meter_quantity
+from peakwatch.domain.units import RATE_CEILING, in_range, meter_quantity
 
 ROLLOVER_ZONE = 0.1
 """A rollover goes from the top ``ROLLOVER_ZONE`` share of ``register_max`` to the bottom one."""
@@ -116,6 +121,8 @@ class Outcome(enum.Enum):
     """Older than the meter's state: store it raw, no energy, re-derive from stored readings."""
     NEGATIVE = "negative"
     """A negative interval amount: refuse it (dead letter); the state is unchanged."""
+    OUT_OF_RANGE = "out_of_range"
+    """Not finite or beyond ``VALUE_CEILING``: refuse it (dead letter); the state is unchanged."""
     RETRACTED = "retracted"
     """Accounted, and it proved the drop before it a glitch: what the drop counted was taken back
     (negative amounts for its windows). Store it, and re-derive the meter from ``retract_ts`` (the
@@ -126,6 +133,7 @@ ACCEPTED: Final = Outcome.ACCEPTED
 DUPLICATE: Final = Outcome.DUPLICATE
 OUT_OF_ORDER: Final = Outcome.OUT_OF_ORDER
 NEGATIVE: Final = Outcome.NEGATIVE
+OUT_OF_RANGE: Final = Outcome.OUT_OF_RANGE
 RETRACTED: Final = Outcome.RETRACTED
 
 _DROP_WORDS: Final[dict[MeterFlag, str]] = {
@@ -161,9 +169,10 @@ def window_start_ms(ts_ms: int, size_ms: int) -> int:
 def split_interval(t0_ms: int, t1_ms: int, amount: float, size_ms: int) -> list[tuple[int, float]]:
     """Spread ``amount`` consumed over ``[t0_ms, t1_ms)`` linearly across tumbling windows.
 
-    Returns ``(window_start_ms, share)`` pairs whose shares add up to ``amount`` (the last share takes
-    the rounding remainder, so the sum is exact to the float). ``t0_ms == t1_ms`` puts it all in the
-    window containing ``t0_ms``. An interval longer than ``LONG_GAP_MS`` is split in ``GAP_BUCKET_MS``
+    Returns ``(window_start_ms, share)`` pairs whose shares, added in order, give exactly ``amount`` (each
+    share is a multiple of ``amount``'s ulp, the last one the remainder); every share is finite for any
+    finite ``amount``, up to float64's maximum. ``t0_ms == t1_ms`` puts it all in the window containing
+    ``t0_ms``. An interval longer than ``LONG_GAP_MS`` is split in ``GAP_BUCKET_MS``
     buckets, each share going to the first window of its bucket inside the interval (the long-gap rule).
     """
     if t1_ms <= t0_ms:
@@ -175,12 +184,17 @@ def split_interval(t0_ms: int, t1_ms: int, amount: float, size_ms: int) -> list[
     step = GAP_BUCKET_MS if span > LONG_GAP_MS and GAP_BUCKET_MS % size_ms == 0 else size_ms
     last = window_start_ms(t1_ms - 1, step)
     parts: list[tuple[int, float]] = []
+    ulp = math.ulp(amount)
+    units = amount / ulp  # exact: an integer below 2**53 (amount × fraction would round subnormals up)
     assigned = 0.0
     start = window_start_ms(t0_ms, step)
     while start < last:
         lo = max(start, t0_ms)
         hi = start + step
-        share = amount * (hi - lo) / span
+        # the fraction first (amount × ms overflows near float max), then truncated to amount's ulp grid:
+        # every partial sum is then a float exactly and never beyond amount, so the remainder is exact and
+        # has amount's sign (rounding up could over-assign a tiny amount and leave a negative remainder)
+        share = math.trunc(units * ((hi - lo) / span)) * ulp
         parts.append((max(start, first), share))
         assigned += share
         start = hi
@@ -284,8 +298,11 @@ class MeterRegister:
         # register_max is configured in the meter's unit; readings arrive in the canonical unit
         self.register_max = None if meter.register_max is None else meter.register_max * scale
         self.rated = meter.rated_kw
-        self.rate_cap = math.inf if meter.rated_kw is None else meter.rated_kw * GLITCH_MARGIN
-        """Largest plausible rate (canonical unit per hour; kW for electricity)."""
+        ceiling = RATE_CEILING if self.estimated else math.inf  # registers: VALUE_CEILING bounds them
+        self.rate_cap = ceiling if meter.rated_kw is None else min(meter.rated_kw * GLITCH_MARGIN, ceiling)
+        """Largest plausible rate (canonical unit per hour; kW for electricity). Without ``rated_kw``: the
+        global ``RATE_CEILING`` for power samples; none for registers, whose values ``VALUE_CEILING``
+        bounds (an increase within a millisecond says nothing about a rate)."""
         self.cap_per_ms = self.rate_cap / MS_PER_HOUR
         self.last_ts: int = NEVER_MS
         """Cumulative: the baseline's time. Power: the last sample's. Interval: the newest reading's."""
@@ -330,7 +347,10 @@ class MeterRegister:
 
     def restore(self, last_ts: int, last_value: float | None) -> None:
         """Continue from a stored state (the held glitch, if any, is not stored and is forgotten; so is a
-        pending drop: ``suspect_drop`` re-establishes it from the stored reading before)."""
+        pending drop: ``suspect_drop`` re-establishes it from the stored reading before). A stored value
+        out of range (written before the bounds existed) is no baseline: the next reading sets one."""
+        if last_value is not None and not in_range(last_value):
+            last_value = None
         self.last_ts = last_ts
         self.last_value = last_value
         self.hold_ts, self.hold_value = NEVER_MS, None
@@ -346,7 +366,7 @@ class MeterRegister:
         baseline was a counted drop from it (no replacement in between), the drop is pending again, as if
         the processor had not restarted."""
         last_value, last_ts = self.last_value, self.last_ts
-        if not self.cumulative or last_value is None or previous_ts >= last_ts:
+        if not self.cumulative or last_value is None or previous_ts >= last_ts or not in_range(previous):
             return
         if bisect_right(self.rep_ts, previous_ts) != bisect_right(self.rep_ts, last_ts):
             return
@@ -374,6 +394,8 @@ class MeterRegister:
     ) -> Outcome:
         """Apply one reading: amounts are added to ``pending`` (window start -> amount) and events
         appended to ``notes``."""
+        if not in_range(value):
+            return OUT_OF_RANGE
         if self.cumulative:
             since = self.last_ts
             outcome = self._cumulative(ts, value, pending, size_ms, notes)
@@ -681,8 +703,9 @@ def derive_intervals(
     Include the readings just outside the range (the last one before ``from_ms`` and the first one at or
     after ``to_ms``) so that every interval overlapping the range is complete. ``replacements`` go in
     the order they were recorded: a later record at the same time corrects an earlier one. Readings
-    without the meter's main quantity, negative interval amounts (refused on the live path, so never
-    stored) and readings or replacements of other meters are ignored.
+    without the meter's main quantity, negative interval amounts and values out of range (refused on
+    the live path, so never stored, or stored before the bounds existed) and readings or replacements
+    of other meters are ignored.
     """
     reg = MeterRegister(meter)
     for rep in replacements:
@@ -693,7 +716,13 @@ def derive_intervals(
     values: dict[int, float] = {}
     for r in readings:
         v = get(r)
-        if v is None or (interval and v < 0) or r.meter_id != meter.id or r.site_id != meter.site_id:
+        if (
+            v is None
+            or (interval and v < 0)
+            or not in_range(v)
+            or r.meter_id != meter.id
+            or r.site_id != meter.site_id
+        ):
             continue
         values.setdefault(r.ts_ms, v)
     pending: dict[int, float] = {}

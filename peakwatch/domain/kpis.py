@@ -92,10 +92,12 @@ _ZONE_LOADS = frozenset({Role.IT_LOAD, Role.COOLING, Role.LIGHTING, Role.UPS_LOS
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    """``numerator / denominator``, or ``None`` when either is missing or the denominator not positive."""
+    """``numerator / denominator``, or ``None`` when either is missing, the denominator not positive or
+    the quotient not finite."""
     if numerator is None or denominator is None or denominator <= 0:
         return None
-    return numerator / denominator
+    quotient = numerator / denominator
+    return quotient if math.isfinite(quotient) else None  # a subnormal denominator overflows
 
 
 def add_components(into: dict[str, float], other: Mapping[str, float]) -> dict[str, float]:
@@ -112,7 +114,41 @@ def sum_components(parts: Iterable[Mapping[str, float]]) -> dict[str, float]:
     for part in parts:
         for key, value in part.items():
             columns.setdefault(key, []).append(value)
-    return {key: math.fsum(columns[key]) for key in sorted(columns)}
+    return {key: _fsum(columns[key]) for key in sorted(columns)}
+
+
+def _fsum(values: list[float]) -> float:
+    """``math.fsum``, NaN where it raises (``inf - inf``, intermediate overflow): ``finite_window`` then
+    flags the window instead of the rollup dying."""
+    try:
+        return math.fsum(values)
+    except (OverflowError, ValueError):
+        return math.nan
+
+
+NOT_COMPUTABLE = "not_computable"
+"""Window flag: a value could not be computed (not finite) and is shown as 0 (a number the API
+promises) or absent (an optional one); never stored as null where a number is promised."""
+_REQUIRED_FLOATS = frozenset(f.name for f in msgspec.structs.fields(KpiWindow) if f.type is float)
+
+
+def finite_window(window: KpiWindow) -> KpiWindow:
+    """``window`` with every non-finite number replaced (0.0 where the field is a number, ``None`` where
+    it is optional; 0.0 for a component) and flagged ``not_computable``; ``window`` itself when all is
+    finite. Applied to every window computed, and to windows read back from storage written before."""
+    changes: dict[str, object] = {}
+    for name in window.__struct_fields__:
+        value = getattr(window, name)
+        if type(value) is float and not math.isfinite(value):
+            changes[name] = 0.0 if name in _REQUIRED_FLOATS else None
+    if not all(math.isfinite(v) for v in window.components.values()):
+        changes["components"] = {k: v if math.isfinite(v) else 0.0 for k, v in window.components.items()}
+    if not all(v is None or math.isfinite(v) for v in window.ppue.values()):
+        changes["ppue"] = {k: v if v is None or math.isfinite(v) else None for k, v in window.ppue.items()}
+    if not changes:
+        return window
+    changes["flags"] = tuple(sorted({*window.flags, NOT_COMPUTABLE}))
+    return msgspec.structs.replace(window, **changes)
 
 
 def minute_components(
@@ -354,7 +390,7 @@ def window_kpis(
                 zones[zone_name] = ratio(c[key], c.get(f"{ZONE_PREFIX}{zone_name}:it_kwh"))
 
     expected = c.get(EXPECTED, 0.0)
-    return KpiWindow(
+    window = KpiWindow(
         site_id=site_id,
         period=inputs.period.value,
         start_ms=start_ms,
@@ -402,6 +438,7 @@ def window_kpis(
         factors_used=dict(f.used),
         revision=revision,
     )
+    return finite_window(window)
 
 
 def rollup_window(

@@ -31,6 +31,7 @@ class Reason(enum.StrEnum):
     NON_FINITE = "non_finite"
     CONFLICTING_FIELDS = "conflicting_fields"
     NEGATIVE_REGISTER = "negative_register"
+    OUT_OF_RANGE = "out_of_range"
     # the collector itself failed on this message (a bug): kept so the input is not lost
     INTERNAL_ERROR = "internal_error"
     # found by the processor (a reading the collector accepted but that cannot be counted)

@@ -11,6 +11,21 @@ from typing import Final
 
 from peakwatch.domain.models import Carrier, Quantity
 
+VALUE_CEILING: Final = 1e15
+"""Largest magnitude of a register value or an amount in its canonical unit (kWh, m3, GJ, t, count):
+1e15 kWh is some thirty years of the world's electricity. Anything larger is no meter reading (a
+corrupt register, a test value such as 1e308) and is refused (``out_of_range``) before any register
+difference, so sums of amounts stay far from float overflow."""
+RATE_CEILING: Final = 1e8
+"""Largest magnitude of a power sample in kW (100 GW, above any plant on Earth): the collector refuses a
+larger one (``out_of_range``), and a power meter without ``rated_kw`` counts a larger one as a glitch."""
+
+
+def in_range(value: float, ceiling: float = VALUE_CEILING) -> bool:
+    """Whether ``value`` is finite and within ``ceiling`` in magnitude (NaN is not)."""
+    return -ceiling <= value <= ceiling
+
+
 # field name in a payload -> (canonical quantity, multiply by)
 PAYLOAD_FIELDS: Final[dict[str, tuple[Quantity, float]]] = {
     "energy_wh": (Quantity.ENERGY_KWH, 0.001),

@@ -20,6 +20,7 @@ from peakwatch.domain.models import KpiWindow, Reading
 from peakwatch.store.conn import Conn
 from peakwatch.store.pooled import convert
 from peakwatch.store.records import RestatementRequest
+from peakwatch.store.sanitize import finite_amount, kpi_window
 from peakwatch.store.writes import KPI_SELECT, write_kpi_windows
 
 _READING_FIELDS: Final = "r.ts AS ts_ms, r.energy_kwh, r.power_kw, r.volume_m3, r.heat_gj, r.mass_t, r.count"
@@ -70,7 +71,7 @@ async def load_windows(conn: Conn, site_id: str, period: str, from_ms: int, to_m
         from_ms,
         to_ms,
     )
-    return [msgspec.convert(dict(r), KpiWindow) for r in rows]
+    return [kpi_window(r) for r in rows]
 
 
 async def windows_overlapping(
@@ -106,7 +107,8 @@ async def ledger(conn: Conn, site_id: str, from_ms: int, to_ms: int) -> dict[int
         minute = out.get(start)
         if minute is None:
             minute = out[start] = LedgerMinute(amounts={}, estimated=set())
-        parts.setdefault((start, meter_id), []).append(r["amount"])
+        if finite_amount(site_id, meter_id, start, r["amount"]):
+            parts.setdefault((start, meter_id), []).append(r["amount"])
         if r["estimated"]:
             minute.estimated.add(meter_id)
     for (start, meter_id), amounts in parts.items():
@@ -291,7 +293,7 @@ async def save_windows(
         [k[1] for k in by_key],
         [k[2] for k in by_key],
     )
-    existing = {(r["site_id"], r["period"], r["start_ms"]): msgspec.convert(dict(r), KpiWindow) for r in rows}
+    existing = {(r["site_id"], r["period"], r["start_ms"]): kpi_window(r) for r in rows}
     to_write: list[KpiWindow] = []
     revisions: list[tuple[object, ...]] = []
     credited: collections.Counter[int] = collections.Counter()

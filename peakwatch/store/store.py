@@ -27,6 +27,7 @@ from peakwatch.store.notify import NotifyStore
 from peakwatch.store.pooled import Pooled, convert
 from peakwatch.store.records import AlertRecord, DeadLetterRecord, KpiRevision, MeterStatus
 from peakwatch.store.rules import RulesStore
+from peakwatch.store.sanitize import finite_amount, kpi_window
 from peakwatch.store.timescale import TimescalePolicy
 from peakwatch.store.writes import (
     ALERTS_CHANNEL,
@@ -269,7 +270,11 @@ class Store(Pooled):
             "WHERE window_start >= $1 ORDER BY window_start, site_id, meter_id",
             since_ms,
         )
-        return [convert(r, MeterInterval) for r in rows]
+        return [
+            convert(r, MeterInterval)
+            for r in rows
+            if finite_amount(r["site_id"], r["meter_id"], r["window_start_ms"], r["amount"])
+        ]
 
     async def load_open_alerts(self) -> list[AlertRecord]:
         """Alerts in state pending or firing (restores rule state after a restart)."""
@@ -301,7 +306,7 @@ class Store(Pooled):
             site_id,
             period,
         )
-        return convert(rows[0], KpiWindow) if rows else None
+        return kpi_window(rows[0]) if rows else None
 
     async def kpi_series(
         self,
@@ -323,7 +328,7 @@ class Store(Pooled):
         rows = await (
             self._fetch("reading a KPI series", query, *args) if conn is None else conn.fetch(query, *args)
         )
-        return [convert(r, KpiWindow) for r in rows]
+        return [kpi_window(r) for r in rows]
 
     async def kpi_revisions(self, site_id: str, period: str, start_ms: int) -> list[KpiRevision]:
         """Earlier values of one window, oldest first (empty: never restated)."""
@@ -343,14 +348,13 @@ class Store(Pooled):
         """Sum of the components of the ``period`` windows starting in ``[from_ms, to_ms)``."""
         rows = await self._fetch(
             "summing KPI components",
-            "SELECT components FROM kpi_windows WHERE site_id = $1 AND period = $2 AND window_start >= $3 "
-            "AND window_start < $4",
+            KPI_SELECT + " WHERE site_id = $1 AND period = $2 AND window_start >= $3 AND window_start < $4",
             site_id,
             period,
             from_ms,
             to_ms,
         )
-        return sum_components(r["components"] for r in rows)
+        return sum_components(kpi_window(r).components for r in rows)
 
     async def meter_statuses(self, site_id: str) -> list[MeterStatus]:
         rows = await self._fetch(
