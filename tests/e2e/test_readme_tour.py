@@ -167,7 +167,9 @@ def test_readme_tour_as_written_keeps_the_demo_plausible(tmp_path: Path, data_di
         )
 
         # the minutes after the tour's reading close (the next demo readings have come), then judge
-        _wait_for_window_end(api, started_s + 90, proc, time.monotonic() + 300)  # a bound, not a timing: CI is slow
+        _wait_for_window_end(
+            api, started_s + 90, proc, time.monotonic() + 300
+        )  # a bound, not a timing: CI is slow
         login = httpx.post(f"{api}/api/v1/auth/login", json={"username": "admin", "password": NEW_PASSWORD})
         assert login.status_code == 200, login.text
         auth = {"Authorization": f"Bearer {login.json()['token']}"}
