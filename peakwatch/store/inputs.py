@@ -135,15 +135,8 @@ class InputsStore(Pooled):
             assert stored is not None
             # known from now on: the next start's registry sync does not queue it a second time
             await _record_factors(conn, [convert(stored, Factor)], only_known=True)
-            return await _queue(
-                conn,
-                None,
-                None,
-                FACTOR_RESTATE_FROM_MS,
-                now + DAY_MS,
-                RestatementReason.FACTOR_REVISION,
-                detail or f"factor {factor.ref} = {factor.value:g} {factor.unit}",
-                factor_id=factor.id,
+            return await _queue_factor_revision(
+                conn, factor.id, detail or f"factor {factor.ref} = {factor.value:g} {factor.unit}", now
             )
 
     async def sync_factors(self, current: Sequence[Factor]) -> list[RestatementRequest]:
@@ -163,15 +156,11 @@ class InputsStore(Pooled):
                 if was is None or (was["ref"], was["value"], was["unit"]) == (f.ref, f.value, f.unit):
                     continue  # new (no window used it yet) or unchanged
                 requests.append(
-                    await _queue(
+                    await _queue_factor_revision(
                         conn,
-                        None,
-                        None,
-                        FACTOR_RESTATE_FROM_MS,
-                        now + DAY_MS,
-                        RestatementReason.FACTOR_REVISION,
+                        f.id,
                         f"factor {f.ref} (registry): {was['value']:g} -> {f.value:g} {f.unit}",
-                        factor_id=f.id,
+                        now,
                     )
                 )
             await _record_factors(conn, current)
@@ -500,6 +489,21 @@ async def _record_factors(conn: Conn, factors: Sequence[Factor], *, only_known: 
         "INSERT INTO factor_sync (id, ref, value, unit) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE "
         "SET ref = EXCLUDED.ref, value = EXCLUDED.value, unit = EXCLUDED.unit",
         [(f.id, f.ref, f.value, f.unit) for f in factors],
+    )
+
+
+async def _queue_factor_revision(conn: Conn, factor_id: str, detail: str, now: int) -> RestatementRequest:
+    """A factor revision restates every site's whole history (``FACTOR_RESTATE_FROM_MS`` to a day
+    ahead): one definition for a version entered through the API and one found at registry sync."""
+    return await _queue(
+        conn,
+        None,
+        None,
+        FACTOR_RESTATE_FROM_MS,
+        now + DAY_MS,
+        RestatementReason.FACTOR_REVISION,
+        detail,
+        factor_id=factor_id,
     )
 
 
