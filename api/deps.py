@@ -25,10 +25,10 @@ from api.state import (
     get_settings,
     get_store,
 )
-from api.timestamps import TimestampError, parse_timestamp_ms
 from peakwatch.clock import now_ms
 from peakwatch.config import Settings
 from peakwatch.domain.factors import GRID_SLOT, FactorLibrary, ResolvedFactors
+from peakwatch.domain.instants import InstantError, parse_instant
 from peakwatch.domain.models import Meter, Site
 from peakwatch.domain.periods import Period
 
@@ -236,8 +236,8 @@ def parse_instants(values: dict[str, str | None]) -> dict[str, int]:
         if value is None:
             continue
         try:
-            parsed[name] = parse_timestamp_ms(value)
-        except TimestampError as exc:
+            parsed[name] = parse_instant(value)
+        except InstantError as exc:
             errors.append(_error(name, str(exc), value))
     if errors:
         raise RequestValidationError(errors)

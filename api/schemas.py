@@ -17,11 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.health import ComponentStatus
 from api.payloads import Encoding, preview_payload
-from api.timestamps import datetime_from_ms, parse_timestamp_ms
 from peakwatch.domain.access import AccessRole, AuditEntry, Credential, CredentialKind, Principal, User
 from peakwatch.domain.devices import Device, DeviceKind
 from peakwatch.domain.devices import topics as device_topics
 from peakwatch.domain.factors import Factor, FactorSet, Status
+from peakwatch.domain.instants import parse_instant, to_datetime
 from peakwatch.domain.models import (
     Carrier,
     KpiWindow,
@@ -59,7 +59,7 @@ _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])\Z")
 
 
 def _dt(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime_from_ms(ms)
+    return None if ms is None else to_datetime(ms)
 
 
 def parse_month(text: str) -> date:
@@ -422,8 +422,8 @@ class KpiWindowPublic(BaseModel):
             **progress,
             site_id=w.site_id,
             period=period,
-            window_start=datetime_from_ms(w.start_ms),
-            window_end=datetime_from_ms(w.end_ms),
+            window_start=to_datetime(w.start_ms),
+            window_end=to_datetime(w.end_ms),
             window_start_ms=w.start_ms,
             window_end_ms=w.end_ms,
             electricity_kwh=w.electricity_kwh,
@@ -500,7 +500,7 @@ class KpiRevisionPublic(BaseModel):
             reason=r.reason,
             detail=r.detail,
             causes=[RestatementCausePublic.model_validate(c) for c in r.causes],
-            replaced_at=datetime_from_ms(r.replaced_ms),
+            replaced_at=to_datetime(r.replaced_ms),
             replaced_ms=r.replaced_ms,
             previous=KpiWindowPublic.from_window(r.previous, site),
         )
@@ -603,13 +603,13 @@ class AlertPublic(BaseModel):
             severity=a.severity,
             summary=a.summary,
             value=a.value,
-            started_at=datetime_from_ms(a.started_ms),
+            started_at=to_datetime(a.started_ms),
             started_ms=a.started_ms,
             fired_at=_dt(a.fired_ms),
             fired_ms=a.fired_ms,
             resolved_at=_dt(a.resolved_ms),
             resolved_ms=a.resolved_ms,
-            updated_at=datetime_from_ms(a.updated_ms),
+            updated_at=to_datetime(a.updated_ms),
             updated_ms=a.updated_ms,
             acknowledged_at=_dt(a.acknowledged_ms),
             acknowledged_ms=a.acknowledged_ms,
@@ -685,7 +685,7 @@ class RulePublic(BaseModel):
             labels=dict(r.labels),
             created_by=stored.created_by if stored else None,
             updated_by=stored.updated_by if stored else None,
-            updated_at=datetime_from_ms(stored.updated_ms) if stored else None,
+            updated_at=to_datetime(stored.updated_ms) if stored else None,
         )
 
 
@@ -744,7 +744,7 @@ class DeadLetterPublic(BaseModel):
         preview = preview_payload(d.payload)
         return cls(
             id=d.id,
-            received_at=datetime_from_ms(d.received_ms),
+            received_at=to_datetime(d.received_ms),
             received_ms=d.received_ms,
             source=d.source,
             reason=d.reason,
@@ -799,13 +799,13 @@ class RestatementPublic(BaseModel):
             id=r.id,
             site_id=r.site_id,
             meter_id=r.meter_id,
-            from_=datetime_from_ms(r.from_ms),
+            from_=to_datetime(r.from_ms),
             from_ms=r.from_ms,
-            to=datetime_from_ms(r.to_ms),
+            to=to_datetime(r.to_ms),
             to_ms=r.to_ms,
             reason=r.reason,
             detail=r.detail,
-            requested_at=datetime_from_ms(r.requested_ms),
+            requested_at=to_datetime(r.requested_ms),
             requested_ms=r.requested_ms,
             done_at=_dt(r.done_ms),
             done_ms=r.done_ms,
@@ -850,7 +850,7 @@ class ReplacementIn(BaseModel):
     @field_validator("ts")
     @classmethod
     def _parse_ts(cls, value: int | str) -> int:
-        return parse_timestamp_ms(str(value))
+        return parse_instant(str(value))
 
     @property
     def ts_ms(self) -> int:
@@ -873,7 +873,7 @@ class ReplacementPublic(BaseModel):
         return cls(
             site_id=r.site_id,
             meter_id=r.meter_id,
-            ts=datetime_from_ms(r.ts_ms),
+            ts=to_datetime(r.ts_ms),
             ts_ms=r.ts_ms,
             old_final=r.old_final,
             new_initial=r.new_initial,
@@ -936,7 +936,7 @@ class GreenInstrumentPublic(BaseModel):
             kind=g.kind,
             kwh=g.kwh,
             reference=g.reference,
-            recorded_at=datetime_from_ms(g.recorded_ms),
+            recorded_at=to_datetime(g.recorded_ms),
             recorded_ms=g.recorded_ms,
         )
 
@@ -970,7 +970,7 @@ class ValueAddedPublic(BaseModel):
             month=month_text(v.month),
             value_cny=v.value_cny,
             value_added_10k_cny=v.value_cny / 10_000,
-            recorded_at=datetime_from_ms(v.recorded_ms),
+            recorded_at=to_datetime(v.recorded_ms),
             recorded_ms=v.recorded_ms,
         )
 
@@ -1034,7 +1034,7 @@ class SpanPublic(BaseModel):
 
     @classmethod
     def of(cls, from_ms: int, to_ms: int) -> SpanPublic:
-        return cls(from_=datetime_from_ms(from_ms), from_ms=from_ms, to=datetime_from_ms(to_ms), to_ms=to_ms)
+        return cls(from_=to_datetime(from_ms), from_ms=from_ms, to=to_datetime(to_ms), to_ms=to_ms)
 
 
 class TargetProgressPublic(BaseModel):
@@ -1169,7 +1169,7 @@ class UserPublic(BaseModel):
             role=u.role,
             sites=None if u.sites is None else list(u.sites),
             must_change_password=u.must_change_password,
-            created_at=datetime_from_ms(u.created_ms),
+            created_at=to_datetime(u.created_ms),
             created_ms=u.created_ms,
             disabled_at=_dt(u.disabled_ms),
             disabled_ms=u.disabled_ms,
@@ -1219,7 +1219,7 @@ class CredentialPublic(BaseModel):
             user=c.user_name,
             role=c.role,
             sites=None if c.sites is None else list(c.sites),
-            created_at=datetime_from_ms(c.created_ms),
+            created_at=to_datetime(c.created_ms),
             created_ms=c.created_ms,
             expires_at=_dt(c.expires_ms),
             expires_ms=c.expires_ms,
@@ -1256,7 +1256,7 @@ class AuditEntryPublic(BaseModel):
         assert e.id is not None
         return cls(
             id=e.id,
-            at=datetime_from_ms(e.at_ms),
+            at=to_datetime(e.at_ms),
             at_ms=e.at_ms,
             actor=e.actor,
             via=e.via,
@@ -1302,7 +1302,7 @@ class DevicePublic(BaseModel):
             site_id=d.site_id,
             meters=list(d.meters),
             topics=device_topics(d, prefix),
-            created_at=datetime_from_ms(d.created_ms),
+            created_at=to_datetime(d.created_ms),
             created_ms=d.created_ms,
             rotated_at=_dt(d.rotated_ms),
             rotated_ms=d.rotated_ms,
@@ -1364,7 +1364,7 @@ class SilenceIn(BaseModel):
     @field_validator("starts_at", "ends_at")
     @classmethod
     def _parse_instant(cls, value: int | str | None) -> int | None:
-        return None if value is None else parse_timestamp_ms(str(value))
+        return None if value is None else parse_instant(str(value))
 
     @property
     def parsed_matchers(self) -> list[Matcher]:
@@ -1403,13 +1403,13 @@ class SilencePublic(BaseModel):
             id=s.id,
             matchers=list(s.matchers),
             state=silence_state(s, now_ms),
-            starts_at=datetime_from_ms(s.starts_ms),
+            starts_at=to_datetime(s.starts_ms),
             starts_ms=s.starts_ms,
-            ends_at=datetime_from_ms(s.ends_ms),
+            ends_at=to_datetime(s.ends_ms),
             ends_ms=s.ends_ms,
             created_by=s.created_by,
             comment=s.comment,
-            created_at=datetime_from_ms(s.created_ms),
+            created_at=to_datetime(s.created_ms),
             created_ms=s.created_ms,
             expired_by=s.expired_by,
         )
@@ -1451,7 +1451,7 @@ class DeliveryPublic(BaseModel):
     def from_delivery(cls, d: Delivery) -> DeliveryPublic:
         return cls(
             id=d.id,
-            at=datetime_from_ms(d.at_ms),
+            at=to_datetime(d.at_ms),
             at_ms=d.at_ms,
             receiver=d.receiver,
             channel=d.channel,

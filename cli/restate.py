@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -35,6 +34,7 @@ from rich.progress import (
 from cli.common import ConfigOpt, DataDirOpt, DbPortOpt, DbUrlOpt, console, database, run, settings_from
 from cli.running import read_card
 from peakwatch.config import Settings
+from peakwatch.domain.instants import InstantError, minute_text, parse_iso
 from peakwatch.domain.models import RestatementReason
 from peakwatch.errors import ConfigError
 
@@ -48,16 +48,9 @@ DETAIL = "requested with peakwatch db restate"
 
 def parse_instant(value: str) -> int:
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO 8601 date or time, e.g. 2026-01-01") from None
-    if parsed.tzinfo is None:
-        raise typer.BadParameter(f"{value!r} has no UTC offset; write e.g. 2026-01-01T00:00+08:00")
-    return int(parsed.timestamp() * 1000)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
+        return parse_iso(value)
+    except InstantError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def db_restate(
@@ -94,12 +87,13 @@ def db_restate(
     if start >= now_minute:
         raise typer.BadParameter(
             f"--from {from_} is not in the past: nothing is stored there to restate "
-            f"(it is now {_iso(now_minute)})"
+            f"(it is now {minute_text(now_minute)})"
         )
     clamp = None
     if end > now_minute:
         clamp = (
-            f"note: --to {to} is in the future; restating up to the current minute, {_iso(now_minute)} "
+            f"note: --to {to} is in the future; restating up to the current minute, "
+            f"{minute_text(now_minute)} "
             "(later windows are computed from the current inputs when they close)"
         )
         end = now_minute
@@ -126,7 +120,8 @@ async def _restate(
         }
         ids = ", ".join(str(i) for i in requests)
         console.print(
-            f"restatement of {', '.join(sites)} from {_iso(start)} to {_iso(end)} queued (request {ids})",
+            f"restatement of {', '.join(sites)} from {minute_text(start)} to {minute_text(end)} "
+            f"queued (request {ids})",
             markup=False,
         )
         processor = await _processor(settings, store)

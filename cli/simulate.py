@@ -13,7 +13,6 @@ import contextlib
 import signal
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +32,7 @@ from cli.simulate_sources import (
     select_fleet,
     summary,
 )
+from peakwatch.domain.instants import InstantError, parse_iso
 from peakwatch.durations import parse_duration_ms
 from peakwatch.errors import PeakwatchError
 from peakwatch.redaction import redact_text
@@ -67,14 +67,13 @@ def parse_time_ms(value: str, *, now_ms: int) -> int:
     if text.lstrip("-").isdigit():
         return int(text)
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
+        return parse_iso(text)
+    except InstantError as exc:
+        if "no UTC offset" in str(exc):
+            raise
+        raise InstantError(
             f"invalid time {value!r}: use epoch ms, ISO 8601 with offset, or +5m / -1h"
         ) from None
-    if moment.tzinfo is None:
-        raise ValueError(f"time {value!r} has no UTC offset; add one, e.g. 2026-01-15T08:00:00+08:00")
-    return int(moment.timestamp() * 1000)
 
 
 def _time_ms(value: str | None, option: str, now_ms: int) -> int | None:

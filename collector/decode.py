@@ -25,12 +25,13 @@ import json
 import math
 import operator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 import msgspec
 
 from peakwatch.config import Registry, Settings
+from peakwatch.domain.instants import from_datetime
 from peakwatch.domain.models import DeadLetter, Quantity, Reading
 from peakwatch.domain.reasons import Reason
 from peakwatch.domain.units import PAYLOAD_FIELDS, RATE_CEILING, VALUE_CEILING, in_range
@@ -46,8 +47,6 @@ KEPT_BYTES_OF_OVERSIZED: Final = 1024
 """An oversized payload is dead-lettered with only its first bytes (enough to identify the sender),
 so a misbehaving device cannot fill the dead-letter table."""
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS: Final = timedelta(milliseconds=1)
 _REGISTERS: Final = frozenset(
     {Quantity.ENERGY_KWH, Quantity.VOLUME_M3, Quantity.HEAT_GJ, Quantity.MASS_T, Quantity.COUNT}
 )
@@ -129,7 +128,7 @@ def _fast_reading(
     elif ts.tzinfo is None:
         return None
     else:
-        ts_ms = (ts - _EPOCH) // _ONE_MS
+        ts_ms = from_datetime(ts)
     if ts_ms < lo_ms or ts_ms > hi_ms:
         return None
     if _variants(values).count(None) == len(_VARIANT_AT):
@@ -230,7 +229,7 @@ def _ts_ms(ts: object) -> int | str:
                 f"'ts' {_short(ts)} has no time zone: add Z or an offset such as +08:00 "
                 "(local times are ambiguous)"
             )
-        return (parsed - _EPOCH) // _ONE_MS
+        return from_datetime(parsed)
     return f"'ts' must be integer epoch milliseconds or an RFC 3339 string, got {_json_type(ts)} {_short(ts)}"
 
 

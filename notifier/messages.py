@@ -14,12 +14,12 @@ that such receivers ignore.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
 import msgspec
 
+from peakwatch.domain.instants import rfc3339, to_datetime
 from peakwatch.domain.notifications import AlertView, Language, Notification
 from peakwatch.domain.rules import RESTATED
 
@@ -216,7 +216,7 @@ def format_value(value: float) -> str:
 
 def local_time(ms: int, zone: ZoneInfo) -> str:
     """``2026-11-24 10:05 CST``; zones whose abbreviation is only an offset (``-03``) get ``-03:00``."""
-    moment = datetime.fromtimestamp(ms // 1000, zone)
+    moment = to_datetime(ms // 1000 * 1000, zone)
     name = moment.tzname() or ""
     if not name or name[0] in "+-":
         offset = moment.strftime("%z")
@@ -245,14 +245,6 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
 
 
 # -------------------------------------------------------------------------------- Alertmanager JSON
-
-
-def rfc3339(ms: int) -> str:
-    """UTC, ``Z``, milliseconds only when there are any: ``2026-11-24T02:05:00Z``."""
-    moment = datetime.fromtimestamp(ms // 1000, UTC)
-    millis = ms % 1000
-    stamp = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{millis:03d}Z" if millis else f"{stamp}Z"
 
 
 def alertmanager_payload(

@@ -34,9 +34,9 @@ from api.schemas import (
     TokenCreatedPublic,
     TokenIn,
 )
-from api.timestamps import datetime_from_ms
 from peakwatch.accounts import new_credential
 from peakwatch.domain.access import AccessRole, CredentialKind, Principal, password_problem, within
+from peakwatch.domain.instants import to_datetime
 from peakwatch.passwords import hash_password, needs_rehash, verify_password
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ async def login(
     await store.access.audit(await audit_entry(request, principal, action="login"))
     return SessionPublic(
         token=token,
-        expires_at=datetime_from_ms(credential.expires_ms),
+        expires_at=to_datetime(credential.expires_ms),
         expires_ms=credential.expires_ms,
         principal=PrincipalPublic.from_principal(principal),
     )

@@ -22,8 +22,8 @@ from api.deps import StoreDep, invalid_query, parse_instants
 from api.errors import DATABASE_DOWN, Responses
 from api.payloads import PAYLOAD_PREVIEW_BYTES
 from api.schemas import DeadLetterPublic
-from api.timestamps import datetime_from_ms
 from peakwatch.domain.access import AccessRole, Principal
+from peakwatch.domain.instants import to_datetime
 from peakwatch.store.dead_letters import DeadLetterCount, DeadLetterFilter, DeadLetterKey
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
@@ -219,7 +219,7 @@ class DeadLetterCountsPublic(BaseModel):
 
 
 def _instant(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime_from_ms(ms)
+    return None if ms is None else to_datetime(ms)
 
 
 def _summed(counts: list[DeadLetterCount], key: str) -> list[tuple[str | None, int]]:

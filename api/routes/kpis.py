@@ -34,9 +34,9 @@ from api.deps import (
 )
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
 from api.schemas import ErrorPublic, KpiHistoryPublic, KpiRevisionPublic, KpiWindowPublic
-from api.timestamps import TimestampError, datetime_from_ms, parse_timestamp_ms
 from peakwatch.config import Registry
 from peakwatch.domain.factors import FactorLibrary
+from peakwatch.domain.instants import InstantError, parse_instant, to_datetime
 from peakwatch.domain.models import KpiWindow, Site
 from peakwatch.domain.periods import Period, window_start
 from peakwatch.store import Store
@@ -252,17 +252,17 @@ async def kpi_revisions(
     ],
 ) -> KpiHistoryPublic:
     try:
-        start_ms = parse_timestamp_ms(window_start_)
-    except TimestampError as exc:
+        start_ms = parse_instant(window_start_)
+    except InstantError as exc:
         raise invalid_path("window_start", str(exc), window_start_) from None
     # a rolling 12-month window starts where a month starts (window_start(YEAR) is the one *ending* there)
     aligned = window_start(Period.MONTH if period is Period.YEAR else period, start_ms, site.timezone)
     if aligned != start_ms:
         raise invalid_path(
             "window_start",
-            f"{datetime_from_ms(start_ms):%Y-%m-%dT%H:%M:%S.%fZ} is not the start of a {period.value} window "
+            f"{to_datetime(start_ms):%Y-%m-%dT%H:%M:%S.%fZ} is not the start of a {period.value} window "
             f"in {site.timezone}; the window containing it starts at "
-            f"{datetime_from_ms(aligned):%Y-%m-%dT%H:%M:%SZ} ({aligned} ms)",
+            f"{to_datetime(aligned):%Y-%m-%dT%H:%M:%SZ} ({aligned} ms)",
             window_start_,
         )
     found = await store.kpi_series(site.id, start_ms, start_ms + 1, limit=1, period=period.value)
@@ -333,7 +333,7 @@ def csv_number(value: float | int | None) -> str:
 
 def local_timestamp(ms: int, zone: ZoneInfo) -> str:
     """RFC 3339 in the site's zone (``2024-06-01T08:00:00+08:00``): a local day reads as that day."""
-    local = datetime_from_ms(ms).astimezone(zone)
+    local = to_datetime(ms).astimezone(zone)
     return local.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
 
 
@@ -381,7 +381,7 @@ def csv_filename(site: Site, period: Period, from_ms: int, to_ms: int, zone: Zon
     (no ``:``, which Windows refuses in file names)."""
 
     def stamp(ms: int) -> str:
-        return datetime_from_ms(ms).astimezone(zone).strftime("%Y%m%dT%H%M%S%z")
+        return to_datetime(ms).astimezone(zone).strftime("%Y%m%dT%H%M%S%z")
 
     return f"{site.id}_{period.value}_{stamp(from_ms)}_{stamp(to_ms)}.csv"
 

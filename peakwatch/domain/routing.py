@@ -64,13 +64,14 @@ import functools
 import json
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import re2  # type: ignore[import-untyped]
 
+from peakwatch.domain.instants import from_datetime, to_datetime
 from peakwatch.domain.notifications import AlertView, Notification
 
 DEFAULT_GROUP_BY: Final[tuple[str, ...]] = ("alertname", "site")
@@ -83,8 +84,6 @@ ALL_LABELS: Final = "..."
 _T = TypeVar("_T")
 _LABEL_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MATCHER_TEXT: Final = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*", re.DOTALL)
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MS: Final = timedelta(milliseconds=1)
 _DAY: Final = timedelta(days=1)
 _MINUTES_PER_DAY: Final = 1440
 _SCAN_DAYS: Final = 16
@@ -486,12 +485,12 @@ class MaintenanceWindow(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     def _local_date(self, now_ms: int) -> date:
-        return (_EPOCH + now_ms * _MS).astimezone(ZoneInfo(self.timezone)).date()
+        return to_datetime(now_ms, ZoneInfo(self.timezone)).date()
 
     def _instant(self, day: date, minute: int) -> int:
         """Epoch ms of a local wall-clock time; minute 1440 is the next day's midnight."""
         local = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(self.timezone))
-        return (local + timedelta(minutes=minute) - _EPOCH) // _MS
+        return from_datetime(local + timedelta(minutes=minute))
 
     def _occurrences(self, first: date, last: date) -> Iterator[tuple[int, int]]:
         """The window's [start, end) intervals for the days it starts on from ``first`` to ``last``."""

@@ -1,4 +1,4 @@
-"""Query timestamps: epoch ms or RFC 3339 with an offset; hand-computed epoch values."""
+"""Instants: epoch ms or RFC 3339 with an offset, exact conversions, formats; hand-computed epoch values."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from api.timestamps import TimestampError, datetime_from_ms, ms_from_datetime, parse_timestamp_ms
+from peakwatch.domain.instants import (
+    InstantError,
+    from_datetime,
+    minute_text,
+    parse_instant,
+    parse_iso,
+    rfc3339,
+    to_datetime,
+)
 
 # 2024-06-01T00:00:00Z = 19875 days * 86400 s = 1717200000 s
 JUNE_1_MS = 1_717_200_000_000
@@ -28,7 +36,7 @@ JUNE_1_MS = 1_717_200_000_000
     ],
 )
 def test_parse_accepts(text: str, expected_ms: int) -> None:
-    assert parse_timestamp_ms(text) == expected_ms
+    assert parse_instant(text) == expected_ms
 
 
 @pytest.mark.parametrize(
@@ -48,8 +56,8 @@ def test_parse_accepts(text: str, expected_ms: int) -> None:
     ],
 )
 def test_parse_refuses_with_reason(text: str, message_part: str) -> None:
-    with pytest.raises(TimestampError, match=message_part.replace("+", r"\+")):
-        parse_timestamp_ms(text)
+    with pytest.raises(InstantError, match=message_part.replace("+", r"\+")):
+        parse_instant(text)
 
 
 @pytest.mark.parametrize(
@@ -63,12 +71,49 @@ def test_parse_refuses_with_reason(text: str, message_part: str) -> None:
     ],
 )
 def test_datetime_round_trip(ms: int, expected: datetime) -> None:
-    assert datetime_from_ms(ms) == expected
-    assert datetime_from_ms(ms).utcoffset() == timedelta(0)
-    assert ms_from_datetime(expected) == ms
-    assert ms_from_datetime(expected.astimezone(timezone(timedelta(hours=8)))) == ms
+    assert to_datetime(ms) == expected
+    assert to_datetime(ms).utcoffset() == timedelta(0)
+    assert from_datetime(expected) == ms
+    assert from_datetime(expected.astimezone(timezone(timedelta(hours=8)))) == ms
 
 
 def test_ms_from_naive_datetime_refused() -> None:
-    with pytest.raises(TimestampError):
-        ms_from_datetime(datetime(2024, 6, 1))
+    with pytest.raises(InstantError):
+        from_datetime(datetime(2024, 6, 1))
+
+
+def test_to_datetime_in_a_zone() -> None:
+    # JUNE_1_MS is 2024-06-01T00:00Z = 08:00 at +08:00
+    local = to_datetime(JUNE_1_MS, timezone(timedelta(hours=8)))
+    assert (local.hour, local.utcoffset()) == (8, timedelta(hours=8))
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (JUNE_1_MS, "2024-06-01T00:00:00Z"),
+        (JUNE_1_MS + 250, "2024-06-01T00:00:00.250Z"),
+        (JUNE_1_MS + 7, "2024-06-01T00:00:00.007Z"),
+        # 2024-06-01 minus 1 ms = 2024-05-31T23:59:59.999Z
+        (JUNE_1_MS - 1, "2024-05-31T23:59:59.999Z"),
+    ],
+)
+def test_rfc3339(ms: int, text: str) -> None:
+    assert rfc3339(ms) == text
+    assert parse_instant(text) == ms
+
+
+def test_minute_text() -> None:
+    # 2024-06-01T00:00Z + 90 s = 00:01:30, shown as its minute
+    assert minute_text(JUNE_1_MS + 90_000) == "2024-06-01T00:01Z"
+
+
+@pytest.mark.parametrize("text", ["2024-06-01", "2024-06-01T08:00"])
+def test_parse_iso_refuses_naive(text: str) -> None:
+    with pytest.raises(InstantError, match="no UTC offset"):
+        parse_iso(text)
+
+
+def test_parse_iso_has_no_range() -> None:
+    # parse_iso is for operator-entered times (CLI), where only the offset is required
+    assert parse_iso("1970-01-01T00:00:01Z") == 1_000
