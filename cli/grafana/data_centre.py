@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from cli.grafana.panels import (
-    HALF,
-    HERO,
-    SITE_WINDOWS,
-    STAT,
-    Grid,
-    Json,
-    dashboard,
-    period_variable,
-    site_variable,
-    stat,
-    timeseries,
-)
+from cli.grafana.panels import HALF, HERO, SITE_WINDOWS, Grid, Json, stat, timeseries
 from cli.grafana.site import (
     add_demand_and_alerts,
+    add_stats,
     bucketed,
-    carbon_stats,
     kpi_series,
     latest_stat,
-    open_alerts_stat,
     power,
     range_stat,
     share_series,
+    site_dashboard,
 )
 
 DC_UID = "pw-dc"
@@ -40,7 +28,7 @@ PUE_THRESHOLDS: list[Json] = [
 def data_centre_dashboard() -> Json:
     """A data centre: PUE against the Hunan plan's 1.3 and 1.5 lines, power, carbon and green power."""
     grid = Grid()
-    grid.row(STAT, *_stats())
+    _add_stats(grid)
     grid.row(
         HERO,
         timeseries(
@@ -85,17 +73,18 @@ def data_centre_dashboard() -> Json:
         description="Average demand, and the largest 15-minute demand (15-minute and longer windows).",
     )
     add_demand_and_alerts(grid, demand)
-    return dashboard(
+    return site_dashboard(
         DC_UID,
         "peakwatch — data centre",
         "Data centre: PUE against the 1.3 and 1.5 lines, power, partial PUE, carbon intensity, demand.",
-        [site_variable("data_centre", "Data centre"), period_variable()],
-        grid,
+        kind="data_centre",
+        label="Data centre",
+        grid=grid,
     )
 
 
-def _stats() -> list[Json]:
-    return [
+def _add_stats(grid: Grid) -> None:
+    own = [
         latest_stat(
             "PUE (latest window)",
             "pue",
@@ -117,7 +106,8 @@ def _stats() -> list[Json]:
             fmt="table",
             description="The latest 12-month PUE: the value ISO/IEC 30134-2 and GB 40879 grade.",
         ),
-        *carbon_stats(),
+    ]
+    in_range = [
         range_stat(
             "IT energy in range",
             "it_kwh",
@@ -125,8 +115,8 @@ def _stats() -> list[Json]:
             unit="kwatth",
             description="IT energy over the time range (sum of the windows).",
         ),
-        open_alerts_stat(),
     ]
+    add_stats(grid, own=own, in_range=in_range)
 
 
 def _partial_pue() -> Json:

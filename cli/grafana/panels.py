@@ -133,22 +133,11 @@ def timeseries(
         defaults["max"] = maximum
     if decimals is not None:
         defaults["decimals"] = decimals
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {
-            "legend": {
-                "calcs": ["lastNotNull", "mean", "max"],
-                "displayMode": "table",
-                "placement": "bottom",
-            },
-            "tooltip": {"mode": "multi", "sort": "none"},
-        },
-        "targets": [target(sql)],
+    options: Json = {
+        "legend": {"calcs": ["lastNotNull", "mean", "max"], "displayMode": "table", "placement": "bottom"},
+        "tooltip": {"mode": "multi", "sort": "none"},
     }
+    return _panel("timeseries", title, description, {"defaults": defaults, "overrides": []}, options, sql)
 
 
 def stat(
@@ -165,21 +154,14 @@ def stat(
     defaults: Json = {"thresholds": thresholds(steps), "unit": unit, "color": {"mode": "thresholds"}}
     if decimals is not None:
         defaults["decimals"] = decimals
-    return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {
-            "colorMode": "value",
-            "graphMode": "area" if fmt == "time_series" else "none",
-            "justifyMode": "auto",
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "textMode": "auto",
-        },
-        "targets": [target(sql, fmt=fmt)],
+    options: Json = {
+        "colorMode": "value",
+        "graphMode": "area" if fmt == "time_series" else "none",
+        "justifyMode": "auto",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "textMode": "auto",
     }
+    return _panel("stat", title, description, {"defaults": defaults, "overrides": []}, options, sql, fmt)
 
 
 def _severity_colours() -> Json:
@@ -206,17 +188,32 @@ def _severity_colours() -> Json:
 
 def table(title: str, sql: str, *, description: str) -> Json:
     """A filterable table; a ``severity`` column is coloured (every table here lists alerts)."""
+    field_config: Json = {
+        "defaults": {"custom": {"align": "auto", "filterable": True}, "thresholds": thresholds(None)},
+        "overrides": [_severity_colours()],
+    }
+    options: Json = {"cellHeight": "sm", "showHeader": True, "footer": {"show": False}}
+    return _panel("table", title, description, field_config, options, sql, "table")
+
+
+def _panel(
+    kind: str,
+    title: str,
+    description: str,
+    field_config: Json,
+    options: Json,
+    sql: str,
+    fmt: str = "time_series",
+) -> Json:
+    """Every panel reads the peakwatch data source with one SQL query."""
     return {
-        "type": "table",
+        "type": kind,
         "title": title,
         "description": description,
         "datasource": DATASOURCE,
-        "fieldConfig": {
-            "defaults": {"custom": {"align": "auto", "filterable": True}, "thresholds": thresholds(None)},
-            "overrides": [_severity_colours()],
-        },
-        "options": {"cellHeight": "sm", "showHeader": True, "footer": {"show": False}},
-        "targets": [target(sql, fmt="table")],
+        "fieldConfig": field_config,
+        "options": options,
+        "targets": [target(sql, fmt=fmt)],
     }
 
 

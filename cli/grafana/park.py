@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from cli.grafana.panels import (
-    HALF,
-    HERO,
-    STAT,
-    Grid,
-    Json,
-    dashboard,
-    period_variable,
-    site_variable,
-    timeseries,
-)
+from cli.grafana.panels import HALF, HERO, Grid, Json, timeseries
 from cli.grafana.site import (
     add_demand_and_alerts,
+    add_stats,
     bucketed,
-    carbon_stats,
     kpi_series,
     latest_stat,
-    open_alerts_stat,
     power,
     range_stat,
     share_series,
+    site_dashboard,
 )
 
 PARK_UID = "pw-park"
@@ -31,7 +21,7 @@ PARK_UID = "pw-park"
 def park_dashboard() -> Json:
     """An industrial park's micro-grid: where its power comes from and goes, and its carbon KPIs."""
     grid = Grid()
-    grid.row(STAT, *_stats())
+    _add_stats(grid)
     grid.row(HERO, _power_flows())
     grid.row(
         HALF,
@@ -68,17 +58,18 @@ def park_dashboard() -> Json:
         ),
     )
     add_demand_and_alerts(grid, _demand())
-    return dashboard(
+    return site_dashboard(
         PARK_UID,
         "peakwatch — park",
         "Industrial park micro-grid: power flows, electrification, carbon intensity, green power, demand.",
-        [site_variable("park", "Park"), period_variable()],
-        grid,
+        kind="park",
+        label="Park",
+        grid=grid,
     )
 
 
-def _stats() -> list[Json]:
-    return [
+def _add_stats(grid: Grid) -> None:
+    own = [
         latest_stat(
             "Electrification rate (latest)",
             "electrification_rate",
@@ -87,7 +78,8 @@ def _stats() -> list[Json]:
             decimals=1,
             description="Electricity ÷ final energy (kgce, equivalent value) of the latest window.",
         ),
-        *carbon_stats(),
+    ]
+    in_range = [
         range_stat(
             "Electricity in range",
             "electricity_kwh",
@@ -102,8 +94,8 @@ def _stats() -> list[Json]:
             unit="kg",
             description="CO2 emissions (electricity and fuels) over the time range.",
         ),
-        open_alerts_stat(),
     ]
+    add_stats(grid, own=own, in_range=in_range)
 
 
 def _power_flows() -> Json:

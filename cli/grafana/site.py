@@ -15,9 +15,13 @@ from cli.grafana.panels import (
     OPEN_STATES,
     SEVERITY_ORDER,
     SITE_WINDOWS,
+    STAT,
     WIDE,
     Grid,
     Json,
+    dashboard,
+    period_variable,
+    site_variable,
     stat,
     table,
     timeseries,
@@ -114,7 +118,7 @@ def share_series(title: str, *columns: tuple[str, str], description: str) -> Jso
     )
 
 
-def carbon_stats() -> list[Json]:
+def _carbon_stats() -> list[Json]:
     """The latest carbon intensity and green-power share: the same two stats on every site dashboard."""
     return [
         latest_stat(
@@ -136,7 +140,7 @@ def carbon_stats() -> list[Json]:
     ]
 
 
-def open_alerts_stat() -> Json:
+def _open_alerts_stat() -> Json:
     return stat(
         "Open alerts (count)",
         OPEN_ALERT_COUNT_OF_SITE,
@@ -145,6 +149,12 @@ def open_alerts_stat() -> Json:
         fmt="table",
         description="Pending and firing alerts of the site.",
     )
+
+
+def add_stats(grid: Grid, *, own: list[Json], in_range: list[Json]) -> None:
+    """A site dashboard's top row: its own KPIs, the latest carbon intensity and green-power share,
+    sums over the time range, and the count of open alerts."""
+    grid.row(STAT, *own, *_carbon_stats(), *in_range, _open_alerts_stat())
 
 
 def add_demand_and_alerts(grid: Grid, demand: Json) -> None:
@@ -163,3 +173,8 @@ def add_demand_and_alerts(grid: Grid, demand: Json) -> None:
     grid.row(
         WIDE, table("Open alerts", OPEN_ALERTS_OF_SITE, description="Pending and firing alerts of the site.")
     )
+
+
+def site_dashboard(uid: str, title: str, description: str, *, kind: str, label: str, grid: Grid) -> Json:
+    """A dashboard of one site of ``kind`` at a time, over the stored windows of one period."""
+    return dashboard(uid, title, description, [site_variable(kind, label), period_variable()], grid)
