@@ -23,236 +23,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
-import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import psutil  # type: ignore[import-untyped]
 from rich.console import Console
 from rich.table import Table
 
-from bench.broker import BenchBroker, mosquitto_version
+from bench.broker import BenchBroker, BrokerStats
+from bench.children import Child, Load, children, spawn_pipeline, spawn_publishers, stop_all
+from bench.database import Database
+from bench.machine import CpuUse, cpu_between, describe_machine, roles, snapshot
+from bench.results import save_results
 from peakwatch.config import Settings
-from peakwatch.embedded.postgres import EmbeddedPostgres
 from simulators.fleet import FleetSpec, build_fleet, registry_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 DEFAULT_READINGS = {"single": 1_000_000, "batched": 5_000_000}
 TARGETS = {"single": 40_000, "batched": 300_000}
 console = Console()
-
-
-# ---------------------------------------------------------------------------------------- database
-
-
-class Database:
-    """Embedded PostgreSQL (durable unless ``fast``) or an external server; a fresh database per mode."""
-
-    def __init__(self, workdir: Path, url: str | None, *, fast: bool, timescale: bool = True) -> None:
-        self.external_url = url
-        self.embedded: EmbeddedPostgres | None = None
-        if url is None:
-            self.embedded = EmbeddedPostgres(
-                workdir / "postgres",
-                port=_free_port(),
-                durable=not fast,
-                timescale=None if timescale else False,  # None: when the wheel has it
-            )
-        self.admin_url = url or ""
-        self.created: list[str] = []
-        self.version = ""
-
-    async def start(self) -> None:
-        if self.embedded is not None:
-            self.admin_url = await asyncio.to_thread(self.embedded.start)
-        conn = await asyncpg.connect(self.admin_url)
-        try:
-            self.version = str(await conn.fetchval("SHOW server_version"))
-        finally:
-            await conn.close()
-
-    async def fresh(self, name: str) -> str:
-        conn = await asyncpg.connect(self.admin_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        self.created.append(name)
-        return _with_database(self.admin_url, name)
-
-    async def stop(self, *, keep: bool) -> None:
-        if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
-            return
-        if keep:
-            return
-        conn = await asyncpg.connect(self.admin_url)
-        try:
-            for name in self.created:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    def server_pids(self) -> list[int]:
-        """The postmaster and its children (embedded only; an external server is not measured)."""
-        if self.embedded is None:
-            return []
-        try:
-            pid = int((self.embedded.data_dir / "postmaster.pid").read_text().split()[0])
-            parent = psutil.Process(pid)
-            return [pid, *(p.pid for p in parent.children(recursive=True))]
-        except (OSError, ValueError, psutil.Error):
-            return []
-
-
-def _with_database(url: str, name: str) -> str:
-    head, _, tail = url.partition("?")
-    base = head.rsplit("/", 1)[0] if head.count("/") >= 3 else head
-    return f"{base}/{name}" + (f"?{tail}" if tail else "")
-
-
-def _free_port() -> int:
-    from bench.broker import free_port
-
-    return free_port()
-
-
-# ---------------------------------------------------------------------------------------- child processes
-
-
-@dataclass
-class Child:
-    """A child process speaking JSON lines on stdout."""
-
-    name: str
-    proc: asyncio.subprocess.Process
-    events: list[dict[str, Any]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    reader: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def spawn(cls, name: str, *args: str) -> Child:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            *args,
-            cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=1 << 20,
-        )
-        child = cls(name, proc)
-        child.reader = asyncio.create_task(child._read())
-        return child
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            self.events.append(event)
-            self.changed.set()
-        self.changed.set()
-
-    def last(self, kind: str) -> dict[str, Any] | None:
-        found = [event for event in self.events[::-1] if event.get("ev") == kind][:1]
-        return found[0] if found else None
-
-    async def wait_for(self, kind: str, timeout_s: float) -> dict[str, Any]:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                event = self.last(kind)
-                if event is not None:
-                    return event
-                if self.proc.returncode is not None or (self.reader is not None and self.reader.done()):
-                    raise RuntimeError(f"{self.name} exited (code {self.proc.returncode}) before {kind!r}")
-                self.changed.clear()
-                await self.changed.wait()
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        with contextlib.suppress(OSError):
-            self.proc.stdin.write(line.encode() + b"\n")
-
-    async def finish(self, timeout_s: float = 60) -> None:
-        if self.proc.returncode is None:
-            assert self.proc.stdin is not None
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout_s)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self.reader is not None:
-            await self.reader
-
-
-@contextlib.asynccontextmanager
-async def _children() -> AsyncIterator[list[Child]]:
-    children: list[Child] = []
-    try:
-        yield children
-    finally:
-        for child in children:
-            if child.proc.returncode is None:
-                child.proc.kill()
-                await child.proc.wait()
-
-
-# ---------------------------------------------------------------------------------------- CPU
-
-
-def _cpu_seconds(pids: dict[str, list[int]]) -> dict[int, tuple[str, float]]:
-    out: dict[int, tuple[str, float]] = {}
-    for role, role_pids in pids.items():
-        for pid in role_pids:
-            with contextlib.suppress(psutil.Error):
-                proc = psutil.Process(pid)
-                times = proc.cpu_times()
-                out[pid] = (_sub_role(role, proc), times.user + times.system)
-    return out
-
-
-def _sub_role(role: str, proc: Any) -> str:
-    """``postgres`` processes by what their title says: the backends writing for peakwatch
-    (``postgres/backend``), autovacuum, WAL writer, checkpointer ..."""
-    if role != "postgres":
-        return role
-    title = " ".join(proc.cmdline())
-    if not title.startswith("postgres: "):
-        return "postgres/postmaster"
-    kind = title.removeprefix("postgres: ").split()
-    if kind and kind[0] in ("autovacuum", "walwriter", "checkpointer", "background", "TimescaleDB"):
-        return f"postgres/{kind[0].lower()}"
-    if "(" in title:  # "user database host(port) state": a client connection
-        return "postgres/backend"
-    return "postgres/other"
-
-
-def _cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds per role between the two snapshots; ``postgres`` is the sum of its ``postgres/*``."""
-    used: dict[str, float] = {}
-    for pid, (role, seconds) in after.items():
-        spent = seconds - before.get(pid, (role, 0.0))[1]
-        used[role] = used.get(role, 0.0) + spent
-        if role.startswith("postgres/"):
-            used["postgres"] = used.get("postgres", 0.0) + spent
-    return used
 
 
 # ---------------------------------------------------------------------------------------- one mode
@@ -297,14 +91,38 @@ def _expected_windows(start_ms: int, last_ms: int, lateness_ms: int, window_ms: 
     return closed * sites
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What one mode's run observed, from the publishers' go to the pipeline's stop."""
+
+    pipeline: Child
+    done: list[dict[str, Any]]
+    """The publishers' ``done`` events."""
+    drained_at: float | None
+    """When the write holding the last published reading committed (``None``: not in time)."""
+    lag_zero: bool
+    counts: dict[str, int]
+    stats: BrokerStats
+    cpu: CpuUse
+
+    @property
+    def published(self) -> int:
+        return sum(int(d["readings_acked"]) for d in self.done)
+
+    @property
+    def first_publish_s(self) -> float:
+        return min(float(d["first_publish_s"]) for d in self.done)
+
+    @property
+    def last_ack_s(self) -> float:
+        return max(float(d["last_ack_s"]) for d in self.done)
+
+
 async def run_mode(cfg: ModeConfig, db: Database, workdir: Path, *, memory_limit: int) -> dict[str, Any]:
+    """One mode: a fresh database and broker, the pipeline and the publishers, then the figures."""
     mode_dir = workdir / cfg.mode
     mode_dir.mkdir(parents=True, exist_ok=True)
-    steps = cfg.steps
-    now_ms = time.time_ns() // 1_000_000
-    start_ms = now_ms - steps * cfg.step_ms - 120_000
-    start_ms -= start_ms % 1000
-    last_ms = start_ms + (steps - 1) * cfg.step_ms
+    start_ms, last_ms = _event_times(cfg)
     fleet = build_fleet(FleetSpec(sites=cfg.sites, synthetic_meters=cfg.meters))
     registry_file = mode_dir / "registry.yaml"
     registry_file.write_text(registry_yaml(fleet), encoding="utf-8")
@@ -312,96 +130,81 @@ async def run_mode(cfg: ModeConfig, db: Database, workdir: Path, *, memory_limit
     broker = BenchBroker(mode_dir / "mosquitto", memory_limit_bytes=memory_limit)
     broker.start()
     try:
-        async with _children() as children:
-            pipeline_args = [
-                "bench.pipeline",
-                "--config",
-                str(registry_file),
-                "--mqtt-url",
-                broker.url,
-                "--database-url",
-                db_url,
-                "--allowed-lateness-ms",
-                str(cfg.allowed_lateness_ms),
-            ]
-            if cfg.uvloop:
-                pipeline_args.append("--uvloop")
-            if cfg.serial_processor:
-                pipeline_args.append("--serial-processor")
-            # as peakwatch up: readings go through the on-disk spool (memory: the in-process queue, A/B)
-            pipeline_args += ["--bus", f"spool://{mode_dir / 'spool'}" if cfg.bus == "spool" else "memory://"]
-            pipeline = await Child.spawn("pipeline", *pipeline_args)
-            children.append(pipeline)
-            publishers = []
-            for part in range(cfg.publishers):
-                pub = await Child.spawn(
-                    f"publisher {part}",
-                    "bench.publisher",
-                    "--url",
-                    broker.url,
-                    "--sites",
-                    str(cfg.sites),
-                    "--meters",
-                    str(cfg.meters),
-                    "--steps",
-                    str(steps),
-                    "--batch",
-                    str(cfg.batch),
-                    "--start-ms",
-                    str(start_ms),
-                    "--step-ms",
-                    str(cfg.step_ms),
-                    "--part",
-                    f"{part}/{cfg.publishers}",
-                    "--window",
-                    str(cfg.window),
-                )
-                children.append(pub)
-                publishers.append(pub)
-            ready = await pipeline.wait_for("ready", 120)
-            built = [await pub.wait_for("ready", 600) for pub in publishers]
-            console.print(
-                f"[dim]{cfg.mode}: {sum(b['messages'] for b in built):,} messages / "
-                f"{sum(b['readings'] for b in built):,} readings built in "
-                f"{max(b['build_s'] for b in built):.1f} s; pipeline ready (MQTT {ready['mqtt_protocol']}, "
-                f"TimescaleDB {'on' if ready['timescale'] else 'off'}); publishing…[/dim]"
-            )
-            pids = {
-                "pipeline": [pipeline.proc.pid],
-                "publishers": [p.proc.pid for p in publishers],
-                "mosquitto": [broker.pid] if broker.pid else [],
-                "postgres": db.server_pids(),
-            }
-            cpu0 = _cpu_seconds(pids)
-            machine0 = psutil.cpu_times()
-            for pub in publishers:
-                pub.send("go")
-            done = [await pub.wait_for("done", cfg.drain_timeout_s + 600) for pub in publishers]
-            published = sum(int(d["readings_acked"]) for d in done)
-            first_publish_s = min(float(d["first_publish_s"]) for d in done)
-            last_ack_s = max(float(d["last_ack_s"]) for d in done)
-            drained_at, lag_zero = await _wait_drained(pipeline, published, cfg.drain_timeout_s)
-            pids["postgres"] = db.server_pids()
-            cpu1 = _cpu_seconds(pids)
-            machine1 = psutil.cpu_times()
-            counts = await _counts(db_url, published, settle_s=0 if drained_at else 3.0)
-            stats = await broker.stats()
-            pipeline.send("stop")
-            await pipeline.finish()
-            for pub in publishers:
-                await pub.finish()
+        async with children() as spawned:
+            pipeline, publishers = await _start(cfg, spawned, mode_dir, broker.url, db_url, start_ms)
+            measured = await _measure(cfg, pipeline, publishers, broker, db, db_url)
     finally:
         broker.stop()
-    end_s = drained_at or time.time()
-    wall_s = end_s - first_publish_s
-    stored = counts["stored"]
-    cpu = _cpu_used(cpu0, cpu1)
-    busy = sum(
-        getattr(machine1, f) - getattr(machine0, f) for f in ("user", "system", "nice", "softirq", "irq")
+    return _result(cfg, measured, start_ms, last_ms)
+
+
+def _event_times(cfg: ModeConfig) -> tuple[int, int]:
+    """The first and last readings' event time: the history ends two minutes ago, on a whole second."""
+    now_ms = time.time_ns() // 1_000_000
+    start_ms = now_ms - cfg.steps * cfg.step_ms - 120_000
+    start_ms -= start_ms % 1000
+    return start_ms, start_ms + (cfg.steps - 1) * cfg.step_ms
+
+
+async def _start(
+    cfg: ModeConfig, spawned: list[Child], mode_dir: Path, broker_url: str, db_url: str, start_ms: int
+) -> tuple[Child, list[Child]]:
+    """The pipeline and the publishers, once all are ready (the publishers' messages built)."""
+    flags = [*(["--uvloop"] if cfg.uvloop else []), *(["--serial-processor"] if cfg.serial_processor else [])]
+    pipeline = await spawn_pipeline(
+        spawned,
+        registry=mode_dir / "registry.yaml",
+        mqtt_url=broker_url,
+        database_url=db_url,
+        lateness_ms=cfg.allowed_lateness_ms,
+        # as peakwatch up: readings go through the on-disk spool (memory: the in-process queue, A/B)
+        bus=f"spool://{mode_dir / 'spool'}" if cfg.bus == "spool" else "memory://",
+        flags=flags,
     )
-    core_s = (sum(machine1) - sum(machine0)) / (psutil.cpu_count() or 1)  # wall time, per core
-    bench_cpu = sum(seconds for role, seconds in cpu.items() if "/" not in role)
-    messages = sum(int(d["messages_acked"]) for d in done)
+    options = ("--batch", str(cfg.batch), "--step-ms", str(cfg.step_ms), "--window", str(cfg.window))
+    load = Load(broker_url, cfg.sites, cfg.meters, cfg.steps, start_ms, options)
+    publishers = await spawn_publishers(spawned, load, cfg.publishers)
+    ready = await pipeline.wait_for("ready", 120)
+    built = [await pub.wait_for("ready", 600) for pub in publishers]
+    console.print(
+        f"[dim]{cfg.mode}: {sum(b['messages'] for b in built):,} messages / "
+        f"{sum(b['readings'] for b in built):,} readings built in "
+        f"{max(b['build_s'] for b in built):.1f} s; pipeline ready (MQTT {ready['mqtt_protocol']}, "
+        f"TimescaleDB {'on' if ready['timescale'] else 'off'}); publishing…[/dim]"
+    )
+    return pipeline, publishers
+
+
+async def _measure(
+    cfg: ModeConfig,
+    pipeline: Child,
+    publishers: list[Child],
+    broker: BenchBroker,
+    db: Database,
+    db_url: str,
+) -> Measured:
+    """Publish, wait until the pipeline stored the last reading, count, then stop every child."""
+    pids = roles(pipeline, publishers, broker, db)
+    before = snapshot(pids)
+    for pub in publishers:
+        pub.send("go")
+    done = [await pub.wait_for("done", cfg.drain_timeout_s + 600) for pub in publishers]
+    published = sum(int(d["readings_acked"]) for d in done)
+    drained_at, lag_zero = await _wait_drained(pipeline, published, cfg.drain_timeout_s)
+    pids["postgres"] = db.server_pids()
+    after = snapshot(pids)
+    counts = await _counts(db_url, published, settle_s=0 if drained_at else 3.0)
+    stats = await broker.stats()
+    await stop_all(pipeline, publishers)
+    return Measured(pipeline, done, drained_at, lag_zero, counts, stats, cpu_between(before, after))
+
+
+def _result(cfg: ModeConfig, m: Measured, start_ms: int, last_ms: int) -> dict[str, Any]:
+    end_s = m.drained_at or time.time()
+    wall_s = end_s - m.first_publish_s
+    publish_s = m.last_ack_s - m.first_publish_s
+    published, stored, stats, cpu = m.published, m.counts["stored"], m.stats, m.cpu
+    messages = sum(int(d["messages_acked"]) for d in m.done)
     result: dict[str, Any] = {
         "mode": cfg.mode,
         "readings_per_message": cfg.batch,
@@ -415,47 +218,49 @@ async def run_mode(cfg: ModeConfig, db: Database, workdir: Path, *, memory_limit
         "readings_published": published,
         "readings_stored": stored,
         "readings_lost": published - stored,
-        "unacknowledged_messages": sum(int(d["unacknowledged"]) for d in done),
+        "unacknowledged_messages": sum(int(d["unacknowledged"]) for d in m.done),
         "broker_dropped": stats.dropped,
         "broker_drop_log_lines": stats.drop_log_lines,
         "broker_heap_max_bytes": _int_or_none(stats.sys.get("$SYS/broker/heap/maximum")),
-        "drained": drained_at is not None,
-        "store_writes": sum(1 for e in pipeline.events if e.get("ev") == "w" and e["t"] <= end_s),
-        "bus_lag_zero": lag_zero,
+        "drained": m.drained_at is not None,
+        "store_writes": sum(1 for e in m.pipeline.events if e.get("ev") == "w" and e["t"] <= end_s),
+        "bus_lag_zero": m.lag_zero,
         "wall_s": wall_s,
-        "publish_s": last_ack_s - first_publish_s,
+        "publish_s": publish_s,
         "readings_per_s": stored / wall_s if wall_s > 0 else 0.0,
         "messages_per_s": messages / wall_s if wall_s > 0 else 0.0,
-        "publish_readings_per_s": published / (last_ack_s - first_publish_s)
-        if last_ack_s > first_publish_s
-        else 0,
-        "kpi_windows": counts["kpi_windows"],
+        "publish_readings_per_s": published / publish_s if publish_s > 0 else 0,
+        "kpi_windows": m.counts["kpi_windows"],
         "kpi_windows_expected": _expected_windows(
             start_ms, last_ms, cfg.allowed_lateness_ms, Settings().window_ms, cfg.sites
         ),
-        "late_events": counts["late_events"],
-        "dead_letters": counts["dead_letters"],
-        "processor_seconds": _processor_seconds(pipeline, first_publish_s, end_s),
-        "timeline": {
-            "stored": [
-                [round(e["t"] - first_publish_s, 3), e["r"]] for e in pipeline.events if e.get("ev") == "w"
-            ],
-            "collected": [
-                [round(e["t"] - first_publish_s, 3), e["collected"], e["lag"]]
-                for e in pipeline.events
-                if e.get("ev") == "hb" and e["t"] >= first_publish_s
-            ],
-        },
-        "cpu_s": cpu,
-        "cpu_share_of_wall": {role: s / wall_s for role, s in cpu.items()} if wall_s > 0 else {},
-        "machine_busy_cores": busy / core_s if core_s > 0 else None,
-        "machine_other_cores": (busy - bench_cpu) / core_s if core_s > 0 else None,
+        "late_events": m.counts["late_events"],
+        "dead_letters": m.counts["dead_letters"],
+        "processor_seconds": _processor_seconds(m.pipeline, m.first_publish_s, end_s),
+        "timeline": _timeline(m.pipeline, m.first_publish_s),
+        "cpu_s": cpu.by_role,
+        "cpu_share_of_wall": {role: s / wall_s for role, s in cpu.by_role.items()} if wall_s > 0 else {},
+        "machine_busy_cores": cpu.busy_s / cpu.core_s if cpu.core_s > 0 else None,
+        "machine_other_cores": cpu.other_s / cpu.core_s if cpu.core_s > 0 else None,
         "target_readings_per_s": TARGETS[cfg.mode],
     }
     result["meets_target"] = bool(
         result["readings_lost"] == 0 and result["readings_per_s"] >= TARGETS[cfg.mode] and published > 0
     )
     return result
+
+
+def _timeline(pipeline: Child, start_s: float) -> dict[str, list[list[Any]]]:
+    """Readings stored (per committed write) and collected with the bus lag (per heartbeat), by
+    seconds since the first publish."""
+    return {
+        "stored": [[round(e["t"] - start_s, 3), e["r"]] for e in pipeline.events if e.get("ev") == "w"],
+        "collected": [
+            [round(e["t"] - start_s, 3), e["collected"], e["lag"]]
+            for e in pipeline.events
+            if e.get("ev") == "hb" and e["t"] >= start_s
+        ],
+    }
 
 
 def _processor_seconds(pipeline: Child, start_s: float, end_s: float) -> dict[str, float]:
@@ -529,25 +334,6 @@ async def _counts(url: str, published: int, *, settle_s: float) -> dict[str, int
 # ---------------------------------------------------------------------------------------- report
 
 
-def _machine() -> dict[str, Any]:
-    model = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    return {
-        "cpu_model": model,
-        "cpus": psutil.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_avg_at_start": os.getloadavg(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "mosquitto": mosquitto_version(exe),
-    }
-
-
 def _table(results: list[dict[str, Any]]) -> Table:
     """One column per mode, one row per figure (fits an 80-column terminal)."""
     table = Table(title="peakwatch end to end: publisher → mosquitto → collector → processor → PostgreSQL")
@@ -596,7 +382,7 @@ def _table(results: list[dict[str, Any]]) -> Table:
 
 async def _main(args: argparse.Namespace) -> int:
     modes = ["single", "batched"] if args.mode == "both" else [args.mode]
-    machine = _machine()
+    machine = describe_machine()
     workdir = Path(tempfile.mkdtemp(prefix="peakwatch-bench-"))
     db = Database(workdir, args.database_url, fast=args.fast_db, timescale=not args.no_timescale)
     results: list[dict[str, Any]] = []
@@ -633,23 +419,15 @@ async def _main(args: argparse.Namespace) -> int:
     console.print(
         f"[dim]{machine['cpus']} CPUs ({machine['cpu_model']}), {database}, {machine['mosquitto']}[/dim]"
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"e2e-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "machine": machine,
-                "database": database,
-                "uvloop": args.uvloop,
-                "serial_processor": args.serial_processor,
-                "bus": args.bus,
-                "results": results,
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
-    console.print(f"results: {out.relative_to(ROOT)}", markup=False)
+    document = {
+        "machine": machine,
+        "database": database,
+        "uvloop": args.uvloop,
+        "serial_processor": args.serial_processor,
+        "bus": args.bus,
+        "results": results,
+    }
+    save_results("e2e", document, console)
     return 0 if all(r["readings_lost"] == 0 and r["drained"] for r in results) else 1
 
 

@@ -34,7 +34,7 @@ import psutil  # type: ignore[import-untyped]
 from rich.console import Console
 from rich.table import Table
 
-from bench.e2e import Database
+from bench.database import Database
 from peakwatch.bus import open_bus
 from peakwatch.domain.models import Reading, ReadingBatch
 from simulators.fleet import FleetSpec, build_fleet, registry_yaml

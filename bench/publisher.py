@@ -97,12 +97,12 @@ def build_messages(plan: Plan) -> tuple[list[bytes], list[int]]:
                 ts = plan.start_ms + step * plan.step_ms
                 objects.append(f'{{"ts":{ts},"energy_kwh":{state[1]:.4f},"power_kw":{kw:.4f}}}')
             payload = (objects[0] if len(objects) == 1 else "[" + ",".join(objects) + "]").encode()
-            packets.append(_publish(topic, payload, len(packets) % _MAX_ID + 1))
+            packets.append(publish_packet(topic, payload, len(packets) % _MAX_ID + 1))
             counts.append(len(objects))
     return packets, counts
 
 
-def _publish(topic: bytes, payload: bytes, packet_id: int) -> bytes:
+def publish_packet(topic: bytes, payload: bytes, packet_id: int) -> bytes:
     body = len(topic).to_bytes(2, "big") + topic + packet_id.to_bytes(2, "big") + payload
     return bytes([0x32]) + _varint(len(body)) + body
 
@@ -116,7 +116,7 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _connect_packet(client_id: str) -> bytes:
+def connect_packet(client_id: str) -> bytes:
     cid = client_id.encode()
     # protocol "MQTT" level 4, clean session, keep-alive 0 (off: the run is short and busy)
     body = b"\x00\x04MQTT\x04\x02\x00\x00" + len(cid).to_bytes(2, "big") + cid
@@ -162,27 +162,21 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buf = self._buffer + data if self._buffer else data
-        pos, end = 0, len(buf)
+        packet_ids, connack, used = read_acks(buf)
+        self._buffer = buf[used:]
+        if connack is not None:
+            if connack != 0:
+                self.connack.set_exception(ConnectionError(f"CONNACK return code {connack}"))
+            else:
+                self.connack.set_result(None)
         index, counts = self.inflight_index, self.counts
         acked = readings = 0
-        while pos + 2 <= end:
-            kind, length = buf[pos] & 0xF0, buf[pos + 1]  # every packet a publisher receives is short
-            if pos + 2 + length > end:
-                break
-            if kind == _PUBACK:
-                packet_id = (buf[pos + 2] << 8) | buf[pos + 3]
-                i = index[packet_id]
-                if i >= 0:
-                    index[packet_id] = -1
-                    acked += 1
-                    readings += counts[i]
-            elif kind == _CONNACK:
-                if buf[pos + 3] != 0:
-                    self.connack.set_exception(ConnectionError(f"CONNACK return code {buf[pos + 3]}"))
-                else:
-                    self.connack.set_result(None)
-            pos += 2 + length
-        self._buffer = buf[pos:]
+        for packet_id in packet_ids:
+            i = index[packet_id]
+            if i >= 0:
+                index[packet_id] = -1
+                acked += 1
+                readings += counts[i]
         if acked:
             self.acked += acked
             self.acked_readings += readings
@@ -190,6 +184,25 @@ class _Protocol(asyncio.Protocol):
             self.last_ack_s = time.time()
             if self.inflight < self.limit:
                 self.space.set()
+
+
+def read_acks(buf: bytes) -> tuple[list[int], int | None, int]:
+    """The packet ids of the PUBACKs in ``buf``, the return code of its CONNACK (``None``: none) and
+    how many bytes they took; the rest is a packet not yet complete, for the next read. Every packet a
+    QoS 1 publisher receives is short (one length byte), which keeps this loop cheap per PUBACK."""
+    packet_ids: list[int] = []
+    connack: int | None = None
+    pos, end = 0, len(buf)
+    while pos + 2 <= end:
+        kind, length = buf[pos] & 0xF0, buf[pos + 1]
+        if pos + 2 + length > end:
+            break
+        if kind == _PUBACK:
+            packet_ids.append((buf[pos + 2] << 8) | buf[pos + 3])
+        elif kind == _CONNACK:
+            connack = buf[pos + 3]
+        pos += 2 + length
+    return packet_ids, connack, pos
 
 
 PACE_SLICE_S = 0.005
@@ -211,7 +224,7 @@ async def publish(
     transport, proto = await loop.create_connection(
         lambda: _Protocol(counts), parts.hostname or "127.0.0.1", parts.port or 1883
     )
-    transport.write(_connect_packet(f"bench-pub-{random.getrandbits(40):010x}"))
+    transport.write(connect_packet(f"bench-pub-{random.getrandbits(40):010x}"))
     await asyncio.wait_for(proto.connack, 10)
     proto.limit = window
     index = proto.inflight_index

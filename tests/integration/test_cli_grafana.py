@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from peakwatch.grafana_dashboards import ALERTS_UID, DC_UID, PARK_UID, rendered_files
+from cli.grafana.dashboards import ALERTS_UID, DC_UID, PARK_UID, rendered_files
 from peakwatch.net import free_port
 
 pytestmark = pytest.mark.integration

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from cli.grafana.dashboards import ALERTS_UID, DC_UID, PARK_UID, dashboards
 from peakwatch.config import Registry
 from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.kpis import WindowInputs, minute_components, window_kpis
@@ -39,7 +40,6 @@ from peakwatch.domain.models import (
     SiteKind,
 )
 from peakwatch.domain.periods import Period
-from peakwatch.grafana_dashboards import ALERTS_UID, DC_UID, PARK_UID, dashboards
 from peakwatch.store import Store
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from peakwatch.grafana_dashboards import (
+from cli.grafana.dashboards import (
     ALERTS_UID,
     DATASOURCE,
     DC_UID,

@@ -97,3 +97,17 @@ def test_services_do_not_import_each_other(path: Path) -> None:
     own = path.relative_to(ROOT).parts[0]
     others = {name for name in imports_of(path) if top(name) in (*SERVICES, "cli") and top(name) != own}
     assert not others, f"{path.relative_to(ROOT)} imports {sorted(others)}: services talk through the core"
+
+
+@pytest.mark.parametrize("path", python_files("peakwatch"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_core_builds_no_grafana_dashboards(path: Path) -> None:
+    """Dashboards are built by their only user, the CLI (``cli/grafana/``): the core neither holds a
+    Grafana module nor imports one (it may name Grafana in prose, as a reader of its data)."""
+    assert "grafana" not in str(path.relative_to(ROOT / "peakwatch")).lower()
+    grafana = {name for name in imports_of(path) if "grafana" in name.lower()}
+    assert not grafana, f"{path.relative_to(ROOT)} imports {sorted(grafana)}"
+
+
+def test_grafana_dashboards_live_in_the_cli() -> None:
+    assert not list((ROOT / "peakwatch").rglob("*grafana*"))
+    assert (ROOT / "cli" / "grafana" / "dashboards.py").is_file()
