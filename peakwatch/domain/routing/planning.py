@@ -73,15 +73,7 @@ from peakwatch.domain.routing.mutes import (
     mute_changes,
     mute_reason,
 )
-from peakwatch.domain.routing.routes import (
-    Escalation,
-    Route,
-    RouteMatch,
-    group_key,
-    group_labels,
-    route_at,
-    routes_for,
-)
+from peakwatch.domain.routing.routes import Route, RouteMatch, group_key, group_labels, route_at, routes_for
 
 
 class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,8 +118,8 @@ def plan(
     silences: Sequence[Silence],
     logs: Mapping[str, GroupLog],
 ) -> Plan:
-    """What to send now, what to persist and when to look again (the package docstring has the rules;
-    the step numbers below are its paragraphs)."""
+    """What to send now, what to persist and when to look again (this module's docstring has the
+    rules; the numbers below are its steps)."""
     draft = _Draft(now_ms)
     firing = sorted((a for a in alerts if a.state == "firing"), key=lambda a: a.id)  # 1
     live = {lid: log for lid, log in logs.items() if not _channel_gone(log, config)}  # 5
@@ -238,7 +230,7 @@ def _join(
     for level, receiver in enumerate(receivers):
         for channel in config.receivers.get(receiver, ()):
             lid = log_id(key, channel, level)
-            if level > 0 and not _escalated(alert, match.escalate[level - 1], logs.get(lid), draft):
+            if level > 0 and not _escalated(alert, match.escalate[level - 1].after_ms, logs.get(lid), draft):
                 continue
             group = groups.get(lid)
             if group is None:
@@ -246,10 +238,10 @@ def _join(
             group.firing[alert.id] = alert
 
 
-def _escalated(alert: AlertView, step: Escalation, log: GroupLog | None, draft: _Draft) -> bool:
-    """Whether an escalation level holds ``alert``: firing unacknowledged for the step's ``after``, or
+def _escalated(alert: AlertView, after_ms: int, log: GroupLog | None, draft: _Draft) -> bool:
+    """Whether an escalation level holds ``alert``: firing unacknowledged for the step's ``after_ms``, or
     already listed in the level's log (it stays until resolved). Not yet: wake when it will be."""
-    eligible_ms = alert.fired_ms + step.after_ms
+    eligible_ms = alert.fired_ms + after_ms
     listed = log is not None and alert.id in log.owed
     if not listed and (_acknowledged(alert) or draft.now_ms < eligible_ms):
         if not _acknowledged(alert):
