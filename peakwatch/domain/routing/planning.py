@@ -60,6 +60,7 @@ How ``plan`` decides:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -167,21 +168,17 @@ class _Draft:
         )
 
 
+@dataclass(slots=True)
 class _Group:
     """A (group key, channel, level) being assembled by ``plan``."""
 
-    __slots__ = ("channel", "firing", "key", "labels", "level", "match", "receiver")
-
-    def __init__(
-        self, key: str, channel: str, level: int, receiver: str, labels: dict[str, str], match: RouteMatch
-    ) -> None:
-        self.key = key
-        self.channel = channel
-        self.level = level
-        self.receiver = receiver
-        self.labels = labels
-        self.match = match
-        self.firing: dict[int, AlertView] = {}
+    key: str
+    channel: str
+    level: int
+    receiver: str
+    labels: dict[str, str]
+    match: RouteMatch
+    firing: dict[int, AlertView] = field(default_factory=dict)
 
 
 def _channel_gone(log: GroupLog, config: RoutingConfig) -> bool:
