@@ -2,6 +2,6 @@
 
 It reads alerts from the store (the processor writes them), routes them through the routing tree
 (``peakwatch.domain.routing``: grouping, silences, inhibition, maintenance windows, escalation) and
-delivers each message to its channels (webhook, e-mail, WeCom, DingTalk, Feishu, Slack, apprise),
+delivers each message to its channels (``peakwatch.channels``: one folder per channel, and their table),
 keeping what it sent in the database so a restart neither repeats nor forgets a notification.
 """

@@ -26,7 +26,8 @@ from collections.abc import Callable
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from notifier.channels import Channels, DeliveryError
+from notifier.channels import Channels
+from peakwatch.channels import DeliveryError
 from peakwatch.clock import now_ms
 from peakwatch.domain.notifications import Notification
 from peakwatch.domain.routing import GroupLog, after_failure, plan

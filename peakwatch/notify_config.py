@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 
-from peakwatch.channel_checks import channel_problem
+from peakwatch.channels import Channel, channel_problem, channel_tag
 from peakwatch.config_problems import Problems, convert, items, named
-from peakwatch.domain.notifications import Channel, Language, Receiver
+from peakwatch.domain.notifications import Language
 from peakwatch.domain.routing import (
     Escalation,
     InhibitRule,
@@ -30,7 +30,19 @@ from peakwatch.domain.routing import (
 )
 from peakwatch.durations import parse_duration_ms
 from peakwatch.errors import ConfigError
-from peakwatch.redaction import url_secrets, url_tokens
+
+
+class Receiver(msgspec.Struct, frozen=True, kw_only=True):
+    """A name the routing tree sends to (``oncall-dc``) and the channels it is made of (a webhook, an
+    e-mail list, a WeCom bot ...)."""
+
+    name: str
+    channels: tuple[Channel, ...]
+    language: Language = "zh-CN"
+    """Language of the message text (the webhook JSON carries both the labels and this text)."""
+
+    def channel_ids(self) -> tuple[str, ...]:
+        return tuple(f"{self.name}/{i}:{channel_tag(c)}" for i, c in enumerate(self.channels))
 
 
 class _ReceiverDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -95,19 +107,8 @@ class Notifications(msgspec.Struct, frozen=True, kw_only=True):
     def secrets(self) -> list[str]:
         """Every channel's credentials (tokens, passwords, robot keys, hook addresses): what
         ``peakwatch.redaction.remember_secret`` must mask wherever they might be shown."""
-        out: list[str] = []
-        for receiver in self.receivers.values():
-            for channel in receiver.channels:
-                for name in ("bearer_token", "password", "key", "access_token", "secret", "hook"):
-                    value = getattr(channel, name, None)
-                    if isinstance(value, str):
-                        out.append(value)
-                out += getattr(channel, "headers", {}).values()
-                for url in (getattr(channel, "webhook_url", None), *getattr(channel, "urls", ())):
-                    if url:  # these addresses are the credential
-                        out += [url, *url_tokens(url)]
-                out += url_secrets(getattr(channel, "url", "") or "")  # a relay's password
-        return out
+        channels = [channel for receiver in self.receivers.values() for channel in receiver.channels]
+        return [secret for channel in channels for secret in channel.secrets()]
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -1,10 +1,10 @@
-"""The values the notifier works with: an alert as routing sees it, one notification to one channel,
-and the channel configurations a receiver is made of.
+"""The values the notifier works with: an alert as routing sees it, and one notification to one
+channel.
 
-Shared by the routing math (``peakwatch.domain.routing``), the config loader and the notifier's
-channels, so it holds data only. A *receiver* is a name the routing tree sends to (``oncall-dc``); it
-has one or more *channels* (a webhook, an e-mail list, a WeCom bot ...), each delivered, retried and
-logged on its own, so a dead mail server does not hold back the WeCom message (Alertmanager keeps one
+Shared by the routing math (``peakwatch.domain.routing``), the channels' messages
+(``peakwatch.channels``) and the notifier, so it holds data only. A notification goes to one channel
+of one receiver (``peakwatch.notify_config.Receiver``): each channel is delivered, retried and logged
+on its own, so a dead mail server does not hold back the WeCom message (Alertmanager keeps one
 notification log per integration for the same reason).
 """
 
@@ -57,93 +57,3 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def status(self) -> Literal["firing", "resolved"]:
         return "firing" if self.firing else "resolved"
-
-
-# ------------------------------------------------------------------------------------------- channels
-
-
-class WebhookChannel(msgspec.Struct, frozen=True, kw_only=True, tag="webhook"):
-    """POST of Alertmanager's webhook JSON (version 4), so anything that takes Alertmanager's webhook
-    (PagerDuty bridges, OnCall, a custom script) takes peakwatch's."""
-
-    url: str
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-    bearer_token: str | None = None
-    max_alerts: int = 0
-    """At most this many alerts per message (0: all), as in Alertmanager; ``truncatedAlerts`` says
-    how many were left out."""
-    timeout_s: float = 10.0
-
-
-class EmailChannel(msgspec.Struct, frozen=True, kw_only=True, tag="email"):
-    to: tuple[str, ...]
-    sender: str
-    host: str
-    port: int = 25
-    username: str | None = None
-    password: str | None = None
-    security: Literal["none", "starttls", "tls"] = "starttls"
-    timeout_s: float = 10.0
-
-
-class WeComChannel(msgspec.Struct, frozen=True, kw_only=True, tag="wecom"):
-    """A WeCom (企业微信) group robot. ``url`` can point at a relay or a private deployment (plant
-    networks often reach the internet only through one)."""
-
-    key: str
-    url: str = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
-    mentioned_mobiles: tuple[str, ...] = ()
-    timeout_s: float = 10.0
-
-
-class DingTalkChannel(msgspec.Struct, frozen=True, kw_only=True, tag="dingtalk"):
-    """A DingTalk (钉钉) custom robot; ``secret`` enables its signed-request mode (HMAC-SHA256)."""
-
-    access_token: str
-    secret: str | None = None
-    url: str = "https://oapi.dingtalk.com/robot/send"
-    at_mobiles: tuple[str, ...] = ()
-    timeout_s: float = 10.0
-
-
-class FeishuChannel(msgspec.Struct, frozen=True, kw_only=True, tag="feishu"):
-    """A Feishu / Lark (飞书) custom bot; ``secret`` enables its signature check."""
-
-    hook: str
-    """The token at the end of the bot's webhook address."""
-    secret: str | None = None
-    url: str = "https://open.feishu.cn/open-apis/bot/v2/hook"
-    timeout_s: float = 10.0
-
-
-class SlackChannel(msgspec.Struct, frozen=True, kw_only=True, tag="slack"):
-    webhook_url: str
-    timeout_s: float = 10.0
-
-
-class AppriseChannel(msgspec.Struct, frozen=True, kw_only=True, tag="apprise"):
-    """Any of apprise's services by URL (``tgram://``, ``msteams://``, ``ntfy://`` ...), for what the
-    channels above do not cover."""
-
-    urls: tuple[str, ...]
-
-
-Channel = (
-    WebhookChannel
-    | EmailChannel
-    | WeComChannel
-    | DingTalkChannel
-    | FeishuChannel
-    | SlackChannel
-    | AppriseChannel
-)
-
-
-class Receiver(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    channels: tuple[Channel, ...]
-    language: Language = "zh-CN"
-    """Language of the message text (the webhook JSON carries both the labels and this text)."""
-
-    def channel_ids(self) -> tuple[str, ...]:
-        return tuple(f"{self.name}/{i}:{c.__struct_config__.tag}" for i, c in enumerate(self.channels))

@@ -1,6 +1,6 @@
-"""Delivery to every channel type (notifier.channels) against real servers: the session's HTTP
-receiver stands in for webhooks, WeCom, DingTalk, Feishu, Slack and apprise's json:// target, and
-aiosmtpd receives the e-mail. Signatures are recomputed here from what the server received."""
+"""Delivery to every channel type (notifier.channels, peakwatch/channels/*) against real servers: the
+session's HTTP receiver stands in for webhooks, WeCom, DingTalk, Feishu, Slack and apprise's json://
+target, and aiosmtpd receives the e-mail. Signatures are recomputed here from what the server received."""
 
 from __future__ import annotations
 
@@ -15,25 +15,23 @@ from zoneinfo import ZoneInfoNotFoundError
 
 import pytest
 
-from notifier.channels import (
-    WECOM_MARKDOWN_MAX_BYTES,
-    Channels,
-    DeliveryError,
-)
-from notifier.messages import alertmanager_payload, render
-from peakwatch.channel_checks import channel_problem
-from peakwatch.domain.notifications import (
-    AlertView,
+from notifier.channels import Channels
+from peakwatch.channels import (
     AppriseChannel,
     Channel,
+    DeliveryError,
     DingTalkChannel,
     EmailChannel,
     FeishuChannel,
-    Notification,
     SlackChannel,
     WebhookChannel,
     WeComChannel,
+    channel_problem,
 )
+from peakwatch.channels.text import render
+from peakwatch.channels.webhook.message import alertmanager_payload
+from peakwatch.channels.wecom.message import WECOM_MARKDOWN_MAX_BYTES
+from peakwatch.domain.notifications import AlertView, Notification
 from peakwatch.net import free_port
 from tests.fixtures.receivers import HttpReceiver, Reply, SmtpReceiver
 

@@ -111,3 +111,71 @@ def test_core_builds_no_grafana_dashboards(path: Path) -> None:
 def test_grafana_dashboards_live_in_the_cli() -> None:
     assert not list((ROOT / "peakwatch").rglob("*grafana*"))
     assert (ROOT / "cli" / "grafana" / "dashboards.py").is_file()
+
+
+# ------------------------------------------------ notification channels and routing (issue #16, notify)
+
+CHANNELS_ROOT = ROOT / "peakwatch" / "channels"
+CHANNEL_FOLDERS = sorted(p.parent.name for p in CHANNELS_ROOT.glob("*/__init__.py"))
+# What connects, sends or waits: a channel's config and message only describe. ``urllib.parse`` alone is
+# a pure parser (the checks read URLs with it).
+PURE_SHARED = (CHANNELS_ROOT / "checks.py", CHANNELS_ROOT / "text.py")
+SENDING = (IO_MODULES - {"urllib"}) | {"urllib.request", "httpx", "aiosmtplib", "smtplib", "ssl", "apprise"}
+
+
+def _channel_of(name: str) -> str | None:
+    parts = name.split(".")
+    if parts[:2] == ["peakwatch", "channels"] and len(parts) > 2 and parts[2] in CHANNEL_FOLDERS:
+        return parts[2]
+    return None
+
+
+def test_channel_folders_exist() -> None:
+    assert {"webhook", "email", "wecom", "dingtalk", "feishu", "slack", "apprise"} <= set(CHANNEL_FOLDERS)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for folder in CHANNEL_FOLDERS for p in python_files(f"peakwatch/channels/{folder}")],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_channels_never_import_each_other(path: Path) -> None:
+    own = path.relative_to(CHANNELS_ROOT).parts[0]
+    others = {name for name in imports_of(path) if _channel_of(name) not in (None, own)}
+    assert not others, f"{path.relative_to(ROOT)} imports other channels {sorted(others)}"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(CHANNELS_ROOT.glob("[!_]*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_shared_channel_modules_know_no_channel(path: Path) -> None:
+    # Only the table (peakwatch/channels/__init__.py) lists the channels.
+    named = {name for name in imports_of(path) if _channel_of(name) is not None}
+    assert not named, f"{path.relative_to(ROOT)} imports channels {sorted(named)}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted([*CHANNELS_ROOT.glob("*/config.py"), *CHANNELS_ROOT.glob("*/message.py"), *PURE_SHARED]),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_channel_configs_and_messages_do_no_io(path: Path) -> None:
+    bad = {name for name in imports_of(path) if name in SENDING or top(name) in SENDING}
+    if path == CHANNELS_ROOT / "apprise" / "config.py":
+        bad -= {"apprise"}  # apprise's own parser is the judge of its URLs; it parses, it does not connect
+    assert not bad, f"{path.relative_to(ROOT)} (pure) imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize(
+    "path", python_files("peakwatch/domain/routing"), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_routing_package_stays_pure(path: Path) -> None:
+    # Its libraries are held to the domain's rule by test_domain_is_pure (which walks subfolders); here:
+    # of peakwatch it imports only the domain, so no configuration, channel or store reaches the math.
+    assert path in python_files("peakwatch/domain")
+    outside = {
+        name
+        for name in imports_of(path)
+        if top(name) == "peakwatch" and not name.startswith("peakwatch.domain")
+    }
+    assert not outside, f"{path.relative_to(ROOT)} (routing, pure) imports {sorted(outside)}"

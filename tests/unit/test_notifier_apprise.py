@@ -1,11 +1,12 @@
-"""apprise's result, as notifier/channels.py reads it (the delivery itself: tests/integration)."""
+"""apprise's result, as peakwatch/channels/apprise/sender.py reads it (the delivery itself:
+tests/integration)."""
 
 from __future__ import annotations
 
 import pytest
 
-from notifier.channels import Channels, DeliveryError
-from peakwatch.domain.notifications import AppriseChannel
+from notifier.channels import Channels
+from peakwatch.channels import AppriseChannel, DeliveryError
 from tests.integration.test_notifier_channels import N
 from tests.support import free_port
 

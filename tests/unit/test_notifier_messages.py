@@ -1,5 +1,6 @@
-"""Notification messages (notifier.messages): the zh-CN and en text, Alertmanager's webhook JSON and
-byte-bounded truncation. Every expected value below is written out by hand."""
+"""Notification messages (peakwatch.channels.text, peakwatch.channels.webhook.message): the zh-CN
+and en text, Alertmanager's webhook JSON and byte-bounded truncation. Every expected value below is
+written out by hand."""
 
 from __future__ import annotations
 
@@ -10,15 +11,9 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from notifier.messages import (
-    Message,
-    alertmanager_payload,
-    format_value,
-    local_time,
-    render,
-    rfc3339,
-    truncate_utf8,
-)
+from peakwatch.channels.text import Message, format_value, local_time, render, truncate_utf8
+from peakwatch.channels.webhook.message import alertmanager_payload
+from peakwatch.domain.instants import rfc3339
 from peakwatch.domain.notifications import AlertView, Notification
 
 MIN = 60_000

@@ -1,43 +1,26 @@
-"""What a notification says: the human message (title, plain text, markdown) in Chinese or English,
-and the machine message (Alertmanager's webhook JSON).
+"""What a notification says to people: the title, plain text and markdown every channel shows, in
+Chinese or English.
 
-No I/O: the channels (``notifier.channels``) decide where the words go and how many bytes each
-service takes. The human message is built from one small phrase table per language, so a new line in
-the message is written once and exists in both languages.
-
-The Alertmanager payload follows the documented webhook format (version 4) field for field, so the
-receivers people already run behind Alertmanager take peakwatch's messages unchanged; what
-Alertmanager does not have (repeat, escalation, the rendered text) goes under one ``peakwatch`` key
-that such receivers ignore.
+No I/O: each channel's ``message.py`` decides which form it sends and how many bytes its service
+takes. The text is built from one small phrase table per language, so a new line in the message is
+written once and exists in both languages (the two tables are parallel declarations, not a repeat).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Final
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from peakwatch.domain.instants import rfc3339, to_datetime
+from peakwatch.domain.instants import to_datetime
 from peakwatch.domain.notifications import AlertView, Language, Notification
 from peakwatch.domain.rules import RESTATED
 
-__all__ = [
-    "ALERTMANAGER_ZERO_TIME",
-    "Message",
-    "alert_url",
-    "alertmanager_payload",
-    "format_value",
-    "local_time",
-    "render",
-    "rfc3339",
-    "truncate_utf8",
-]
+__all__ = ["Message", "alert_url", "format_value", "local_time", "render", "truncate_utf8"]
 
 ELLIPSIS: Final = "…"
-ALERTMANAGER_ZERO_TIME: Final = "0001-01-01T00:00:00Z"
-"""Go's zero ``time.Time``: Alertmanager's ``endsAt`` of an alert that has not ended."""
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -242,71 +225,3 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
         return data[:max_bytes].decode("utf-8", errors="ignore")
     # A cut inside a multi-byte character leaves an incomplete tail, which "ignore" drops.
     return data[:room].decode("utf-8", errors="ignore") + ELLIPSIS
-
-
-# -------------------------------------------------------------------------------- Alertmanager JSON
-
-
-def alertmanager_payload(
-    n: Notification, *, public_url: str = "", max_alerts: int = 0, text: str = ""
-) -> dict[str, object]:
-    """Alertmanager's webhook body (version 4) for ``n``: firing alerts first, then resolved, at most
-    ``max_alerts`` of them (0: all) with ``truncatedAlerts`` counting the rest. ``commonLabels`` and
-    ``commonAnnotations`` are computed over the alerts sent, as Alertmanager does after truncating."""
-    listed = [("firing", a) for a in n.firing] + [("resolved", a) for a in n.resolved]
-    truncated = 0
-    if max_alerts > 0 and len(listed) > max_alerts:
-        truncated = len(listed) - max_alerts
-        listed = listed[:max_alerts]
-    alerts = [_am_alert(status, a, n.escalation, public_url) for status, a in listed]
-    return {
-        "version": "4",
-        "groupKey": n.group_key,
-        "truncatedAlerts": truncated,
-        "status": n.status,
-        "receiver": n.receiver,
-        "groupLabels": dict(n.group_labels),
-        "commonLabels": _common(dict(a.labels) for _, a in listed),
-        "commonAnnotations": _common(_annotations(a, n.escalation) for _, a in listed),
-        "externalURL": public_url.rstrip("/"),
-        "alerts": alerts,
-        "peakwatch": {"repeat": n.repeat, "escalation": n.escalation, "text": text},
-    }
-
-
-def _annotations(alert: AlertView, escalation: int) -> dict[str, str]:
-    # Annotations are strings in Alertmanager (map[string]string); the value keeps full precision.
-    annotations = {"summary": alert.summary}
-    if alert.value is not None:
-        annotations["value"] = repr(alert.value)
-    if alert.acknowledged_by:
-        annotations["acknowledged_by"] = alert.acknowledged_by
-    if escalation > 0:
-        annotations["escalation"] = str(escalation)
-    if alert.resolved_reason:
-        annotations["resolved_reason"] = alert.resolved_reason
-    return annotations
-
-
-def _am_alert(status: str, alert: AlertView, escalation: int, public_url: str) -> dict[str, object]:
-    ends = ALERTMANAGER_ZERO_TIME
-    if status == "resolved" and alert.resolved_ms is not None:
-        ends = rfc3339(alert.resolved_ms)
-    return {
-        "status": status,
-        "labels": dict(alert.labels),
-        "annotations": _annotations(alert, escalation),
-        "startsAt": rfc3339(alert.fired_ms),
-        "endsAt": ends,
-        "generatorURL": alert_url(public_url, alert.id),
-        "fingerprint": alert.fingerprint,
-    }
-
-
-def _common(maps: Iterable[Mapping[str, str]]) -> dict[str, str]:
-    """The pairs every map has with the same value (empty for no maps)."""
-    items: Sequence[Mapping[str, str]] = list(maps)
-    if not items:
-        return {}
-    first, rest = items[0], items[1:]
-    return {k: v for k, v in first.items() if all(m.get(k) == v for m in rest)}

@@ -1,0 +1,2 @@
+"""The apprise channel: ``config.py`` (its registry struct and checks),
+``sender.py`` (delivery)."""

@@ -1,0 +1,2 @@
+"""The dingtalk channel: ``config.py`` (its registry struct and checks),
+``message.py`` (what it sends), ``sender.py`` (delivery)."""
