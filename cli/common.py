@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -78,6 +80,47 @@ DbPortOpt = Annotated[
         "port when this one is taken). Unused beside a running stack."
     ),
 ]
+
+_DATABASE_OPTIONS = (
+    ("database_url", DbUrlOpt, None),
+    ("data_dir", DataDirOpt, None),
+    ("config", ConfigOpt, None),
+    ("db_port", DbPortOpt, 5433),
+)
+
+
+def database_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with the options every database command takes (``--database-url``, ``--data-dir``,
+    ``--config``, ``--db-port``, in that order, after its own), given to it as one ``settings``.
+
+    Typer reads a command's options from its signature, so a shared run of options is either spelled
+    out in every command or added here, once: the wrapper's signature is ``command``'s without its
+    ``settings`` parameter, plus the four options. Put it under the ``@group.command(...)`` line.
+    """
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "settings"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+        for name, annotation, default in _DATABASE_OPTIONS
+    ]
+
+    @functools.wraps(command)
+    def with_settings(
+        *args: Any,
+        database_url: str | None,
+        data_dir: Path | None,
+        config: Path | None,
+        db_port: int,
+        **kwargs: Any,
+    ) -> None:
+        settings = settings_from(
+            database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port
+        )
+        command(*args, settings=settings, **kwargs)
+
+    parameters = [*own, *shared]
+    with_settings.__signature__ = inspect.Signature(parameters, return_annotation=None)  # type: ignore[attr-defined]
+    with_settings.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+    return with_settings
 
 
 def settings_from(**overrides: Any) -> Settings:

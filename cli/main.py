@@ -11,13 +11,22 @@ import typer
 from rich.markup import escape
 from rich.panel import Panel
 
-from cli.common import ConfigOpt, DataDirOpt, DbPortOpt, DbUrlOpt, console
-from cli.common import database as _database
-from cli.common import run as _run
-from cli.common import settings_from as _settings
+from cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DbUrlOpt,
+    console,
+    database,
+    database_options,
+    run,
+    settings_from,
+)
+from cli.devices import devices_app
 from cli.grafana import grafana_app
 from cli.help import command_group
 from cli.restate import db_restate
+from cli.simulate import simulate
+from cli.users import users_app
 from peakwatch.config import Registry, Settings
 from peakwatch.errors import PeakwatchError
 from peakwatch.redaction import redact_url
@@ -89,7 +98,7 @@ def up(
     ] = True,
 ) -> None:
     """Start everything: database, broker, collector, processor, API and (by default) the demo feed."""
-    settings = _settings(
+    settings = settings_from(
         config_file=config,
         data_dir=data_dir,
         database_url=database_url,
@@ -102,7 +111,7 @@ def up(
         demo=demo,
     )
     explicit = {name for name, value in (("mqtt_port", mqtt_port), ("db_port", db_port)) if value is not None}
-    _run(_up(settings, explicit))
+    run(_up(settings, explicit))
 
 
 def _embedded_ports(settings: Settings, explicit: set[str]) -> dict[str, int]:
@@ -301,9 +310,9 @@ def collector(
     bus: BusOpt = "spool://",
 ) -> None:
     """Run only the collector (MQTT -> bus). Needs a bus shared between processes."""
-    settings = _settings(config_file=config, mqtt_url=mqtt_url, database_url=database_url, bus_url=bus)
+    settings = settings_from(config_file=config, mqtt_url=mqtt_url, database_url=database_url, bus_url=bus)
     _require_shared_bus(settings, "collector")
-    _run(_component(settings, collector=True, processor=False, api=False))
+    run(_component(settings, collector=True))
 
 
 @app.command()
@@ -314,9 +323,9 @@ def processor(
     bus: BusOpt = "spool://",
 ) -> None:
     """Run only the processor (bus -> KPIs -> database). Needs a bus shared between processes."""
-    settings = _settings(config_file=config, database_url=database_url, data_dir=data_dir, bus_url=bus)
+    settings = settings_from(config_file=config, database_url=database_url, data_dir=data_dir, bus_url=bus)
     _require_shared_bus(settings, "processor")
-    _run(_component(settings, collector=False, processor=True, api=False))
+    run(_component(settings, processor=True))
 
 
 @app.command()
@@ -330,10 +339,10 @@ def notifier(
 ) -> None:
     """Run only the notifier (alerts in the database -> webhook, e-mail, chat). Several may run: one
     sends, the others stand by and take over when it stops."""
-    settings = _settings(
+    settings = settings_from(
         config_file=config, database_url=database_url, data_dir=data_dir, public_url=public_url
     )
-    _run(_component(settings, collector=False, processor=False, api=False, notifier=True))
+    run(_component(settings, notifier=True))
 
 
 @app.command("api")
@@ -346,7 +355,7 @@ def api_command(
     db_port: Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")] = 5433,
 ) -> None:
     """Run only the API against the database (embedded PostgreSQL in --data-dir unless --database-url)."""
-    settings = _settings(
+    settings = settings_from(
         config_file=config,
         database_url=database_url,
         data_dir=data_dir,
@@ -354,7 +363,7 @@ def api_command(
         api_port=api_port,
         db_port=db_port,
     )
-    _run(_component(settings, collector=False, processor=False, api=True))
+    run(_component(settings, api=True))
 
 
 def _require_shared_bus(settings: Settings, name: str) -> None:
@@ -369,8 +378,14 @@ def _require_shared_bus(settings: Settings, name: str) -> None:
 
 
 async def _component(
-    settings: Settings, *, collector: bool, processor: bool, api: bool, notifier: bool = False
+    settings: Settings,
+    *,
+    collector: bool = False,
+    processor: bool = False,
+    api: bool = False,
+    notifier: bool = False,
 ) -> None:
+    """One component alone (the others run in their own processes), against the shared bus and database."""
     from cli.stack import load_registry, running_stack
 
     registry = load_registry(settings)
@@ -394,22 +409,20 @@ async def _component(
 
 
 @db_app.command("migrate")
+@database_options
 def db_migrate(
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """Apply schema migrations (and TimescaleDB extras when available) and sync the site registry."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_migrate(settings))
+    run(_migrate(settings))
 
 
 async def _migrate(settings: Settings) -> None:
     from cli.stack import load_registry
 
     registry: Registry = load_registry(settings)
-    async with _database(settings, migrate=False) as store:
+    async with database(settings, migrate=False) as store:
         applied = await store.migrate()
         await store.sync_registry(registry)
         console.print(
@@ -420,28 +433,12 @@ async def _migrate(settings: Settings) -> None:
         )
 
 
-def _mount_simulate() -> None:
-    from cli.simulate import simulate
-
-    app.command("simulate")(simulate)
-
-
-def _mount_devices() -> None:
-    from cli.devices import devices_app
-
-    app.add_typer(devices_app, name="devices")
-
-
-def _mount_users() -> None:
-    from cli.users import users_app
-
-    app.add_typer(users_app, name="users")
+app.command("simulate")(simulate)
+app.add_typer(devices_app, name="devices")
+app.add_typer(users_app, name="users")
 
 
 def main() -> None:
-    _mount_simulate()
-    _mount_devices()
-    _mount_users()
     app()
 
 

@@ -97,3 +97,10 @@ def test_services_do_not_import_each_other(path: Path) -> None:
     own = path.relative_to(ROOT).parts[0]
     others = {name for name in imports_of(path) if top(name) in (*SERVICES, "cli") and top(name) != own}
     assert not others, f"{path.relative_to(ROOT)} imports {sorted(others)}: services talk through the core"
+
+
+@pytest.mark.parametrize("path", python_files("cli"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_cli_module_imports_the_entry_point(path: Path) -> None:
+    """``cli.main`` mounts every command group; a command module importing it back is the cycle the
+    lazy mounting once dodged. What commands share lives in ``cli.common``."""
+    assert "cli.main" not in imports_of(path), f"{path.relative_to(ROOT)} imports cli.main: use cli.common"
