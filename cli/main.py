@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.parse
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,6 +26,7 @@ from cli.help import command_group
 from cli.restate import db_restate
 from cli.simulate import simulate
 from cli.users import users_app
+from peakwatch.clock import now_ms
 from peakwatch.config import Registry, Settings
 from peakwatch.errors import PeakwatchError
 from peakwatch.redaction import redact_url
@@ -217,7 +217,7 @@ def _publish_card(stack: Stack) -> StackCard:
 
     card = StackCard(
         pid=os.getpid(),
-        started_at_ms=int(time.time() * 1000),
+        started_at_ms=now_ms(),
         database_url=stack.database_url,
         mqtt_url=_without_credentials(stack.mqtt_url),
         api_url=_reachable(stack.api_url),

@@ -33,15 +33,15 @@ from rich.progress import (
 
 from cli.common import console, database, database_options, run
 from cli.running import read_card
+from peakwatch.clock import now_ms
 from peakwatch.config import Settings
-from peakwatch.domain.instants import InstantError, minute_text, parse_iso
+from peakwatch.domain.instants import MINUTE_MS, InstantError, minute_text, parse_iso
 from peakwatch.domain.models import RestatementReason
 from peakwatch.errors import ConfigError
 
 if TYPE_CHECKING:
     from peakwatch.store import Store
 
-MINUTE_MS = 60_000
 POLL_S = 0.5
 DETAIL = "requested with peakwatch db restate"
 
@@ -79,7 +79,7 @@ def db_restate(
     start, end = parse_instant(from_), parse_instant(to)
     if end <= start:
         raise typer.BadParameter("--to must be after --from")
-    now_minute = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
+    now_minute = now_ms() // MINUTE_MS * MINUTE_MS
     if start >= now_minute:
         raise typer.BadParameter(
             f"--from {from_} is not in the past: nothing is stored there to restate "

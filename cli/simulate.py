@@ -25,6 +25,7 @@ from cli.simulate_sources import (
     Broker,
     connection_error,
     continue_from_stack,
+    fleet_zone,
     progress_line,
     registry_option,
     report_left_out,
@@ -120,13 +121,14 @@ async def _run(
     try:
         if quiet:
             return await run_simulation(options, mqtt_url=mqtt_url, stop=stop, fleet=fleet)
+        zone = fleet_zone(fleet)
         with Live(Text("connecting…"), console=console, refresh_per_second=4, transient=False) as live:
             return await run_simulation(
                 options,
                 mqtt_url=mqtt_url,
                 stop=stop,
                 fleet=fleet,
-                progress=lambda s: live.update(progress_line(s)),
+                progress=lambda s: live.update(progress_line(s, zone)),
             )
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
