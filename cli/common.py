@@ -1,5 +1,6 @@
-"""What the commands share: the console, the common options, settings, running a coroutine with
-Ctrl-C handling, and finding the database a command should use.
+"""What the commands share: the console, the common options (the four of every database command
+added by ``database_options``), settings, running a coroutine with Ctrl-C handling, and finding the
+database a command should use. Command modules import this, never ``cli.main`` (which mounts them).
 
 The database rule (docs/operations.md, "Commands beside a running stack"): an explicit
 ``--database-url`` wins; else the running stack's card in the data directory (``cli/running.py``);
@@ -95,9 +96,13 @@ def database_options(command: Callable[..., None]) -> Callable[..., None]:
 
     Typer reads a command's options from its signature, so a shared run of options is either spelled
     out in every command or added here, once: the wrapper's signature is ``command``'s without its
-    ``settings`` parameter, plus the four options. Put it under the ``@group.command(...)`` line.
+    ``settings`` parameter, plus the four options. Put it under the ``@group.command(...)`` line;
+    ``command`` takes ``*, settings: Settings`` last (its annotations are read when it is decorated).
     """
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "settings"]
+    parameters = inspect.signature(command, eval_str=True).parameters
+    if "settings" not in parameters:
+        raise TypeError(f"{command.__name__} takes no settings parameter to receive the database options")
+    own = [p for p in parameters.values() if p.name != "settings"]
     shared = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
         for name, annotation, default in _DATABASE_OPTIONS
@@ -117,9 +122,9 @@ def database_options(command: Callable[..., None]) -> Callable[..., None]:
         )
         command(*args, settings=settings, **kwargs)
 
-    parameters = [*own, *shared]
-    with_settings.__signature__ = inspect.Signature(parameters, return_annotation=None)  # type: ignore[attr-defined]
-    with_settings.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+    options = [*own, *shared]
+    with_settings.__signature__ = inspect.Signature(options, return_annotation=None)  # type: ignore[attr-defined]
+    with_settings.__annotations__ = {p.name: p.annotation for p in options} | {"return": None}
     return with_settings
 
 

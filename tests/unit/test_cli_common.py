@@ -81,3 +81,11 @@ def test_each_cli_module_imports_on_its_own(module: str) -> None:
         [sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_command_without_settings_is_refused() -> None:
+    def bare(name: str) -> None:
+        """No settings parameter."""
+
+    with pytest.raises(TypeError, match="no settings parameter"):
+        database_options(bare)
