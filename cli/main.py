@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import urllib.parse
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,17 +25,18 @@ from cli.devices import devices_app
 from cli.grafana import grafana_app
 from cli.help import command_group
 from cli.restate import db_restate
+from cli.running import StackCard, read_card, remove_card, write_card
 from cli.simulate import simulate
+from cli.simulate_sources import continue_from_store
 from cli.users import users_app
 from peakwatch.clock import now_ms
 from peakwatch.config import Registry, Settings
 from peakwatch.errors import PeakwatchError
 from peakwatch.redaction import redact_url
+from simulators.options import SimulationOptions
 
 if TYPE_CHECKING:
-    from cli.running import StackCard
-    from cli.stack import Stack
-    from simulators.options import SimulationOptions
+    from cli.stack import Stack  # at run time only where needed: it imports every service
 
 app = command_group(
     name="peakwatch",
@@ -162,7 +164,6 @@ def _check_api_address(settings: Settings) -> None:
 
 
 async def _up(settings: Settings, explicit: set[str]) -> None:
-    from cli.running import read_card
     from cli.stack import load_registry, running_stack
 
     registry = load_registry(settings)
@@ -180,7 +181,6 @@ async def _up(settings: Settings, explicit: set[str]) -> None:
     card = None
     try:
         if settings.demo:
-            from simulators.options import SimulationOptions
             from simulators.publisher import run_simulation
 
             options = await _demo_options(stack, SimulationOptions.demo(registry_sites=list(registry.sites)))
@@ -202,8 +202,6 @@ async def _up(settings: Settings, explicit: set[str]) -> None:
     finally:
         console.print("stopping…")
         if card is not None:  # first: a command typed from now on must not count on this stack
-            from cli.running import remove_card
-
             remove_card(settings.data_dir, card.pid)
         await stack_cm.__aexit__(None, None, None)
         console.print("stopped cleanly.")
@@ -211,10 +209,6 @@ async def _up(settings: Settings, explicit: set[str]) -> None:
 
 def _publish_card(stack: Stack) -> StackCard:
     """The running stack's card (cli/running.py), written once everything listens."""
-    import os
-
-    from cli.running import StackCard, write_card
-
     card = StackCard(
         pid=os.getpid(),
         started_at_ms=now_ms(),
@@ -279,8 +273,6 @@ def _print_first_admin(password: str) -> None:
 async def _demo_options(stack: Stack, options: SimulationOptions) -> SimulationOptions:
     """Continue the demo meters where the store left them (instead of a fresh 10-minute backfill that
     would overlap what is stored)."""
-    from cli.simulate_sources import continue_from_store
-
     assert stack.store is not None
     return await continue_from_store(stack.store, options)
 
