@@ -1,5 +1,6 @@
-"""What the commands share: the console, the common options, settings, running a coroutine with
-Ctrl-C handling, and finding the database a command should use.
+"""What the commands share: the console, the common options (the four of every database command
+added by ``database_options``), settings, running a coroutine with Ctrl-C handling, and finding the
+database a command should use. Command modules import this, never ``cli.main`` (which mounts them).
 
 The database rule (docs/operations.md, "Commands beside a running stack"): an explicit
 ``--database-url`` wins; else the running stack's card in the data directory (``cli/running.py``);
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -78,6 +81,51 @@ DbPortOpt = Annotated[
         "port when this one is taken). Unused beside a running stack."
     ),
 ]
+
+_DATABASE_OPTIONS = (
+    ("database_url", DbUrlOpt, None),
+    ("data_dir", DataDirOpt, None),
+    ("config", ConfigOpt, None),
+    ("db_port", DbPortOpt, 5433),
+)
+
+
+def database_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with the options every database command takes (``--database-url``, ``--data-dir``,
+    ``--config``, ``--db-port``, in that order, after its own), given to it as one ``settings``.
+
+    Typer reads a command's options from its signature, so a shared run of options is either spelled
+    out in every command or added here, once: the wrapper's signature is ``command``'s without its
+    ``settings`` parameter, plus the four options. Put it under the ``@group.command(...)`` line;
+    ``command`` takes ``*, settings: Settings`` last (its annotations are read when it is decorated).
+    """
+    parameters = inspect.signature(command, eval_str=True).parameters
+    if "settings" not in parameters:
+        raise TypeError(f"{command.__name__} takes no settings parameter to receive the database options")
+    own = [p for p in parameters.values() if p.name != "settings"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+        for name, annotation, default in _DATABASE_OPTIONS
+    ]
+
+    @functools.wraps(command)
+    def with_settings(
+        *args: Any,
+        database_url: str | None,
+        data_dir: Path | None,
+        config: Path | None,
+        db_port: int,
+        **kwargs: Any,
+    ) -> None:
+        settings = settings_from(
+            database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port
+        )
+        command(*args, settings=settings, **kwargs)
+
+    options = [*own, *shared]
+    with_settings.__signature__ = inspect.Signature(options, return_annotation=None)  # type: ignore[attr-defined]
+    with_settings.__annotations__ = {p.name: p.annotation for p in options} | {"return": None}
+    return with_settings
 
 
 def settings_from(**overrides: Any) -> Settings:

@@ -16,10 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import ConfigOpt, DataDirOpt, DbPortOpt, DbUrlOpt, console
-from cli.common import database as _database
-from cli.common import run as _run
-from cli.common import settings_from as _settings
+from cli.common import console, database, database_options, run
 from cli.help import command_group
 from cli.running import read_card
 from peakwatch.accounts import audit_cli, new_device_secret
@@ -67,36 +64,32 @@ def _how_to_apply(settings: Settings) -> str:
 
 
 @devices_app.command("add")
+@database_options
 def add(
     device_id: Annotated[str, typer.Argument(help="Device id, used as its MQTT user name.")],
     site: Annotated[str, typer.Option(help="The site the device publishes for.")],
     meter: Annotated[
         list[str] | None, typer.Option(help="A meter it may publish for (repeat); default: all of the site.")
     ] = None,
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """Provision a device (meter or gateway): a new secret, allowed to publish only under its site."""
     _check_id(device_id)
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_add(settings, device_id, DeviceKind.DEVICE, site, tuple(meter or ())))
+    run(_add(settings, device_id, DeviceKind.DEVICE, site, tuple(meter or ())))
 
 
 @devices_app.command("add-collector")
+@database_options
 def add_collector(
     collector_id: Annotated[str, typer.Argument(help="User name of the collector's service account.")],
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """A service account for collectors: may read every site's telemetry; give its secret to the
     collector in its MQTT URL (``mqtt://<id>:<secret>@broker:1883``)."""
     _check_id(collector_id)
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_add(settings, collector_id, DeviceKind.COLLECTOR, None, ()))
+    run(_add(settings, collector_id, DeviceKind.COLLECTOR, None, ()))
 
 
 async def _add(
@@ -112,7 +105,7 @@ async def _add(
         if unknown:
             raise typer.BadParameter(f"meters not registered to site {site!r}: {', '.join(unknown)}")
     secret, password_hash = new_device_secret()
-    async with _database(settings) as store:
+    async with database(settings) as store:
         await store.sync_registry(registry)
         device = await store.devices.add(
             Device(
@@ -129,21 +122,19 @@ async def _add(
 
 
 @devices_app.command("rotate")
+@database_options
 def rotate(
     device_id: Annotated[str, typer.Argument(help="Device or collector id.")],
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """A new secret; the old one keeps working until the next ``export``."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_rotate(settings, device_id))
+    run(_rotate(settings, device_id))
 
 
 async def _rotate(settings: Settings, device_id: str) -> None:
     secret, password_hash = new_device_secret()
-    async with _database(settings) as store:
+    async with database(settings) as store:
         device = await store.devices.rotate(device_id, password_hash, now_ms())
         if device is not None:
             await audit_cli(store, "rotate device", device_id)
@@ -153,20 +144,18 @@ async def _rotate(settings: Settings, device_id: str) -> None:
 
 
 @devices_app.command("revoke")
+@database_options
 def revoke(
     device_id: Annotated[str, typer.Argument(help="Device or collector id.")],
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """Revoke a credential (kept in the list with the time); effective at the next ``export``."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_revoke(settings, device_id))
+    run(_revoke(settings, device_id))
 
 
 async def _revoke(settings: Settings, device_id: str) -> None:
-    async with _database(settings) as store:
+    async with database(settings) as store:
         device = await store.devices.revoke(device_id, now_ms())
         if device is not None:
             await audit_cli(store, "revoke device", device_id)
@@ -176,19 +165,17 @@ async def _revoke(settings: Settings, device_id: str) -> None:
 
 
 @devices_app.command("list")
+@database_options
 def list_devices(
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """Every credential, revoked ones included (secrets are never shown again)."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_list(settings))
+    run(_list(settings))
 
 
 async def _list(settings: Settings) -> None:
-    async with _database(settings) as store:
+    async with database(settings) as store:
         devices = await store.devices.list()
     table = Table("id", "kind", "site", "topics", "state")
     for d in devices:
@@ -198,24 +185,22 @@ async def _list(settings: Settings) -> None:
 
 
 @devices_app.command("export")
+@database_options
 def export(
     out: Annotated[Path, typer.Option(help="Directory for the broker's `passwd` and `acl` files.")],
     topic_prefix: Annotated[
         str, typer.Option(help="Topic prefix the collector subscribes under.")
     ] = "telemetry",
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """Write Mosquitto's password and ACL files (atomically, owner-only), then reload the broker with
     SIGHUP (``kill -HUP $(pidof mosquitto)``; in Docker ``docker kill -s HUP <container>``)."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_export(settings, out, topic_prefix))
+    run(_export(settings, out, topic_prefix))
 
 
 async def _export(settings: Settings, out: Path, prefix: str) -> None:
-    async with _database(settings) as store:
+    async with database(settings) as store:
         devices = await store.devices.list(include_revoked=False)
     await asyncio.to_thread(write_broker_files, out, password_file(devices), acl_file(devices, prefix))
     console.print(

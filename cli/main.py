@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import os
 import urllib.parse
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,21 +11,32 @@ import typer
 from rich.markup import escape
 from rich.panel import Panel
 
-from cli.common import ConfigOpt, DataDirOpt, DbPortOpt, DbUrlOpt, console
-from cli.common import database as _database
-from cli.common import run as _run
-from cli.common import settings_from as _settings
+from cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DbUrlOpt,
+    console,
+    database,
+    database_options,
+    run,
+    settings_from,
+)
+from cli.devices import devices_app
 from cli.grafana import grafana_app
 from cli.help import command_group
 from cli.restate import db_restate
+from cli.running import StackCard, read_card, remove_card, write_card
+from cli.simulate import simulate
+from cli.simulate_sources import continue_from_store
+from cli.users import users_app
+from peakwatch.clock import now_ms
 from peakwatch.config import Registry, Settings
 from peakwatch.errors import PeakwatchError
 from peakwatch.redaction import redact_url
+from simulators.options import SimulationOptions
 
 if TYPE_CHECKING:
-    from cli.running import StackCard
-    from cli.stack import Stack
-    from simulators.options import SimulationOptions
+    from cli.stack import Stack  # at run time only where needed: it imports every service
 
 app = command_group(
     name="peakwatch",
@@ -89,7 +100,7 @@ def up(
     ] = True,
 ) -> None:
     """Start everything: database, broker, collector, processor, API and (by default) the demo feed."""
-    settings = _settings(
+    settings = settings_from(
         config_file=config,
         data_dir=data_dir,
         database_url=database_url,
@@ -102,7 +113,7 @@ def up(
         demo=demo,
     )
     explicit = {name for name, value in (("mqtt_port", mqtt_port), ("db_port", db_port)) if value is not None}
-    _run(_up(settings, explicit))
+    run(_up(settings, explicit))
 
 
 def _embedded_ports(settings: Settings, explicit: set[str]) -> dict[str, int]:
@@ -153,7 +164,6 @@ def _check_api_address(settings: Settings) -> None:
 
 
 async def _up(settings: Settings, explicit: set[str]) -> None:
-    from cli.running import read_card
     from cli.stack import load_registry, running_stack
 
     registry = load_registry(settings)
@@ -171,7 +181,6 @@ async def _up(settings: Settings, explicit: set[str]) -> None:
     card = None
     try:
         if settings.demo:
-            from simulators.options import SimulationOptions
             from simulators.publisher import run_simulation
 
             options = await _demo_options(stack, SimulationOptions.demo(registry_sites=list(registry.sites)))
@@ -193,8 +202,6 @@ async def _up(settings: Settings, explicit: set[str]) -> None:
     finally:
         console.print("stopping…")
         if card is not None:  # first: a command typed from now on must not count on this stack
-            from cli.running import remove_card
-
             remove_card(settings.data_dir, card.pid)
         await stack_cm.__aexit__(None, None, None)
         console.print("stopped cleanly.")
@@ -202,13 +209,9 @@ async def _up(settings: Settings, explicit: set[str]) -> None:
 
 def _publish_card(stack: Stack) -> StackCard:
     """The running stack's card (cli/running.py), written once everything listens."""
-    import os
-
-    from cli.running import StackCard, write_card
-
     card = StackCard(
         pid=os.getpid(),
-        started_at_ms=int(time.time() * 1000),
+        started_at_ms=now_ms(),
         database_url=stack.database_url,
         mqtt_url=_without_credentials(stack.mqtt_url),
         api_url=_reachable(stack.api_url),
@@ -270,8 +273,6 @@ def _print_first_admin(password: str) -> None:
 async def _demo_options(stack: Stack, options: SimulationOptions) -> SimulationOptions:
     """Continue the demo meters where the store left them (instead of a fresh 10-minute backfill that
     would overlap what is stored)."""
-    from cli.simulate_sources import continue_from_store
-
     assert stack.store is not None
     return await continue_from_store(stack.store, options)
 
@@ -301,9 +302,9 @@ def collector(
     bus: BusOpt = "spool://",
 ) -> None:
     """Run only the collector (MQTT -> bus). Needs a bus shared between processes."""
-    settings = _settings(config_file=config, mqtt_url=mqtt_url, database_url=database_url, bus_url=bus)
+    settings = settings_from(config_file=config, mqtt_url=mqtt_url, database_url=database_url, bus_url=bus)
     _require_shared_bus(settings, "collector")
-    _run(_component(settings, collector=True, processor=False, api=False))
+    run(_component(settings, collector=True))
 
 
 @app.command()
@@ -314,9 +315,9 @@ def processor(
     bus: BusOpt = "spool://",
 ) -> None:
     """Run only the processor (bus -> KPIs -> database). Needs a bus shared between processes."""
-    settings = _settings(config_file=config, database_url=database_url, data_dir=data_dir, bus_url=bus)
+    settings = settings_from(config_file=config, database_url=database_url, data_dir=data_dir, bus_url=bus)
     _require_shared_bus(settings, "processor")
-    _run(_component(settings, collector=False, processor=True, api=False))
+    run(_component(settings, processor=True))
 
 
 @app.command()
@@ -330,10 +331,10 @@ def notifier(
 ) -> None:
     """Run only the notifier (alerts in the database -> webhook, e-mail, chat). Several may run: one
     sends, the others stand by and take over when it stops."""
-    settings = _settings(
+    settings = settings_from(
         config_file=config, database_url=database_url, data_dir=data_dir, public_url=public_url
     )
-    _run(_component(settings, collector=False, processor=False, api=False, notifier=True))
+    run(_component(settings, notifier=True))
 
 
 @app.command("api")
@@ -346,7 +347,7 @@ def api_command(
     db_port: Annotated[int, typer.Option(help="Port of embedded PostgreSQL (loopback).")] = 5433,
 ) -> None:
     """Run only the API against the database (embedded PostgreSQL in --data-dir unless --database-url)."""
-    settings = _settings(
+    settings = settings_from(
         config_file=config,
         database_url=database_url,
         data_dir=data_dir,
@@ -354,7 +355,7 @@ def api_command(
         api_port=api_port,
         db_port=db_port,
     )
-    _run(_component(settings, collector=False, processor=False, api=True))
+    run(_component(settings, api=True))
 
 
 def _require_shared_bus(settings: Settings, name: str) -> None:
@@ -369,8 +370,14 @@ def _require_shared_bus(settings: Settings, name: str) -> None:
 
 
 async def _component(
-    settings: Settings, *, collector: bool, processor: bool, api: bool, notifier: bool = False
+    settings: Settings,
+    *,
+    collector: bool = False,
+    processor: bool = False,
+    api: bool = False,
+    notifier: bool = False,
 ) -> None:
+    """One component alone (the others run in their own processes), against the shared bus and database."""
     from cli.stack import load_registry, running_stack
 
     registry = load_registry(settings)
@@ -394,22 +401,20 @@ async def _component(
 
 
 @db_app.command("migrate")
+@database_options
 def db_migrate(
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """Apply schema migrations (and TimescaleDB extras when available) and sync the site registry."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_migrate(settings))
+    run(_migrate(settings))
 
 
 async def _migrate(settings: Settings) -> None:
     from cli.stack import load_registry
 
     registry: Registry = load_registry(settings)
-    async with _database(settings, migrate=False) as store:
+    async with database(settings, migrate=False) as store:
         applied = await store.migrate()
         await store.sync_registry(registry)
         console.print(
@@ -420,28 +425,12 @@ async def _migrate(settings: Settings) -> None:
         )
 
 
-def _mount_simulate() -> None:
-    from cli.simulate import simulate
-
-    app.command("simulate")(simulate)
-
-
-def _mount_devices() -> None:
-    from cli.devices import devices_app
-
-    app.add_typer(devices_app, name="devices")
-
-
-def _mount_users() -> None:
-    from cli.users import users_app
-
-    app.add_typer(users_app, name="users")
+app.command("simulate")(simulate)
+app.add_typer(devices_app, name="devices")
+app.add_typer(users_app, name="users")
 
 
 def main() -> None:
-    _mount_simulate()
-    _mount_devices()
-    _mount_users()
     app()
 
 

@@ -31,17 +31,17 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from cli.common import ConfigOpt, DataDirOpt, DbPortOpt, DbUrlOpt, console, database, run, settings_from
+from cli.common import console, database, database_options, run
 from cli.running import read_card
+from peakwatch.clock import now_ms
 from peakwatch.config import Settings
-from peakwatch.domain.instants import InstantError, minute_text, parse_iso
+from peakwatch.domain.instants import MINUTE_MS, InstantError, minute_text, parse_iso
 from peakwatch.domain.models import RestatementReason
 from peakwatch.errors import ConfigError
 
 if TYPE_CHECKING:
     from peakwatch.store import Store
 
-MINUTE_MS = 60_000
 POLL_S = 0.5
 DETAIL = "requested with peakwatch db restate"
 
@@ -53,6 +53,7 @@ def parse_instant(value: str) -> int:
         raise typer.BadParameter(str(exc)) from None
 
 
+@database_options
 def db_restate(
     from_: Annotated[
         str, typer.Option("--from", help="Start, ISO 8601 with offset (2026-01-01T00:00+08:00).")
@@ -69,21 +70,16 @@ def db_restate(
         typer.Option("--wait", help="Wait until the processor has done it (progress bar); exit 1 if not."),
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.", min=1)] = 600.0,
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """Queue a restatement: the running processor rebuilds the windows of the range from the stored
     meter intervals and keeps every changed value as a revision (reason manual). Use it after
     upgrading from a schema without multi-period windows, or after correcting data by hand."""
-    settings = settings_from(
-        database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port
-    )
     start, end = parse_instant(from_), parse_instant(to)
     if end <= start:
         raise typer.BadParameter("--to must be after --from")
-    now_minute = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
+    now_minute = now_ms() // MINUTE_MS * MINUTE_MS
     if start >= now_minute:
         raise typer.BadParameter(
             f"--from {from_} is not in the past: nothing is stored there to restate "

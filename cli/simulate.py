@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import signal
 import sys
-import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,6 +25,7 @@ from cli.simulate_sources import (
     Broker,
     connection_error,
     continue_from_stack,
+    fleet_zone,
     progress_line,
     registry_option,
     report_left_out,
@@ -32,6 +33,8 @@ from cli.simulate_sources import (
     select_fleet,
     summary,
 )
+from peakwatch.clock import now_ms
+from peakwatch.config import Registry
 from peakwatch.domain.instants import InstantError, parse_iso
 from peakwatch.durations import parse_duration_ms
 from peakwatch.errors import PeakwatchError
@@ -91,6 +94,11 @@ def _probability(value: float) -> float:
     return value
 
 
+def _fault_probability(help_text: str) -> Any:
+    """A fault's probability: checked to lie in 0..1, listed with the fault options."""
+    return typer.Option(callback=_probability, rich_help_panel=_FAULTS, help=help_text)
+
+
 async def _run(
     options: SimulationOptions, fleet: list[SiteModel], broker: Broker, console: Console, quiet: bool
 ) -> SimStats:
@@ -113,18 +121,49 @@ async def _run(
     try:
         if quiet:
             return await run_simulation(options, mqtt_url=mqtt_url, stop=stop, fleet=fleet)
+        zone = fleet_zone(fleet)
         with Live(Text("connecting…"), console=console, refresh_per_second=4, transient=False) as live:
             return await run_simulation(
                 options,
                 mqtt_url=mqtt_url,
                 stop=stop,
                 fleet=fleet,
-                progress=lambda s: live.update(progress_line(s)),
+                progress=lambda s: live.update(progress_line(s, zone)),
             )
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def _write_registry(options: SimulationOptions, path: Path, console: Console) -> None:
+    """The registry of the template fleet, for ``peakwatch --config``, before publishing to it."""
+    path.write_text(registry_yaml(build_fleet(options.fleet_spec)), encoding="utf-8")
+    console.print(f"wrote the registry of {options.sites} site(s) to ", Text(str(path)))
+
+
+def _publish(
+    options: SimulationOptions,
+    registry: Registry | None,
+    only: Sequence[str],
+    *,
+    mqtt_url: str | None,
+    data_dir: Path | None,
+    console: Console,
+    quiet: bool,
+) -> SimStats:
+    """The sources (the fleet, the broker), then the run. A failure of any is one line and exit 2;
+    once the broker is chosen the line also says where its URL came from."""
+    broker: Broker | None = None
+    try:
+        fleet, left_out = select_fleet(options, registry, only)
+        report_left_out(console, left_out)
+        broker = resolve_broker(mqtt_url, data_dir)
+        return asyncio.run(_run(options, fleet, broker, console, quiet))
+    except PeakwatchError as exc:
+        text = str(exc) if broker is None else connection_error(exc, broker)
+        console.print(Text("error: ", style="red"), Text(redact_text(text)), sep="")
+        raise typer.Exit(2) from exc
 
 
 def simulate(
@@ -299,25 +338,17 @@ def simulate(
     ] = None,
     drop: Annotated[
         float,
-        typer.Option(
-            callback=_probability, rich_help_panel=_FAULTS, help="Probability (0-1) that a message is lost."
-        ),
+        _fault_probability("Probability (0-1) that a message is lost."),
     ] = 0.0,
     duplicate: Annotated[
         float,
-        typer.Option(
-            callback=_probability,
-            rich_help_panel=_FAULTS,
-            help="Probability (0-1) that a message is sent twice.",
-        ),
+        _fault_probability("Probability (0-1) that a message is sent twice."),
     ] = 0.0,
     reorder: Annotated[
         float,
-        typer.Option(
-            callback=_probability,
-            rich_help_panel=_FAULTS,
-            help="Probability (0-1) that a message is held back and sent after the next --reorder-depth "
-            "messages of the same meter (so that meter's readings arrive out of order).",
+        _fault_probability(
+            "Probability (0-1) that a message is held back and sent after the next --reorder-depth "
+            "messages of the same meter (so that meter's readings arrive out of order)."
         ),
     ] = 0.0,
     reorder_depth: Annotated[
@@ -330,11 +361,9 @@ def simulate(
     ] = 3,
     malformed: Annotated[
         float,
-        typer.Option(
-            callback=_probability,
-            rich_help_panel=_FAULTS,
-            help="Probability (0-1) that a payload is corrupted: invalid JSON, a value of the wrong type, "
-            "NaN, or a missing ts (see --malformed-kinds).",
+        _fault_probability(
+            "Probability (0-1) that a payload is corrupted: invalid JSON, a value of the wrong type, "
+            "NaN, or a missing ts (see --malformed-kinds)."
         ),
     ] = 0.0,
     malformed_kinds: Annotated[
@@ -346,11 +375,9 @@ def simulate(
     ] = ",".join(MALFORMED_KINDS),
     reset: Annotated[
         float,
-        typer.Option(
-            callback=_probability,
-            rich_help_panel=_FAULTS,
-            help="Probability (0-1), per reading, that the meter's cumulative register restarts at 0 "
-            "(and keeps counting from there).",
+        _fault_probability(
+            "Probability (0-1), per reading, that the meter's cumulative register restarts at 0 "
+            "(and keeps counting from there)."
         ),
     ] = 0.0,
     reset_at: Annotated[
@@ -378,11 +405,7 @@ def simulate(
     ] = None,
     clock_skew_share: Annotated[
         float,
-        typer.Option(
-            callback=_probability,
-            rich_help_panel=_FAULTS,
-            help="Share (0-1) of meters whose clock is skewed when --clock-skew is set.",
-        ),
+        _fault_probability("Share (0-1) of meters whose clock is skewed when --clock-skew is set."),
     ] = 1.0,
     quiet: Annotated[
         bool,
@@ -414,7 +437,7 @@ def simulate(
       peakwatch simulate --synthetic-meters 500 --sites 10 --speed max --count 100 --qos 0
     """
     console = Console(stderr=True, emoji=False)
-    now_ms = int(time.time() * 1000)
+    now = now_ms()
     step_ms = _duration_ms(step, "--step") or 0
     if step_ms <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--step")
@@ -428,7 +451,7 @@ def simulate(
             seed=seed,
             speed=parse_speed(speed),
             step_ms=step_ms,
-            start_ms=_time_ms(start, "--start", now_ms),
+            start_ms=_time_ms(start, "--start", now),
             backfill_ms=_duration_ms(backfill, "--backfill") or 0,
             duration_ms=_duration_ms(duration, "--duration"),
             count=count,
@@ -444,7 +467,7 @@ def simulate(
                 malformed=malformed,
                 malformed_kinds=tuple(k.strip() for k in malformed_kinds.split(",") if k.strip()),
                 reset=reset,
-                reset_at_ms=_time_ms(reset_at, "--reset-at", now_ms),
+                reset_at_ms=_time_ms(reset_at, "--reset-at", now),
                 reset_meters=frozenset(reset_meter or ()),
                 clock_skew_ms=_duration_ms(clock_skew, "--clock-skew") or 0,
                 clock_skew_share=clock_skew_share,
@@ -452,24 +475,12 @@ def simulate(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-
-    if print_registry or write_registry is not None:
-        text = registry_yaml(build_fleet(options.fleet_spec))
-        if print_registry:
-            sys.stdout.write(text)
-            return
-        assert write_registry is not None
-        write_registry.write_text(text, encoding="utf-8")
-        console.print(f"wrote the registry of {options.sites} site(s) to ", Text(str(write_registry)))
-
-    broker: Broker | None = None
-    try:
-        fleet, left_out = select_fleet(options, registry, site or ())
-        report_left_out(console, left_out)
-        broker = resolve_broker(mqtt_url, data_dir)
-        stats = asyncio.run(_run(options, fleet, broker, console, quiet))
-    except PeakwatchError as exc:
-        text = str(exc) if broker is None else connection_error(exc, broker)
-        console.print(Text("error: ", style="red"), Text(redact_text(text)), sep="")
-        raise typer.Exit(2) from exc
+    if print_registry:
+        sys.stdout.write(registry_yaml(build_fleet(options.fleet_spec)))
+        return
+    if write_registry is not None:
+        _write_registry(options, write_registry, console)
+    stats = _publish(
+        options, registry, site or (), mqtt_url=mqtt_url, data_dir=data_dir, console=console, quiet=quiet
+    )
     console.print(summary(stats))

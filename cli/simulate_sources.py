@@ -8,11 +8,11 @@ Kept apart from the option parsing in ``cli.simulate`` so each stays short.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -20,7 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.running import card_path, read_card
+from peakwatch.clock import now_ms
 from peakwatch.config import Registry, default_data_dir
+from peakwatch.domain.instants import to_datetime
 from peakwatch.errors import PeakwatchError
 from peakwatch.store import Store
 from simulators.fleet import build_fleet
@@ -101,12 +103,12 @@ async def continue_from_store(
     ]
     if not states:
         return options
-    now_ms = int(time.time() * 1000)
+    now = now_ms()
     # The first simulated step only sets the registers' starting point; starting it at the last stored
     # timestamp makes that step a duplicate of what is stored, and energy flows from there on.
-    start_ms = max(max(s.last_ts_ms for s in states), now_ms - options.backfill_ms)
+    start_ms = max(max(s.last_ts_ms for s in states), now - options.backfill_ms)
     resume = tuple((s.site_id, s.meter_id, s.last_value) for s in states if s.last_value is not None)
-    return dataclasses.replace(options, resume_registers=resume, backfill_ms=max(0, now_ms - start_ms))
+    return dataclasses.replace(options, resume_registers=resume, backfill_ms=max(0, now - start_ms))
 
 
 async def continue_from_stack(
@@ -178,10 +180,17 @@ def report_left_out(console: Console, left_out: Sequence[Unsimulated]) -> None:
     console.print(Text(f"(the park and data-centre models cover the roles {modelled})"))
 
 
-def progress_line(stats: SimStats) -> Text:
+def fleet_zone(fleet: Sequence[SiteModel]) -> tzinfo:
+    """The zone event times are shown in: the sites' own when they share one (the template fleets'
+    Asia/Shanghai), else UTC. Never the machine's: the simulated meters keep their sites' clocks."""
+    zones = {m.info.timezone for m in fleet}
+    return ZoneInfo(zones.pop()) if len(zones) == 1 else UTC
+
+
+def progress_line(stats: SimStats, zone: tzinfo = UTC) -> Text:
     sim = "-"
     if stats.last_ts_ms is not None:
-        sim = datetime.fromtimestamp(stats.last_ts_ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
+        sim = to_datetime(stats.last_ts_ms, zone).strftime("%Y-%m-%d %H:%M:%S %z")
     line = Text()
     line.append("simulating ", style="bold")
     line.append(

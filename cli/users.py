@@ -14,10 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import ConfigOpt, DataDirOpt, DbPortOpt, DbUrlOpt, console
-from cli.common import database as _database
-from cli.common import run as _run
-from cli.common import settings_from as _settings
+from cli.common import console, database, database_options, run
 from cli.help import command_group
 from peakwatch.accounts import audit_cli, new_credential, new_user
 from peakwatch.clock import now_ms
@@ -34,6 +31,7 @@ SiteOpt = Annotated[
 
 
 @users_app.command("add")
+@database_options
 def add(
     name: Annotated[str, typer.Argument(help="User name (login).")],
     role: Annotated[AccessRole, typer.Option(help="viewer, operator or admin.")],
@@ -41,22 +39,19 @@ def add(
     password_stdin: Annotated[
         bool, typer.Option(help="Read the password from standard input; default: a one-time password.")
     ] = False,
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """Add a user. Without --password-stdin a one-time password is printed, to be changed at first login."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_add(settings, name, role, site, password))
+    run(_add(settings, name, role, site, password))
 
 
 async def _add(
     settings: Settings, name: str, role: AccessRole, sites: list[str] | None, password: str | None
 ) -> None:
     user, secret = new_user(name, role, sites, password, now_ms())
-    async with _database(settings) as store:
+    async with database(settings) as store:
         if sites:
             known = {s.id for s in await store.list_sites()}
             unknown = sorted(set(sites) - known)
@@ -72,19 +67,17 @@ async def _add(
 
 
 @users_app.command("list")
+@database_options
 def list_users(
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """Users, their role, scope and state."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_list(settings))
+    run(_list(settings))
 
 
 async def _list(settings: Settings) -> None:
-    async with _database(settings) as store:
+    async with database(settings) as store:
         users = await store.access.list_users()
     table = Table("name", "role", "sites", "state")
     for u in users:
@@ -100,20 +93,18 @@ async def _list(settings: Settings) -> None:
 
 
 @users_app.command("disable")
+@database_options
 def disable(
     name: Annotated[str, typer.Argument(help="User name.")],
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """Disable a user: its sessions and tokens stop working at once."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_disable(settings, name))
+    run(_disable(settings, name))
 
 
 async def _disable(settings: Settings, name: str) -> None:
-    async with _database(settings) as store:
+    async with database(settings) as store:
         if await store.access.update_user(name, disabled_ms=now_ms()) is None:
             raise ConfigError(f"unknown user {name!r}")
         await audit_cli(store, "disable user", name)
@@ -121,21 +112,19 @@ async def _disable(settings: Settings, name: str) -> None:
 
 
 @users_app.command("reset-password")
+@database_options
 def reset_password(
     name: Annotated[str, typer.Argument(help="User name.")],
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """A new one-time password (printed once); the user's sessions end."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_reset(settings, name))
+    run(_reset(settings, name))
 
 
 async def _reset(settings: Settings, name: str) -> None:
     password = new_password()
-    async with _database(settings) as store:
+    async with database(settings) as store:
         found = await store.access.set_password(
             name, hash_password(password), must_change=True, now_ms=now_ms()
         )
@@ -147,20 +136,18 @@ async def _reset(settings: Settings, name: str) -> None:
 
 
 @users_app.command("token")
+@database_options
 def token(
     user: Annotated[str, typer.Argument(help="Whose rights the token carries.")],
     name: Annotated[str, typer.Option(help="What the token is for, e.g. grafana.")],
     role: Annotated[AccessRole | None, typer.Option(help="Default: the user's role (never more).")] = None,
     site: SiteOpt = None,
     expires_days: Annotated[int, typer.Option(help="Days until it expires; 0: never.")] = 90,
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """An API token for scripts (printed once on standard output)."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_token(settings, user, name, role, site, expires_days))
+    run(_token(settings, user, name, role, site, expires_days))
 
 
 async def _token(
@@ -171,7 +158,7 @@ async def _token(
     sites: list[str] | None,
     expires_days: int,
 ) -> None:
-    async with _database(settings) as store:
+    async with database(settings) as store:
         user = await store.access.get_user(user_name)
         if user is None or user.disabled_ms is not None:
             raise ConfigError(f"no active user {user_name!r}")
@@ -198,20 +185,18 @@ async def _token(
 
 
 @users_app.command("revoke-token")
+@database_options
 def revoke_token(
     credential_id: Annotated[str, typer.Argument(help="Token id (the part after pwt_).")],
-    database_url: DbUrlOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    db_port: DbPortOpt = 5433,
+    *,
+    settings: Settings,
 ) -> None:
     """Revoke an API token or end a session."""
-    settings = _settings(database_url=database_url, data_dir=data_dir, config_file=config, db_port=db_port)
-    _run(_revoke_token(settings, credential_id))
+    run(_revoke_token(settings, credential_id))
 
 
 async def _revoke_token(settings: Settings, credential_id: str) -> None:
-    async with _database(settings) as store:
+    async with database(settings) as store:
         if await store.access.revoke_credential(credential_id, now_ms()) is None:
             raise ConfigError(f"no active token {credential_id!r}")
         await audit_cli(store, "revoke token", credential_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from peakwatch.domain.models import Carrier, Role, SiteKind
@@ -138,7 +139,8 @@ class DataCentreSimulator:
     ) -> None:
         if info.kind is not SiteKind.DATA_CENTRE:
             raise ValueError(f"{info.id}: a data-centre simulator needs kind data_centre, not {info.kind}")
-        self._info = info
+        self.info: Final = info
+        self.meters: Final = DATA_CENTRE_METERS
         self.params = params or DataCentreParams()
         self._tz = ZoneInfo(info.timezone)
         self.weather = Weather(derived_rng(seed, info.id, "weather"), weather, info.timezone)
@@ -149,14 +151,6 @@ class DataCentreSimulator:
         initial = {m.id: round(start.uniform(1_000.0, 200_000.0), 2) for m in DATA_CENTRE_METERS}
         self.bank = MeterBank(info.id, DATA_CENTRE_METERS, initial)
         self.last: DataCentreStep | None = None
-
-    @property
-    def info(self) -> SiteInfo:
-        return self._info
-
-    @property
-    def meters(self) -> tuple[MeterSpec, ...]:
-        return DATA_CENTRE_METERS
 
     def step(self, ts_ms: int) -> list[MeterSample]:
         p = self.params

@@ -7,8 +7,9 @@ geometry does not need this (it works from UTC and longitude, see ``weather.sola
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
+
+from peakwatch.domain.instants import to_datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,6 @@ class LocalTime:
 
 
 def local_time(ts_ms: int, tz: ZoneInfo) -> LocalTime:
-    dt = datetime.fromtimestamp(ts_ms / 1000.0, tz=UTC).astimezone(tz)
+    dt = to_datetime(ts_ms, tz)
     hour = dt.hour + dt.minute / 60.0 + (dt.second + dt.microsecond / 1e6) / 3600.0
     return LocalTime(hour=hour, weekday=dt.weekday(), day_of_year=dt.timetuple().tm_yday)

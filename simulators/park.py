@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from peakwatch.domain.models import Carrier, Role, SiteKind
@@ -247,7 +248,8 @@ class ParkSimulator:
     ) -> None:
         if info.kind is not SiteKind.PARK:
             raise ValueError(f"{info.id}: a park simulator needs kind park, not {info.kind}")
-        self._info = info
+        self.info: Final = info
+        self.meters: Final = PARK_METERS
         self.params = params or ParkParams()
         self._tz = ZoneInfo(info.timezone)
         self.weather = Weather(derived_rng(seed, info.id, "weather"), weather, info.timezone)
@@ -259,14 +261,6 @@ class ParkSimulator:
         self.bank = MeterBank(info.id, PARK_METERS, initial)
         self.soc = self.params.battery_soc_initial
         self.last: ParkStep | None = None
-
-    @property
-    def info(self) -> SiteInfo:
-        return self._info
-
-    @property
-    def meters(self) -> tuple[MeterSpec, ...]:
-        return PARK_METERS
 
     def step(self, ts_ms: int) -> list[MeterSample]:
         p = self.params

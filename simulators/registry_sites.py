@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from peakwatch.config import Registry
 from peakwatch.domain.models import Carrier, Meter, Role, Site, SiteKind
@@ -136,8 +137,8 @@ class RegistrySite:
     def __init__(self, site: Site, meters: Sequence[Meter], *, seed: int) -> None:
         if not meters:
             raise ValueError(f"site {site.id}: no meter to simulate")
-        self._info = SiteInfo(site.id, site.name, site.kind, site.timezone)
-        self._meters = tuple(meter_spec(m) for m in meters)
+        self.info: Final = SiteInfo(site.id, site.name, site.kind, site.timezone)
+        self.meters: Final = tuple(meter_spec(m) for m in meters)
         kinds = {ROLE_MODELS[m.role].kind for m in meters}
         self._park = ParkSimulator(self._as(SiteKind.PARK), seed=seed) if _PARK in kinds else None
         self._dc = DataCentreSimulator(self._as(SiteKind.DATA_CENTRE), seed=seed) if _DC in kinds else None
@@ -154,21 +155,13 @@ class RegistrySite:
         self._drive = [(m.id, ROLE_MODELS[m.role], scale / sharing[m.role], m.rated_kw) for m in meters]
         start = derived_rng(seed, site.id, "registers")
         initial: dict[str, float] = {}
-        for spec in self._meters:
+        for spec in self.meters:
             value = start.uniform(1_000.0, 200_000.0) * scale / spec.scale
             initial[spec.id] = value % spec.register_max if spec.register_max else value
-        self.bank = MeterBank(site.id, self._meters, initial)
+        self.bank = MeterBank(site.id, self.meters, initial)
 
     def _as(self, kind: SiteKind) -> SiteInfo:
-        return SiteInfo(self._info.id, self._info.name, kind, self._info.timezone)
-
-    @property
-    def info(self) -> SiteInfo:
-        return self._info
-
-    @property
-    def meters(self) -> tuple[MeterSpec, ...]:
-        return self._meters
+        return SiteInfo(self.info.id, self.info.name, kind, self.info.timezone)
 
     def step(self, ts_ms: int) -> list[MeterSample]:
         steps: dict[SiteKind, ParkStep | DataCentreStep] = {}

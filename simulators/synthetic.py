@@ -6,6 +6,8 @@ register and ``power_kw``), cheap enough to generate that the simulator is never
 
 from __future__ import annotations
 
+from typing import Final
+
 from peakwatch.domain.models import Carrier, Role
 from simulators.meters import MeterBank, MeterSample, MeterSpec, SiteInfo
 from simulators.randomness import derived_rng
@@ -22,24 +24,16 @@ class SyntheticSimulator:
     def __init__(self, info: SiteInfo, *, meters: int, seed: int, noise: float = 0.02) -> None:
         if meters < 1:
             raise ValueError("a synthetic site needs at least one meter")
-        self._info = info
-        self._meters = tuple(
+        self.info: Final = info
+        self.meters: Final = tuple(
             MeterSpec(mid, Carrier.ELECTRICITY, Role.PROCESS_LOAD) for mid in synthetic_meter_ids(meters)
         )
         setup = derived_rng(seed, info.id, "synthetic")
-        self._base_kw = {m.id: setup.uniform(5.0, 50.0) for m in self._meters}
-        initial = {m.id: round(setup.uniform(100.0, 50_000.0), 2) for m in self._meters}
-        self.bank = MeterBank(info.id, self._meters, initial)
+        self._base_kw = {m.id: setup.uniform(5.0, 50.0) for m in self.meters}
+        initial = {m.id: round(setup.uniform(100.0, 50_000.0), 2) for m in self.meters}
+        self.bank = MeterBank(info.id, self.meters, initial)
         self._noise = noise
         self._rng = derived_rng(seed, info.id, "synthetic-noise")
-
-    @property
-    def info(self) -> SiteInfo:
-        return self._info
-
-    @property
-    def meters(self) -> tuple[MeterSpec, ...]:
-        return self._meters
 
     def step(self, ts_ms: int) -> list[MeterSample]:
         gauss = self._rng.gauss

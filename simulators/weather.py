@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from peakwatch.domain.instants import to_datetime
 from simulators.localtime import local_time
 from simulators.randomness import OrnsteinUhlenbeck
 
@@ -59,7 +59,7 @@ class WeatherSample:
 def solar_elevation_deg(ts_ms: int, latitude_deg: float, longitude_deg: float) -> float:
     """Elevation of the sun's centre above the horizon (NOAA general solar position formulas,
     accurate to a fraction of a degree; no refraction). Negative at night."""
-    utc = datetime.fromtimestamp(ts_ms / 1000.0, tz=UTC)
+    utc = to_datetime(ts_ms)
     hour_utc = (ts_ms % _MS_PER_DAY) / 3_600_000.0
     gamma = 2.0 * math.pi / 365.0 * (utc.timetuple().tm_yday - 1 + (hour_utc - 12.0) / 24.0)
     eqtime_min = 229.18 * (

@@ -26,15 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    """The ``peakwatch`` app with every command mounted, as ``main()`` mounts them."""
-    names = {info.name for info in cli_main.app.registered_commands}
-    groups = {info.name for info in cli_main.app.registered_groups}
-    if "simulate" not in names:
-        cli_main._mount_simulate()
-    if "devices" not in groups:
-        cli_main._mount_devices()
-    if "users" not in groups:
-        cli_main._mount_users()
+    """The ``peakwatch`` app, every command mounted."""
     return cli_main.app
 
 

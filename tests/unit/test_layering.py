@@ -180,3 +180,10 @@ def test_routing_package_stays_pure(path: Path) -> None:
         if top(name) == "peakwatch" and not name.startswith("peakwatch.domain")
     }
     assert not outside, f"{path.relative_to(ROOT)} (routing, pure) imports {sorted(outside)}"
+
+
+@pytest.mark.parametrize("path", python_files("cli"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_cli_module_imports_the_entry_point(path: Path) -> None:
+    """``cli.main`` mounts every command group; a command module importing it back is the cycle the
+    lazy mounting once dodged. What commands share lives in ``cli.common``."""
+    assert "cli.main" not in imports_of(path), f"{path.relative_to(ROOT)} imports cli.main: use cli.common"
