@@ -798,9 +798,9 @@ def test_deploy_doc_names_the_files_it_explains() -> None:
 
 
 def _tool_cli(args: list[str]) -> tuple[list[str], Any]:
-    """The command line that `peakwatch <args>` runs. ``devices``, ``users`` and ``simulate`` are added to
-    the app by ``cli.main.main`` just before it runs; they are parsed here from their own modules so that
-    the shared app is left as it is."""
+    """The command line that `peakwatch <args>` runs. ``devices``, ``users`` and ``simulate`` are parsed
+    here from their own modules (``cli.main`` mounts them on the app at import), so that the test needs
+    nothing of the entry point."""
     from cli.simulate import simulate
     from cli.users import users_app
 
