@@ -282,12 +282,7 @@ class MeterTracker:
         readings = batch.readings
         slots = self._sites.get(batch.site_id)
         if slots is None:
-            for r in readings:
-                out.dead_letters.append(
-                    _dead_letter(
-                        r, out.now_ms, Reason.UNKNOWN_SITE, f"site {batch.site_id!r} is not configured"
-                    )
-                )
+            out.dead_letters.extend(_unknown_site(batch, out.now_ms))
             return
         size = self.window_ms
         touched = out.touched
@@ -298,14 +293,7 @@ class MeterTracker:
         for i, r in enumerate(readings):
             slot = slots.get(r.meter_id)
             if slot is None:
-                out.dead_letters.append(
-                    _dead_letter(
-                        r,
-                        out.now_ms,
-                        Reason.UNKNOWN_METER,
-                        f"meter {r.meter_id!r} is not configured for site {batch.site_id!r}",
-                    )
-                )
+                out.dead_letters.append(_unknown_meter(r, batch.site_id, out.now_ms))
                 dropped = _drop(dropped, i)
                 continue
             ts = r.ts_ms
@@ -439,3 +427,14 @@ def _dead_letter(reading: Reading, now_ms: int, reason: str, detail: str) -> Dea
         site_id=reading.site_id,
         meter_id=reading.meter_id,
     )
+
+
+def _unknown_site(batch: ReadingBatch, now_ms: int) -> list[DeadLetter]:
+    detail = f"site {batch.site_id!r} is not configured"
+    return [_dead_letter(r, now_ms, Reason.UNKNOWN_SITE, detail) for r in batch.readings]
+
+
+def _unknown_meter(reading: Reading, site_id: str, now_ms: int) -> DeadLetter:
+    """``site_id``: the batch's (authoritative for the lookup), named in the detail."""
+    detail = f"meter {reading.meter_id!r} is not configured for site {site_id!r}"
+    return _dead_letter(reading, now_ms, Reason.UNKNOWN_METER, detail)

@@ -45,7 +45,7 @@ async def test_a_failure_not_worth_retrying_propagates_at_once() -> None:
         await retry(work, initial_s=0.001, max_s=0.001)
     assert work.calls == 1
     other = Flaky(ValueError("a bug"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a bug"):
         await retry(other, initial_s=0.001, max_s=0.001)
     assert other.calls == 1
 
@@ -55,7 +55,7 @@ async def test_attempts_bound_the_tries_and_the_last_failure_propagates() -> Non
     with pytest.raises(StoreError, match="third"):
         await retry(work, initial_s=0.001, max_s=0.001, attempts=3)
     assert work.calls == 3
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="attempts"):
         await retry(work, initial_s=0.001, max_s=0.001, attempts=0)
 
 
