@@ -425,9 +425,10 @@ class Accountant:
         derived = derive_intervals(meter, readings, replacements, MINUTE_MS, from_ms=start, to_ms=end)
         await tx.replace_intervals(site.id, meter_id, start, end, derived.amounts, derived.estimated)
         flags = Flags()
-        for ev in derived.events:
-            if start <= ev.ts_ms < end and ev.kind.value not in NOT_FLAGS:
-                flags.added.setdefault(interval_window_ms(ev.ts_ms, MINUTE_MS), set()).add(ev.kind.value)
+        for event in derived.events:
+            if start <= event.ts_ms < end and event.kind.value not in NOT_FLAGS:
+                window = interval_window_ms(event.ts_ms, MINUTE_MS)
+                flags.added.setdefault(window, set()).add(event.kind.value)
         # what the live path flagged for this meter and the derivation no longer sees (a drop that a
         # replacement explains is no reset) is withdrawn, unless another meter flagged it too
         stored = await tx.meter_events(site.id, start, end)

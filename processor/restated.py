@@ -45,7 +45,7 @@ class Rejudging:
         todo, self._unjudged = self._unjudged, []
         for position, (site_id, from_ms, to_ms) in enumerate(todo):
             try:
-                await self._judge_range(site_id, from_ms, to_ms)
+                await self._rejudge_range(site_id, from_ms, to_ms)
             except StoreError as exc:
                 log.warning("re-judging restated windows of %s failed (retried later): %s", site_id, exc)
                 self._unjudged[:0] = todo[position:]
@@ -61,7 +61,7 @@ class Rejudging:
         """The write carrying ``judged`` failed: judge them again."""
         self._unjudged[:0] = judged
 
-    async def _judge_range(self, site_id: str, from_ms: int, to_ms: int) -> None:
+    async def _rejudge_range(self, site_id: str, from_ms: int, to_ms: int) -> None:
         rules = self._state().rules
         span = rules.rejudge_span(site_id, from_ms, to_ms)
         if span is None or self._store is None:
