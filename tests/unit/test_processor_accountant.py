@@ -9,6 +9,8 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import date
 
+import msgspec
+
 from peakwatch.config import Registry
 from peakwatch.domain.factors import Factor, FactorLibrary
 from peakwatch.domain.models import KpiWindow, MeterReplacement, Reading, RestatementReason, Site
@@ -19,6 +21,7 @@ from peakwatch.store.restate import Attribution, LedgerMinute
 from processor.accountant import COMPUTED, Accountant
 from processor.ports import AccountantStore
 from tests.unit.fakes import make_registry
+from tests.unit.test_processor_alerts import window
 
 MIN = 60_000
 T0 = 1_699_999_200_000
@@ -26,28 +29,8 @@ T0 = 1_699_999_200_000
 
 
 def _window(site_id: str, period: Period, start: int, end: int) -> KpiWindow:
-    return KpiWindow(
-        site_id=site_id,
-        start_ms=start,
-        end_ms=end,
-        period=period.value,
-        electricity_kwh=0.0,
-        facility_kwh=None,
-        it_kwh=None,
-        renewable_generation_kwh=0.0,
-        renewable_consumed_kwh=0.0,
-        grid_import_kwh=0.0,
-        grid_export_kwh=0.0,
-        electricity_kgce=0.0,
-        total_kgce=0.0,
-        emissions_kg=0.0,
-        electricity_emissions_kg=0.0,
-        pue=None,
-        electrification_rate=None,
-        carbon_intensity_kg_per_kwh=None,
-        green_power_share=None,
-        completeness=1.0,
-    )
+    """A window of ``period`` (its values are irrelevant here: the fake computes nothing)."""
+    return msgspec.structs.replace(window(0, None, site_id), start_ms=start, end_ms=end, period=period.value)
 
 
 class FakeInputs:
