@@ -69,12 +69,10 @@ from processor.metrics import ProcessorMetrics
 from processor.ownership import Claim, SiteOwnership
 from processor.ports import AccountantStore, ProcessorStore, RuleStore
 from processor.restated import Rejudging
-from processor.restore import BEFORE_BASELINE, restore
+from processor.restore import restore
 from processor.rule_reload import RuleBook
 from processor.step import StepState
 from processor.writer import Writer, settle
-
-__all__ = ["ACCOUNTANT_TASK", "BEFORE_BASELINE", "RULES_TASK", "Processor", "ProcessorStore"]
 
 log = logging.getLogger(__name__)
 
