@@ -70,11 +70,10 @@ async def _run(args: argparse.Namespace) -> None:
         assert stack.store is not None
         assert stack.source is not None
         bus = stack.bus
+        db, counters = stack.store, ProcessorMetrics(stack.metrics)  # wired as running_stack does
         proc = Processor(
-            bus, stack.store, registry, settings, ProcessorMetrics(stack.metrics), on_written=on_written
+            bus, db, registry, settings, counters, accounting=db, stored_rules=db.rules, on_written=on_written
         )
-        proc.attach_accountant(stack.store)
-        proc.attach_rules(stack.store)  # as running_stack wires its processor
         stopping = asyncio.Event()
         loop = _serial(proc, stopping) if args.serial_processor else proc.run()
         task = asyncio.create_task(loop, name="processor")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from peakwatch.bus import Polled
+from peakwatch.bus import MemoryBus, Polled
 from peakwatch.config import Registry, Settings
 from peakwatch.domain.models import Carrier, Meter, Reading, ReadingBatch, Role, Site, SiteKind
 from peakwatch.domain.rules import ThresholdRule
@@ -88,7 +88,7 @@ def main() -> None:
     settings = Settings(window_ms=60_000, allowed_lateness_ms=10_000, idle_close_ms=5_000)
     start_ms = 1_700_000_000_000
     polls, clock = make_polls(args.readings, args.sites, args.meters, args.batch, args.step, start_ms)
-    processor = Processor(None, _NoStore(), registry, settings)  # type: ignore[arg-type]
+    processor = Processor(MemoryBus(), _NoStore(), registry, settings)  # type: ignore[arg-type]
     total = sum(p.reading_count for p in polls)
 
     windows = stored = 0

@@ -277,10 +277,10 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
             registry,
             settings,
             ProcessorMetrics(stack.metrics),
+            accounting=stack.store,
+            stored_rules=stack.store.rules,
             supervisor=stack.supervise(),
         )
-        proc.attach_accountant(stack.store)
-        proc.attach_rules(stack.store)
         stack.processor = proc
         task = stack.spawn("processor", proc.run())
 

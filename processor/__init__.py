@@ -5,7 +5,8 @@ docs/kpis.md for the rules."""
 from processor.alerts import RuleEngine
 from processor.meters import MeterTracker, StepOutput
 from processor.metrics import ProcessorMetrics
-from processor.service import Processor, ProcessorStore
+from processor.ports import ProcessorStore
+from processor.service import Processor
 from processor.windows import SiteWindows
 
 __all__ = [

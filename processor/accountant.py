@@ -30,7 +30,6 @@ frontier waits (it stays pending) until the frontier passes it.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -48,19 +47,16 @@ from peakwatch.domain.periods import (
     windows_ending_between,
     windows_overlapping,
 )
-from peakwatch.errors import StoreError
-from peakwatch.store import restate
-from peakwatch.store.rollups import SiteRollup
-from peakwatch.store.writes import check_fence
+from peakwatch.retry import retry
 from peakwatch.supervise import MAX_BACKOFF_S, describe_error
 from processor.causes import NOT_FLAGS, REREAD, Flags, attribute
 from processor.failures import Failing, SitesFailedError, isolated
+from processor.ports import AccountantStore, AccountingTransaction
 from processor.windows import site_inputs
 
 if TYPE_CHECKING:
-    from peakwatch.store import Store
-    from peakwatch.store.conn import Conn
     from peakwatch.store.records import RestatementRequest
+    from peakwatch.store.restate import Attribution
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +86,15 @@ _T = TypeVar("_T")
 ATTEMPTS = 3
 
 
+def _retried(exc: Exception, _delay_s: float) -> None:
+    log.info("accountant transaction failed, retrying: %s", exc)
+
+
 async def _retrying(work: Callable[[], Awaitable[_T]]) -> _T:
     """Run one transaction's work again when it failed transiently: a deadlock with a concurrent writer
     (the live path, or TimescaleDB creating a chunk or compressing one) rolls everything back, so
     running it again is safe. A request that still fails stays pending for the next pass."""
-    for attempt in range(ATTEMPTS):
-        try:
-            return await work()
-        except StoreError as exc:
-            if not exc.retryable or attempt == ATTEMPTS - 1:
-                raise
-            log.info("accountant transaction failed, retrying: %s", exc)
-            await asyncio.sleep(0.05 * 2**attempt)
-    raise AssertionError("unreachable")
+    return await retry(work, initial_s=0.05, max_s=0.2, attempts=ATTEMPTS, on_retry=_retried)
 
 
 def _request_subject(request: RestatementRequest) -> str:
@@ -122,7 +114,7 @@ class Accountant:
 
     def __init__(
         self,
-        store: Store,
+        store: AccountantStore,
         registry: Registry,
         *,
         committed: Callable[[], Mapping[str, int]],
@@ -179,8 +171,8 @@ class Accountant:
         for queued in await self._store.inputs.sync_factors(list(self.library)):
             log.info("factor changed since the last start, restating: %s", queued.detail)
         self._on_replacements(await self._store.inputs.list_replacements(None, None))
-        async with self._store.transaction("loading accounting frontiers") as conn:
-            self._done = await restate.frontiers(conn)  # periods never materialised start lazily
+        async with self._store.accounting("loading accounting frontiers") as tx:
+            self._done = await tx.frontiers()  # periods never materialised start lazily
 
     def inputs(self, site: Site, period: Period, **extra: float | None) -> WindowInputs:
         return site_inputs(self._registry, self.library, site, period, **extra)
@@ -249,27 +241,26 @@ class Accountant:
             key = (site.id, period.value)
             after = self._done.get(key)
             if after is None:  # a site's first windows: start from its first minute
-                async with self._store.transaction("finding a site's first window") as conn:
-                    first = await restate.first_window_start(conn, site.id)
+                async with self._store.accounting("finding a site's first window") as tx:
+                    first = await tx.first_window_start(site.id)
                 if first is None:
                     continue
                 after = self._done[key] = first
             windows = windows_ending_between(period, after, frontier, site.timezone)
             if not windows:
                 continue
-            async with self._store.transaction(f"materialising {period.value} windows") as conn:
-                await self._check_fence(conn, site.id)
-                computed = [await self._period_window(conn, site, period, s, e) for s, e in windows]
-                await restate.save_windows(conn, computed, COMPUTED, "")
+            async with self._store.accounting(f"materialising {period.value} windows") as tx:
+                await self._check_fence(tx, site.id)
+                computed = [await self._period_window(tx, site, period, s, e) for s, e in windows]
+                await tx.save_windows(computed, COMPUTED, "")
             self._done[key] = windows[-1][1]
             written += len(windows)
         return written
 
-    async def _period_window(self, conn: Conn, site: Site, period: Period, start: int, end: int) -> KpiWindow:
-        """A window of ``period`` from its stored child windows (``peakwatch.store.rollups``: the API
-        computes the periods in progress the same way)."""
-        rollup = SiteRollup.of(self._registry, self.library, site, self._store.inputs)
-        return await rollup.window(conn, period, start, end)
+    async def _period_window(
+        self, tx: AccountingTransaction, site: Site, period: Period, start: int, end: int
+    ) -> KpiWindow:
+        return await tx.period_window(self._registry, self.library, site, period, start, end)
 
     # ------------------------------------------------------------------ requests
 
@@ -352,15 +343,13 @@ class Accountant:
         detail = request.detail or reason.value
         changed = 0
         data = reason in _DATA_REASONS
-        async with self._store.transaction(f"restating {site.id} ({reason.value})") as conn:
-            await self._check_fence(conn, site.id)
-            why = functools.partial(
-                attribute, request, await restate.later_requests(conn, site.id, request.id)
-            )
+        async with self._store.accounting(f"restating {site.id} ({reason.value})") as tx:
+            await self._check_fence(tx, site.id)
+            why = functools.partial(attribute, request, await tx.later_requests(site.id, request.id))
             flags: Flags | None = None
             if request.meter_id is not None:
                 rederived = await self._rederive(
-                    conn, site, request.meter_id, request.from_ms, request.to_ms, frontier
+                    tx, site, request.meter_id, request.from_ms, request.to_ms, frontier
                 )
                 if rederived is None:
                     return None
@@ -369,26 +358,26 @@ class Accountant:
             if b <= a:
                 return 0
             if data:
-                changed += await self._rebuild_minutes(conn, site, a, b, why, flags)
+                changed += await self._rebuild_minutes(tx, site, a, b, why, flags)
             elif reason is RestatementReason.FACTOR_REVISION:
                 inputs = self.inputs(site, Period.MINUTE)
-                first = await restate.first_window_start(conn, site.id)
+                first = await tx.first_window_start(site.id)
                 chunk = max(a, first if first is not None else b)
                 while chunk < b:  # a day of minutes at a time: a site's history does not fit in memory
                     until = min(chunk + DAY_MS, b)
-                    minutes = await restate.load_windows(conn, site.id, Period.MINUTE.value, chunk, until)
+                    minutes = await tx.load_windows(site.id, Period.MINUTE.value, chunk, until)
                     recomputed = [
                         window_kpis(site.id, w.start_ms, w.end_ms, w.components, inputs, flags=w.flags)
                         for w in minutes
                     ]
-                    changed += await restate.save_windows(conn, recomputed, reason.value, detail, causes=why)
+                    changed += await tx.save_windows(recomputed, reason.value, detail, causes=why)
                     chunk = until
             periods = (Period.MONTH, Period.YEAR) if reason in _MONTHLY_REASONS else ROLLUP_PERIODS
             for period in periods:
                 # windows already stored (later ones are materialised from the restated minutes); changed
                 # data also fills the range's missing windows up to the materialised ones (late data from
                 # before the site's first window, a rebuild after an upgrade)
-                windows = await restate.windows_overlapping(conn, site.id, period.value, a, b)
+                windows = await tx.windows_overlapping(site.id, period.value, a, b)
                 done = self._done.get((site.id, period.value))
                 if data and done is not None:
                     stored = set(windows)
@@ -398,9 +387,9 @@ class Accountant:
                         if w[1] <= done and w not in stored
                     ]
                     windows.sort()
-                recomputed = [await self._period_window(conn, site, period, s, e) for s, e in windows]
-                changed += await restate.save_windows(
-                    conn, recomputed, reason.value, detail, causes=why, exact_flags=data
+                recomputed = [await self._period_window(tx, site, period, s, e) for s, e in windows]
+                changed += await tx.save_windows(
+                    recomputed, reason.value, detail, causes=why, exact_flags=data
                 )
         if changed:
             log.info("restated %d windows of %s (%s): %s", changed, site.id, reason.value, detail)
@@ -411,12 +400,12 @@ class Accountant:
         if self._restated_hook is not None:
             await self._restated_hook(site_id, a, b)
 
-    async def _check_fence(self, conn: Conn, site_id: str) -> None:
+    async def _check_fence(self, tx: AccountingTransaction, site_id: str) -> None:
         if self._fence is not None:
-            await check_fence(conn, {site_id: self._fence.get(site_id, 0)})
+            await tx.check_fence({site_id: self._fence.get(site_id, 0)})
 
     async def _rederive(
-        self, conn: Conn, site: Site, meter_id: str, from_ms: int, to_ms: int, frontier: int
+        self, tx: AccountingTransaction, site: Site, meter_id: str, from_ms: int, to_ms: int, frontier: int
     ) -> tuple[tuple[int, int], Flags] | None:
         """Re-derive one meter's ledger around ``[from_ms, to_ms)`` from its stored readings. Returns the
         minutes it covers and their flags as the derivation sees them, or ``None`` when they reach past
@@ -427,25 +416,22 @@ class Accountant:
         replacements = await self._store.inputs.list_replacements(site.id, meter_id)
         # serialise with the live path: its write upserts this meter's state in the same transaction as
         # the meter's new intervals, so none of them can land between our read and our rewrite
-        await restate.lock_meter(conn, site.id, meter_id)
-        lo, hi = await restate.reading_bounds(conn, site.id, meter_id, from_ms, to_ms)
+        await tx.lock_meter(site.id, meter_id)
+        lo, hi = await tx.reading_bounds(site.id, meter_id, from_ms, to_ms)
         start, end = _floor_minute(lo), _ceil_minute(hi)
         if end > frontier:
             return None
-        readings = await restate.readings_around(
-            conn, site.id, meter_id, start, end, context=CONTEXT_READINGS
-        )
+        readings = await tx.readings_around(site.id, meter_id, start, end, context=CONTEXT_READINGS)
         derived = derive_intervals(meter, readings, replacements, MINUTE_MS, from_ms=start, to_ms=end)
-        await restate.replace_intervals(
-            conn, site.id, meter_id, start, end, derived.amounts, derived.estimated
-        )
+        await tx.replace_intervals(site.id, meter_id, start, end, derived.amounts, derived.estimated)
         flags = Flags()
-        for ev in derived.events:
-            if start <= ev.ts_ms < end and ev.kind.value not in NOT_FLAGS:
-                flags.added.setdefault(interval_window_ms(ev.ts_ms, MINUTE_MS), set()).add(ev.kind.value)
+        for event in derived.events:
+            if start <= event.ts_ms < end and event.kind.value not in NOT_FLAGS:
+                window = interval_window_ms(event.ts_ms, MINUTE_MS)
+                flags.added.setdefault(window, set()).add(event.kind.value)
         # what the live path flagged for this meter and the derivation no longer sees (a drop that a
         # replacement explains is no reset) is withdrawn, unless another meter flagged it too
-        stored = await restate.meter_events(conn, site.id, start, end)
+        stored = await tx.meter_events(site.id, start, end)
         others = {(interval_window_ms(ts, MINUTE_MS), k) for m, ts, k in stored if m != meter_id}
         for m, ts, kind in stored:
             w = interval_window_ms(ts, MINUTE_MS)
@@ -455,13 +441,13 @@ class Accountant:
         return (start, end), flags
 
     async def _rebuild_minutes(
-        self, conn: Conn, site: Site, a: int, b: int, why: restate.Attribution, flags: Flags | None
+        self, tx: AccountingTransaction, site: Site, a: int, b: int, why: Attribution, flags: Flags | None
     ) -> int:
         """Recompute the 1-minute windows in ``[a, b)`` from the ledger (``flags``: a re-derived meter's,
         which replace what the live path flagged for it)."""
         meters = self._registry.site_meters(site.id)
-        ledger = await restate.ledger(conn, site.id, a, b)
-        old = {w.start_ms: w for w in await restate.load_windows(conn, site.id, Period.MINUTE.value, a, b)}
+        ledger = await tx.ledger(site.id, a, b)
+        old = {w.start_ms: w for w in await tx.load_windows(site.id, Period.MINUTE.value, a, b)}
         inputs = self.inputs(site, Period.MINUTE)
         recomputed: list[KpiWindow] = []
         for start in sorted(ledger.keys() | old.keys()):
@@ -477,4 +463,4 @@ class Accountant:
             recomputed.append(
                 window_kpis(site.id, start, start + MINUTE_MS, components, inputs, flags=tuple(sorted(kept)))
             )
-        return await restate.save_windows(conn, recomputed, "", "", causes=why, exact_flags=True)
+        return await tx.save_windows(recomputed, "", "", causes=why, exact_flags=True)

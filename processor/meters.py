@@ -237,20 +237,20 @@ class MeterTracker:
 
     def restore(self, states: Iterable[MeterState]) -> None:
         """Take the baselines a previous processor stored; meters no longer configured are ignored."""
-        for st in states:
-            slot = self.slot(st.site_id, st.meter_id)
+        for stored in states:
+            slot = self.slot(stored.site_id, stored.meter_id)
             if slot is not None:
-                if st.last_value is not None and not in_range(st.last_value):
+                if stored.last_value is not None and not in_range(stored.last_value):
                     log.warning(
                         "meter %s/%s: stored baseline %r is out of range (not finite or beyond %g): "
                         "dropped, the next reading sets a new one",
-                        st.site_id,
-                        st.meter_id,
-                        st.last_value,
+                        stored.site_id,
+                        stored.meter_id,
+                        stored.last_value,
                         VALUE_CEILING,
                     )
-                slot.restore(st.last_ts_ms, st.last_value)
-                slot.seen_ms = st.last_seen_ms
+                slot.restore(stored.last_ts_ms, stored.last_value)
+                slot.seen_ms = stored.last_seen_ms
 
     def suspect_drops(self, before: Iterable[Reading]) -> None:
         """After ``restore``: stored readings before the meters' baselines, newest first per meter. The
@@ -282,12 +282,7 @@ class MeterTracker:
         readings = batch.readings
         slots = self._sites.get(batch.site_id)
         if slots is None:
-            for r in readings:
-                out.dead_letters.append(
-                    _dead_letter(
-                        r, out.now_ms, Reason.UNKNOWN_SITE, f"site {batch.site_id!r} is not configured"
-                    )
-                )
+            out.dead_letters.extend(_unknown_site(batch, out.now_ms))
             return
         size = self.window_ms
         touched = out.touched
@@ -295,26 +290,19 @@ class MeterTracker:
         """Positions (not identities: one Reading object may appear twice in a batch) not to store."""
         max_ts = out.site_max_ts.get(batch.site_id, NEVER_MS)
         notes = self._notes
-        for i, r in enumerate(readings):
-            slot = slots.get(r.meter_id)
+        for position, reading in enumerate(readings):
+            slot = slots.get(reading.meter_id)
             if slot is None:
-                out.dead_letters.append(
-                    _dead_letter(
-                        r,
-                        out.now_ms,
-                        Reason.UNKNOWN_METER,
-                        f"meter {r.meter_id!r} is not configured for site {batch.site_id!r}",
-                    )
-                )
-                dropped = _drop(dropped, i)
+                out.dead_letters.append(_unknown_meter(reading, batch.site_id, out.now_ms))
+                dropped = _drop(dropped, position)
                 continue
-            ts = r.ts_ms
+            ts = reading.ts_ms
             if ts > max_ts:
                 max_ts = ts
             if not slot.dirty:
                 slot.dirty = True
                 touched.append(slot)
-            value = slot.get(r)
+            value = slot.get(reading)
             if value is None:
                 continue  # stored raw; no main quantity (e.g. power on an energy meter)
             last_ts = slot.last_ts
@@ -325,39 +313,39 @@ class MeterTracker:
             if last_ts < ts < slot.fast_until and last_value is not None and ts - last_ts <= LONG_GAP_MS:
                 delta = value - last_value
                 if 0.0 <= delta <= slot.cap_per_ms * (ts - last_ts) and value <= VALUE_CEILING:
-                    w = last_ts - last_ts % size
+                    start = last_ts - last_ts % size
                     pending = slot.pending
-                    if ts <= w + size:  # split_interval's one-window result, inline
-                        pending[w] = pending.get(w, 0.0) + delta
+                    if ts <= start + size:  # split_interval's one-window result, inline
+                        pending[start] = pending.get(start, 0.0) + delta
                     else:
-                        for ws, share in split_interval(last_ts, ts, delta, size):
-                            pending[ws] = pending.get(ws, 0.0) + share
+                        for window_start, share in split_interval(last_ts, ts, delta, size):
+                            pending[window_start] = pending.get(window_start, 0.0) + share
                     slot.last_ts = ts
                     slot.last_value = value
                     continue
             outcome = slot.account(ts, value, slot.pending, size, notes)
             if notes:
-                for kind, t, detail, previous, v in notes:
-                    out.event(slot, kind, t, detail, previous, v)
+                for kind, at_ms, detail, previous, noted in notes:
+                    out.event(slot, kind, at_ms, detail, previous, noted)
                 notes.clear()
             if outcome is ACCEPTED:
                 continue
             if outcome is DUPLICATE:
                 out.duplicates += 1
-                dropped = _drop(dropped, i)
+                dropped = _drop(dropped, position)
             elif outcome is OUT_OF_ORDER:
                 out.rederive.append((slot.site_id, slot.meter_id, ts))
             elif outcome is RETRACTED:
                 out.glitches.append((slot.site_id, slot.meter_id, slot.retract_ts, ts))
             else:  # NEGATIVE or OUT_OF_RANGE: refused, the meter's state unchanged
-                out.dead_letters.append(_refused(r, out.now_ms, outcome is OUT_OF_RANGE, slot, value))
-                dropped = _drop(dropped, i)
+                out.dead_letters.append(_refused(reading, out.now_ms, outcome is OUT_OF_RANGE, slot, value))
+                dropped = _drop(dropped, position)
         if max_ts != NEVER_MS:
             out.site_max_ts[batch.site_id] = max_ts
         if dropped is None:
             out.readings.extend(readings)
         else:
-            out.readings.extend(r for i, r in enumerate(readings) if i not in dropped)
+            out.readings.extend(kept for at, kept in enumerate(readings) if at not in dropped)
 
     # ------------------------------------------------------------------ end of step
 
@@ -370,12 +358,12 @@ class MeterTracker:
             slot.seen_ms = now_ms
             if slot.pending:
                 estimated = slot.estimated
-                for w, amount in slot.pending.items():
+                for window_start, amount in slot.pending.items():
                     intervals.append(
                         MeterInterval(
                             site_id=slot.site_id,
                             meter_id=slot.meter_id,
-                            window_start_ms=w,
+                            window_start_ms=window_start,
                             amount=amount,
                             estimated=estimated,
                         )
@@ -439,3 +427,14 @@ def _dead_letter(reading: Reading, now_ms: int, reason: str, detail: str) -> Dea
         site_id=reading.site_id,
         meter_id=reading.meter_id,
     )
+
+
+def _unknown_site(batch: ReadingBatch, now_ms: int) -> list[DeadLetter]:
+    detail = f"site {batch.site_id!r} is not configured"
+    return [_dead_letter(r, now_ms, Reason.UNKNOWN_SITE, detail) for r in batch.readings]
+
+
+def _unknown_meter(reading: Reading, site_id: str, now_ms: int) -> DeadLetter:
+    """``site_id``: the batch's (authoritative for the lookup), named in the detail."""
+    detail = f"meter {reading.meter_id!r} is not configured for site {site_id!r}"
+    return _dead_letter(reading, now_ms, Reason.UNKNOWN_METER, detail)

@@ -16,6 +16,7 @@ from peakwatch.domain.models import KpiWindow, MeterInterval, MeterState, Proces
 from peakwatch.errors import StoreError
 from peakwatch.store import restate
 from peakwatch.store.access import AccessStore
+from peakwatch.store.accounting import Accounting
 from peakwatch.store.codec import register_codecs
 from peakwatch.store.conn import Conn
 from peakwatch.store.dead_letters import DeadLetterFilter, DeadLettersStore
@@ -462,3 +463,10 @@ class Store(Pooled):
                 # windows of one site), which a factor revision over a site's history exceeds.
                 await conn.execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def accounting(self, action: str) -> AsyncIterator[Accounting]:
+        """One accountant transaction (``transaction``) behind the accountant's protocol
+        (``processor.ports.AccountingTransaction``): the accountant never holds a connection."""
+        async with self.transaction(action) as conn:
+            yield Accounting(conn, self.inputs)

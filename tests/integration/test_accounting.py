@@ -79,9 +79,14 @@ class Rig:
         self.bus = MemoryBus()
         self.clock = Clock(W0)
         self.proc = Processor(
-            self.bus, store, self.registry, SETTINGS, clock_ms=self.clock, poll_timeout_s=0.0
+            self.bus,
+            store,
+            self.registry,
+            SETTINGS,
+            accounting=store,
+            clock_ms=self.clock,
+            poll_timeout_s=0.0,
         )
-        self.proc.attach_accountant(store)
 
     async def start(self) -> None:
         await self.store.sync_registry(self.registry)
@@ -186,8 +191,9 @@ async def test_low_glitch_in_closed_windows_is_taken_back(store: Store, restart:
     closed = {w.start_ms: w for w in await store.kpi_series("dc", W0, W0 + 5 * MIN)}
     assert closed[W0 + 3 * MIN].facility_kwh == pytest.approx(23.4)  # what the live path stored
     if restart:  # the pending drop is not stored: the new processor finds it from the stored readings
-        rig.proc = Processor(rig.bus, store, rig.registry, SETTINGS, clock_ms=rig.clock, poll_timeout_s=0.0)
-        rig.proc.attach_accountant(store)
+        rig.proc = Processor(
+            rig.bus, store, rig.registry, SETTINGS, accounting=store, clock_ms=rig.clock, poll_timeout_s=0.0
+        )
         await rig.proc.start()
     # 5:00 is back at the old level, facility_at(5:00): the drop was a glitch
     await rig.drive(W0 + 5 * MIN, W0 + 16 * MIN)
@@ -352,8 +358,9 @@ async def test_rederivation_next_to_a_glitch_counts_what_the_live_path_counts(st
     starts far enough back to recognise the spike, instead of taking it as the baseline."""
     rig = Rig(store)
     rig.registry = Registry.from_text(GLITCHY)
-    rig.proc = Processor(rig.bus, store, rig.registry, SETTINGS, clock_ms=rig.clock, poll_timeout_s=0.0)
-    rig.proc.attach_accountant(store)
+    rig.proc = Processor(
+        rig.bus, store, rig.registry, SETTINGS, accounting=store, clock_ms=rig.clock, poll_timeout_s=0.0
+    )
     await rig.start()
 
     def fac(seconds: int, value: float) -> Reading:

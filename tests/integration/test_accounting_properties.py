@@ -67,8 +67,9 @@ async def run(store: Store, batches: list[list[Reading]]) -> tuple[list[KpiWindo
     await store.sync_registry(REGISTRY)
     bus = MemoryBus()
     clock = [W0]
-    proc = Processor(bus, store, REGISTRY, SETTINGS, clock_ms=lambda: clock[0], poll_timeout_s=0.0)
-    proc.attach_accountant(store)
+    proc = Processor(
+        bus, store, REGISTRY, SETTINGS, accounting=store, clock_ms=lambda: clock[0], poll_timeout_s=0.0
+    )
     await proc.start()
     for batch in batches:
         await bus.publish(ReadingBatch("dc", batch))

@@ -65,8 +65,7 @@ async def test_sixty_day_silence_is_bounded_and_exact(store: Store) -> None:
     registry = Registry.from_text(REGISTRY_YAML)
     clock = Clock(W0)
     bus = MemoryBus()
-    proc = Processor(bus, store, registry, SETTINGS, clock_ms=clock, poll_timeout_s=0.0)
-    proc.attach_accountant(store)
+    proc = Processor(bus, store, registry, SETTINGS, accounting=store, clock_ms=clock, poll_timeout_s=0.0)
     await store.sync_registry(registry)
     await proc.start()
 

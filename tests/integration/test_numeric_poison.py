@@ -131,6 +131,6 @@ async def test_a_database_poisoned_before_the_bounds_is_read_finite(
 
     again = Processor(MemoryBus(), store, reg, SETTINGS, clock_ms=Clock(W0 + 7 * MIN), poll_timeout_s=0.0)
     await again.start()  # restores baselines, open windows and the latest KPIs without raising
-    slot = again.tracker.slot(bad, "m")
+    slot = again.state.tracker.slot(bad, "m")
     assert slot is not None
     assert slot.last_value is None  # the baseline beyond the bound is dropped: the next reading sets one

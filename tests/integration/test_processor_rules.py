@@ -36,15 +36,17 @@ async def test_a_stored_rule_fires_survives_a_restart_and_its_removal_closes_its
     await store.sync_registry(registry)
     await store.rules.create(STRICT.name, rule_document(STRICT), "admin", W0)
     bus, clock, meters = MemoryBus(), Clock(W0), Meters()
-    first = Processor(bus, store, registry, SETTINGS, clock_ms=clock, poll_timeout_s=0.0)
-    first.attach_rules(store)
+    first = Processor(
+        bus, store, registry, SETTINGS, stored_rules=store.rules, clock_ms=clock, poll_timeout_s=0.0
+    )
     await drive(first, bus, clock, meters, W0, W0 + 70_000, facility_kwh=1.4)  # PUE 1.4 > 1.3
     [alert] = await store.list_alerts()
     assert (alert.rule, alert.state, alert.labels["alertname"]) == ("pue_strict", "firing", "pue_strict")
 
     # a restarted processor loads the stored rule before restoring: the alert is not an orphan
-    second = Processor(bus, store, registry, SETTINGS, clock_ms=clock, poll_timeout_s=0.0)
-    second.attach_rules(store)
+    second = Processor(
+        bus, store, registry, SETTINGS, stored_rules=store.rules, clock_ms=clock, poll_timeout_s=0.0
+    )
     await drive(second, bus, clock, meters, W0 + 80_000, W0 + 130_000, facility_kwh=1.4)
     assert [(a.id, a.state) for a in await store.list_alerts()] == [(alert.id, "firing")]
 

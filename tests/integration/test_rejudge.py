@@ -55,9 +55,14 @@ class Rig:
     def __init__(self, store: Store, registry: Registry) -> None:
         self.store, self.bus, self.ms = store, MemoryBus(), W0
         self.proc = Processor(
-            self.bus, store, registry, SETTINGS, clock_ms=lambda: self.ms, poll_timeout_s=0.0
+            self.bus,
+            store,
+            registry,
+            SETTINGS,
+            accounting=store,
+            clock_ms=lambda: self.ms,
+            poll_timeout_s=0.0,
         )
-        self.proc.attach_accountant(store)
         assert registry.notifications is not None
         self.notifier = Notifier(store, registry.notifications, clock=lambda: self.ms)
         self.registry = registry
@@ -176,7 +181,7 @@ async def test_a_rejudgement_that_fails_once_is_not_lost(
     pass rather than never (a retry of the request restates nothing, so it would re-judge nothing)."""
     rule = '{name: pue_high, kpi: pue, op: ">", threshold: 2, keep_firing_for: 30m, severity: critical}'
     rig = Rig(store, _registry(rule, http_receiver.url_for(receiver_path), "en"))
-    span = rig.proc.rules.rejudge_span
+    span = rig.proc.state.rules.rejudge_span
     failures: list[str] = []
 
     def fails_once(site_id: str, from_ms: int, to_ms: int) -> tuple[int, int] | None:
@@ -185,7 +190,7 @@ async def test_a_rejudgement_that_fails_once_is_not_lost(
             raise StoreError("reading restated windows failed: connection lost", retryable=True)
         return span(site_id, from_ms, to_ms)
 
-    monkeypatch.setattr(rig.proc.rules, "rejudge_span", fails_once)
+    monkeypatch.setattr(rig.proc.state.rules, "rejudge_span", fails_once)
     await _quiet_it_then_backlog(rig)
     assert failures == ["dc"], "the re-judgement never ran: the test tests nothing"
     await rig.drive(W0 + 6 * MIN + TICK, W0 + 8 * MIN)

@@ -110,13 +110,13 @@ async def test_the_processor_lives_through_ten_outages(database_url: str, tmp_pa
             registry,
             Settings(window_ms=60_000, allowed_lateness_ms=10_000, idle_close_ms=5_000),
             poll_timeout_s=0.05,
+            accounting=store,
+            stored_rules=store.rules,
             retry_initial_s=0.05,
             retry_max_s=0.5,
             accountant_interval_s=0.2,
             rules_interval_s=0.2,
         )
-        processor.attach_accountant(store)
-        processor.attach_rules(store)
         try:
             await store.sync_registry(registry)
             run = asyncio.create_task(processor.run())

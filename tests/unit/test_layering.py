@@ -187,3 +187,52 @@ def test_no_cli_module_imports_the_entry_point(path: Path) -> None:
     """``cli.main`` mounts every command group; a command module importing it back is the cycle the
     lazy mounting once dodged. What commands share lives in ``cli.common``."""
     assert "cli.main" not in imports_of(path), f"{path.relative_to(ROOT)} imports cli.main: use cli.common"
+
+
+# ---- processor split (issue #16): the step is pure, the store is reached through processor/ports.py
+
+
+def runtime_imports_of(path: Path) -> set[str]:
+    """Like ``imports_of`` but without the ``if TYPE_CHECKING:`` blocks (names only for annotations)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            node.body = []
+    return {
+        alias.name if isinstance(node, ast.Import) else (node.module or "")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (node.names if isinstance(node, ast.Import) else [None])
+    }
+
+
+def test_the_processor_step_does_no_io() -> None:
+    path = ROOT / "processor" / "step.py"
+    bad = {n for n in imports_of(path) if top(n) in IO_MODULES or n.startswith("peakwatch.store")}
+    assert not bad, f"processor/step.py (pure step) imports {sorted(bad)}"
+
+
+PROCESSOR_PARTS = (
+    "service",
+    "step",
+    "writer",
+    "ownership",
+    "restore",
+    "restated",
+    "rule_reload",
+    "accountant",
+    "ports",
+)
+
+
+@pytest.mark.parametrize("part", PROCESSOR_PARTS)
+def test_the_processor_reaches_the_store_only_through_its_ports(part: str) -> None:
+    path = ROOT / "processor" / f"{part}.py"
+    bad = {n for n in runtime_imports_of(path) if n == "peakwatch.store" or n.startswith("peakwatch.store.")}
+    assert not bad, f"processor/{part}.py imports {sorted(bad)}: use a protocol of processor/ports.py"
+
+
+def test_retry_is_core() -> None:
+    path = ROOT / "peakwatch" / "retry.py"
+    bad = {n for n in imports_of(path) if top(n) not in sys.stdlib_module_names and n != "peakwatch.errors"}
+    assert not bad, f"peakwatch/retry.py imports {sorted(bad)}: any room may use it"

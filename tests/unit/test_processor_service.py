@@ -167,7 +167,7 @@ async def test_restart_does_not_close_written_windows_again() -> None:
     written = len(store.writes)
     second = processor(bus, store, clock)
     await second.start()
-    assert second.windows["dc"].is_closed(W0)
+    assert second.state.windows["dc"].is_closed(W0)
     assert await second.flush() is None
     assert len(store.writes) == written
 
