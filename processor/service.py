@@ -206,9 +206,26 @@ class Processor:
         async with self._lock:
             if self._started:
                 return
-            await self._reload_rules()  # before restoring: alerts of API rules are not orphans
-            if not self._ownership.shared:
-                await self._restore()
+            attempt = 0
+
+            async def restore_once() -> None:
+                nonlocal attempt
+                attempt += 1
+                if attempt > 1 and not self._ownership.shared:
+                    self._build(self._registry)  # a restore cut short left half-filled state behind
+                await self._reload_rules()  # before restoring: alerts of API rules are not orphans
+                if not self._ownership.shared:
+                    await self._restore()
+
+            # a database that is away at start (or goes away during it) is waited for, as in a step:
+            # the readings wait in the bus meanwhile
+            await retry(
+                restore_once,
+                initial_s=self._retry_initial_s,
+                max_s=self._retry_max_s,
+                stop=self._stop,
+                on_retry=_start_failed,
+            )
             self._started = True
 
     async def _restore(self) -> None:
@@ -447,3 +464,7 @@ class Processor:
 
 def _claim_failed(exc: Exception, delay_s: float) -> None:
     log.warning("restoring the sites given by the bus failed (retrying in %.1f s): %s", delay_s, exc)
+
+
+def _start_failed(exc: Exception, delay_s: float) -> None:
+    log.warning("restoring the processor's state failed (retrying in %.1f s): %s", delay_s, exc)

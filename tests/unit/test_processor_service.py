@@ -11,6 +11,7 @@ from peakwatch.bus import MemoryBus
 from peakwatch.config import Settings
 from peakwatch.domain.models import DeadLetter, Reading, ReadingBatch
 from peakwatch.errors import StoreError
+from peakwatch.store.records import AlertRecord
 from processor.metrics import ProcessorMetrics
 from processor.service import Processor
 from tests.unit.fakes import FakeStore, make_registry
@@ -154,6 +155,40 @@ async def test_restart_does_not_double_count_the_interval_spanning_it() -> None:
     assert [w.it_kwh for w in windows] == pytest.approx([6.0] * 4)
     # the baseline came from the store: no second "first" event
     assert [e.kind.value for e in store.events].count("first") == 2
+
+
+class RestoreFails(FakeStore):
+    """Loses the database after the open windows' amounts were read back, like an outage during start."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.restore_failures: list[StoreError] = []
+
+    async def load_open_alerts(self) -> list[AlertRecord]:
+        if self.restore_failures:
+            raise self.restore_failures.pop(0)
+        return await super().load_open_alerts()
+
+
+async def test_database_lost_during_start_is_waited_for_and_nothing_restored_twice() -> None:
+    bus, store, clock = MemoryBus(), RestoreFails(), Clock(W0)
+    site = Site(bus, clock)
+    await drive(processor(bus, store, clock), site, W0, W0 + 90_000)  # 30 s of the 2nd minute open
+    store.restore_failures = [StoreError("connection lost", retryable=True)] * 2
+    second = processor(bus, store, clock, retry_initial_s=0.001)
+    await second.start()  # two failed attempts, then a restore from scratch
+    assert store.restore_failures == []
+    await drive(second, site, W0 + 100_000, W0 + 5 * MIN)
+    # six 10-s ticks per window (9.6 kWh facility, 6 kWh IT): the open amounts were restored once
+    assert [w.facility_kwh for w in store.windows_of("dc")] == pytest.approx([9.6] * 4)
+    assert [w.it_kwh for w in store.windows_of("dc")] == pytest.approx([6.0] * 4)
+
+
+async def test_a_wrong_store_at_start_is_not_retried() -> None:
+    bus, store, clock = MemoryBus(), RestoreFails(), Clock(W0)
+    store.restore_failures = [StoreError("permission denied", retryable=False)]
+    with pytest.raises(StoreError, match="permission denied"):
+        await processor(bus, store, clock, retry_initial_s=0.001).start()
 
 
 async def test_restart_does_not_close_written_windows_again() -> None:
