@@ -60,7 +60,9 @@ import gmqtt
 from collector.metrics import CollectorMetrics
 from peakwatch.config import check_mqtt_shared_group
 from peakwatch.errors import ConfigError, PeakwatchError
+from peakwatch.health import ComponentStatus
 from peakwatch.mqtt_url import BrokerAddress
+from peakwatch.redaction import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +340,12 @@ class MqttSource:
     def connected(self) -> bool:
         """Connected and subscribed right now."""
         return self._ready.is_set()
+
+    def health(self) -> ComponentStatus:
+        """The broker (credentials masked) and whether the subscription is up."""
+        return ComponentStatus(
+            name="mqtt", ok=self.connected, detail=f"{redact_url(self._url)} connected={self.connected}"
+        )
 
     async def wait_connected(self, timeout_s: float | None = None) -> None:
         """Until ``connected`` (e.g. after the broker came back); ``TimeoutError`` after ``timeout_s``."""

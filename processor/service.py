@@ -79,6 +79,7 @@ from peakwatch.domain.models import (
 )
 from peakwatch.domain.periods import Period
 from peakwatch.errors import BusError, ConfigError, FencedError, StoreError
+from peakwatch.health import ComponentStatus
 from peakwatch.store import restate
 from peakwatch.supervise import Supervisor
 from processor.accountant import Accountant
@@ -848,6 +849,19 @@ class Processor:
         self.rules.restore(alerts if owns is None else [a for a in alerts if owns(a.site_id)])
         if self.accountant is not None:
             await self.accountant.start()
+
+    def health(self) -> ComponentStatus:
+        """Whether the database takes the processor's writes; while it does not, for how long (the
+        readings wait in the bus and are retried)."""
+        failing = self.write_failing_since_ms
+        return ComponentStatus(
+            name="processor",
+            ok=failing is None,
+            detail="writing"
+            if failing is None
+            else f"database writes failing for {(now_ms() - failing) / 1000:.0f} s; "
+            "readings are kept in the spool and retried",
+        )
 
 
 async def _after(task: asyncio.Task[bool]) -> None:
