@@ -7,8 +7,10 @@ one asyncio task per message (``run_coroutine_or_function`` -> ``ensure_future``
 per message when that task ends (``MqttPackageHandler.__handle_publish_callback`` -> ``_send_puback``).
 That keeps the guarantee, and ``MqttSource`` uses it for plain handlers, but at tens of thousands of
 messages per second the task and the write per message cost more than decoding the message
-(docs/operations.md, "Grouped acknowledgements": 20-25k against 107-138k msg/s). gmqtt has no public
-API to acknowledge later or in bulk (wialon/gmqtt#113, #115: asked, not implemented). So:
+(``bench.mqtt_ingest``, docs/operations.md: 20-25k against 107-138k msg/s; measured again for issue
+#16 on a shared 2-core machine: 10-22k against 42-98k). gmqtt has no public API to acknowledge later
+or in bulk (wialon/gmqtt#113 answers "set optimistic_acknowledgement=False"; #115, not acknowledging
+at all, is open). So:
 
 * ``take_qos1`` replaces the package handler's ``_handle_qos_1_publish_packet(mid, packet,
   print_topic, properties)``, which gmqtt's parser (``_handle_publish_packet``) calls for every QoS 1
