@@ -9,22 +9,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+from peakwatch.health import ComponentStatus
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ComponentStatus:
-    """One component's state as the probe sees it right now.
-
-    ``ok=False`` makes ``/healthz`` answer ``degraded`` (still 200: the API itself can serve data);
-    ``detail`` is shown to the operator as is, so say what is wrong, e.g.
-    ``"mqtt://broker:1883 connected=False"`` or ``"lag=48211"``.
-    """
-
-    name: str
-    ok: bool
-    detail: str = ""
+__all__ = ["ComponentStatus", "HealthProbe", "probe_components"]
 
 
 class HealthProbe(Protocol):

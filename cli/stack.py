@@ -28,7 +28,6 @@ from prometheus_client import CollectorRegistry, Gauge
 from starlette.types import ASGIApp
 
 from api.app import create_app
-from api.health import ComponentStatus
 from api.limits import close_after_413
 from api.stream import close_streams
 from cli.common import database_url
@@ -43,7 +42,8 @@ from peakwatch.config import Registry, Settings
 from peakwatch.embedded.mqtt import EmbeddedBroker
 from peakwatch.embedded.postgres import EmbeddedPostgres
 from peakwatch.errors import ConfigError
-from peakwatch.redaction import install_log_redaction, redact_url, remember_secret, url_secrets
+from peakwatch.health import ComponentStatus, Reporting
+from peakwatch.redaction import install_log_redaction, remember_secret, url_secrets
 from peakwatch.store import Store
 from peakwatch.store.store import PROCESSOR_APPLICATION
 from peakwatch.supervise import Supervisor
@@ -110,55 +110,12 @@ class Stack:
         return self.supervisor
 
     def components(self) -> list[ComponentStatus]:
-        """What /healthz reports besides the database."""
-        out: list[ComponentStatus] = []
-        if self.source is not None:
-            out.append(
-                ComponentStatus(
-                    name="mqtt",
-                    ok=self.source.connected,
-                    detail=f"{redact_url(self.mqtt_url)} connected={self.source.connected}",
-                )
-            )
-        if isinstance(self.bus, SpoolBus):
-            bus = self.bus
-            refusing = bus.failing
-            out.append(
-                ComponentStatus(
-                    name="spool",
-                    ok=not bus.full and refusing is None,
-                    detail=f"{bus.depth_items} item(s), {bus.depth_bytes} of {bus.capacity_bytes} bytes"
-                    + ("; full: readings wait on the broker (not acknowledged)" if bus.full else "")
-                    + (f"; {refusing}: readings wait on the broker (not acknowledged)" if refusing else ""),
-                )
-            )
-        elif self.bus is not None:
-            out.append(ComponentStatus(name="bus", ok=True, detail=f"lag={self.bus.lag}"))
-        if self.processor is not None:
-            failing = self.processor.write_failing_since_ms
-            out.append(
-                ComponentStatus(
-                    name="processor",
-                    ok=failing is None,
-                    detail="writing"
-                    if failing is None
-                    else f"database writes failing for {(time.time() * 1000 - failing) / 1000:.0f} s; "
-                    "readings are kept in the spool and retried",
-                )
-            )
-        if self.notifier is not None:
-            out.append(
-                ComponentStatus(
-                    name="notifier",
-                    ok=True,
-                    detail="sending" if self.notifier.leading else "standing by (another notifier sends)",
-                )
-            )
+        """What /healthz reports besides the database: each component's own ``health()``, then the
+        supervised loops, then any stack task that stopped with an error."""
+        running: list[Reporting | None] = [self.source, self.bus, self.processor, self.notifier]
+        out = [component.health() for component in running if component is not None]
         if self.supervisor is not None:
-            out.extend(
-                ComponentStatus(name=f"task {t.name}", ok=t.ok, detail=t.describe())
-                for t in self.supervisor.states()
-            )
+            out.extend(self.supervisor.health())
         for task in self._tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 failure = type(task.exception()).__name__  # the message is in the log, not on a public page

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter as Tally
+from collections import Counter
 
 from collector.decode import DecodeContext, Decoded, decode_message
 from collector.metrics import CollectorMetrics
@@ -149,5 +149,5 @@ class Collector:
         metrics.messages.inc(group.messages)
         if readings:
             metrics.readings.inc(readings)
-        for reason, count in Tally(letter.reason for letter in group.letters).items():
+        for reason, count in Counter(letter.reason for letter in group.letters).items():
             metrics.dead_letters.labels(reason).inc(count)

@@ -32,6 +32,7 @@ from peakwatch.clock import now_ms
 from peakwatch.domain.notifications import Notification
 from peakwatch.domain.routing import GroupLog, after_failure, plan
 from peakwatch.errors import StoreError
+from peakwatch.health import ComponentStatus
 from peakwatch.notify_config import Notifications
 from peakwatch.store import Store
 from peakwatch.store.notify import Listener, silence_of
@@ -335,6 +336,14 @@ class Notifier:
         if not leading:
             self.ready.clear()
         self._metrics.leader.set(int(leading))
+
+    def health(self) -> ComponentStatus:
+        """Whether this notifier sends, or stands by while another holds the database's lock."""
+        return ComponentStatus(
+            name="notifier",
+            ok=True,
+            detail="sending" if self.leading else "standing by (another notifier sends)",
+        )
 
 
 async def _first(*events: asyncio.Event, timeout_s: float) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from peakwatch.clock import now_ms
+from peakwatch.health import ComponentStatus
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +189,7 @@ class Supervisor:
             state.problems[subject] = error
             self.failures.labels(task=name).inc()
         self.degraded.labels(task=name).set(0 if state.ok else 1)
+
+    def health(self) -> list[ComponentStatus]:
+        """One line per supervised task for ``/healthz``: running, or what crashed or fails."""
+        return [ComponentStatus(name=f"task {t.name}", ok=t.ok, detail=t.describe()) for t in self.states()]

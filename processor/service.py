@@ -61,6 +61,7 @@ from peakwatch.config import Registry, Settings
 from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.models import ProcessedBatch
 from peakwatch.errors import FencedError, StoreError
+from peakwatch.health import ComponentStatus
 from peakwatch.retry import pause, retry
 from peakwatch.supervise import Supervisor
 from processor.accountant import Accountant
@@ -164,6 +165,19 @@ class Processor:
     def write_failing_since_ms(self) -> int | None:
         """Since when the write being retried fails (``None``: writes succeed; health reads it)."""
         return self._writer.failing_since_ms
+
+    def health(self) -> ComponentStatus:
+        """Whether the database takes the processor's writes; while it does not, for how long (the
+        readings wait in the bus and are retried)."""
+        failing = self.write_failing_since_ms
+        return ComponentStatus(
+            name="processor",
+            ok=failing is None,
+            detail="writing"
+            if failing is None
+            else f"database writes failing for {(now_ms() - failing) / 1000:.0f} s; "
+            "readings are kept in the spool and retried",
+        )
 
     def _build(self, view: Registry) -> None:
         """Fresh per-site state for the sites of ``view`` (all of them, or this processor's share);

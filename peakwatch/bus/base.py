@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from peakwatch.domain.models import DeadLetter, ReadingBatch
+from peakwatch.health import ComponentStatus
 
 
 @dataclass(slots=True)
@@ -94,3 +95,8 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     def lag(self) -> int:
         """Items published but not yet polled (for metrics and health)."""
+
+    def health(self) -> ComponentStatus:
+        """What ``/healthz`` shows of the bus: its lag. A bus that can refuse writes (the spool) says
+        why instead."""
+        return ComponentStatus(name="bus", ok=True, detail=f"lag={self.lag}")

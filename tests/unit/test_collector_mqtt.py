@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from collector.mqtt import MqttError, MqttSource, _Backoff, parse_broker_url
+from collector.mqtt import MqttError, MqttSource, parse_broker_url
+from collector.mqtt.broker import Backoff
 
 
 async def _noop(topic: str, payload: bytes, received_ms: int) -> None:
@@ -19,7 +20,7 @@ def test_bad_broker_urls_are_refused_for_good(url: str) -> None:
 
 
 def test_backoff_doubles_up_to_the_maximum_with_jitter_and_resets() -> None:
-    backoff = _Backoff(0.1, 1.0)
+    backoff = Backoff(0.1, 1.0)
     delays = [backoff.next_delay_s() for _ in range(6)]
     for delay, nominal in zip(delays, [0.1, 0.2, 0.4, 0.8, 1.0, 1.0], strict=True):
         assert nominal * 0.8 <= delay <= nominal * 1.2

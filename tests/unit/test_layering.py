@@ -236,3 +236,42 @@ def test_retry_is_core() -> None:
     path = ROOT / "peakwatch" / "retry.py"
     bad = {n for n in imports_of(path) if top(n) not in sys.stdlib_module_names and n != "peakwatch.errors"}
     assert not bad, f"peakwatch/retry.py imports {sorted(bad)}: any room may use it"
+
+
+def test_health_is_a_plain_core_type() -> None:
+    """``peakwatch/health.py`` is what every component answers ``health()`` with: it may need nothing
+    but the standard library, so the bus, the services and the API can all import it."""
+    path = ROOT / "peakwatch" / "health.py"
+    outside = {name for name in imports_of(path) if top(name) not in sys.stdlib_module_names}
+    assert not outside - {"__future__"}, f"peakwatch/health.py imports {sorted(outside)}"
+
+
+SPOOL_ROOMS = {
+    "records": set(),  # the on-disk format stands alone
+    "files": set(),
+    "recovery": {"files", "records"},
+    "bus": {"files", "records", "recovery"},
+}
+
+
+@pytest.mark.parametrize("room", sorted(SPOOL_ROOMS))
+def test_spool_rooms_import_only_the_rooms_below_them(room: str) -> None:
+    path = ROOT / "peakwatch" / "bus" / "spool" / f"{room}.py"
+    prefix = "peakwatch.bus.spool."
+    used = {name.removeprefix(prefix) for name in imports_of(path) if name.startswith(prefix)}
+    assert used <= SPOOL_ROOMS[room], f"spool/{room}.py imports {sorted(used - SPOOL_ROOMS[room])}"
+
+
+GMQTT_PRIVATE = {"_package_handler", "_handle_qos_1_publish_packet", "_connection", "_send_puback"}
+
+
+@pytest.mark.parametrize("path", python_files("collector"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_gmqtt_adapter_reaches_into_gmqtt(path: Path) -> None:
+    """gmqtt's private parts are used in ``collector/mqtt/gmqtt_client.py`` only (its docstring says why,
+    its test says when they change)."""
+    if path.relative_to(ROOT).as_posix() == "collector/mqtt/gmqtt_client.py":
+        return
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    found = sorted(attributes & GMQTT_PRIVATE)
+    assert not found, f"{path.relative_to(ROOT)} uses gmqtt's private {found}: go through gmqtt_client"
