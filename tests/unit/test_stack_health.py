@@ -86,7 +86,8 @@ async def test_another_bus_reports_its_lag() -> None:
 def test_the_processor_says_how_long_database_writes_have_failed() -> None:
     processor = Processor(MemoryBus(), FakeStore(), make_registry(), Settings())
     assert processor.health() == ComponentStatus(name="processor", ok=True, detail="writing")
-    processor.write_failing_since_ms = now_ms() - 42_000  # 42 s ago, shown rounded to whole seconds
+    # the writer's failure clock, as a write retried for 42 s leaves it (shown rounded to whole seconds)
+    processor._writer.failing_since_ms = now_ms() - 42_000
     assert processor.health() == ComponentStatus(
         name="processor",
         ok=False,
