@@ -22,6 +22,7 @@ import msgspec
 
 from peakwatch.clock import now_ms
 from peakwatch.domain.factors import Factor
+from peakwatch.domain.instants import from_datetime
 from peakwatch.domain.models import MeterReplacement, RestatementReason
 from peakwatch.domain.periods import Period, window_end, window_start
 from peakwatch.domain.targets import Target
@@ -73,7 +74,7 @@ class ValueAdded(msgspec.Struct, frozen=True, kw_only=True):
 def month_range_ms(month: date, tz: str) -> tuple[int, int]:
     """``[start, end)`` of a calendar month in time zone ``tz``, epoch ms."""
     noon = datetime(month.year, month.month, 1, 12, tzinfo=UTC)
-    start = window_start(Period.MONTH, int(noon.timestamp() * 1000), tz)
+    start = window_start(Period.MONTH, from_datetime(noon), tz)
     return start, window_end(Period.MONTH, start, tz)
 
 
