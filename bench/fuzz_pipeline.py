@@ -30,11 +30,12 @@ from collections.abc import Iterator
 
 from peakwatch.config import Registry
 from peakwatch.domain.components import encode_components
-from peakwatch.domain.energy import derive_intervals, split_interval
+from peakwatch.domain.derivation import derive_intervals
 from peakwatch.domain.kpis import NOT_COMPUTABLE, rollup_window
 from peakwatch.domain.models import KpiWindow, Reading, ReadingBatch, Register
 from peakwatch.domain.periods import Period
 from peakwatch.domain.reasons import Reason
+from peakwatch.domain.spreading import split_interval
 from peakwatch.domain.units import VALUE_CEILING, in_range
 from processor.meters import MeterTracker, StepOutput
 from processor.windows import SiteWindows, site_inputs

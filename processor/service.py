@@ -62,7 +62,6 @@ from prometheus_client import CollectorRegistry
 from peakwatch.bus import Bus, Polled
 from peakwatch.clock import now_ms
 from peakwatch.config import Registry, Rule, Settings, parse_rule
-from peakwatch.domain.energy import interval_window_ms, window_start_ms
 from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.models import (
     AlertChange,
@@ -78,6 +77,7 @@ from peakwatch.domain.models import (
     RestatementReason,
 )
 from peakwatch.domain.periods import Period
+from peakwatch.domain.spreading import interval_window_ms, window_start_ms
 from peakwatch.errors import BusError, ConfigError, FencedError, StoreError
 from peakwatch.store import restate
 from peakwatch.supervise import Supervisor

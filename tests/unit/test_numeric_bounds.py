@@ -11,10 +11,13 @@ import msgspec
 import pytest
 
 from peakwatch.domain.components import decode_components, encode_components, sum_components
-from peakwatch.domain.energy import OUT_OF_RANGE, MeterRegister, derive_intervals, split_interval
+from peakwatch.domain.derivation import derive_intervals
+from peakwatch.domain.energy import MeterRegister
 from peakwatch.domain.kpis import NOT_COMPUTABLE, finite_window, ratio
 from peakwatch.domain.models import Carrier, KpiWindow, Meter, Reading, ReadingBatch, Role
+from peakwatch.domain.outcomes import OUT_OF_RANGE
 from peakwatch.domain.reasons import Reason
+from peakwatch.domain.spreading import split_interval
 from processor.meters import MeterTracker, StepOutput
 from tests.unit.test_collector_decode import decode, one_reading
 
