@@ -7,8 +7,8 @@ Two steps, so that longer windows are exact:
    water, output, per-zone energy, meter-interval counts). Components depend on the meters only, never
    on factors, so a factor revision does not touch them.
 2. ``window_kpis`` computes every KPI of a window of any period from its components (a longer window's
-   components are the sums of its minutes'; ``add_components``) and the site's resolved factors. Ratios
-   are therefore always ratios of sums, never averages of ratios.
+   components are the sums of its minutes'; ``peakwatch.domain.components``) and the site's resolved
+   factors. Ratios are therefore always ratios of sums, never averages of ratios.
 
 Definitions, units and references: docs/kpis.md (which repeats the rules below for operators) and
 ../shared/domain.md.
@@ -123,8 +123,9 @@ class _MinuteAmounts:
     electric: dict[Role, float] = field(default_factory=dict)
     """Electricity per meter role."""
     metered: set[Role] = field(default_factory=set)
-    """The electric roles the site has a meter for, and those of them that reported this minute."""
+    """The electric roles the site has a meter for."""
     reporting: set[Role] = field(default_factory=set)
+    """Of them, those that reported this minute (a facility meter that did not is a gap, not 0 kWh)."""
     reused_kwh: float | None = None
     water_m3: float | None = None
     fuels: dict[Fuel, float] = field(default_factory=dict)
@@ -133,6 +134,8 @@ class _MinuteAmounts:
     zone_it_kwh: dict[str, float] = field(default_factory=dict)
 
     def add(self, meter: Meter, amount: float, reported: bool) -> None:
+        """Count one meter's amount where it belongs: reuse, electricity (and its zone), water, output,
+        or fuel by what it was burned for."""
         quantity, _ = meter_quantity(meter.unit)
         if quantity is Quantity.POWER_KW:
             quantity = Quantity.ENERGY_KWH  # power meters contribute integrated energy

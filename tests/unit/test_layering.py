@@ -97,3 +97,27 @@ def test_services_do_not_import_each_other(path: Path) -> None:
     own = path.relative_to(ROOT).parts[0]
     others = {name for name in imports_of(path) if top(name) in (*SERVICES, "cli") and top(name) != own}
     assert not others, f"{path.relative_to(ROOT)} imports {sorted(others)}: services talk through the core"
+
+
+FLAT_COMPONENT_PREFIXES = ("fuel:", "genfuel:", "output:", "zone:")
+"""Prefixes of the flat component keys (``fuel:<carrier>:<quantity>`` …): stored and served, never used in
+code, which holds ``Components`` (issue 16)."""
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for package in ("peakwatch", *SERVICES, "cli") for p in python_files(package)],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_flat_component_keys_are_spelled_only_in_the_components_codec(path: Path) -> None:
+    if path == ROOT / "peakwatch" / "domain" / "components.py":
+        return  # encode_components / decode_components: the one place that converts
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    spelled = sorted(
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.startswith(FLAT_COMPONENT_PREFIXES)
+    )
+    assert not spelled, f"{path.relative_to(ROOT)} spells flat component keys {spelled}: use Components"
