@@ -23,12 +23,7 @@ from typing import NamedTuple, TypeVar
 
 import msgspec
 
-from peakwatch.domain.components import (
-    add_amount,
-    finite_components,
-    or_zero,
-    sum_components,
-)
+from peakwatch.domain.components import add_amount, finite_components, or_zero, sum_components
 from peakwatch.domain.factors import (
     COAL_EQUIVALENT_SLOT,
     EQUIVALENT_SLOT,
