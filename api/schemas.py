@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.health import ComponentStatus
 from api.payloads import Encoding, preview_payload
 from peakwatch.domain.access import AccessRole, AuditEntry, Credential, CredentialKind, Principal, User
+from peakwatch.domain.components import encode_components
 from peakwatch.domain.devices import Device, DeviceKind
 from peakwatch.domain.devices import topics as device_topics
 from peakwatch.domain.factors import Factor, FactorSet, Status
@@ -465,7 +466,7 @@ class KpiWindowPublic(BaseModel):
             flags=list(w.flags),
             revision=w.revision,
             factors_used=dict(w.factors_used),
-            components=dict(w.components),
+            components=encode_components(w.components),
             interim=w.interim,
             interim_note=interim_note(period) if w.interim else None,
         )

@@ -29,11 +29,13 @@ import time
 from collections.abc import Iterator
 
 from peakwatch.config import Registry
-from peakwatch.domain.energy import derive_intervals, split_interval
+from peakwatch.domain.components import encode_components
+from peakwatch.domain.derivation import derive_intervals
 from peakwatch.domain.kpis import NOT_COMPUTABLE, rollup_window
 from peakwatch.domain.models import KpiWindow, Reading, ReadingBatch, Register
 from peakwatch.domain.periods import Period
 from peakwatch.domain.reasons import Reason
+from peakwatch.domain.spreading import split_interval
 from peakwatch.domain.units import VALUE_CEILING, in_range
 from processor.meters import MeterTracker, StepOutput
 from processor.windows import SiteWindows, site_inputs
@@ -139,7 +141,7 @@ def _finite_window(w: KpiWindow) -> None:
     for name in w.__struct_fields__:
         v = getattr(w, name)
         assert not isinstance(v, float) or math.isfinite(v), (name, w)
-    assert all(math.isfinite(v) for v in w.components.values()), w
+    assert all(math.isfinite(v) for v in encode_components(w.components).values()), w
     assert w.electricity_kwh >= 0.0, w
 
 

@@ -12,7 +12,7 @@ same process, does everything that needs the store's view of history:
 * **Restate** on request (table ``restatement_requests``): late data and out-of-order readings queued
   by the live path in the same transaction as the data, and meter replacements, factor revisions, green
   certificates and value added queued by the API. A meter-level request first re-derives that meter's
-  ledger (``meter_intervals``) from its stored readings (``peakwatch.domain.energy.derive_intervals``),
+  ledger (``meter_intervals``) from its stored readings (``peakwatch.domain.derivation.derive_intervals``),
   so the result depends only on which readings exist, never on their arrival order. Then the minutes
   are rebuilt from the ledger (or, for factor and monthly-input changes, recomputed from their own
   components), and every longer window containing them is recomputed. A window whose values change
@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from peakwatch.config import Registry
-from peakwatch.domain.energy import derive_intervals, interval_window_ms
+from peakwatch.domain.derivation import derive_intervals
 from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.kpis import WindowInputs, minute_components, window_kpis
 from peakwatch.domain.models import KpiWindow, MeterReplacement, RestatementReason, Site
@@ -47,6 +47,7 @@ from peakwatch.domain.periods import (
     windows_ending_between,
     windows_overlapping,
 )
+from peakwatch.domain.spreading import interval_window_ms
 from peakwatch.retry import retry
 from peakwatch.supervise import MAX_BACKOFF_S, describe_error
 from processor.causes import NOT_FLAGS, REREAD, Flags, attribute

@@ -8,7 +8,7 @@ The rules are those of ``peakwatch.domain.energy`` (docs/kpis.md, "Meter rules")
 through ``MeterRegister.account`` except the common cumulative case (a later reading, ``0 <= delta <=
 rated cap``, no glitch held, no replacement in between), which is inlined here with the same
 arithmetic. The accountant re-derives stored readings with the same function
-(``peakwatch.domain.energy.derive_intervals``), so both give the same amounts. What this module adds:
+(``peakwatch.domain.derivation.derive_intervals``), so both give the same amounts. What this module adds:
 
 * The meter's main quantity is chosen by its configured unit (``kWh`` -> ``energy_kwh``, ``kW`` ->
   ``power_kw``, ``m3`` -> ``volume_m3`` ...). Readings are already canonical (the collector scaled the
@@ -46,18 +46,7 @@ from collections.abc import Callable, Iterable, Iterator
 import msgspec
 
 from peakwatch.config import Registry
-from peakwatch.domain.energy import (
-    ACCEPTED,
-    DUPLICATE,
-    LONG_GAP_MS,
-    NEVER_MS,
-    OUT_OF_ORDER,
-    OUT_OF_RANGE,
-    RETRACTED,
-    MeterRegister,
-    Note,
-    split_interval,
-)
+from peakwatch.domain.energy import MeterRegister
 from peakwatch.domain.models import (
     DeadLetter,
     Meter,
@@ -70,7 +59,17 @@ from peakwatch.domain.models import (
     ReadingBatch,
     Register,
 )
+from peakwatch.domain.outcomes import (
+    ACCEPTED,
+    DUPLICATE,
+    NEVER_MS,
+    OUT_OF_ORDER,
+    OUT_OF_RANGE,
+    RETRACTED,
+    Note,
+)
 from peakwatch.domain.reasons import Reason
+from peakwatch.domain.spreading import LONG_GAP_MS, split_interval
 from peakwatch.domain.units import VALUE_CEILING, in_range
 
 log = logging.getLogger(__name__)

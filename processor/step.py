@@ -20,7 +20,6 @@ from collections.abc import Mapping
 
 from peakwatch.bus import Polled
 from peakwatch.config import Registry, Rule, Settings
-from peakwatch.domain.energy import interval_window_ms, window_start_ms
 from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.models import (
     AlertChange,
@@ -33,6 +32,7 @@ from peakwatch.domain.models import (
     Restatement,
     RestatementReason,
 )
+from peakwatch.domain.spreading import interval_window_ms, window_start_ms
 from processor.alerts import RuleEngine
 from processor.meters import MeterTracker, StepOutput
 from processor.metrics import ProcessorMetrics

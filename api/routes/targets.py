@@ -28,10 +28,11 @@ from api.deps import FactorLibraryDep, RegistryDep, SiteDep, StoreDep, invalid_b
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
 from api.schemas import ErrorPublic, SpanPublic, TargetIn, TargetProgressPublic, TargetPublic
 from peakwatch.config import Registry
+from peakwatch.domain.components import add_components
 from peakwatch.domain.factors import ResolvedFactors
-from peakwatch.domain.kpis import EXPECTED, WindowInputs, add_components, green_coverage, window_kpis
-from peakwatch.domain.models import KpiWindow, Site, SiteKind
-from peakwatch.domain.periods import MINUTE_MS, Period, window_end, window_start, zone
+from peakwatch.domain.kpis import WindowInputs, expect_every_minute, green_coverage, window_kpis
+from peakwatch.domain.models import Components, KpiWindow, Site, SiteKind
+from peakwatch.domain.periods import Period, window_end, window_start, zone
 from peakwatch.domain.targets import Target, evaluate, target_problem
 from peakwatch.store import Store
 
@@ -216,11 +217,11 @@ class _Progress:
         if to_ms <= from_ms or self.factors is None:
             return None
         components = await self.store.components_between(self.site.id, Period.DAY.value, from_ms, to_ms)
-        if not components:
+        if components == Components():  # no closed day in the span
             return None
         # every configured meter is expected every minute of the span, so days without a window lower
         # the completeness instead of vanishing from it
-        components[EXPECTED] = float(self.meters_count * ((to_ms - from_ms) // MINUTE_MS))
+        components = expect_every_minute(components, self.meters_count, from_ms, to_ms)
         months = self.months_in(from_ms, to_ms)
         month_start = from_ms
         for month in months:  # certificates cover each month's purchases, clamped month by month
@@ -228,7 +229,9 @@ class _Progress:
             in_month = await self.store.components_between(
                 self.site.id, Period.DAY.value, month_start, month_end
             )
-            add_components(components, green_coverage(in_month, self.certificates.get(month, 0.0)))
+            components = add_components(
+                components, green_coverage(in_month, self.certificates.get(month, 0.0))
+            )
             month_start = month_end
         value_added = [self.value_added[m] for m in months if m in self.value_added]
         max_demand = None

@@ -2,10 +2,13 @@
 and for re-derivation from stored readings.
 
 The per-reading rules live in ``MeterRegister.account``. The processor's tracker (``processor/meters.py``)
-and ``derive_intervals`` (which rebuilds a meter's amounts from its stored readings after late or
-out-of-order data, or a replacement recorded afterwards) both call it, so a re-derivation gives exactly
-what the live path gave for the same readings in time order. Rules (docs/kpis.md repeats them for
-operators):
+and ``derive_intervals`` (``peakwatch.domain.derivation``: a meter's amounts rebuilt from its stored
+readings after late or out-of-order data, or a replacement recorded afterwards) both call it, so a
+re-derivation gives exactly what the live path gave for the same readings in time order. This module
+holds the cumulative-register rules; the others are where they apply: power meters
+(``peakwatch.domain.power``), interval registers (``interval_registers``), meter replacements
+(``replacements``), spreading amounts over windows and the long-gap rule (``spreading``), outcomes,
+duplicates and out-of-order readings (``outcomes``). Rules (docs/kpis.md repeats them for operators):
 
 * **Cumulative register**: the first reading sets the baseline. A later one is differenced,
   ``delta = value - baseline``, and the delta is spread linearly over the windows ``[baseline ts, ts)``
@@ -34,107 +37,42 @@ operators):
   really jumped; the baseline moves to the held value, the jump counts 0, and counting resumes from
   there. A reset or a rollover whose amount is implausible is a glitch too (it was no reset). The held
   value is not persisted: after a restart the next implausible reading is held afresh.
-* **Meter replacement** (recorded with the old meter's final and the new meter's initial register): a
-  replacement at ``ts_r`` between two readings replaces differencing for that pair:
-  ``old_final - previous`` over ``[previous ts, ts_r)`` plus ``value - new_initial`` over ``[ts_r, ts)``.
-  A negative part (a typo in the record) counts 0 and says so. Replacements are not glitch-checked:
-  an operator entered them.
-* **Power meter** (``register: power``): energy is integrated by the trapezoid rule between successive
-  samples, ``(p0 + p1) / 2 × Δt`` over ``[t0, t1)``, and flagged *estimated*. Samples further apart than
-  ``MAX_POWER_GAP_MS`` give no energy (a ``gap`` event; nothing says what happened in between) and the
-  baseline moves on. A sample above ``GLITCH_MARGIN`` × rated, or negative, is ignored (a glitch).
-* **Interval register**: each value is the amount of the period ending at ``ts`` and goes to the window
-  containing ``ts - 1 ms``. An amount above ``GLITCH_MARGIN`` × rated × the time since the meter's
-  previous interval reading counts 0 (a glitch); the very first one is not checked. A negative amount
-  is refused (the processor dead-letters it).
-* **Long gap**: an interval longer than ``LONG_GAP_MS`` (a meter silent for over a day) is spread in
-  ``GAP_BUCKET_MS`` (15-minute) buckets instead of minutes: each bucket's linear share goes to the
-  first minute of the bucket inside the interval, so a gap costs at most 96 ledger rows a day and
-  every 15-minute, hourly, daily and monthly total stays the exact linear share (every zone offset
-  in use is a multiple of 15 minutes). The reading that ends such a cumulative gap is flagged ``gap``.
 * **Bounds** (``peakwatch.domain.units``): a value that is not finite or beyond ``VALUE_CEILING`` in
   magnitude is refused before any difference (``OUT_OF_RANGE``: the processor dead-letters it,
   re-derivation skips it), and a power meter without ``rated_kw`` has the rate cap ``RATE_CEILING``, so
-  every amount is finite and far from overflow. ``split_interval`` scales by the fraction of the interval
-  (never ``amount × ms``), so even ``float64``'s extremes split without overflow.
-* Timestamps: a reading at the time of the one accounted last is a **duplicate** (the first value wins);
-  an older one is **out of order**: no energy, because the interval it falls in was accounted by the
-  readings around it; the live path stores it and asks for a re-derivation.
+  every amount is finite and far from overflow. ``split_interval`` splits without overflow.
 """
 
 from __future__ import annotations
 
-import enum
 import math
-import operator
 from bisect import bisect_right, insort
-from collections.abc import Iterable, Sequence
-from typing import Final, NamedTuple
+from collections.abc import Sequence
+from typing import Final
 
-import msgspec
-
-from peakwatch.domain.models import (
-    Meter,
-    MeterEvent,
-    MeterFlag,
-    MeterReplacement,
-    Quantity,
-    Reading,
-    Register,
+from peakwatch.domain.interval_registers import account_interval
+from peakwatch.domain.models import Meter, MeterFlag, MeterReplacement, Quantity, Register
+from peakwatch.domain.outcomes import (
+    ACCEPTED,
+    FOREVER_MS,
+    GLITCH_MARGIN,
+    MS_PER_HOUR,
+    NEVER_MS,
+    OUT_OF_RANGE,
+    RETRACTED,
+    Note,
+    Outcome,
+    old_reading,
 )
+from peakwatch.domain.power import account_power
+from peakwatch.domain.replacements import across_replacements, describe_part
+from peakwatch.domain.spreading import GAP_BUCKET_MS, LONG_GAP_MS, spread
 from peakwatch.domain.units import RATE_CEILING, in_range, meter_quantity
 
 ROLLOVER_ZONE = 0.1
 """A rollover goes from the top ``ROLLOVER_ZONE`` share of ``register_max`` to the bottom one."""
 RESET_ZONE = 0.1
 """A drop to at most this share of the previous value is a reset to zero; a smaller drop is not."""
-GLITCH_MARGIN = 1.5
-"""An amount implying more than this multiple of the meter's rated rate is a glitch, not energy."""
-MAX_POWER_GAP_MS = 15 * 60_000
-"""Power samples further apart than this are not integrated: a straight line over a longer silence
-would be invented energy (and 15 minutes is the demand interval)."""
-MS_PER_HOUR = 3_600_000
-LONG_GAP_MS = 86_400_000
-"""An interval longer than this is spread in ``GAP_BUCKET_MS`` buckets, not minutes: a meter silent for
-46 days would otherwise write 66,000 ledger rows, each a minute of invented detail."""
-GAP_BUCKET_MS = 15 * 60_000
-"""Bucket of a long gap: every zone offset in use is a multiple of 15 minutes, so each bucket lies
-inside one 15-minute, hourly, daily and monthly window of the site's zone."""
-
-NEVER_MS: Final = -(1 << 62)
-"""A timestamp before every reading (a meter never heard from)."""
-FOREVER_MS: Final = 1 << 62
-"""A timestamp after every reading."""
-
-Note = tuple[MeterFlag, int, str, float | None, float | None]
-"""An event as the rules report it: kind, time, detail, previous value, value."""
-
-
-class Outcome(enum.Enum):
-    """What became of a reading; the caller decides what to store."""
-
-    ACCEPTED = "accepted"
-    """Accounted (possibly as zero, with an event): store it."""
-    DUPLICATE = "duplicate"
-    """Same time as a reading already accounted: drop it, do not store it again."""
-    OUT_OF_ORDER = "out_of_order"
-    """Older than the meter's state: store it raw, no energy, re-derive from stored readings."""
-    NEGATIVE = "negative"
-    """A negative interval amount: refuse it (dead letter); the state is unchanged."""
-    OUT_OF_RANGE = "out_of_range"
-    """Not finite or beyond ``VALUE_CEILING``: refuse it (dead letter); the state is unchanged."""
-    RETRACTED = "retracted"
-    """Accounted, and it proved the drop before it a glitch: what the drop counted was taken back
-    (negative amounts for its windows). Store it, and re-derive the meter from ``retract_ts`` (the
-    pre-drop baseline's time) so that closed windows are restated."""
-
-
-ACCEPTED: Final = Outcome.ACCEPTED
-DUPLICATE: Final = Outcome.DUPLICATE
-OUT_OF_ORDER: Final = Outcome.OUT_OF_ORDER
-NEGATIVE: Final = Outcome.NEGATIVE
-OUT_OF_RANGE: Final = Outcome.OUT_OF_RANGE
-RETRACTED: Final = Outcome.RETRACTED
 
 _DROP_WORDS: Final[dict[MeterFlag, str]] = {
     MeterFlag.ROLLOVER: "rolled over at its maximum",
@@ -159,102 +97,6 @@ def register_delta(
     if value <= RESET_ZONE * previous:
         return max(value, 0.0), MeterFlag.RESET
     return 0.0, MeterFlag.REGISTER_DROP
-
-
-def window_start_ms(ts_ms: int, size_ms: int) -> int:
-    """Start of the tumbling window (aligned to the epoch) that contains ``ts_ms``."""
-    return ts_ms - ts_ms % size_ms
-
-
-def split_interval(t0_ms: int, t1_ms: int, amount: float, size_ms: int) -> list[tuple[int, float]]:
-    """Spread ``amount`` consumed over ``[t0_ms, t1_ms)`` linearly across tumbling windows.
-
-    Returns ``(window_start_ms, share)`` pairs whose shares, added in order, give exactly ``amount`` (each
-    share is a multiple of ``amount``'s ulp, the last one the remainder); every share is finite for any
-    finite ``amount``, up to float64's maximum. ``t0_ms == t1_ms`` puts it all in the window containing
-    ``t0_ms``. An interval longer than ``LONG_GAP_MS`` is split in ``GAP_BUCKET_MS``
-    buckets, each share going to the first window of its bucket inside the interval (the long-gap rule).
-    """
-    if t1_ms <= t0_ms:
-        return [(window_start_ms(t0_ms, size_ms), amount)]
-    span = t1_ms - t0_ms
-    first = window_start_ms(t0_ms, size_ms)
-    if first == window_start_ms(t1_ms - 1, size_ms):
-        return [(first, amount)]
-    step = GAP_BUCKET_MS if span > LONG_GAP_MS and GAP_BUCKET_MS % size_ms == 0 else size_ms
-    last = window_start_ms(t1_ms - 1, step)
-    parts: list[tuple[int, float]] = []
-    ulp = math.ulp(amount)
-    units = amount / ulp  # exact: an integer below 2**53 (amount × fraction would round subnormals up)
-    assigned = 0.0
-    start = window_start_ms(t0_ms, step)
-    while start < last:
-        lo = max(start, t0_ms)
-        hi = start + step
-        # the fraction first (amount × ms overflows near float max), then truncated to amount's ulp grid:
-        # every partial sum is then a float exactly and never beyond amount, so the remainder is exact and
-        # has amount's sign (rounding up could over-assign a tiny amount and leave a negative remainder)
-        share = math.trunc(units * ((hi - lo) / span)) * ulp
-        parts.append((max(start, first), share))
-        assigned += share
-        start = hi
-    parts.append((max(last, first), amount - assigned))
-    return parts
-
-
-def interval_window_ms(ts_ms: int, size_ms: int) -> int:
-    """Window of an interval-register reading, which measures the period *ending* at ``ts_ms``.
-
-    A reading stamped exactly on a boundary (12:01:00) belongs to the window that ends there (12:00).
-    """
-    return window_start_ms(ts_ms - 1, size_ms)
-
-
-def spread(pending: dict[int, float], t0_ms: int, t1_ms: int, amount: float, size_ms: int) -> None:
-    """Add ``amount`` over ``[t0_ms, t1_ms)`` to ``pending`` (window start -> amount) in the one order
-    both the live path and re-derivation use, so their float sums are identical."""
-    w = t0_ms - t0_ms % size_ms
-    if t1_ms <= w + size_ms:
-        pending[w] = pending.get(w, 0.0) + amount
-    else:
-        for ws, share in split_interval(t0_ms, t1_ms, amount, size_ms):
-            pending[ws] = pending.get(ws, 0.0) + share
-
-
-def trapezoid_kwh(p0_kw: float, p1_kw: float, dt_ms: int) -> float:
-    """Energy of a straight line from ``p0_kw`` to ``p1_kw`` over ``dt_ms``: ``(p0 + p1) / 2 × Δt_h``."""
-    return (p0_kw + p1_kw) * dt_ms / (2 * MS_PER_HOUR)
-
-
-class ReplacementPart(NamedTuple):
-    """One stretch of a pair of readings split by replacements: ``raw`` is the register difference,
-    ``amount`` what counts (``raw``, or 0 when ``raw`` is negative)."""
-
-    t0_ms: int
-    t1_ms: int
-    raw: float
-    amount: float
-
-
-def across_replacements(
-    t_prev: int, v_prev: float, t: int, v: float, replacements: Sequence[MeterReplacement]
-) -> list[ReplacementPart]:
-    """The energy between readings ``(t_prev, v_prev)`` and ``(t, v)`` across the meter replacements
-    in ``replacements`` (each with ``t_prev < ts_ms <= t``, oldest first).
-
-    With one replacement at ``ts_r``: ``old_final - v_prev`` over ``[t_prev, ts_r)`` and ``v - new_initial``
-    over ``[ts_r, t)``. Several replacements chain: between two of them the installed meter counted
-    ``next.old_final - previous.new_initial``. A negative difference counts 0.
-    """
-    parts: list[ReplacementPart] = []
-    t0, start = t_prev, v_prev
-    for rep in replacements:
-        raw = rep.old_final - start
-        parts.append(ReplacementPart(t0, rep.ts_ms, raw, max(raw, 0.0)))
-        t0, start = rep.ts_ms, rep.new_initial
-    raw = v - start
-    parts.append(ReplacementPart(t0, t, raw, max(raw, 0.0)))
-    return parts
 
 
 class MeterRegister:
@@ -412,8 +254,8 @@ class MeterRegister:
                 )
             return outcome
         if self.estimated:
-            return self._power(ts, value, pending, size_ms, notes)
-        return self._interval(ts, value, pending, size_ms, notes)
+            return account_power(self, ts, value, pending, size_ms, notes)
+        return account_interval(self, ts, value, pending, size_ms, notes)
 
     def _cumulative(
         self, ts: int, value: float, pending: dict[int, float], size_ms: int, notes: list[Note]
@@ -427,9 +269,9 @@ class MeterRegister:
         held = self.hold_value
         if held is None or ts == last_ts:
             if ts <= last_ts:
-                return _old(ts, value, last_ts, last_value, "the baseline", notes)
+                return old_reading(ts, value, last_ts, last_value, "the baseline", notes)
         elif ts <= self.hold_ts:
-            return _old(ts, value, self.hold_ts, held, "the held glitch", notes)
+            return old_reading(ts, value, self.hold_ts, held, "the held glitch", notes)
         if self.rep_ts:
             lo = bisect_right(self.rep_ts, last_ts)
             hi = bisect_right(self.rep_ts, ts)
@@ -538,98 +380,13 @@ class MeterRegister:
                 (
                     MeterFlag.REPLACEMENT,
                     rep.ts_ms,
-                    f"meter replaced: old meter {_part(before, 'up to its final', rep.old_final)}; "
-                    f"new meter {_part(after, 'from its initial', rep.new_initial)}",
+                    f"meter replaced: old meter {describe_part(before, 'up to its final', rep.old_final)}; "
+                    f"new meter {describe_part(after, 'from its initial', rep.new_initial)}",
                     rep.old_final,
                     rep.new_initial,
                 )
             )
         self._move(ts, value)
-
-    def _power(
-        self, ts: int, value: float, pending: dict[int, float], size_ms: int, notes: list[Note]
-    ) -> Outcome:
-        last_value = self.last_value
-        last_ts = self.last_ts
-        if last_value is not None and ts <= last_ts:
-            return _old(ts, value, last_ts, last_value, "the last power sample", notes)
-        if value < 0 or value > self.rate_cap:
-            why = "is negative" if value < 0 else f"is above {GLITCH_MARGIN} x rated {self.rated} kW"
-            notes.append((MeterFlag.GLITCH, ts, f"power sample {value} kW {why}: ignored", last_value, value))
-            return ACCEPTED
-        if last_value is None:
-            notes.append((MeterFlag.FIRST, ts, "first power sample: no energy yet", None, value))
-        else:
-            dt = ts - last_ts
-            if dt > MAX_POWER_GAP_MS:
-                notes.append(
-                    (
-                        MeterFlag.GAP,
-                        ts,
-                        f"no power sample for {dt / 60_000:g} min (more than {MAX_POWER_GAP_MS // 60_000}): "
-                        f"no energy from {last_ts}",
-                        last_value,
-                        value,
-                    )
-                )
-            else:
-                spread(pending, last_ts, ts, trapezoid_kwh(last_value, value, dt), size_ms)
-        self.last_ts = ts
-        self.last_value = value
-        return ACCEPTED
-
-    def _interval(
-        self, ts: int, value: float, pending: dict[int, float], size_ms: int, notes: list[Note]
-    ) -> Outcome:
-        recent = self.recent
-        seen = recent.get(ts)
-        if seen is not None:
-            if value != seen:
-                notes.append(
-                    (
-                        MeterFlag.DUPLICATE,
-                        ts,
-                        f"second amount {value} for the same interval as {seen}: first kept",
-                        seen,
-                        value,
-                    )
-                )
-            return DUPLICATE
-        if ts <= self.floor_ts:
-            notes.append(
-                (
-                    MeterFlag.OUT_OF_ORDER,
-                    ts,
-                    f"interval reading at or before {self.floor_ts}, beyond de-duplication: "
-                    "stored, no energy",
-                    None,
-                    value,
-                )
-            )
-            return OUT_OF_ORDER
-        if value < 0:
-            return NEGATIVE
-        last_ts = self.last_ts
-        previous = last_ts if ts > last_ts else max((t for t in recent if t < ts), default=NEVER_MS)
-        recent[ts] = value
-        if previous != NEVER_MS and value > self.cap_per_ms * (ts - previous):
-            notes.append(
-                (
-                    MeterFlag.GLITCH,
-                    ts,
-                    f"interval amount {value} in {(ts - previous) / 1000:g} s is above "
-                    f"{GLITCH_MARGIN} x rated {self.rated}: counted 0",
-                    None,
-                    value,
-                )
-            )
-        else:
-            w = interval_window_ms(ts, size_ms)
-            pending[w] = pending.get(w, 0.0) + value
-        if ts > last_ts:
-            self.last_ts = ts
-            self.last_value = value
-        return ACCEPTED
 
     def _move(self, ts: int, value: float) -> None:
         """New baseline; a held glitch is settled (it was a spike, or the jump it announced is taken)."""
@@ -638,111 +395,3 @@ class MeterRegister:
         self.hold_ts, self.hold_value = NEVER_MS, None
         self.drop_value = None
         self._refresh()
-
-
-def _old(ts: int, value: float, ref_ts: int, ref: float, what: str, notes: list[Note]) -> Outcome:
-    """A cumulative or power reading at or before the newest one accounted."""
-    if ts == ref_ts:
-        if value != ref:
-            notes.append(
-                (
-                    MeterFlag.DUPLICATE,
-                    ts,
-                    f"second value {value} at the same time as {ref}: first kept",
-                    ref,
-                    value,
-                )
-            )
-        return DUPLICATE
-    notes.append(
-        (
-            MeterFlag.OUT_OF_ORDER,
-            ts,
-            f"reading older than {what} at {ref_ts}: stored, no energy",
-            ref,
-            value,
-        )
-    )
-    return OUT_OF_ORDER
-
-
-def _part(p: ReplacementPart, where: str, register: float) -> str:
-    if p.raw < 0:
-        return f"{where} {register} gives {p.raw}, negative: counted 0"
-    return f"{where} {register}, counted {p.raw}"
-
-
-# ---------------------------------------------------------------------------------- re-derivation
-
-
-class Derivation(msgspec.Struct, frozen=True, kw_only=True):
-    """A meter's amounts re-derived from its readings."""
-
-    amounts: dict[int, float]
-    """Window start -> amount (canonical unit), for windows starting in the requested range."""
-    estimated: set[int]
-    """Window starts among ``amounts`` whose amount was integrated from power."""
-    events: list[MeterEvent]
-    """Every event the rules reported, in reading order (including ``first`` for the first reading and
-    events of the bracket readings outside the range): the caller filters by time."""
-
-
-def derive_intervals(
-    meter: Meter,
-    readings: Iterable[Reading],
-    replacements: Iterable[MeterReplacement],
-    window_ms: int,
-    *,
-    from_ms: int,
-    to_ms: int,
-) -> Derivation:
-    """Re-derive ``meter``'s amounts for the windows starting in ``[from_ms, to_ms)`` from its readings.
-
-    ``readings`` may come in any order and repeat: one value per timestamp is kept (the first given),
-    then they are accounted oldest first with the same rules as the live path, starting without state.
-    Include the readings just outside the range (the last one before ``from_ms`` and the first one at or
-    after ``to_ms``) so that every interval overlapping the range is complete. ``replacements`` go in
-    the order they were recorded: a later record at the same time corrects an earlier one. Readings
-    without the meter's main quantity, negative interval amounts and values out of range (refused on
-    the live path, so never stored, or stored before the bounds existed) and readings or replacements
-    of other meters are ignored.
-    """
-    reg = MeterRegister(meter)
-    for rep in replacements:
-        if rep.site_id == meter.site_id and rep.meter_id == meter.id:
-            reg.add_replacement(rep)
-    get = operator.attrgetter(reg.quantity.value)
-    interval = meter.register is Register.INTERVAL
-    values: dict[int, float] = {}
-    for r in readings:
-        v = get(r)
-        if (
-            v is None
-            or (interval and v < 0)
-            or not in_range(v)
-            or r.meter_id != meter.id
-            or r.site_id != meter.site_id
-        ):
-            continue
-        values.setdefault(r.ts_ms, v)
-    pending: dict[int, float] = {}
-    notes: list[Note] = []
-    for ts in sorted(values):
-        reg.account(ts, values[ts], pending, window_ms, notes)
-    amounts = {w: a for w, a in pending.items() if from_ms <= w < to_ms}
-    return Derivation(
-        amounts=amounts,
-        estimated=set(amounts) if reg.estimated else set(),
-        events=[
-            MeterEvent(
-                site_id=meter.site_id,
-                meter_id=meter.id,
-                ts_ms=ts,
-                kind=kind,
-                detail=detail,
-                previous=previous,
-                value=value,
-            )
-            for kind, ts, detail, previous, value in notes
-        ],
-    )

@@ -47,62 +47,28 @@ class Factor(msgspec.Struct, frozen=True, kw_only=True):
 
 _GB2589 = "GB/T 2589-2020 General principles for calculation of the comprehensive energy consumption"
 
+
+def _gb2589(factor_id: str, value: float, unit: str, note: str = "") -> Factor:
+    """A conversion to standard coal from GB/T 2589-2020 (a standard, not a year's data; one source)."""
+    return Factor(
+        id=factor_id,
+        value=value,
+        unit=unit,
+        source=_GB2589 + note,
+        data_year=None,
+        published="2020-11-19",
+        status="single_source",
+    )
+
+
 DEFAULT_FACTORS: Final[tuple[Factor, ...]] = (
     # --- conversion to standard coal equivalent (kgce per canonical unit) ---
-    Factor(
-        id="kgce.electricity.equivalent",
-        value=0.1229,
-        unit="kgce/kWh",
-        source=_GB2589,
-        data_year=None,
-        published="2020-11-19",
-        status="single_source",
-    ),
-    Factor(
-        id="kgce.natural_gas",
-        value=1.2143,
-        unit="kgce/m3",
-        source=_GB2589 + " (gas-field natural gas)",
-        data_year=None,
-        published="2020-11-19",
-        status="single_source",
-    ),
-    Factor(
-        id="kgce.heat",
-        value=34.12,
-        unit="kgce/GJ",
-        source=_GB2589 + " (0.03412 kgce/MJ)",
-        data_year=None,
-        published="2020-11-19",
-        status="single_source",
-    ),
-    Factor(
-        id="kgce.steam",
-        value=128.6,
-        unit="kgce/t",
-        source=_GB2589 + " (low-pressure steam, 0.1286 kgce/kg)",
-        data_year=None,
-        published="2020-11-19",
-        status="single_source",
-    ),
-    Factor(
-        id="kgce.diesel",
-        value=1457.1,
-        unit="kgce/t",
-        source=_GB2589 + " (1.4571 kgce/kg)",
-        data_year=None,
-        published="2020-11-19",
-        status="single_source",
-    ),
-    Factor(
-        id="kgce.coal",
-        value=714.3,
-        unit="kgce/t",
-        source=_GB2589 + " (raw coal, 0.7143 kgce/kg)",
-        data_year=None,
-        published="2020-11-19",
-        status="single_source",
-    ),
+    _gb2589("kgce.electricity.equivalent", 0.1229, "kgce/kWh"),
+    _gb2589("kgce.natural_gas", 1.2143, "kgce/m3", " (gas-field natural gas)"),
+    _gb2589("kgce.heat", 34.12, "kgce/GJ", " (0.03412 kgce/MJ)"),
+    _gb2589("kgce.steam", 128.6, "kgce/t", " (low-pressure steam, 0.1286 kgce/kg)"),
+    _gb2589("kgce.diesel", 1457.1, "kgce/t", " (1.4571 kgce/kg)"),
+    _gb2589("kgce.coal", 714.3, "kgce/t", " (raw coal, 0.7143 kgce/kg)"),
     # --- grid average emission factors (kgCO2/kWh), MEE/NBS ---
     Factor(
         id="grid.cn.hunan.2023",

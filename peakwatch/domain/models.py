@@ -9,6 +9,7 @@ Quantities carry their canonical unit in the field name (``energy_kwh``, ``power
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple
 
 import msgspec
 
@@ -182,10 +183,66 @@ class RestatementReason(enum.StrEnum):
     GLITCH = "glitch"
 
 
+class FuelUse(enum.StrEnum):
+    """What a fuel was burned for; the value is the prefix of its flat key."""
+
+    DIRECT = "fuel"
+    """Burned, or heat bought, for direct use: final energy."""
+    GENERATOR = "genfuel"
+    """Turned into electricity on site: a transformation, not final energy (its electricity counts)."""
+
+
+class Fuel(NamedTuple):
+    """Key of a fuel component: ``fuel:<carrier>:<quantity>`` or ``genfuel:<carrier>:<quantity>``."""
+
+    use: FuelUse
+    carrier: Carrier
+    quantity: Quantity
+
+
+class Components(msgspec.Struct, frozen=True, kw_only=True):
+    """One window's components; ``None``: the window has none of it. Field names are the flat keys."""
+
+    n_expected: float | None = None
+    """Meter-minutes expected: every configured meter, every minute."""
+    n_present: float | None = None
+    n_estimated: float | None = None
+    """Meter-minutes present, and those of them integrated from power."""
+    electricity_kwh: float | None = None
+    purchased_kwh: float | None = None
+    renewable_generation_kwh: float | None = None
+    renewable_consumed_kwh: float | None = None
+    grid_import_kwh: float | None = None
+    """Only when an import meter exists: the 15-minute demand bills it, else consumption."""
+    grid_export_kwh: float | None = None
+    facility_kwh: float | None = None
+    it_kwh: float | None = None
+    pue_facility_kwh: float | None = None
+    pue_it_kwh: float | None = None
+    """Facility and IT energy of the minutes in which both reported: PUE and the GB 40879 ratio use only
+    these, so a meter missing for part of a window lowers completeness, not the ratio."""
+    generator_output_kwh: float | None = None
+    storage_charge_kwh: float | None = None
+    storage_discharge_kwh: float | None = None
+    reused_kwh: float | None = None
+    water_m3: float | None = None
+    green_certificates_kwh: float | None = None
+    green_covered_kwh: float | None = None
+    """Months only: certificates registered, and the part of them that covered purchased electricity (at
+    most the month's purchases and its electricity not already renewable). A 12-month window sums them,
+    so its market-based values are the sums of its months'."""
+    fuels: dict[Fuel, float] = {}
+    outputs: dict[Quantity, float] = {}
+    """Production output per quantity (``output:<quantity>``)."""
+    zone_total_kwh: dict[str, float] = {}
+    zone_it_kwh: dict[str, float] = {}
+    """Per zone: electricity of its loads and of its IT (``zone:<zone>:total_kwh``, ``…:it_kwh``; pPUE)."""
+
+
 class KpiWindow(msgspec.Struct, frozen=True, kw_only=True):
     """KPIs of one site over one event-time window ``[start_ms, end_ms)`` of a period (``1m`` ... ``12mo``).
 
-    ``components`` are the window's additive energies (``peakwatch.domain.accounting``): a longer window's
+    ``components`` are the window's additive energies (``peakwatch.domain.components``): a longer window's
     components are the exact sums of its minutes', and every KPI below is computed from them, so ratios
     are never averaged. A ratio is ``None`` when its denominator is zero or not metered (never 0 or
     infinity). ``interim`` is true for windows shorter than the 12-month reference period (ISO/IEC 30134-2).
@@ -241,7 +298,7 @@ class KpiWindow(msgspec.Struct, frozen=True, kw_only=True):
     """Data centres: grade 1, 2 or 3 of GB 40879-2021 for the electric energy ratio, or ``over_limit``."""
     estimated: bool = False
     """Some input was estimated (integrated from power) rather than read from a register."""
-    components: dict[str, float] = msgspec.field(default_factory=dict)
+    components: Components = msgspec.field(default_factory=Components)
     factors_used: dict[str, str] = msgspec.field(default_factory=dict)
     """Factor slot -> ``id@version`` of every factor the values were computed with."""
     revision: int = 0

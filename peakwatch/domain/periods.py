@@ -14,11 +14,12 @@ start; the rolling 12 months *to date* at an instant is the one that ends with t
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-MINUTE_MS = 60_000
+from peakwatch.domain.instants import MINUTE_MS as MINUTE_MS  # re-exported: the periods' unit
+from peakwatch.domain.instants import ONE_MS, from_datetime, to_datetime
 
 
 class Period(enum.StrEnum):
@@ -48,22 +49,18 @@ def zone(name: str) -> ZoneInfo:
 
 
 def _local(ts_ms: int, tz: str) -> datetime:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(zone(tz))
-
-
-def _ms(local: datetime) -> int:
-    return int(local.astimezone(UTC).timestamp() * 1000)
+    return to_datetime(ts_ms, zone(tz))
 
 
 def _offset_ms(ts_ms: int, tz: str) -> int:
     offset = _local(ts_ms, tz).utcoffset()
-    return 0 if offset is None else int(offset.total_seconds() * 1000)
+    return 0 if offset is None else offset // ONE_MS
 
 
 def _month_start(year: int, month: int, tz: str) -> int:
     year += (month - 1) // 12
     month = (month - 1) % 12 + 1
-    return _ms(datetime(year, month, 1, tzinfo=zone(tz)))
+    return from_datetime(datetime(year, month, 1, tzinfo=zone(tz)))
 
 
 def window_start(period: Period, ts_ms: int, tz: str) -> int:
@@ -73,7 +70,7 @@ def window_start(period: Period, ts_ms: int, tz: str) -> int:
         return ts_ms - (ts_ms + _offset_ms(ts_ms, tz)) % size
     local = _local(ts_ms, tz)
     if period is Period.DAY:
-        return _ms(datetime(local.year, local.month, local.day, tzinfo=zone(tz)))
+        return from_datetime(datetime(local.year, local.month, local.day, tzinfo=zone(tz)))
     if period is Period.MONTH:
         return _month_start(local.year, local.month, tz)
     return _month_start(local.year, local.month - 11, tz)
@@ -87,7 +84,7 @@ def window_end(period: Period, start_ms: int, tz: str) -> int:
     local = _local(start_ms, tz)
     if period is Period.DAY:
         nxt = (datetime(local.year, local.month, local.day) + timedelta(days=1)).replace(tzinfo=zone(tz))
-        return _ms(nxt)
+        return from_datetime(nxt)
     months = 1 if period is Period.MONTH else 12
     return _month_start(local.year, local.month + months, tz)
 

@@ -22,27 +22,19 @@ import msgspec
 
 from peakwatch.clock import now_ms
 from peakwatch.domain.factors import Factor
+from peakwatch.domain.instants import from_datetime
 from peakwatch.domain.models import MeterReplacement, RestatementReason
 from peakwatch.domain.periods import Period, window_end, window_start
 from peakwatch.domain.targets import Target
 from peakwatch.errors import StoreError
 from peakwatch.store.conn import Conn
 from peakwatch.store.errors import ConflictError as ConflictError  # re-exported: callers import it here
-from peakwatch.store.pooled import Pooled, convert
+from peakwatch.store.pooled import convert
 from peakwatch.store.records import RestatementRequest
+from peakwatch.store.restatement_queue import RestatementQueue, queue_factor_revision, queue_restatement
 
 InstrumentKind = Literal["certificate", "contract"]
 
-DAY_MS: Final = 86_400_000
-FACTOR_RESTATE_FROM_MS: Final = 946_684_800_000
-"""2000-01-01T00:00:00Z: a revised factor restates every window since (the factor's data year is not
-the years it was used for, so no narrower range is safe)."""
-
-_RESTATEMENT_SELECT: Final = """
-SELECT id, site_id, meter_id, from_ts AS from_ms, to_ts AS to_ms, reason, detail,
-       requested_at AS requested_ms, done_at AS done_ms, restated, factor_id, attempts, error,
-       failed_at AS failed_ms
-FROM restatement_requests"""
 _FACTOR_SELECT: Final = """
 SELECT id, version, value, unit, source, data_year, published, status, recorded_at AS recorded_ms
 FROM factor_versions"""
@@ -73,7 +65,7 @@ class ValueAdded(msgspec.Struct, frozen=True, kw_only=True):
 def month_range_ms(month: date, tz: str) -> tuple[int, int]:
     """``[start, end)`` of a calendar month in time zone ``tz``, epoch ms."""
     noon = datetime(month.year, month.month, 1, 12, tzinfo=UTC)
-    start = window_start(Period.MONTH, int(noon.timestamp() * 1000), tz)
+    start = window_start(Period.MONTH, from_datetime(noon), tz)
     return start, window_end(Period.MONTH, start, tz)
 
 
@@ -82,8 +74,9 @@ def _check_month(month: date) -> None:
         raise ValueError(f"a month is given by its first day, not {month.isoformat()}")
 
 
-class InputsStore(Pooled):
-    """Queries on the accounting inputs and the restatement queue (``Store.inputs``).
+class InputsStore(RestatementQueue):
+    """Queries on the accounting inputs, and (inherited) on the restatement queue they feed
+    (``Store.inputs``).
 
     Every method raises StoreError when the database fails; ``ConflictError`` (a StoreError) when a
     write collides with a stored key.
@@ -135,7 +128,7 @@ class InputsStore(Pooled):
             assert stored is not None
             # known from now on: the next start's registry sync does not queue it a second time
             await _record_factors(conn, [convert(stored, Factor)], only_known=True)
-            return await _queue_factor_revision(
+            return await queue_factor_revision(
                 conn, factor.id, detail or f"factor {factor.ref} = {factor.value:g} {factor.unit}", now
             )
 
@@ -156,7 +149,7 @@ class InputsStore(Pooled):
                 if was is None or (was["ref"], was["value"], was["unit"]) == (f.ref, f.value, f.unit):
                     continue  # new (no window used it yet) or unchanged
                 requests.append(
-                    await _queue_factor_revision(
+                    await queue_factor_revision(
                         conn,
                         f.id,
                         f"factor {f.ref} (registry): {was['value']:g} -> {f.value:g} {f.unit}",
@@ -188,7 +181,7 @@ class InputsStore(Pooled):
                 raise ConflictError(
                     f"meter {r.site_id}/{r.meter_id} already has a replacement at {r.ts_ms} ms"
                 ) from exc
-            return await _queue(
+            return await queue_restatement(
                 conn,
                 r.site_id,
                 r.meter_id,
@@ -233,7 +226,7 @@ class InputsStore(Pooled):
             )
             assert row is not None
             instrument: GreenInstrument = convert(row, GreenInstrument)
-            request = await _queue(
+            request = await queue_restatement(
                 conn,
                 site_id,
                 None,
@@ -278,7 +271,7 @@ class InputsStore(Pooled):
                 month,
                 value_cny,
             )
-            return await _queue(
+            return await queue_restatement(
                 conn,
                 site_id,
                 None,
@@ -342,124 +335,6 @@ class InputsStore(Pooled):
             )
         return deleted is not None
 
-    # ---------------------------------------------------------------- restatement queue
-
-    async def request_restatement(
-        self,
-        site_id: str | None,
-        meter_id: str | None,
-        from_ms: int,
-        to_ms: int,
-        reason: RestatementReason | str,
-        detail: str = "",
-    ) -> int:
-        """Queue a recomputation of ``[from_ms, to_ms)`` (``site_id`` ``None``: every site); its id."""
-        if to_ms <= from_ms:
-            raise ValueError(f"empty restatement range [{from_ms}, {to_ms})")
-        async with self._connection("queueing a restatement") as conn:
-            request = await _queue(conn, site_id, meter_id, from_ms, to_ms, reason, detail)
-        return request.id
-
-    async def pending_restatements(self, limit: int = 100) -> list[RestatementRequest]:
-        """Oldest first: the order they must be applied in."""
-        rows = await self._fetch(
-            "reading pending restatements",
-            _RESTATEMENT_SELECT + " WHERE done_at IS NULL ORDER BY id LIMIT $1",
-            limit,
-        )
-        return [convert(r, RestatementRequest) for r in rows]
-
-    async def split_restatement(self, request_id: int) -> int:
-        """Replace a request for every site by one per site (processors sharing the sites each do
-        theirs). Returns how many it made; 0 when another processor split it first."""
-        async with self._connection("splitting a restatement") as conn, conn.transaction():
-            result = await conn.execute(
-                """
-                WITH taken AS (
-                    UPDATE restatement_requests SET done_at = now()
-                    WHERE id = $1 AND site_id IS NULL AND done_at IS NULL
-                    RETURNING from_ts, to_ts, reason, detail, factor_id
-                )
-                INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail,
-                                                  factor_id)
-                SELECT s.id, NULL, t.from_ts, t.to_ts, t.reason, t.detail, t.factor_id
-                FROM taken t, sites s ORDER BY s.id
-                """,
-                request_id,
-            )
-        return int(result.split()[-1])
-
-    async def mark_restatement_done(self, ids: Sequence[int]) -> None:
-        async with self._connection("marking restatements done") as conn:
-            await conn.execute(
-                "UPDATE restatement_requests SET done_at = now() "
-                "WHERE id = ANY($1::bigint[]) AND done_at IS NULL",
-                list(ids),
-            )
-
-    async def mark_restatement_failed(self, request_id: int, error: str) -> None:
-        """Record a failed attempt; the request stays pending (the accountant retries it with backoff)."""
-        async with self._connection("recording a failed restatement") as conn:
-            await conn.execute(
-                "UPDATE restatement_requests SET attempts = attempts + 1, error = $2, failed_at = now() "
-                "WHERE id = $1 AND done_at IS NULL",
-                request_id,
-                error,
-            )
-
-    async def restatement_failures(self, ids: Sequence[int]) -> dict[int, str]:
-        """Which of ``ids`` are pending after a failed attempt, with their last error."""
-        rows = await self._fetch(
-            "reading restatement failures",
-            "SELECT id, error FROM restatement_requests WHERE id = ANY($1::bigint[]) AND done_at IS NULL "
-            "AND error IS NOT NULL",
-            list(ids),
-        )
-        return {int(r["id"]): str(r["error"]) for r in rows}
-
-    async def restatements_pending(self, ids: Sequence[int]) -> set[int]:
-        """Which of ``ids`` are not done yet (an unknown id counts as done: there is nothing to wait for)."""
-        rows = await self._fetch(
-            "reading restatement states",
-            "SELECT id FROM restatement_requests WHERE id = ANY($1::bigint[]) AND done_at IS NULL",
-            list(ids),
-        )
-        return {int(r["id"]) for r in rows}
-
-    async def sessions_named(self, application_name: str) -> int:
-        """Open sessions on this database with that ``application_name`` (``PROCESSOR_APPLICATION``: a
-        running processor keeps at least one open)."""
-        async with self._connection("reading pg_stat_activity") as conn:
-            count = await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name = $1",
-                application_name,
-            )
-        return int(count)
-
-    async def list_restatements(
-        self,
-        limit: int = 100,
-        *,
-        site_id: str | None = None,
-        pending: bool | None = None,
-        site_ids: Sequence[str] | None = None,
-    ) -> list[RestatementRequest]:
-        """Newest first. ``site_id`` also matches requests for every site (``site_id`` NULL), and so
-        does ``site_ids`` (a caller's scope; ``None``: every site); ``pending`` True: not done yet,
-        False: done, None: both."""
-        rows = await self._fetch(
-            "listing restatements",
-            _RESTATEMENT_SELECT + " WHERE ($2::text IS NULL OR site_id IS NULL OR site_id = $2) "
-            "AND ($3::boolean IS NULL OR (done_at IS NULL) = $3) "
-            "AND ($4::text[] IS NULL OR site_id IS NULL OR site_id = ANY($4)) ORDER BY id DESC LIMIT $1",
-            limit,
-            site_id,
-            pending,
-            None if site_ids is None else list(site_ids),
-        )
-        return [convert(r, RestatementRequest) for r in rows]
-
     # ---------------------------------------------------------------- plumbing
 
     @contextlib.asynccontextmanager
@@ -490,47 +365,3 @@ async def _record_factors(conn: Conn, factors: Sequence[Factor], *, only_known: 
         "SET ref = EXCLUDED.ref, value = EXCLUDED.value, unit = EXCLUDED.unit",
         [(f.id, f.ref, f.value, f.unit) for f in factors],
     )
-
-
-async def _queue_factor_revision(conn: Conn, factor_id: str, detail: str, now: int) -> RestatementRequest:
-    """A factor revision restates every site's whole history (``FACTOR_RESTATE_FROM_MS`` to a day
-    ahead): one definition for a version entered through the API and one found at registry sync."""
-    return await _queue(
-        conn,
-        None,
-        None,
-        FACTOR_RESTATE_FROM_MS,
-        now + DAY_MS,
-        RestatementReason.FACTOR_REVISION,
-        detail,
-        factor_id=factor_id,
-    )
-
-
-async def _queue(
-    conn: Conn,
-    site_id: str | None,
-    meter_id: str | None,
-    from_ms: int,
-    to_ms: int,
-    reason: RestatementReason | str,
-    detail: str,
-    *,
-    factor_id: str | None = None,
-) -> RestatementRequest:
-    row = await conn.fetchrow(
-        "INSERT INTO restatement_requests (site_id, meter_id, from_ts, to_ts, reason, detail, factor_id) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, site_id, meter_id, from_ts AS from_ms, "
-        "to_ts AS to_ms, reason, detail, requested_at AS requested_ms, done_at AS done_ms, restated, "
-        "factor_id, attempts, error, failed_at AS failed_ms",
-        site_id,
-        meter_id,
-        from_ms,
-        to_ms,
-        str(reason),
-        detail,
-        factor_id,
-    )
-    assert row is not None
-    request: RestatementRequest = convert(row, RestatementRequest)
-    return request

@@ -16,11 +16,12 @@ from typing import Any, Final
 
 import msgspec
 
-from peakwatch.domain.models import KpiWindow, Reading
+from peakwatch.domain.components import encode_components
+from peakwatch.domain.models import Components, KpiWindow, Reading
 from peakwatch.store.conn import Conn
 from peakwatch.store.pooled import convert
 from peakwatch.store.records import RestatementRequest
-from peakwatch.store.sanitize import finite_amount, kpi_window
+from peakwatch.store.sanitize import finite_amount, kpi_window, window_document
 from peakwatch.store.writes import KPI_SELECT, write_kpi_windows
 
 _READING_FIELDS: Final = "r.ts AS ts_ms, r.energy_kwh, r.power_kw, r.volume_m3, r.heat_gj, r.mass_t, r.count"
@@ -222,6 +223,8 @@ def _close(a: Any, b: Any) -> bool:
         if a is None or b is None:
             return a is b
         return math.isclose(a, b, rel_tol=_REL_TOL, abs_tol=_ABS_TOL)
+    if isinstance(a, Components) and isinstance(b, Components):
+        return _close(encode_components(a), encode_components(b))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
     return bool(a == b)
@@ -315,7 +318,7 @@ async def save_windows(
                 old.revision + 1,
                 ",".join(dict.fromkeys(c.reason for c in why)),
                 "; ".join(dict.fromkeys(c.detail for c in why if c.detail)),
-                msgspec.to_builtins(old),
+                window_document(old),
                 msgspec.to_builtins(list(why)),
             )
         )

@@ -16,13 +16,14 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Final
 
 import msgspec
 
 from peakwatch.config import Registry
 from peakwatch.domain.factors import FactorLibrary
+from peakwatch.domain.instants import to_datetime
 from peakwatch.domain.kpis import WindowInputs, rollup_window
 from peakwatch.domain.models import KpiWindow, Site
 from peakwatch.domain.periods import (
@@ -60,7 +61,7 @@ def site_inputs(
 
 
 def _month_date(start_ms: int, tz: str) -> date:
-    local = datetime.fromtimestamp(start_ms / 1000, tz=zone(tz))
+    local = to_datetime(start_ms, zone(tz))
     return date(local.year, local.month, 1)
 
 

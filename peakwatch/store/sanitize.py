@@ -1,8 +1,14 @@
-"""Reading back numbers written before the numeric bounds existed (issue 15): a database may hold
-``±Infinity``/``NaN`` amounts in ``meter_intervals`` and ``null`` components in ``kpi_windows`` (JSON has
-no infinity). Such a row must not make the API answer 500 or the processor's restore crash, so it is
-made finite on read (``peakwatch.domain.kpis.finite_window``: flagged ``not_computable``) or, for a
-ledger amount, skipped, and each time the log says which row."""
+"""KPI windows to and from their stored form, and reading back numbers written before the numeric
+bounds existed.
+
+Components are stored flat (``peakwatch.domain.components.encode_components``), in ``kpi_windows`` and
+in the ``previous`` document of ``kpi_revisions``; every stored window is read through ``kpi_window``
+or ``kpi_revision``, and a revision's document is made by ``window_document``.
+
+Issue 15: a database may hold ``±Infinity``/``NaN`` amounts in ``meter_intervals`` and ``null``
+components in ``kpi_windows`` (JSON has no infinity). Such a row must not make the API answer 500 or the
+processor's restore crash, so it is made finite on read (``peakwatch.domain.kpis.finite_window``: flagged
+``not_computable``) or, for a ledger amount, skipped, and each time the log says which row."""
 
 from __future__ import annotations
 
@@ -13,8 +19,10 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from peakwatch.domain.components import decode_components, encode_components
 from peakwatch.domain.kpis import finite_window
-from peakwatch.domain.models import KpiWindow
+from peakwatch.domain.models import Components, KpiWindow
+from peakwatch.store.records import KpiRevision
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +36,7 @@ def _numbers(values: Any, replacement: float | None) -> Any:
 def kpi_window(row: asyncpg.Record) -> KpiWindow:
     """A stored window as a finite ``KpiWindow`` (a poisoned one is flagged ``not_computable``)."""
     data = dict(row)
-    data["components"] = _numbers(data.get("components"), math.nan)
+    data["components"] = decode_components(_numbers(data.get("components"), math.nan))
     stored = msgspec.convert(data, KpiWindow)
     window = finite_window(stored)
     if window is not stored:
@@ -40,6 +48,22 @@ def kpi_window(row: asyncpg.Record) -> KpiWindow:
             window.start_ms,
         )
     return window
+
+
+def kpi_revision(row: asyncpg.Record) -> KpiRevision:
+    """A stored revision; its ``previous`` window as it was written (``window_document``)."""
+    data = dict(row)
+    previous = dict(data["previous"])
+    previous["components"] = decode_components(previous.get("components", {}))
+    data["previous"] = msgspec.convert(previous, KpiWindow)
+    return msgspec.convert(data, KpiRevision)
+
+
+def window_document(window: KpiWindow) -> dict[str, Any]:
+    """A window as the JSON document a revision keeps (``kpi_revisions.previous``)."""
+    document: dict[str, Any] = msgspec.to_builtins(msgspec.structs.replace(window, components=Components()))
+    document["components"] = encode_components(window.components)
+    return document
 
 
 def finite_amount(site_id: str, meter_id: str, window_start_ms: int, amount: float) -> bool:

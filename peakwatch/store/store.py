@@ -11,8 +11,16 @@ import asyncpg
 import msgspec
 
 from peakwatch.config import Registry
-from peakwatch.domain.kpis import sum_components
-from peakwatch.domain.models import KpiWindow, MeterInterval, MeterState, ProcessedBatch, Reading, Site
+from peakwatch.domain.components import sum_components
+from peakwatch.domain.models import (
+    Components,
+    KpiWindow,
+    MeterInterval,
+    MeterState,
+    ProcessedBatch,
+    Reading,
+    Site,
+)
 from peakwatch.errors import StoreError
 from peakwatch.store import restate
 from peakwatch.store.access import AccessStore
@@ -28,7 +36,7 @@ from peakwatch.store.notify import NotifyStore
 from peakwatch.store.pooled import Pooled, convert
 from peakwatch.store.records import AlertRecord, DeadLetterRecord, KpiRevision, MeterStatus
 from peakwatch.store.rules import RulesStore
-from peakwatch.store.sanitize import finite_amount, kpi_window
+from peakwatch.store.sanitize import finite_amount, kpi_revision, kpi_window
 from peakwatch.store.timescale import TimescalePolicy
 from peakwatch.store.writes import (
     ALERTS_CHANNEL,
@@ -341,11 +349,9 @@ class Store(Pooled):
             period,
             start_ms,
         )
-        return [convert(r, KpiRevision) for r in rows]
+        return [kpi_revision(r) for r in rows]
 
-    async def components_between(
-        self, site_id: str, period: str, from_ms: int, to_ms: int
-    ) -> dict[str, float]:
+    async def components_between(self, site_id: str, period: str, from_ms: int, to_ms: int) -> Components:
         """Sum of the components of the ``period`` windows starting in ``[from_ms, to_ms)``."""
         rows = await self._fetch(
             "summing KPI components",

@@ -20,6 +20,7 @@ from typing import Final
 import asyncpg
 import msgspec
 
+from peakwatch.domain.components import encode_components
 from peakwatch.domain.models import (
     AlertChange,
     DeadLetter,
@@ -80,7 +81,13 @@ KPI_SELECT: Final = (
 def _sql_type(column: str, annotation: str) -> str:
     if column in ("window_start", "window_end"):
         return "timestamptz"
-    for python, sql in (("dict", "jsonb"), ("tuple", "text[]"), ("bool", "boolean"), ("float", "float8")):
+    for python, sql in (
+        ("dict", "jsonb"),
+        ("Components", "jsonb"),
+        ("tuple", "text[]"),
+        ("bool", "boolean"),
+        ("float", "float8"),
+    ):
         if annotation.startswith(python):
             return sql
     return "integer" if annotation.startswith("int") else "text"
@@ -319,9 +326,18 @@ async def write_kpi_windows(conn: Conn, windows: Sequence[KpiWindow]) -> None:
     # A window recomputed within one batch: the last one wins (ON CONFLICT cannot touch a row twice).
     latest = {(w.site_id, w.period, w.start_ms): w for w in windows}
     await conn.copy_records_to_table(
-        "pw_kpi_windows_in", records=map(_astuple, latest.values()), columns=KPI_COLUMNS
+        "pw_kpi_windows_in", records=map(_kpi_row, latest.values()), columns=KPI_COLUMNS
     )
     await conn.execute(_KPI_UPSERT)
+
+
+_COMPONENTS_AT: Final = KpiWindow.__struct_fields__.index("components")
+
+
+def _kpi_row(window: KpiWindow) -> tuple[object, ...]:
+    """A window's COPY row: its components in their stored, flat form."""
+    row = _astuple(window)
+    return (*row[:_COMPONENTS_AT], encode_components(window.components), *row[_COMPONENTS_AT + 1 :])
 
 
 def _alert_args(a: AlertChange) -> tuple[object, ...]:

@@ -1,6 +1,6 @@
 """A meter silent for 60 days, through the processor, its accountant and a real PostgreSQL store.
 
-The long-gap rule (``peakwatch.domain.energy.split_interval``) spreads an interval over a day in
+The long-gap rule (``peakwatch.domain.spreading.split_interval``) spreads an interval over a day in
 15-minute buckets: the ledger gets 96 rows a day instead of 1,440, and the hourly, daily and monthly
 windows are still the exact linear share. The cost is checked by counting rows (a 46-day silence used
 to write about 938,000 ledger rows and keep the accountant busy for minutes).

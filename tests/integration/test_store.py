@@ -8,12 +8,14 @@ checked through the store's own queries and, where it has none (events), with pl
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import asyncpg
 import pytest
 
 from peakwatch.config import Registry
+from peakwatch.domain.components import decode_components
 from peakwatch.domain.models import (
     AlertChange,
     Carrier,
@@ -32,7 +34,7 @@ from peakwatch.domain.models import (
     SiteKind,
 )
 from peakwatch.errors import StoreError
-from peakwatch.store import Store, TimescalePolicy
+from peakwatch.store import Store, TimescalePolicy, restate
 from peakwatch.store.migrate import bundled_migrations
 
 pytestmark = pytest.mark.integration
@@ -520,3 +522,31 @@ async def test_closed_store_raises_store_error(database_url: str) -> None:
     await store.close()
     with pytest.raises(StoreError):
         await store.ping()
+
+
+async def test_components_are_stored_and_kept_in_revisions_in_their_flat_form(
+    store: Store, raw: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    flat = {
+        "it_kwh": 80.0,
+        "water_m3": 0.5,
+        "n_present": 2.0,
+        "n_expected": 2.0,
+        "output:count": 12.0,
+        "zone:a:it_kwh": 80.0,
+        "zone:a:total_kwh": 90.0,
+        "genfuel:diesel:mass_t": 0.06,
+        "fuel:natural_gas:volume_m3": 2.0,
+    }
+    window = kpi(T0, 100.0, components=decode_components(flat))
+    await store.write(ProcessedBatch(kpi_windows=[window]))
+    stored = await raw.fetchval("SELECT components::text FROM kpi_windows WHERE site_id = 'dc-1'")
+    assert json.loads(stored) == flat
+    assert await store.kpi_series("dc-1", T0, T0 + MIN) == [window]
+    # a restatement keeps the previous window, components flat, and reads it back typed
+    async with store.transaction("restating") as conn:
+        assert await restate.save_windows(conn, [kpi(T0, 120.0)], "late_data", "") == 1
+    previous = await raw.fetchval("SELECT previous -> 'components' FROM kpi_revisions")
+    assert json.loads(previous) == flat
+    [revision] = await store.kpi_revisions("dc-1", "1m", T0)
+    assert revision.previous == window

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from peakwatch.domain.energy import (
-    MeterRegister,
-    Note,
-    interval_window_ms,
-    register_delta,
-    split_interval,
-    window_start_ms,
-)
+from peakwatch.domain.energy import MeterRegister, register_delta
 from peakwatch.domain.models import Carrier, Meter, MeterFlag, Role
+from peakwatch.domain.outcomes import Note
+from peakwatch.domain.spreading import interval_window_ms, split_interval, window_start_ms
 
 MIN = 60_000
 DLT645_MAX = 1_000_000.0  # six-digit kWh register: shows 999,999.99, then 0.00

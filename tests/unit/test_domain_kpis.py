@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from peakwatch.domain.components import decode_components, encode_components, sum_components
 from peakwatch.domain.factors import FactorLibrary
-from peakwatch.domain.kpis import WindowInputs, minute_components, sum_components, window_kpis
+from peakwatch.domain.kpis import WindowInputs, minute_components, window_kpis
 from peakwatch.domain.models import Carrier, KpiWindow, Meter, Role, Site, SiteKind
 
 FACTORS = FactorLibrary().resolve("default")
@@ -182,6 +183,8 @@ def test_fuel_conversion(
 
 def test_sum_components_is_exact_in_any_order() -> None:
     # left to right 0.1 + 0.2 + 0.3 = 0.6000000000000001, right to left 0.6; the exact sum of the three
-    # doubles, 0.60000000000000000555..., rounds to the double 0.6. "b" is only in one part.
-    parts = [{"a": 0.1}, {"a": 0.2, "b": 1.0}, {"a": 0.3}]
-    assert sum_components(parts) == sum_components(reversed(parts)) == {"a": 0.6, "b": 1.0}
+    # doubles, 0.60000000000000000555..., rounds to the double 0.6. Water is only in one part.
+    flat = [{"electricity_kwh": 0.1}, {"electricity_kwh": 0.2, "water_m3": 1.0}, {"electricity_kwh": 0.3}]
+    parts = [decode_components(p) for p in flat]
+    assert sum_components(parts) == sum_components(reversed(parts))
+    assert encode_components(sum_components(parts)) == {"electricity_kwh": 0.6, "water_m3": 1.0}

@@ -8,13 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from peakwatch.domain.components import decode_components, sum_components
 from peakwatch.domain.factors import Factor, FactorLibrary
 from peakwatch.domain.kpis import (
-    EXPECTED,
     WindowInputs,
     gb40879_grade,
     minute_components,
-    sum_components,
     window_kpis,
 )
 from peakwatch.domain.models import Carrier, Meter, Role, SiteKind
@@ -124,15 +123,17 @@ def test_park_exporting_pv_with_battery() -> None:
 
 
 def test_market_based_month_with_certificates_and_value_added() -> None:
-    c = {
-        "electricity_kwh": 12_000.0,
-        "purchased_kwh": 10_000.0,
-        "renewable_consumed_kwh": 2_000.0,
-        "grid_import_kwh": 10_000.0,
-        "grid_export_kwh": 0.0,
-        EXPECTED: 1.0,
-        "n_present": 1.0,
-    }
+    c = decode_components(
+        {
+            "electricity_kwh": 12_000.0,
+            "purchased_kwh": 10_000.0,
+            "renewable_consumed_kwh": 2_000.0,
+            "grid_import_kwh": 10_000.0,
+            "grid_export_kwh": 0.0,
+            "n_expected": 1.0,
+            "n_present": 1.0,
+        }
+    )
     inputs = WindowInputs(
         kind=SiteKind.PARK,
         factors=DEFAULT,
@@ -155,7 +156,7 @@ def test_market_based_month_with_certificates_and_value_added() -> None:
 
 
 def test_certificates_cannot_cover_more_than_purchased() -> None:
-    c = {"electricity_kwh": 100.0, "purchased_kwh": 100.0}
+    c = decode_components({"electricity_kwh": 100.0, "purchased_kwh": 100.0})
     inputs = WindowInputs(
         kind=SiteKind.PARK, factors=DEFAULT, period=Period.MONTH, green_certificates_kwh=5_000.0
     )

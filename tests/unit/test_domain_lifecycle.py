@@ -5,17 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from peakwatch.domain.energy import (
-    GLITCH_MARGIN,
-    MAX_POWER_GAP_MS,
-    Derivation,
-    MeterRegister,
-    Outcome,
-    ReplacementPart,
-    across_replacements,
-    derive_intervals,
-    trapezoid_kwh,
-)
+from peakwatch.domain.derivation import Derivation, derive_intervals
+from peakwatch.domain.energy import MeterRegister
 from peakwatch.domain.models import (
     Carrier,
     Meter,
@@ -25,6 +16,9 @@ from peakwatch.domain.models import (
     Register,
     Role,
 )
+from peakwatch.domain.outcomes import GLITCH_MARGIN, Outcome
+from peakwatch.domain.power import MAX_POWER_GAP_MS, trapezoid_kwh
+from peakwatch.domain.replacements import ReplacementPart, across_replacements
 
 MIN = 60_000
 W0 = 1_700_000_040_000  # a minute boundary

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peakwatch.config import Registry
-from peakwatch.domain.energy import MAX_POWER_GAP_MS, MeterRegister, Note, derive_intervals
+from peakwatch.domain.derivation import derive_intervals
+from peakwatch.domain.energy import MeterRegister
 from peakwatch.domain.models import (
     Carrier,
     Meter,
@@ -32,6 +33,8 @@ from peakwatch.domain.models import (
     Site,
     SiteKind,
 )
+from peakwatch.domain.outcomes import Note
+from peakwatch.domain.power import MAX_POWER_GAP_MS
 from processor.meters import MeterTracker, StepOutput
 
 MIN = 60_000

@@ -135,6 +135,11 @@ def test_channel_folders_exist() -> None:
     assert {"webhook", "email", "wecom", "dingtalk", "feishu", "slack", "apprise"} <= set(CHANNEL_FOLDERS)
 
 
+FLAT_COMPONENT_PREFIXES = ("fuel:", "genfuel:", "output:", "zone:")
+"""Prefixes of the flat component keys (``fuel:<carrier>:<quantity>`` …): stored and served, never used in
+code, which holds ``Components`` (issue 16)."""
+
+
 @pytest.mark.parametrize(
     "path",
     [p for folder in CHANNEL_FOLDERS for p in python_files(f"peakwatch/channels/{folder}")],
@@ -275,3 +280,27 @@ def test_only_the_gmqtt_adapter_reaches_into_gmqtt(path: Path) -> None:
     attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     found = sorted(attributes & GMQTT_PRIVATE)
     assert not found, f"{path.relative_to(ROOT)} uses gmqtt's private {found}: go through gmqtt_client"
+
+
+FLAT_COMPONENT_PREFIXES = ("fuel:", "genfuel:", "output:", "zone:")
+"""Prefixes of the flat component keys (``fuel:<carrier>:<quantity>`` …): stored and served, never used in
+code, which holds ``Components`` (issue 16)."""
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for package in ("peakwatch", *SERVICES, "cli") for p in python_files(package)],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_flat_component_keys_are_spelled_only_in_the_components_codec(path: Path) -> None:
+    if path == ROOT / "peakwatch" / "domain" / "components.py":
+        return  # encode_components / decode_components: the one place that converts
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    spelled = sorted(
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.startswith(FLAT_COMPONENT_PREFIXES)
+    )
+    assert not spelled, f"{path.relative_to(ROOT)} spells flat component keys {spelled}: use Components"

@@ -10,10 +10,14 @@ import sys
 import msgspec
 import pytest
 
-from peakwatch.domain.energy import OUT_OF_RANGE, MeterRegister, derive_intervals, split_interval
-from peakwatch.domain.kpis import NOT_COMPUTABLE, finite_window, ratio, sum_components
+from peakwatch.domain.components import decode_components, encode_components, sum_components
+from peakwatch.domain.derivation import derive_intervals
+from peakwatch.domain.energy import MeterRegister
+from peakwatch.domain.kpis import NOT_COMPUTABLE, finite_window, ratio
 from peakwatch.domain.models import Carrier, KpiWindow, Meter, Reading, ReadingBatch, Role
+from peakwatch.domain.outcomes import OUT_OF_RANGE
 from peakwatch.domain.reasons import Reason
+from peakwatch.domain.spreading import split_interval
 from processor.meters import MeterTracker, StepOutput
 from tests.unit.test_collector_decode import decode, one_reading
 
@@ -133,9 +137,12 @@ def test_a_ratio_over_a_subnormal_is_none_not_infinite() -> None:
 
 
 def test_sums_that_cannot_be_taken_are_nan_then_flagged() -> None:
-    assert math.isnan(sum_components([{"a": math.inf}, {"a": -math.inf}])["a"])
-    assert math.isnan(sum_components([{"a": MAX}, {"a": MAX}])["a"])
-    assert sum_components([{"a": 1e15}, {"a": TINY}]) == {"a": 1e15}
+    def total(*amounts: float) -> dict[str, float]:
+        return encode_components(sum_components(decode_components({"water_m3": a}) for a in amounts))
+
+    assert math.isnan(total(math.inf, -math.inf)["water_m3"])
+    assert math.isnan(total(MAX, MAX)["water_m3"])
+    assert total(1e15, TINY) == {"water_m3": 1e15}
 
 
 def test_a_window_with_values_that_are_not_finite_is_flagged_never_null() -> None:
@@ -145,12 +152,12 @@ def test_a_window_with_values_that_are_not_finite_is_flagged_never_null() -> Non
         grid_import_kwh=-math.inf, grid_export_kwh=0.0, electricity_kgce=0.0, total_kgce=0.0,
         emissions_kg=0.0, electricity_emissions_kg=0.0, pue=math.nan, electrification_rate=None,
         carbon_intensity_kg_per_kwh=None, green_power_share=None, completeness=1.0,
-        flags=("reset",), components={"electricity_kwh": math.inf, "n_present": 1.0},
+        flags=("reset",), components=decode_components({"electricity_kwh": math.inf, "n_present": 1.0}),
         ppue={"a": math.inf, "b": 1.2},
     )  # fmt: skip
     clean = finite_window(window)
     assert (clean.electricity_kwh, clean.grid_import_kwh, clean.pue) == (0.0, 0.0, None)
-    assert clean.components == {"electricity_kwh": 0.0, "n_present": 1.0}
+    assert encode_components(clean.components) == {"electricity_kwh": 0.0, "n_present": 1.0}
     assert clean.ppue == {"a": None, "b": 1.2}
     assert clean.flags == ("not_computable", "reset")
     assert msgspec.json.decode(msgspec.json.encode(clean), type=KpiWindow) == clean
