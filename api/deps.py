@@ -28,9 +28,10 @@ from api.state import (
 from peakwatch.clock import now_ms
 from peakwatch.config import Settings
 from peakwatch.domain.factors import GRID_SLOT, FactorLibrary, ResolvedFactors
-from peakwatch.domain.instants import InstantError, parse_instant
+from peakwatch.domain.instants import parse_instant
 from peakwatch.domain.models import Meter, Site
 from peakwatch.domain.periods import Period
+from peakwatch.errors import InstantError
 
 __all__ = [  # the app.state getters, re-exported: handlers import every dependency from here
     "HealthProbeDep",

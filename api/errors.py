@@ -19,8 +19,7 @@ from fastapi.responses import JSONResponse
 
 from api.schemas import ErrorPublic
 from peakwatch.domain.access import redact
-from peakwatch.errors import StoreError
-from peakwatch.store.errors import ConflictError
+from peakwatch.errors import ConflictError, StoreError
 
 Responses = dict[int | str, dict[str, Any]]
 log = logging.getLogger(__name__)

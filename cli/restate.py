@@ -35,9 +35,9 @@ from cli.common import console, database, database_options, run
 from cli.running import read_card
 from peakwatch.clock import now_ms
 from peakwatch.config import Settings
-from peakwatch.domain.instants import MINUTE_MS, InstantError, minute_text, parse_iso
+from peakwatch.domain.instants import MINUTE_MS, minute_text, parse_iso
 from peakwatch.domain.models import RestatementReason
-from peakwatch.errors import ConfigError
+from peakwatch.errors import ConfigError, InstantError
 
 if TYPE_CHECKING:
     from peakwatch.store import Store

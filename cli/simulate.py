@@ -35,9 +35,9 @@ from cli.simulate_sources import (
 )
 from peakwatch.clock import now_ms
 from peakwatch.config import Registry
-from peakwatch.domain.instants import InstantError, parse_iso
+from peakwatch.domain.instants import parse_iso
 from peakwatch.durations import parse_duration_ms
-from peakwatch.errors import PeakwatchError
+from peakwatch.errors import InstantError, PeakwatchError
 from peakwatch.redaction import redact_text
 from simulators.faults import MALFORMED_KINDS, FaultConfig
 from simulators.fleet import build_fleet, registry_yaml

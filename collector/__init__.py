@@ -6,9 +6,10 @@ onto the bus (docs/ingest.md is the device-facing contract).
 
 from collector.decode import DecodeContext, Decoded, decode_message
 from collector.metrics import CollectorMetrics
-from collector.mqtt import MqttError, MqttSource
+from collector.mqtt import MqttSource
 from collector.service import Collector
 from peakwatch.domain.reasons import Reason
+from peakwatch.errors import MqttError
 
 __all__ = [
     "Collector",

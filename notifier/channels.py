@@ -11,9 +11,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from peakwatch.channels import Channel, DeliveryError, Letter, channel_problem, channel_type
+from peakwatch.channels import Channel, Letter, channel_problem, channel_type
 from peakwatch.channels.text import render
 from peakwatch.domain.notifications import Language, Notification
+from peakwatch.errors import DeliveryError
 
 __all__ = ["Channels"]
 

@@ -27,11 +27,10 @@ import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from notifier.channels import Channels
-from peakwatch.channels import DeliveryError
 from peakwatch.clock import now_ms
 from peakwatch.domain.notifications import Notification
 from peakwatch.domain.routing import GroupLog, after_failure, plan
-from peakwatch.errors import StoreError
+from peakwatch.errors import DeliveryError, StoreError
 from peakwatch.health import ComponentStatus
 from peakwatch.notify_config import Notifications
 from peakwatch.store import Store

@@ -1,13 +1,24 @@
-"""The one exception root of peakwatch.
+"""The one exception root of peakwatch, and every exception it raises on purpose.
 
 Tree::
 
     PeakwatchError
-    ├── ConfigError          the YAML registry or the settings are invalid (fatal at start-up)
-    ├── StoreError           the database refused or is unreachable (retryable: ``retryable`` says so)
-    └── BusError             the bus refused a batch (e.g. closed while shutting down)
+    ├── ConfigError        the YAML registry or the settings are invalid (fatal at start-up)
+    ├── InstantError       a time that cannot be used (no offset, out of range); also a ValueError,
+    │                      so a pydantic validator that raises it gives the caller a 422
+    ├── StoreError         the database refused or is unreachable (``retryable`` says which)
+    │   ├── FencedError    another processor owns the sites now: never retried
+    │   └── ConflictError  the write collides with a stored row (HTTP 409): re-read, never retried
+    ├── BusError           the bus cannot take or deliver a batch
+    ├── MqttError          the broker cannot be used (``retryable``: unreachable yes, refused no)
+    ├── DeliveryError      a notification did not reach its channel (``retryable``)
+    ├── SitesFailedError   a restatement for every site failed for some of them (retried per site)
+    ├── PushError          a Grafana push cannot go on (the sentence to show, no traceback)
+    └── SimulationError    the simulator cannot publish (broker unreachable or not acknowledging)
 
-Third-party exceptions are translated at the edge with ``raise ... from exc``.
+Each is defined here, so the tree is read in one place and any room can catch a branch of it; the
+room that raises it re-exports it where its callers already import it. Third-party exceptions are
+translated at the edge with ``raise ... from exc``.
 """
 
 from __future__ import annotations
@@ -57,3 +68,48 @@ class FencedError(StoreError):
 
 class BusError(PeakwatchError):
     """The bus cannot take or deliver a batch."""
+
+
+class InstantError(PeakwatchError, ValueError):
+    """The text or value is not a usable instant; the message tells the caller how to fix it."""
+
+
+class ConflictError(StoreError):
+    """The write collides with a row already stored (same key), or would break a rule the stored rows
+    keep (the last admin); retrying the same write cannot help, re-reading and deciding again can.
+    The API answers 409."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class MqttError(PeakwatchError):
+    """The broker cannot be used: unreachable within the start timeout, refused the connection
+    (``retryable`` False: credentials, protocol) or the subscription."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class DeliveryError(PeakwatchError):
+    """A message that did not reach its channel. ``detail`` is short and free of secrets (it is logged
+    and shown in the API); ``retryable`` is False when trying again cannot help (bad token, HTTP 4xx
+    other than 408/429, a refused address)."""
+
+    def __init__(self, detail: str, *, retryable: bool) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retryable = retryable
+
+
+class SitesFailedError(PeakwatchError):
+    """A request for every site failed for some of them (the others were restated)."""
+
+
+class PushError(PeakwatchError):
+    """A push that cannot go on, with the sentence to show (no traceback)."""
+
+
+class SimulationError(PeakwatchError):
+    """The simulation cannot publish: broker unreachable, refused, or no longer acknowledging."""

@@ -48,10 +48,11 @@ from peakwatch.domain.periods import (
     windows_overlapping,
 )
 from peakwatch.domain.spreading import interval_window_ms
+from peakwatch.errors import SitesFailedError
 from peakwatch.retry import retry
 from peakwatch.supervise import MAX_BACKOFF_S, describe_error
 from processor.causes import NOT_FLAGS, REREAD, Flags, attribute
-from processor.failures import Failing, SitesFailedError, isolated
+from processor.failures import Failing, isolated
 from processor.ports import AccountantStore, AccountingTransaction
 from processor.windows import site_inputs
 

@@ -25,10 +25,6 @@ def isolated(exc: Exception) -> bool:
     return not (isinstance(exc, StoreError) and (exc.retryable or isinstance(exc, FencedError)))
 
 
-class SitesFailedError(Exception):
-    """A request for every site failed for some of them (the others were restated)."""
-
-
 class Failing:
     """Subjects whose last attempt raised, each with its backoff."""
 

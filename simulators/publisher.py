@@ -23,7 +23,7 @@ from typing import Any
 from gmqtt import Client
 from gmqtt.storage import PersistentStorage
 
-from peakwatch.errors import ConfigError, PeakwatchError
+from peakwatch.errors import ConfigError, SimulationError
 from peakwatch.mqtt_url import BrokerAddress
 from simulators.encoding import Batcher, Message
 from simulators.faults import FaultCounts, MessageFaults, ReadingFaults
@@ -35,10 +35,6 @@ from simulators.pacing import Schedule, due_offset_s, plan
 _QOS0_HIGH_WATER_BYTES = 4 * 1024 * 1024
 _QOS0_LOW_WATER_BYTES = 1024 * 1024
 _YIELD_EVERY = 256
-
-
-class SimulationError(PeakwatchError):
-    """The simulation cannot publish: broker unreachable, refused, or no longer acknowledging."""
 
 
 class StepSource:

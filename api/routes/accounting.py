@@ -40,7 +40,8 @@ from api.schemas import (
 )
 from peakwatch.domain.models import MeterReplacement, Quantity, Register
 from peakwatch.domain.units import meter_quantity
-from peakwatch.store.inputs import ConflictError, ValueAdded
+from peakwatch.errors import ConflictError
+from peakwatch.store.inputs import ValueAdded
 
 router = APIRouter(tags=["accounting"])
 

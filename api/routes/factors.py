@@ -20,7 +20,7 @@ from api.schemas import (
     RestatementPublic,
 )
 from peakwatch.domain.factors import DEFAULT_SLOTS, Factor
-from peakwatch.store.inputs import ConflictError
+from peakwatch.errors import ConflictError
 
 router = APIRouter(tags=["factors"])
 

@@ -36,9 +36,10 @@ from api.errors import DATABASE_DOWN, UNKNOWN_SITE
 from api.schemas import ErrorPublic, KpiHistoryPublic, KpiRevisionPublic, KpiWindowPublic
 from peakwatch.config import Registry
 from peakwatch.domain.factors import FactorLibrary
-from peakwatch.domain.instants import InstantError, parse_instant, to_datetime
+from peakwatch.domain.instants import parse_instant, to_datetime
 from peakwatch.domain.models import KpiWindow, Site
 from peakwatch.domain.periods import Period, window_start
+from peakwatch.errors import InstantError
 from peakwatch.store import Store
 from peakwatch.store.conn import Conn
 from peakwatch.store.rollups import Frontiers, SiteRollup, frontiers

@@ -21,8 +21,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.grafana.dashboards import rendered_files
-from cli.grafana.push import PushError, api_for, explain, push_dashboards
+from cli.grafana.push import api_for, explain, push_dashboards
 from cli.help import command_group
+from peakwatch.errors import PushError
 
 # grafana-client (and its HTTP stack) is imported by the commands that talk to Grafana only: importing it
 # costs every other `peakwatch` command about 150 ms.

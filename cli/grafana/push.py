@@ -12,16 +12,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cli.grafana.dashboards import dashboards
+from peakwatch.errors import PushError
 
 if TYPE_CHECKING:
     from grafana_client.api import GrafanaApi  # type: ignore[import-untyped, unused-ignore]
 
 
 __all__ = ["PushError", "api_for", "explain", "push_dashboards"]
-
-
-class PushError(Exception):
-    """A push that cannot go on, with the sentence to show (no traceback)."""
 
 
 def api_for(url: str, token: str, org_id: int | None) -> GrafanaApi:

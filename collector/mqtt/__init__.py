@@ -1,8 +1,9 @@
 """The MQTT edge of the collector (gmqtt): subscribe, hand each message over, acknowledge after.
 
-Modules: ``source`` (``MqttSource``: the session, its reconnects and the hand-over), ``broker`` (address,
-protocol probe, subscription filter, ``MqttError``, back-off), ``grouped_acks`` (the QoS 1 fast path)
-and ``gmqtt_client`` (every use of gmqtt's private parts, and why).
+Modules: ``source`` (``MqttSource``: the session, its reconnects and the hand-over), ``broker``
+(address, protocol probe, subscription filter, back-off; its error is ``peakwatch.errors.MqttError``),
+``grouped_acks`` (the QoS 1 fast path) and ``gmqtt_client`` (every use of gmqtt's private parts, and
+why).
 
 Delivery contract (docs/ingest.md, "Delivery"):
 
@@ -50,7 +51,6 @@ reset by every successful connection.
 
 from collector.mqtt.broker import (
     DEFAULT_SESSION_EXPIRY_S,
-    MqttError,
     MQTTv50,
     MQTTv311,
     ProtocolVersion,
@@ -67,7 +67,6 @@ __all__ = [
     "Handler",
     "MQTTv50",
     "MQTTv311",
-    "MqttError",
     "MqttSource",
     "ProtocolVersion",
     "parse_broker_url",

@@ -13,7 +13,7 @@ import secrets
 from typing import Final, Literal
 
 from peakwatch.config import check_mqtt_shared_group
-from peakwatch.errors import ConfigError, PeakwatchError
+from peakwatch.errors import ConfigError, MqttError
 from peakwatch.mqtt_url import BrokerAddress
 
 MQTTv311: Final = 4  # protocol levels as gmqtt's ``connect(version=...)`` takes them
@@ -25,15 +25,6 @@ DEFAULT_SESSION_EXPIRY_S = 7 * 86_400
 """How long an MQTT 5 broker keeps the collector's session (and queues its messages) while it is
 away. MQTT 3.1.1 has no such field: the broker's own setting applies (mosquitto
 ``persistent_client_expiration``, never by default)."""
-
-
-class MqttError(PeakwatchError):
-    """The broker cannot be used: unreachable within the start timeout, refused the connection
-    (``retryable`` False: credentials, protocol) or the subscription."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 def shared_topic_filter(topic_filter: str, group: str | None) -> str:

@@ -16,7 +16,6 @@ from collector.metrics import CollectorMetrics
 from collector.mqtt.broker import (
     DEFAULT_SESSION_EXPIRY_S,
     Backoff,
-    MqttError,
     MQTTv50,
     MQTTv311,
     ProtocolVersion,
@@ -26,6 +25,7 @@ from collector.mqtt.broker import (
 )
 from collector.mqtt.gmqtt_client import Client
 from collector.mqtt.grouped_acks import Batching, GroupedAcks
+from peakwatch.errors import MqttError
 from peakwatch.health import ComponentStatus
 from peakwatch.redaction import redact_url
 

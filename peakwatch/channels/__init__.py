@@ -22,7 +22,7 @@ import httpx
 from peakwatch.channels.apprise import sender as apprise
 from peakwatch.channels.apprise.config import AppriseChannel
 from peakwatch.channels.checks import channel_problem
-from peakwatch.channels.delivery import DeliveryError, Letter
+from peakwatch.channels.delivery import Letter
 from peakwatch.channels.dingtalk import sender as dingtalk
 from peakwatch.channels.dingtalk.config import DingTalkChannel
 from peakwatch.channels.email import sender as email
@@ -35,6 +35,7 @@ from peakwatch.channels.webhook import sender as webhook
 from peakwatch.channels.webhook.config import WebhookChannel
 from peakwatch.channels.wecom import sender as wecom
 from peakwatch.channels.wecom.config import WeComChannel
+from peakwatch.errors import DeliveryError
 
 __all__ = [
     "CHANNELS",

@@ -23,21 +23,11 @@ import msgspec
 from peakwatch.channels.checks import scheme
 from peakwatch.channels.text import Message
 from peakwatch.domain.notifications import Notification
+from peakwatch.errors import DeliveryError
 from peakwatch.redaction import URL_IN_TEXT
 
 _DETAIL_MAX: Final = 300
 _RETRYABLE_HTTP: Final = frozenset({408, 429})
-
-
-class DeliveryError(Exception):
-    """A message that did not reach its channel. ``detail`` is short and free of secrets (it is logged
-    and shown in the API); ``retryable`` is False when trying again cannot help (bad token, HTTP 4xx
-    other than 408/429, a refused address)."""
-
-    def __init__(self, detail: str, *, retryable: bool) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.retryable = retryable
 
 
 class Letter(msgspec.Struct, frozen=True, kw_only=True):

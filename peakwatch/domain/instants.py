@@ -13,6 +13,8 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final
 
+from peakwatch.errors import InstantError
+
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS: Final = timedelta(milliseconds=1)
 MINUTE_MS: Final = 60_000
@@ -24,10 +26,6 @@ MAX_EPOCH_MS: Final = 4_102_444_800_000
 
 _DIGITS: Final = re.compile(r"^-?\d+\Z")
 _SPACE_FOR_PLUS: Final = re.compile(r"\d \d{2}(:?\d{2})?$")
-
-
-class InstantError(ValueError):
-    """The text or value is not a usable instant; the message tells the caller how to fix it."""
 
 
 def to_datetime(ms: int, tz: tzinfo = UTC) -> datetime:

@@ -9,8 +9,8 @@ import asyncpg
 import msgspec
 
 from peakwatch.domain.access import AccessRole, AuditEntry, Credential, CredentialKind, User
+from peakwatch.errors import ConflictError
 from peakwatch.store.conn import Conn
-from peakwatch.store.errors import ConflictError
 from peakwatch.store.pooled import Pooled, convert
 
 _USER_COLUMNS: Final = (

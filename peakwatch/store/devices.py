@@ -7,8 +7,7 @@ from typing import Final
 import asyncpg
 
 from peakwatch.domain.devices import Device
-from peakwatch.errors import StoreError
-from peakwatch.store.errors import ConflictError
+from peakwatch.errors import ConflictError, StoreError
 from peakwatch.store.pooled import Pooled, convert
 
 _COLUMNS: Final = (

@@ -6,7 +6,7 @@ from typing import Final
 
 import asyncpg
 
-from peakwatch.errors import FencedError, StoreError
+from peakwatch.errors import ConflictError, FencedError, StoreError
 
 __all__ = ["STORE_FAILURES", "ConflictError", "FencedError", "connection_broken", "translate"]
 
@@ -53,15 +53,6 @@ _RETRYABLE_SQLSTATE_CLASSES: Final = frozenset(
         "58",  # system error (I/O)
     }
 )
-
-
-class ConflictError(StoreError):
-    """The write collides with a row already stored (same key), or would break a rule the stored rows
-    keep (the last admin); retrying the same write cannot help, re-reading and deciding again can.
-    The API answers 409."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
 
 
 _DATA_EXCEPTION: Final = "22"

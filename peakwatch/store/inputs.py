@@ -26,9 +26,8 @@ from peakwatch.domain.instants import from_datetime
 from peakwatch.domain.models import MeterReplacement, RestatementReason
 from peakwatch.domain.periods import Period, window_end, window_start
 from peakwatch.domain.targets import Target
-from peakwatch.errors import StoreError
+from peakwatch.errors import ConflictError, StoreError
 from peakwatch.store.conn import Conn
-from peakwatch.store.errors import ConflictError as ConflictError  # re-exported: callers import it here
 from peakwatch.store.pooled import convert
 from peakwatch.store.records import RestatementRequest
 from peakwatch.store.restatement_queue import RestatementQueue, queue_factor_revision, queue_restatement

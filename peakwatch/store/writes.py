@@ -32,8 +32,8 @@ from peakwatch.domain.models import (
     Reading,
     Restatement,
 )
+from peakwatch.errors import FencedError
 from peakwatch.store.conn import Conn
-from peakwatch.store.errors import FencedError
 
 _astuple = msgspec.structs.astuple
 

@@ -33,9 +33,8 @@ from peakwatch.domain.models import (
     SiteKind,
 )
 from peakwatch.domain.periods import Period
-from peakwatch.errors import StoreError
+from peakwatch.errors import ConflictError, StoreError
 from peakwatch.store import Store
-from peakwatch.store.inputs import ConflictError
 from tests.support import bearer
 
 pytestmark = pytest.mark.integration

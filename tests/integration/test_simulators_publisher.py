@@ -19,10 +19,11 @@ import gmqtt
 import msgspec
 import pytest
 
+from peakwatch.errors import SimulationError
 from simulators.faults import FaultConfig
 from simulators.options import SimStats, SimulationOptions
 from simulators.pacing import MAX, REALTIME, Speed
-from simulators.publisher import SimulationError, run_simulation
+from simulators.publisher import run_simulation
 from tests.fixtures.mqtt import mosquitto_path, running_mosquitto, unique_prefix
 from tests.support import eventually, free_port
 

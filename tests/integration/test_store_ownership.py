@@ -11,8 +11,8 @@ import pytest
 
 from peakwatch.config import Registry
 from peakwatch.domain.models import MeterInterval, ProcessedBatch, RestatementReason
+from peakwatch.errors import FencedError
 from peakwatch.store import Store
-from peakwatch.store.errors import FencedError
 from peakwatch.store.writes import check_fence
 from tests.support import eventually
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from collector.mqtt import MqttError, MqttSource, parse_broker_url
+from collector.mqtt import MqttSource, parse_broker_url
 from collector.mqtt.broker import Backoff
+from peakwatch.errors import MqttError
 
 
 async def _noop(topic: str, payload: bytes, received_ms: int) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from notifier.channels import Channels
-from peakwatch.channels import AppriseChannel, DeliveryError
+from peakwatch.channels import AppriseChannel
+from peakwatch.errors import DeliveryError
 from tests.integration.test_notifier_channels import N
 from tests.support import free_port
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from peakwatch.errors import SimulationError
 from simulators.faults import FaultConfig
 from simulators.options import SimulationOptions
-from simulators.publisher import SimulationError, StepSource, parse_mqtt_url
+from simulators.publisher import StepSource, parse_mqtt_url
 
 T0 = 1_713_000_000_000
 

@@ -10,8 +10,9 @@ import httpx
 
 from peakwatch.channels.apprise.config import AppriseChannel
 from peakwatch.channels.checks import channel_problem, scheme
-from peakwatch.channels.delivery import DeliveryError, Letter
+from peakwatch.channels.delivery import Letter
 from peakwatch.channels.text import Message
+from peakwatch.errors import DeliveryError
 
 
 async def send(ch: AppriseChannel, letter: Letter, client: httpx.AsyncClient) -> str:

@@ -8,9 +8,10 @@ import ssl
 import aiosmtplib
 import httpx
 
-from peakwatch.channels.delivery import DeliveryError, Letter, scrub
+from peakwatch.channels.delivery import Letter, scrub
 from peakwatch.channels.email.config import EmailChannel
 from peakwatch.channels.email.message import mail
+from peakwatch.errors import DeliveryError
 
 
 async def send(ch: EmailChannel, letter: Letter, client: httpx.AsyncClient) -> str:
