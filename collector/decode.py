@@ -244,7 +244,7 @@ def _unknown_field_detail(names: list[str]) -> str:
     return text + (f"; did you mean {'; '.join(hints)}" if hints else "")
 
 
-def _judge(
+def _reading_or_fault(
     element: object, site_id: str, meter_id: str, received_ms: int, ctx: DecodeContext
 ) -> Reading | tuple[Reason, str]:
     """One element: the reading, or the first thing wrong with it (reason, detail)."""
@@ -334,25 +334,32 @@ def _element_json(element: object, payload: bytes) -> bytes:
             return payload
 
 
+def _dead_letter(
+    topic: str, received_ms: int, ids: tuple[str | None, str | None], reason: Reason, detail: str, body: bytes
+) -> DeadLetter:
+    site_id, meter_id = ids
+    return DeadLetter(
+        received_ms=received_ms,
+        source=topic,
+        reason=reason.value,
+        detail=detail,
+        payload=body,
+        site_id=site_id,
+        meter_id=meter_id,
+    )
+
+
 def _decode_generic(
     topic: str, payload: bytes, received_ms: int, ctx: DecodeContext, site_id: str, meter_id: str
 ) -> Decoded:
     def letter(reason: Reason, detail: str, body: bytes = payload) -> DeadLetter:
-        return DeadLetter(
-            received_ms=received_ms,
-            source=topic,
-            reason=reason.value,
-            detail=detail,
-            payload=body,
-            site_id=site_id,
-            meter_id=meter_id,
-        )
+        return _dead_letter(topic, received_ms, (site_id, meter_id), reason, detail, body)
 
     doc, error = _parse_any(payload)
     if error is not None:
         return Decoded([], [letter(Reason.MALFORMED_JSON, error)])
     if not isinstance(doc, list):
-        verdict = _judge(doc, site_id, meter_id, received_ms, ctx)
+        verdict = _reading_or_fault(doc, site_id, meter_id, received_ms, ctx)
         if isinstance(verdict, Reading):
             return Decoded([verdict], [])
         reason, detail = verdict
@@ -365,7 +372,7 @@ def _decode_generic(
     letters: list[DeadLetter] = []
     count = len(doc)
     for index, element in enumerate(doc):
-        verdict = _judge(element, site_id, meter_id, received_ms, ctx)
+        verdict = _reading_or_fault(element, site_id, meter_id, received_ms, ctx)
         if isinstance(verdict, Reading):
             readings.append(verdict)
         else:
@@ -398,24 +405,11 @@ def _rejected(
     """The one dead letter for a message refused as a whole (called only for such a message)."""
     site_id, meter_id = ids if ids is not None else (None, None)
 
-    def whole(reason: Reason, detail: str, body: bytes = payload) -> Decoded:
-        return Decoded(
-            [],
-            [
-                DeadLetter(
-                    received_ms=received_ms,
-                    source=topic,
-                    reason=reason.value,
-                    detail=detail,
-                    payload=body,
-                    site_id=site_id,
-                    meter_id=meter_id,
-                )
-            ],
-        )
+    def refused(reason: Reason, detail: str, body: bytes = payload) -> Decoded:
+        return Decoded([], [_dead_letter(topic, received_ms, (site_id, meter_id), reason, detail, body)])
 
     if len(payload) > ctx.max_payload_bytes:
-        return whole(
+        return refused(
             Reason.PAYLOAD_TOO_LARGE,
             f"payload is {len(payload)} bytes, the limit is {ctx.max_payload_bytes}; split it into "
             f"smaller batches (only the first {KEPT_BYTES_OF_OVERSIZED} bytes are kept here)",
@@ -424,10 +418,10 @@ def _rejected(
     if site_id is None or meter_id is None:
         prefix = ctx.topic_prefix.strip("/")
         expected = f"{prefix}/<site_id>/<meter_id>" if prefix else "<site_id>/<meter_id>"
-        return whole(Reason.BAD_TOPIC, f"topic {topic!r} does not match {expected}")
+        return refused(Reason.BAD_TOPIC, f"topic {topic!r} does not match {expected}")
     if site_id not in ctx.registry.sites:
-        return whole(Reason.UNKNOWN_SITE, f"site {site_id!r} is not in the registry")
-    return whole(
+        return refused(Reason.UNKNOWN_SITE, f"site {site_id!r} is not in the registry")
+    return refused(
         Reason.UNKNOWN_METER,
         f"meter {meter_id!r} is not registered at site {site_id!r}; add it to the registry "
         "(its data is kept here until then)",
