@@ -33,6 +33,7 @@ from peakwatch.domain.routing import GroupLog, after_failure, plan
 from peakwatch.errors import DeliveryError, StoreError
 from peakwatch.health import ComponentStatus
 from peakwatch.notify_config import Notifications
+from peakwatch.retry import pause
 from peakwatch.store import Store
 from peakwatch.store.notify import Listener, silence_of
 from peakwatch.store.records import Delivery
@@ -326,9 +327,7 @@ class Notifier:
 
     async def _pause(self, seconds: float) -> bool:
         """Wait ``seconds`` or until stopped; True when stopped."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        return self._stopping.is_set()
+        return await pause(seconds, self._stopping)
 
     def _set_leading(self, leading: bool) -> None:
         self.leading = leading

@@ -34,13 +34,15 @@ def _never(_exc: Exception, _delay_s: float) -> None:
     """No report before a retry."""
 
 
-async def pause(delay_s: float, stop: asyncio.Event | None) -> None:
-    """Wait ``delay_s``, or less if ``stop`` is set meanwhile."""
+async def pause(delay_s: float, stop: asyncio.Event | None) -> bool:
+    """Wait ``delay_s``, or less if ``stop`` is set meanwhile; True when ``stop`` is set (every wait
+    between two tries of anything in peakwatch is this one)."""
     if stop is None:
         await asyncio.sleep(delay_s)
-        return
+        return False
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), delay_s)
+    return stop.is_set()
 
 
 async def retry(

@@ -21,7 +21,6 @@ under ``Supervisor.run``:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from peakwatch.clock import now_ms
 from peakwatch.health import ComponentStatus
+from peakwatch.retry import pause
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +155,8 @@ class Supervisor:
                 state.last_error = describe_error(exc)
                 state.last_crash_ms = self._clock()
                 state.retry_in_s = delay_s
-            if stop is None:
-                await asyncio.sleep(delay_s)
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay_s)
-                if stop.is_set():
-                    return
+            if await pause(delay_s, stop):
+                return
             state.retry_in_s = None
             delay_s = min(delay_s * 2, self.max_s)
 

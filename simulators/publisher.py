@@ -25,6 +25,7 @@ from gmqtt.storage import PersistentStorage
 
 from peakwatch.errors import ConfigError, SimulationError
 from peakwatch.mqtt_url import BrokerAddress
+from peakwatch.retry import pause
 from simulators.encoding import Batcher, Message
 from simulators.faults import FaultCounts, MessageFaults, ReadingFaults
 from simulators.fleet import build_fleet
@@ -251,17 +252,6 @@ async def _connect(address: BrokerAddress, options: SimulationOptions) -> tuple[
     return client, storage, window
 
 
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep, waking early when ``stop`` is set; True if it was."""
-    if seconds <= 0:
-        return stop.is_set()
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
-
-
 async def run_simulation(
     options: SimulationOptions,
     *,
@@ -310,7 +300,7 @@ async def run_simulation(
             if stop.is_set():
                 break
             delay = due_offset_s(ts, schedule, options.speed) - (time.monotonic() - mono0)
-            if delay > 0 and await _sleep_or_stop(stop, delay):
+            if delay > 0 and await pause(delay, stop):
                 break
             for msg in source.step(ts):
                 await publisher.send(msg)
