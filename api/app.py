@@ -37,7 +37,7 @@ from api.routes import (
     users,
 )
 from api.routes import health as health_routes
-from api.schemas import ErrorPublic
+from api.schemas.common import ErrorPublic
 from api.stream import AlertBroadcaster, close_streams
 from peakwatch.config import Registry, Settings
 from peakwatch.errors import StoreError

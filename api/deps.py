@@ -14,7 +14,7 @@ from fastapi import Depends, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from api.auth import PrincipalDep, forbidden
-from api.schemas import parse_month
+from api.schemas.common import parse_month
 from api.state import (
     HealthProbeDep,
     RegistryDep,

@@ -22,9 +22,8 @@ from api.deps import (
     unknown_site,
 )
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE, Responses
-from api.schemas import (
+from api.schemas.accounting import (
     KWH_PER_CERTIFICATE,
-    ErrorPublic,
     GreenInstrumentCreatedPublic,
     GreenInstrumentIn,
     GreenInstrumentPublic,
@@ -35,9 +34,8 @@ from api.schemas import (
     ValueAddedIn,
     ValueAddedPublic,
     ValueAddedWrittenPublic,
-    month_text,
-    parse_month,
 )
+from api.schemas.common import ErrorPublic, month_text, parse_month
 from peakwatch.domain.models import MeterReplacement, Quantity, Register
 from peakwatch.domain.units import meter_quantity
 from peakwatch.store.inputs import ConflictError, ValueAdded

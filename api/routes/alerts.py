@@ -10,7 +10,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from api.auth import OPERATOR, SESSION_COOKIE, PrincipalDep, audit_site, authenticate, scope_of
 from api.deps import StoreDep, now_ms, unknown_site
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
-from api.schemas import AlertPublic, AlertStateName, ErrorPublic
+from api.schemas.alerts import AlertPublic, AlertStateName
+from api.schemas.common import ErrorPublic
 from api.stream import KEEPALIVE_S, EventStreamResponse, alert_broadcaster, alert_events
 from peakwatch.domain.access import Principal
 from peakwatch.errors import StoreError

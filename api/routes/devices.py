@@ -15,7 +15,8 @@ from fastapi import APIRouter, HTTPException, Path, Request, status
 from api.auth import ADMIN, PrincipalDep, audit_site, forbidden
 from api.deps import RegistryDep, SettingsDep, StoreDep, invalid_body, now_ms
 from api.errors import DATABASE_DOWN, Responses
-from api.schemas import DeviceIn, DevicePublic, DeviceSecretPublic, ErrorPublic
+from api.schemas.common import ErrorPublic
+from api.schemas.devices import DeviceIn, DevicePublic, DeviceSecretPublic
 from peakwatch.accounts import new_device_secret
 from peakwatch.domain.access import AccessRole, Principal
 from peakwatch.domain.devices import Device, DeviceKind

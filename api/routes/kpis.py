@@ -33,7 +33,8 @@ from api.deps import (
     now_ms,
 )
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
-from api.schemas import ErrorPublic, KpiHistoryPublic, KpiRevisionPublic, KpiWindowPublic
+from api.schemas.common import ErrorPublic
+from api.schemas.kpis import KpiHistoryPublic, KpiRevisionPublic, KpiWindowPublic
 from peakwatch.config import Registry
 from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.instants import InstantError, parse_instant, to_datetime
@@ -284,7 +285,7 @@ CSV_CHUNK_WINDOWS: Final = MAX_SERIES_LIMIT
 """Windows read per query while a CSV streams: memory stays flat however long the range."""
 UTF8_BOM: Final = "\ufeff"
 _LEADING_COLUMNS: Final = ("window_start", "window_end", "status")
-_NOT_KPIS: Final = frozenset({"window_start_ms", "window_end_ms"})  # the timestamp columns say it
+_NOT_KPIS: Final = frozenset({"window_start", "window_end"})  # instants: the timestamp columns say them
 
 
 def _is_number(annotation: object) -> bool:
@@ -350,8 +351,8 @@ def csv_rows(windows: Iterable[KpiWindowPublic], zone: ZoneInfo, fields: Sequenc
     for w in windows:
         writer.writerow(
             [
-                local_timestamp(w.window_start_ms, zone),
-                local_timestamp(w.window_end_ms, zone),
+                local_timestamp(w.window_start, zone),
+                local_timestamp(w.window_end, zone),
                 w.status,
                 *(csv_number(getattr(w, f)) for f in fields),
             ]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from api.auth import PrincipalDep, scope_of
 from api.deps import StoreDep
 from api.errors import DATABASE_DOWN
-from api.schemas import DeliveryPublic
+from api.schemas.notifications import DeliveryPublic
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 

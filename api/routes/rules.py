@@ -10,7 +10,8 @@ from fastapi import APIRouter, HTTPException, Path, Request, status
 from api.auth import ADMIN, PrincipalDep, audit_site
 from api.deps import RegistryDep, StoreDep, now_ms
 from api.errors import DATABASE_DOWN, Responses
-from api.schemas import RULE_NAME_PATTERN, ErrorPublic, RuleIn, RulePublic
+from api.schemas.common import ErrorPublic
+from api.schemas.rules import RULE_NAME_PATTERN, RuleIn, RulePublic
 from peakwatch.config import Registry, Rule, parse_rule, rule_document
 from peakwatch.domain.access import Principal
 from peakwatch.errors import ConfigError

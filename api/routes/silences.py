@@ -14,7 +14,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from api.auth import OPERATOR, PrincipalDep, audit_site, forbidden
 from api.deps import StoreDep, invalid_body, now_ms
 from api.errors import DATABASE_DOWN, Responses
-from api.schemas import ErrorPublic, SilenceIn, SilencePublic, silence_state
+from api.schemas.common import ErrorPublic
+from api.schemas.silences import SilenceIn, SilencePublic, silence_state
 from peakwatch.domain.access import Principal
 from peakwatch.domain.routing import Matcher, MatchOp
 from peakwatch.durations import parse_duration_ms

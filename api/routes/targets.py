@@ -26,7 +26,8 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from api.auth import ADMIN
 from api.deps import FactorLibraryDep, RegistryDep, SiteDep, StoreDep, invalid_body, now_ms, site_factors
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
-from api.schemas import ErrorPublic, SpanPublic, TargetIn, TargetProgressPublic, TargetPublic
+from api.schemas.common import ErrorPublic
+from api.schemas.targets import SpanPublic, TargetIn, TargetProgressPublic, TargetPublic
 from peakwatch.config import Registry
 from peakwatch.domain.factors import ResolvedFactors
 from peakwatch.domain.kpis import EXPECTED, WindowInputs, add_components, green_coverage, window_kpis

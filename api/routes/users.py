@@ -14,7 +14,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from api.auth import GLOBAL_ADMIN
 from api.deps import StoreDep, invalid_body, now_ms
 from api.errors import DATABASE_DOWN, Responses
-from api.schemas import AuditEntryPublic, ErrorPublic, UserCreatedPublic, UserIn, UserPatchIn, UserPublic
+from api.schemas.common import ErrorPublic
+from api.schemas.users import AuditEntryPublic, UserCreatedPublic, UserIn, UserPatchIn, UserPublic
 from peakwatch.accounts import new_user
 from peakwatch.domain.access import password_problem
 from peakwatch.passwords import hash_password, new_password
