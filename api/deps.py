@@ -168,6 +168,9 @@ async def get_period(
 
 PeriodDep = Annotated[Period, Depends(get_period)]
 
+LimitQuery = Annotated[int, Query(ge=1, le=1000)]
+"""How many items a list route returns at most (each route defaults to 100)."""
+
 
 @dataclass(frozen=True, slots=True)
 class TimeRange:

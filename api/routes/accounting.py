@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from api.auth import ADMIN, PrincipalDep, scope_of
 from api.deps import (
+    LimitQuery,
     MeterDep,
     MonthDep,
     SiteDep,
@@ -287,7 +288,7 @@ async def list_restatements(
     status_: Annotated[
         Literal["pending", "done"] | None, Query(alias="status", description="Only pending or done requests.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: LimitQuery = 100,
 ) -> list[RestatementPublic]:
     scope = scope_of(principal, site_id)
     if site_id is not None and await store.get_site(site_id) is None:

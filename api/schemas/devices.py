@@ -50,3 +50,7 @@ class DeviceSecretPublic(BaseModel):
     secret: str = Field(
         description="The MQTT password, shown once; applied at the next `peakwatch devices export`."
     )
+
+    @classmethod
+    def of(cls, device: Device, secret: str, prefix: str) -> DeviceSecretPublic:
+        return cls(device=DevicePublic.from_device(device, prefix), secret=secret)
