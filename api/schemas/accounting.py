@@ -87,7 +87,7 @@ class ReplacementIn(BaseModel):
 
     @property
     def ts_ms(self) -> int:
-        assert isinstance(self.ts, int)  # the validator made it so
+        assert isinstance(self.ts, int)  # InstantIn parsed it
         return self.ts
 
 

@@ -60,7 +60,7 @@ class SilenceIn(BaseModel):
 
     @property
     def starts_ms(self) -> int | None:
-        assert self.starts_at is None or isinstance(self.starts_at, int)  # the validator made it so
+        assert self.starts_at is None or isinstance(self.starts_at, int)  # InstantIn parsed it
         return self.starts_at
 
     @property
