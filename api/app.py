@@ -28,7 +28,6 @@ from api.routes import (
     factors,
     kpis,
     meters,
-    metrics,
     notifications,
     rules,
     silences,
@@ -37,7 +36,8 @@ from api.routes import (
     users,
 )
 from api.routes import health as health_routes
-from api.schemas import ErrorPublic
+from api.routes import metrics as metrics_routes
+from api.schemas.common import ErrorPublic
 from api.stream import AlertBroadcaster, close_streams
 from peakwatch.config import Registry, Settings
 from peakwatch.errors import StoreError
@@ -46,6 +46,45 @@ from peakwatch.store import Store
 API_PREFIX = "/api/v1"
 WEB_DIR: Final = Path(__file__).parent / "web"
 """The built-in dashboard: plain files shipped in the package (no build step, no CDN)."""
+
+
+OPENAPI_TAGS: Final = {
+    "health": "Liveness, readiness and component status (no credentials).",
+    "auth": "Login (the one data route without credentials), the caller's identity and password, API tokens.",
+    "users": "Users and the audit log (admins whose scope is every site).",
+    "devices": "Broker credentials of devices and collectors (admins).",
+    "sites": "Sites and their grid emission factor.",
+    "kpis": "KPI windows of every period, their revisions and the restatement queue (values under 12 "
+    "months are interim: see `interim_note`).",
+    "meters": "Meters, whether they report, and their replacements.",
+    "accounting": "Monthly inputs of market-based and intensity KPIs: green certificates and contracts, "
+    "value added.",
+    "targets": "Carbon-peak targets and their progress.",
+    "factors": "Versioned emission and conversion factors, factor sets.",
+    "alerts": "Threshold-rule alerts and their live stream.",
+    "notifications": "Silences (mute notifications for a while) and the delivery log.",
+    "dead letters": "Refused input, kept with the reason.",
+    "metrics": "Prometheus exposition (no credentials: scrape it from the monitoring network).",
+}
+"""The route groups of the OpenAPI document, in the order the document lists them."""
+
+DATA_ROUTERS: Final = (
+    auth,
+    sites,
+    kpis,
+    meters,
+    accounting,
+    targets,
+    factors,
+    alerts,
+    silences,
+    notifications,
+    dead_letters,
+    users,
+    devices,
+    rules,
+)
+"""Route modules whose every route needs credentials, in the order the document lists their paths."""
 
 
 def create_app(
@@ -65,55 +104,15 @@ def create_app(
     The app's lifespan ends its live alert streams; a server that waits for open responses before
     running the lifespan's end (uvicorn) needs ``api.stream.close_streams(app)`` first.
     """
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await close_streams(app)
-
     app = FastAPI(
-        lifespan=lifespan,
+        lifespan=_lifespan,
         # Starlette's pure ASGI body limit: 413 once Content-Length or the bytes received pass it,
         # before the body is buffered (a 300 MiB login must not take the collector's memory).
         max_body_size=settings.max_body_bytes,
         title="peakwatch",
         version=peakwatch.__version__,
         summary="Live PUE, electrification rate and carbon intensity of industrial parks and data centres.",
-        openapi_tags=[
-            {"name": "health", "description": "Liveness, readiness and component status (no credentials)."},
-            {
-                "name": "auth",
-                "description": "Login (the one data route without credentials), the caller's identity and "
-                "password, API tokens.",
-            },
-            {"name": "users", "description": "Users and the audit log (admins whose scope is every site)."},
-            {"name": "devices", "description": "Broker credentials of devices and collectors (admins)."},
-            {"name": "sites", "description": "Sites and their grid emission factor."},
-            {
-                "name": "kpis",
-                "description": "KPI windows of every period, their revisions and the restatement queue "
-                "(values under 12 months are interim: see `interim_note`).",
-            },
-            {"name": "meters", "description": "Meters, whether they report, and their replacements."},
-            {
-                "name": "accounting",
-                "description": "Monthly inputs of market-based and intensity KPIs: green certificates and "
-                "contracts, value added.",
-            },
-            {"name": "targets", "description": "Carbon-peak targets and their progress."},
-            {"name": "factors", "description": "Versioned emission and conversion factors, factor sets."},
-            {"name": "alerts", "description": "Threshold-rule alerts and their live stream."},
-            {
-                "name": "notifications",
-                "description": "Silences (mute notifications for a while) and the delivery log.",
-            },
-            {"name": "dead letters", "description": "Refused input, kept with the reason."},
-            {
-                "name": "metrics",
-                "description": "Prometheus exposition (no credentials: scrape it from the "
-                "monitoring network).",
-            },
-        ],
+        openapi_tags=[{"name": name, "description": text} for name, text in OPENAPI_TAGS.items()],
     )
     app.state.store = store
     app.state.registry = registry
@@ -124,7 +123,19 @@ def create_app(
     app.state.auth = AuthConfig(session_ttl_ms=settings.session_ttl_ms, secure_cookie=settings.cookie_secure)
     app.add_exception_handler(StoreError, store_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    _include_routers(app, settings, metrics=metrics_registry is not None)
+    _mount_dashboard(app)
+    return app
 
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await close_streams(app)
+
+
+def _include_routers(app: FastAPI, settings: Settings, *, metrics: bool) -> None:
+    """Health first, then login (no credentials), then the data routes, then ``/metrics``."""
     # Every data route needs credentials (api.auth): the router-level dependency answers 401 without;
     # each route adds the role it needs (403 below it) and the site scope (403 outside it).
     api = APIRouter(
@@ -139,32 +150,15 @@ def create_app(
             **DATABASE_DOWN,  # checking the credentials needs the database
         },
     )
-    for module in (
-        auth,
-        sites,
-        kpis,
-        meters,
-        accounting,
-        targets,
-        factors,
-        alerts,
-        silences,
-        notifications,
-        dead_letters,
-        users,
-        devices,
-    ):
+    for module in DATA_ROUTERS:
         api.include_router(module.router)
-    api.include_router(rules.router)
     public = APIRouter(prefix=API_PREFIX)
     public.include_router(auth.login_router, max_body_size=settings.max_login_body_bytes)
     app.include_router(health_routes.router)
     app.include_router(public)
     app.include_router(api)
-    if metrics_registry is not None:
-        app.include_router(metrics.router)
-    _mount_dashboard(app)
-    return app
+    if metrics:
+        app.include_router(metrics_routes.router)
 
 
 def _mount_dashboard(app: FastAPI) -> None:

@@ -14,7 +14,7 @@ from fastapi import Depends, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from api.auth import PrincipalDep, forbidden
-from api.schemas import parse_month
+from api.schemas.common import parse_month
 from api.state import (
     HealthProbeDep,
     RegistryDep,
@@ -168,6 +168,9 @@ async def get_period(
 
 
 PeriodDep = Annotated[Period, Depends(get_period)]
+
+LimitQuery = Annotated[int, Query(ge=1, le=1000)]
+"""How many items a list route returns at most (each route defaults to 100)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api.schemas import ErrorPublic
+from api.schemas.common import ErrorPublic
 from peakwatch.domain.access import redact
 from peakwatch.errors import ConflictError, StoreError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from api.schemas import MeterHealth
+from api.schemas.meters import MeterHealth
 
 STALE_AFTER_MS: Final = 300_000
 """A meter not heard from for longer than this (5 min) is ``stale``."""

@@ -35,7 +35,7 @@ from pydantic import TypeAdapter
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
-from api.schemas import AlertPublic
+from api.schemas.alerts import AlertPublic
 from peakwatch.errors import StoreError
 from peakwatch.store import Store
 from peakwatch.store.records import AlertRecord

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from api.auth import ADMIN, PrincipalDep, scope_of
 from api.deps import (
+    LimitQuery,
     MeterDep,
     MonthDep,
     SiteDep,
@@ -22,9 +23,8 @@ from api.deps import (
     unknown_site,
 )
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE, Responses
-from api.schemas import (
+from api.schemas.accounting import (
     KWH_PER_CERTIFICATE,
-    ErrorPublic,
     GreenInstrumentCreatedPublic,
     GreenInstrumentIn,
     GreenInstrumentPublic,
@@ -35,9 +35,8 @@ from api.schemas import (
     ValueAddedIn,
     ValueAddedPublic,
     ValueAddedWrittenPublic,
-    month_text,
-    parse_month,
 )
+from api.schemas.common import ErrorPublic, month_text, parse_month
 from peakwatch.domain.models import MeterReplacement, Quantity, Register
 from peakwatch.domain.units import meter_quantity
 from peakwatch.errors import ConflictError
@@ -290,7 +289,7 @@ async def list_restatements(
     status_: Annotated[
         Literal["pending", "done"] | None, Query(alias="status", description="Only pending or done requests.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: LimitQuery = 100,
 ) -> list[RestatementPublic]:
     scope = scope_of(principal, site_id)
     if site_id is not None and await store.get_site(site_id) is None:

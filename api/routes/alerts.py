@@ -8,9 +8,10 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
 from api.auth import OPERATOR, SESSION_COOKIE, PrincipalDep, audit_site, authenticate, scope_of
-from api.deps import StoreDep, now_ms, unknown_site
+from api.deps import LimitQuery, StoreDep, now_ms, unknown_site
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
-from api.schemas import AlertPublic, AlertStateName, ErrorPublic
+from api.schemas.alerts import AlertPublic, AlertStateName
+from api.schemas.common import ErrorPublic
 from api.stream import KEEPALIVE_S, EventStreamResponse, alert_broadcaster, alert_events
 from peakwatch.domain.access import Principal
 from peakwatch.errors import StoreError
@@ -34,7 +35,7 @@ async def list_alerts(
     severity: Annotated[
         str | None, Query(max_length=50, description="Only this severity.", examples=["critical"])
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: LimitQuery = 100,
 ) -> list[AlertPublic]:
     scope = scope_of(principal, site_id)
     if site_id is not None and await store.get_site(site_id) is None:

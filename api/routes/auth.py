@@ -24,9 +24,8 @@ from api.auth import (
 )
 from api.deps import StoreDep, invalid_body, now_ms
 from api.errors import DATABASE_DOWN, Responses
-from api.schemas import (
+from api.schemas.auth import (
     CredentialPublic,
-    ErrorPublic,
     LoginIn,
     PasswordIn,
     PrincipalPublic,
@@ -34,9 +33,9 @@ from api.schemas import (
     TokenCreatedPublic,
     TokenIn,
 )
+from api.schemas.common import ErrorPublic
 from peakwatch.accounts import new_credential
 from peakwatch.domain.access import AccessRole, CredentialKind, Principal, password_problem, within
-from peakwatch.domain.instants import to_datetime
 from peakwatch.passwords import hash_password, needs_rehash, verify_password
 
 log = logging.getLogger(__name__)
@@ -117,8 +116,7 @@ async def login(
     await store.access.audit(await audit_entry(request, principal, action="login"))
     return SessionPublic(
         token=token,
-        expires_at=to_datetime(credential.expires_ms),
-        expires_ms=credential.expires_ms,
+        expires_at=credential.expires_ms,
         principal=PrincipalPublic.from_principal(principal),
     )
 

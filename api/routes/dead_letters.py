@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
 
 from api.auth import PrincipalDep, scope_of
 from api.deps import StoreDep, invalid_query, parse_instants
 from api.errors import DATABASE_DOWN, Responses
 from api.payloads import PAYLOAD_PREVIEW_BYTES
-from api.schemas import DeadLetterPublic
+from api.schemas.dead_letters import DeadLetterCountsPublic, DeadLetterPublic
 from peakwatch.domain.access import AccessRole, Principal
-from peakwatch.domain.instants import to_datetime
 from peakwatch.store.dead_letters import DeadLetterCount, DeadLetterFilter, DeadLetterKey
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
@@ -191,37 +188,6 @@ async def list_dead_letters(
     return [DeadLetterPublic.from_record(d) for d in letters]
 
 
-class ReasonCountPublic(BaseModel):
-    reason: str = Field(examples=["malformed_json"])
-    count: int
-
-
-class SiteCountPublic(BaseModel):
-    site_id: str | None = Field(description="`null`: letters whose topic named no site (`bad_topic`).")
-    count: int
-
-
-class SiteReasonCountPublic(BaseModel):
-    site_id: str | None
-    reason: str
-    count: int
-
-
-class DeadLetterCountsPublic(BaseModel):
-    from_: datetime | None = Field(alias="from", description="The range's start, if given.")
-    from_ms: int | None
-    to: datetime | None
-    to_ms: int | None
-    total: int
-    by_reason: list[ReasonCountPublic] = Field(description="Most first.")
-    by_site: list[SiteCountPublic] = Field(description="Most first.")
-    groups: list[SiteReasonCountPublic] = Field(description="Every (site, reason) pair, most first.")
-
-
-def _instant(ms: int | None) -> datetime | None:
-    return None if ms is None else to_datetime(ms)
-
-
 def _summed(counts: list[DeadLetterCount], key: str) -> list[tuple[str | None, int]]:
     totals: dict[str | None, int] = {}
     for c in counts:
@@ -248,10 +214,8 @@ async def count_dead_letters(
     counts = await store.dead_letters.counts(filters.of(principal))
     return DeadLetterCountsPublic.model_validate(
         {
-            "from": _instant(filters.from_ms),
-            "from_ms": filters.from_ms,
-            "to": _instant(filters.to_ms),
-            "to_ms": filters.to_ms,
+            "from": filters.from_ms,
+            "to": filters.to_ms,
             "total": sum(c.count for c in counts),
             "by_reason": [{"reason": r, "count": n} for r, n in _summed(counts, "reason")],
             "by_site": [{"site_id": s, "count": n} for s, n in _summed(counts, "site_id")],

@@ -15,7 +15,8 @@ from fastapi import APIRouter, HTTPException, Path, Request, status
 from api.auth import ADMIN, PrincipalDep, audit_site, forbidden
 from api.deps import RegistryDep, SettingsDep, StoreDep, invalid_body, now_ms
 from api.errors import DATABASE_DOWN, Responses
-from api.schemas import DeviceIn, DevicePublic, DeviceSecretPublic, ErrorPublic
+from api.schemas.common import ErrorPublic
+from api.schemas.devices import DeviceIn, DevicePublic, DeviceSecretPublic
 from peakwatch.accounts import new_device_secret
 from peakwatch.domain.access import AccessRole, Principal
 from peakwatch.domain.devices import Device, DeviceKind
@@ -38,7 +39,18 @@ async def _device(store: Store, principal: Principal, device_id: str) -> Device:
     for device in await store.devices.list(include_revoked=False):
         if device.id == device_id and _may_manage(principal, device):
             return device
-    raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no active device {device_id!r} in your scope")
+    raise _not_found(device_id)
+
+
+def _not_found(device_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no active device {device_id!r} in your scope")
+
+
+def _changed(device: Device | None, device_id: str) -> Device:
+    """The device a change returned; ``None``: it was revoked meanwhile, the 404 of an unknown one."""
+    if device is None:
+        raise _not_found(device_id)
+    return device
 
 
 @router.get(
@@ -112,9 +124,7 @@ async def add_device(
             created_ms=now_ms(),
         )
     )
-    return DeviceSecretPublic(
-        device=DevicePublic.from_device(device, settings.mqtt_topic_prefix), secret=secret
-    )
+    return DeviceSecretPublic.of(device, secret, settings.mqtt_topic_prefix)
 
 
 @router.post(
@@ -129,12 +139,8 @@ async def rotate_device(
 ) -> DeviceSecretPublic:
     audit_site(request, (await _device(store, principal, device_id)).site_id)
     secret, password_hash = new_device_secret()
-    device = await store.devices.rotate(device_id, password_hash, now_ms())
-    if device is None:  # revoked meanwhile
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no active device {device_id!r} in your scope")
-    return DeviceSecretPublic(
-        device=DevicePublic.from_device(device, settings.mqtt_topic_prefix), secret=secret
-    )
+    device = _changed(await store.devices.rotate(device_id, password_hash, now_ms()), device_id)
+    return DeviceSecretPublic.of(device, secret, settings.mqtt_topic_prefix)
 
 
 @router.post(
@@ -148,7 +154,5 @@ async def revoke_device(
     device_id: DeviceId, store: StoreDep, principal: PrincipalDep, settings: SettingsDep, request: Request
 ) -> DevicePublic:
     audit_site(request, (await _device(store, principal, device_id)).site_id)
-    device = await store.devices.revoke(device_id, now_ms())
-    if device is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no active device {device_id!r} in your scope")
+    device = _changed(await store.devices.revoke(device_id, now_ms()), device_id)
     return DevicePublic.from_device(device, settings.mqtt_topic_prefix)

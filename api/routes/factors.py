@@ -10,14 +10,14 @@ from fastapi import APIRouter, HTTPException, Path, Response, status
 from api.auth import GLOBAL_ADMIN
 from api.deps import FactorLibraryDep, RegistryDep, StoreDep, invalid_body, now_ms
 from api.errors import DATABASE_DOWN, Responses
-from api.schemas import (
-    ErrorPublic,
+from api.schemas.accounting import RestatementPublic
+from api.schemas.common import ErrorPublic
+from api.schemas.factors import (
     FactorHistoryPublic,
     FactorIn,
     FactorPublic,
     FactorSetPublic,
     FactorWrittenPublic,
-    RestatementPublic,
 )
 from peakwatch.domain.factors import DEFAULT_SLOTS, Factor
 from peakwatch.errors import ConflictError

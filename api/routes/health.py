@@ -19,7 +19,7 @@ from fastapi import APIRouter, Response, status
 
 from api.deps import HealthProbeDep, StoreDep
 from api.health import ComponentStatus, probe_components
-from api.schemas import ComponentPublic, HealthPublic, ReadyPublic
+from api.schemas.health import ComponentPublic, HealthPublic, ReadyPublic
 from peakwatch.store import Store
 
 PING_TIMEOUT_S: Final = 2.0

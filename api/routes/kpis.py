@@ -13,6 +13,7 @@ import types
 import typing
 import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Final
 from zoneinfo import ZoneInfo
 
@@ -33,7 +34,8 @@ from api.deps import (
     now_ms,
 )
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
-from api.schemas import ErrorPublic, KpiHistoryPublic, KpiRevisionPublic, KpiWindowPublic
+from api.schemas.common import ErrorPublic
+from api.schemas.kpis import KpiHistoryPublic, KpiRevisionPublic, KpiWindowPublic
 from peakwatch.config import Registry
 from peakwatch.domain.factors import FactorLibrary
 from peakwatch.domain.instants import parse_instant, to_datetime
@@ -66,49 +68,41 @@ class OpenWindows:
         self.windows = windows
         self.at = (closed_ms, now)
 
-    @classmethod
-    async def of(
-        cls,
-        store: Store,
-        registry: Registry,
-        library: FactorLibrary,
-        site: Site,
-        period: Period,
-        starts: tuple[int, int] | None = None,
-    ) -> OpenWindows:
-        """The open windows of ``period`` starting in ``[starts)`` (default: the newest only)."""
-        async with store.transaction("computing the windows of periods in progress") as conn:
-            at = await frontiers(conn, site.id)
-            return await cls.within(conn, at, store, registry, library, site, period, starts)
+    def public(self, w: KpiWindow, site: Site) -> KpiWindowPublic:
+        return KpiWindowPublic.from_window(w, site, open_at=self.at)
 
-    @classmethod
+
+@dataclass(frozen=True, slots=True)
+class OpenPeriods:
+    """What computing a site's open windows needs: the routes gather it once from their dependencies."""
+
+    store: Store
+    registry: Registry
+    library: FactorLibrary
+    site: Site
+
+    async def windows(self, period: Period, starts: tuple[int, int] | None = None) -> OpenWindows:
+        """The open windows of ``period`` starting in ``[starts)`` (default: the newest only)."""
+        async with self.store.transaction("computing the windows of periods in progress") as conn:
+            at = await frontiers(conn, self.site.id)
+            return await self.within(conn, at, period, starts)
+
     async def within(
-        cls,
-        conn: Conn,
-        at: Frontiers | None,
-        store: Store,
-        registry: Registry,
-        library: FactorLibrary,
-        site: Site,
-        period: Period,
-        starts: tuple[int, int] | None = None,
+        self, conn: Conn, at: Frontiers | None, period: Period, starts: tuple[int, int] | None = None
     ) -> OpenWindows:
-        """``of`` inside the caller's snapshot (``at``: the site's frontiers, read first in it)."""
+        """``windows`` inside the caller's snapshot (``at``: the site's frontiers, read first in it)."""
         now = now_ms()
         if period is Period.MINUTE or at is None:
-            return cls([], 0, now)
+            return OpenWindows([], 0, now)
         try:
-            rollup = SiteRollup.of(registry, library, site, store.inputs)
+            rollup = SiteRollup.of(self.registry, self.library, self.site, self.store.inputs)
         except KeyError:  # the stored site names a factor set this configuration lacks: no KPIs to compute
-            return cls([], 0, now)
+            return OpenWindows([], 0, now)
         if starts is None:  # the newest: the one the frontier is inside, or just completed
             windows = await rollup.in_progress(conn, period, at, lambda s, e: e >= at.closed_ms)
         else:
             windows = await rollup.in_progress(conn, period, at, lambda s, e: starts[0] <= s < starts[1])
-        return cls(windows[-1:] if starts is None else windows, at.closed_ms, now)
-
-    def public(self, w: KpiWindow, site: Site) -> KpiWindowPublic:
-        return KpiWindowPublic.from_window(w, site, open_at=self.at)
+        return OpenWindows(windows[-1:] if starts is None else windows, at.closed_ms, now)
 
 
 @router.get(
@@ -134,7 +128,7 @@ async def latest_kpis(
     include_open: IncludeOpenQuery = True,
 ) -> KpiWindowPublic:
     if include_open:
-        opened = await OpenWindows.of(store, registry, library, site, period)
+        opened = await OpenPeriods(store, registry, library, site).windows(period)
         if opened.windows:  # newer than every stored window
             return opened.public(opened.windows[-1], site)
     window = await store.latest_kpis(site.id, period=period.value)
@@ -206,9 +200,8 @@ async def kpi_series(
         opened = None
         if include_open and len(windows) < limit:  # open windows start after every stored one
             span = (time_range.from_ms, time_range.to_ms)
-            opened = await OpenWindows.within(
-                conn, at, store, registry, library, site, time_range.period, span
-            )
+            sources = OpenPeriods(store, registry, library, site)
+            opened = await sources.within(conn, at, time_range.period, span)
     public = [KpiWindowPublic.from_window(w, site) for w in windows]
     if opened is not None:
         more = opened.windows[: limit - len(windows)]
@@ -285,7 +278,7 @@ CSV_CHUNK_WINDOWS: Final = MAX_SERIES_LIMIT
 """Windows read per query while a CSV streams: memory stays flat however long the range."""
 UTF8_BOM: Final = "\ufeff"
 _LEADING_COLUMNS: Final = ("window_start", "window_end", "status")
-_NOT_KPIS: Final = frozenset({"window_start_ms", "window_end_ms"})  # the timestamp columns say it
+_NOT_KPIS: Final = frozenset({"window_start", "window_end"})  # instants: the timestamp columns say them
 
 
 def _is_number(annotation: object) -> bool:
@@ -351,8 +344,8 @@ def csv_rows(windows: Iterable[KpiWindowPublic], zone: ZoneInfo, fields: Sequenc
     for w in windows:
         writer.writerow(
             [
-                local_timestamp(w.window_start_ms, zone),
-                local_timestamp(w.window_end_ms, zone),
+                local_timestamp(w.window_start, zone),
+                local_timestamp(w.window_end, zone),
                 w.status,
                 *(csv_number(getattr(w, f)) for f in fields),
             ]
@@ -448,7 +441,8 @@ async def kpi_series_csv(
     # 200 has been sent, a failure can only cut the download short).
     first: list[KpiWindow] = await anext(chunks, [])
     starts = (time_range.from_ms, time_range.to_ms)
-    opened = await OpenWindows.of(store, registry, library, site, period, starts) if include_open else None
+    sources = OpenPeriods(store, registry, library, site)
+    opened = await sources.windows(period, starts) if include_open else None
 
     def closed(windows: list[KpiWindow]) -> str:
         return csv_rows((KpiWindowPublic.from_window(w, site) for w in windows), zone, columns)

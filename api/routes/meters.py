@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from api.deps import SiteDep, StoreDep, now_ms
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
 from api.meter_health import STALE_AFTER_MS, meter_health
-from api.schemas import MeterPublic
+from api.schemas.meters import MeterPublic
 
 router = APIRouter(prefix="/sites/{site_id}/meters", tags=["meters"])
 

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.auth import PrincipalDep, scope_of
-from api.deps import StoreDep
+from api.deps import LimitQuery, StoreDep
 from api.errors import DATABASE_DOWN
-from api.schemas import DeliveryPublic
+from api.schemas.notifications import DeliveryPublic
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
@@ -29,7 +29,7 @@ async def list_deliveries(
     alert_id: Annotated[
         int | None, Query(ge=1, le=2**62, description="Only messages that included this alert.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: LimitQuery = 100,
 ) -> list[DeliveryPublic]:
     deliveries = await store.notify.deliveries(site_ids=scope_of(principal), alert_id=alert_id, limit=limit)
     return [DeliveryPublic.from_delivery(d) for d in deliveries]

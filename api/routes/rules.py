@@ -10,7 +10,8 @@ from fastapi import APIRouter, HTTPException, Path, Request, status
 from api.auth import ADMIN, PrincipalDep, audit_site
 from api.deps import RegistryDep, StoreDep, now_ms
 from api.errors import DATABASE_DOWN, Responses
-from api.schemas import RULE_NAME_PATTERN, ErrorPublic, RuleIn, RulePublic
+from api.schemas.common import ErrorPublic
+from api.schemas.rules import RULE_NAME_PATTERN, RuleIn, RulePublic
 from peakwatch.config import Registry, Rule, parse_rule, rule_document
 from peakwatch.domain.access import Principal
 from peakwatch.errors import ConfigError
@@ -69,6 +70,19 @@ def _require_scope(principal: Principal, rule: Rule) -> None:
         )
 
 
+def _audit(request: Request, rule: Rule | None) -> None:
+    """The audit entry records the rule's first site (none for a rule of every site)."""
+    audit_site(request, rule.site_ids[0] if rule is not None and rule.site_ids else None)
+
+
+def _in_file(name: str) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, detail=f"rule {name!r} is in the registry file")
+
+
+def _no_rule(name: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope")
+
+
 def _visible(principal: Principal, rule: Rule) -> bool:
     return principal.global_scope or (bool(rule.site_ids) and bool(principal.visible(rule.site_ids)))
 
@@ -113,30 +127,30 @@ async def create_rule(
     body: RuleIn, registry: RegistryDep, store: StoreDep, principal: PrincipalDep, request: Request
 ) -> RulePublic:
     rule = _checked(body, registry, principal)
-    audit_site(request, rule.site_ids[0] if rule.site_ids else None)
+    _audit(request, rule)
     if rule.name in _file_rules(registry):
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"rule {rule.name!r} is in the registry file")
+        raise _in_file(rule.name)
     stored = await store.rules.create(rule.name, rule_document(rule), principal.user_name, now_ms())
     if stored is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"a rule named {rule.name!r} exists")
     return RulePublic.from_rule(rule, stored)
 
 
-async def _stored_in_scope(store: Store, name: str, principal: Principal) -> Rule | None:
-    """The stored rule ``name`` as the caller may change it: 404 when it does not exist or is out of
-    sight, 403 when seen but not wholly in the scope. ``None``: it exists but no longer parses (an older
-    peakwatch stored it); only a global admin may then remove it."""
+async def _stored_in_scope(store: Store, registry: Registry, name: str, principal: Principal) -> Rule | None:
+    """The stored rule ``name`` as the caller may change it: 409 when only the registry file has it, 404
+    when it does not exist or is out of sight, 403 when seen but not wholly in the scope. ``None``: it
+    exists but no longer parses (an older peakwatch stored it); only a global admin may then remove it."""
     old = await store.rules.get(name)
     if old is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope")
+        raise _in_file(name) if name in _file_rules(registry) else _no_rule(name)
     try:
         rule = parse_rule(old.spec, "stored rule")
     except ConfigError:
         if not principal.global_scope:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope") from None
+            raise _no_rule(name) from None
         return None
     if not _visible(principal, rule):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope")
+        raise _no_rule(name)
     _require_scope(principal, rule)
     return rule
 
@@ -162,13 +176,11 @@ async def replace_rule(
     if body.name != name:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="the name differs from the path")
     rule = _checked(body, registry, principal)
-    audit_site(request, rule.site_ids[0] if rule.site_ids else None)
-    if await store.rules.get(name) is None and name in _file_rules(registry):
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"rule {name!r} is in the registry file")
-    await _stored_in_scope(store, name, principal)
+    _audit(request, rule)
+    await _stored_in_scope(store, registry, name, principal)
     stored = await store.rules.replace(name, rule_document(rule), principal.user_name, now_ms())
     if stored is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope")
+        raise _no_rule(name)
     return RulePublic.from_rule(rule, stored)
 
 
@@ -182,9 +194,7 @@ async def replace_rule(
 async def delete_rule(
     name: RuleName, registry: RegistryDep, store: StoreDep, principal: PrincipalDep, request: Request
 ) -> None:
-    if await store.rules.get(name) is None and name in _file_rules(registry):
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"rule {name!r} is in the registry file")
-    rule = await _stored_in_scope(store, name, principal)
-    audit_site(request, rule.site_ids[0] if rule is not None and rule.site_ids else None)
+    rule = await _stored_in_scope(store, registry, name, principal)
+    _audit(request, rule)
     if await store.rules.delete(name) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rule {name!r} in your scope")
+        raise _no_rule(name)

@@ -12,9 +12,10 @@ from typing import Annotated, Final
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
 from api.auth import OPERATOR, PrincipalDep, audit_site, forbidden
-from api.deps import StoreDep, invalid_body, now_ms
+from api.deps import LimitQuery, StoreDep, invalid_body, now_ms
 from api.errors import DATABASE_DOWN, Responses
-from api.schemas import ErrorPublic, SilenceIn, SilencePublic, silence_state
+from api.schemas.common import ErrorPublic
+from api.schemas.silences import SilenceIn, SilencePublic, silence_state
 from peakwatch.domain.access import Principal
 from peakwatch.domain.routing import Matcher, MatchOp
 from peakwatch.durations import parse_duration_ms
@@ -68,7 +69,7 @@ async def list_silences(
     store: StoreDep,
     principal: PrincipalDep,
     include_expired: Annotated[bool, Query(description="Also the silences that have ended.")] = False,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: LimitQuery = 100,
 ) -> list[SilencePublic]:
     now = now_ms()
     fetched = await store.notify.silences(

@@ -10,7 +10,8 @@ from api.auth import PrincipalDep
 from api.deps import FactorLibraryDep, SiteDep, StoreDep, grid_factor_id, now_ms
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
 from api.meter_health import meter_health
-from api.schemas import FactorPublic, MeterCountsPublic, SiteDetailPublic, SitePublic
+from api.schemas.factors import FactorPublic
+from api.schemas.sites import MeterCountsPublic, SiteDetailPublic, SitePublic
 
 router = APIRouter(prefix="/sites", tags=["sites"])
 

@@ -26,10 +26,12 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from api.auth import ADMIN
 from api.deps import FactorLibraryDep, RegistryDep, SiteDep, StoreDep, invalid_body, now_ms, site_factors
 from api.errors import DATABASE_DOWN, UNKNOWN_SITE
-from api.schemas import ErrorPublic, SpanPublic, TargetIn, TargetProgressPublic, TargetPublic
+from api.schemas.common import ErrorPublic
+from api.schemas.targets import SpanPublic, TargetIn, TargetProgressPublic, TargetPublic
 from peakwatch.config import Registry
 from peakwatch.domain.components import add_components
 from peakwatch.domain.factors import ResolvedFactors
+from peakwatch.domain.instants import from_datetime, to_datetime
 from peakwatch.domain.kpis import WindowInputs, expect_every_minute, green_coverage, window_kpis
 from peakwatch.domain.models import Components, KpiWindow, Site, SiteKind
 from peakwatch.domain.periods import Period, window_end, window_start, zone
@@ -53,13 +55,13 @@ VALUE_ADDED_KPIS: Final = frozenset({"value_added_10k_cny", "energy_intensity_kg
 
 def year_range_ms(year: int, tz: str) -> tuple[int, int]:
     """``[1 January, next 1 January)`` in the site's time zone, epoch ms."""
-    start = int(datetime(year, 1, 1, tzinfo=zone(tz)).timestamp() * 1000)
-    end = int(datetime(year + 1, 1, 1, tzinfo=zone(tz)).timestamp() * 1000)
+    start = from_datetime(datetime(year, 1, 1, tzinfo=zone(tz)))
+    end = from_datetime(datetime(year + 1, 1, 1, tzinfo=zone(tz)))
     return start, end
 
 
 def local_year(ts_ms: int, tz: str) -> int:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=zone(tz)).year
+    return to_datetime(ts_ms, zone(tz)).year
 
 
 @router.get(
@@ -190,7 +192,7 @@ class _Progress:
         out: list[tuple[int, int]] = []
         start = from_ms
         while start < to_ms:
-            local = datetime.fromtimestamp(start / 1000, tz=zone(self.tz))
+            local = to_datetime(start, zone(self.tz))
             out.append((local.year, local.month))
             start = window_end(Period.MONTH, start, self.tz)
         return out

@@ -12,9 +12,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from api.auth import GLOBAL_ADMIN
-from api.deps import StoreDep, invalid_body, now_ms
+from api.deps import LimitQuery, StoreDep, invalid_body, now_ms
 from api.errors import DATABASE_DOWN, Responses
-from api.schemas import AuditEntryPublic, ErrorPublic, UserCreatedPublic, UserIn, UserPatchIn, UserPublic
+from api.schemas.common import ErrorPublic
+from api.schemas.users import AuditEntryPublic, UserCreatedPublic, UserIn, UserPatchIn, UserPublic
 from peakwatch.accounts import new_user
 from peakwatch.domain.access import password_problem
 from peakwatch.passwords import hash_password, new_password
@@ -168,7 +169,7 @@ async def list_audit(
     before_id: Annotated[
         int | None, Query(ge=1, le=2**62, description="Page back: entries before this id.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: LimitQuery = 100,
 ) -> list[AuditEntryPublic]:
     entries = await store.access.list_audit(limit=limit, actor=actor, site_id=site_id, before_id=before_id)
     return [AuditEntryPublic.from_entry(e) for e in entries]

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api import create_app
-from api.schemas import SpanPublic
+from api.schemas.targets import SpanPublic
 from peakwatch.config import Registry, Settings
 from peakwatch.store import Store
 from tests.support import api_routes

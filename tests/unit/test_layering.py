@@ -287,6 +287,23 @@ FLAT_COMPONENT_PREFIXES = ("fuel:", "genfuel:", "output:", "zone:")
 code, which holds ``Components`` (issue 16)."""
 
 
+# api/schemas/: the wire format, below the routes. A schema module knows values (peakwatch, pydantic)
+# and two value helpers of the API (a component's status, a payload's preview), never how a request is
+# served: no route, dependency, auth or FastAPI.
+SCHEMA_API_ALLOWED = {"api.health", "api.payloads"}
+
+
+@pytest.mark.parametrize("path", python_files("api/schemas"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_api_schemas_know_no_route(path: Path) -> None:
+    bad = {
+        name
+        for name in imports_of(path)
+        if top(name) == "fastapi"
+        or (top(name) == "api" and name not in SCHEMA_API_ALLOWED and not name.startswith("api.schemas."))
+    }
+    assert not bad, f"{path.relative_to(ROOT)} (a schema module) imports {sorted(bad)}"
+
+
 @pytest.mark.parametrize(
     "path",
     [p for package in ("peakwatch", *SERVICES, "cli") for p in python_files(package)],
@@ -304,3 +321,13 @@ def test_flat_component_keys_are_spelled_only_in_the_components_codec(path: Path
         and node.value.startswith(FLAT_COMPONENT_PREFIXES)
     )
     assert not spelled, f"{path.relative_to(ROOT)} spells flat component keys {spelled}: use Components"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in python_files("api") if "schemas" not in p.parts],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_api_imports_schemas_by_resource(path: Path) -> None:
+    """``api.schemas`` re-exports nothing: a module names the resource whose bodies it speaks."""
+    assert "api.schemas" not in imports_of(path), f"{path.relative_to(ROOT)} imports the api.schemas package"
