@@ -38,6 +38,7 @@ from collector.service import Collector
 from notifier.service import Notifier, NotifierMetrics
 from peakwatch.accounts import ensure_first_admin
 from peakwatch.bus import Bus, SpoolBus, open_bus
+from peakwatch.clock import now_ms
 from peakwatch.config import Registry, Settings
 from peakwatch.embedded.mqtt import EmbeddedBroker
 from peakwatch.embedded.postgres import EmbeddedPostgres
@@ -200,7 +201,7 @@ async def _start_database(stack: Stack, *, owner: bool, processor: bool) -> None
     if not settings.database_url:
         # The embedded default is one person's installation: it gets an admin on its first run, with
         # a one-time password that the CLI prints once. Anywhere else there is no default account.
-        stack.first_admin_password = await ensure_first_admin(store, int(time.time() * 1000))
+        stack.first_admin_password = await ensure_first_admin(store, now_ms())
     elif not await store.access.list_users():
         log.warning("no API users yet: create an admin with `peakwatch users add <name> --role admin`")
 

@@ -23,6 +23,7 @@ from typing import Any
 from gmqtt import Client
 from gmqtt.storage import PersistentStorage
 
+from peakwatch.clock import now_ms
 from peakwatch.errors import ConfigError, SimulationError
 from peakwatch.mqtt_url import BrokerAddress
 from peakwatch.retry import pause
@@ -270,7 +271,7 @@ async def run_simulation(
     if stop is None:
         stop = asyncio.Event()
     address = parse_mqtt_url(mqtt_url)
-    wall0_ms = int(time.time() * 1000)
+    wall0_ms = now_ms()
     mono0 = time.monotonic()
     schedule: Schedule = plan(
         wall0_ms,

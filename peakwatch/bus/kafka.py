@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,7 @@ from aiokafka.errors import (
 from aiokafka.partitioner import murmur2
 
 from peakwatch.bus.base import Bus, Ownership, Polled
+from peakwatch.clock import now_ms
 from peakwatch.domain.models import DeadLetter, ReadingBatch
 from peakwatch.errors import BusError
 
@@ -331,7 +331,7 @@ class KafkaBus(Bus):
             key = record.key.decode("utf-8", errors="replace") if record.key else None
             polled.dead_letters.append(
                 DeadLetter(
-                    received_ms=record.timestamp or int(time.time() * 1000),
+                    received_ms=record.timestamp or now_ms(),
                     source=f"kafka:{tp.topic}/{tp.partition}@{record.offset}",
                     reason=UNDECODABLE,
                     detail=f"record does not decode as this topic's schema: {exc}",

@@ -3,7 +3,6 @@ answer's ``errcode``."""
 
 from __future__ import annotations
 
-import time
 from typing import Final
 
 import httpx
@@ -11,6 +10,7 @@ import httpx
 from peakwatch.channels.delivery import Letter, check_answer, post_json
 from peakwatch.channels.dingtalk.config import DingTalkChannel
 from peakwatch.channels.dingtalk.message import body, dingtalk_sign
+from peakwatch.clock import now_ms
 from peakwatch.redaction import url_tokens
 
 _RETRYABLE: Final = frozenset({-1, 130101})
@@ -21,8 +21,8 @@ async def send(ch: DingTalkChannel, letter: Letter, client: httpx.AsyncClient) -
     params = {"access_token": ch.access_token}
     if ch.secret:
         # Wall-clock time: DingTalk refuses a signature whose timestamp is more than an hour off.
-        now_ms = int(time.time() * 1000)
-        params |= {"timestamp": str(now_ms), "sign": dingtalk_sign(ch.secret, now_ms)}
+        at_ms = now_ms()
+        params |= {"timestamp": str(at_ms), "sign": dingtalk_sign(ch.secret, at_ms)}
     secrets = [ch.access_token, ch.secret, *url_tokens(ch.url)]
     response = await post_json(
         client, ch.url, body(ch, letter.message), params=params, timeout_s=ch.timeout_s, secrets=secrets
