@@ -45,6 +45,7 @@ from peakwatch.embedded.postgres import EmbeddedPostgres
 from peakwatch.errors import ConfigError
 from peakwatch.health import ComponentStatus, Reporting
 from peakwatch.redaction import install_log_redaction, remember_secret, url_secrets
+from peakwatch.retry import retry
 from peakwatch.store import Store
 from peakwatch.store.store import PROCESSOR_APPLICATION
 from peakwatch.supervise import Supervisor
@@ -193,10 +194,13 @@ async def _start_database(stack: Stack, *, owner: bool, processor: bool) -> None
 
         stack.on_stop("embedded postgres", release)
     name = PROCESSOR_APPLICATION if processor else "peakwatch"
-    store = await Store.connect(stack.database_url, application_name=name)
+    url = stack.database_url
+    # A database that is away (not yet started, restarting) is waited for, as any outage later is;
+    # one that refuses us (credentials, a bad schema) is an error at once.
+    store = await retry(
+        lambda: _opened_store(url, stack.registry, name), initial_s=0.5, max_s=10.0, on_retry=_database_away
+    )
     stack.on_stop("store", store.close)
-    await store.migrate()
-    await store.sync_registry(stack.registry)
     stack.store = store
     if not settings.database_url:
         # The embedded default is one person's installation: it gets an admin on its first run, with
@@ -204,6 +208,22 @@ async def _start_database(stack: Stack, *, owner: bool, processor: bool) -> None
         stack.first_admin_password = await ensure_first_admin(store, now_ms())
     elif not await store.access.list_users():
         log.warning("no API users yet: create an admin with `peakwatch users add <name> --role admin`")
+
+
+async def _opened_store(url: str, registry: Registry, application_name: str) -> Store:
+    """Connected, migrated and holding the registry's sites, or closed again and raising."""
+    store = await Store.connect(url, application_name=application_name)
+    try:
+        await store.migrate()
+        await store.sync_registry(registry)
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+def _database_away(exc: Exception, delay_s: float) -> None:
+    log.warning("waiting for the database (retrying in %.1f s): %s", delay_s, exc)
 
 
 async def _start_broker(stack: Stack) -> None:

@@ -3,6 +3,7 @@
 
 * Ten database outages of random length in one run: PostgreSQL is stopped and started again while a
   QoS 1 publisher keeps sending; the process never exits and every reading is stored once.
+* ``up`` started while its database is down waits for it, then runs.
 * The chaos drill: while the publisher runs, the database is stopped and started 5 times at random
   moments, the broker (mosquitto, persistence on) restarted twice and ``peakwatch up`` SIGKILLed once
   and started again. Afterwards: published = stored, nothing twice, the KPI windows equal the clean
@@ -85,6 +86,14 @@ class Up:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
+        self.launch()
+        await eventually(
+            lambda: self.log.read_text().count(RUNNING) == self.starts,
+            f"peakwatch up started ({self.starts}); {self.why()}",
+            timeout_s=60,
+        )
+
+    def launch(self) -> None:
         self.starts += 1
         self.proc = _start_up(
             self.tmp_path,
@@ -94,11 +103,6 @@ class Up:
             self.log,
             api_port=self.api_port,
             registry_text=NOTIFYING_REGISTRY_TEXT,
-        )
-        await eventually(
-            lambda: self.log.read_text().count(RUNNING) == self.starts,
-            f"peakwatch up started ({self.starts}); {self.why()}",
-            timeout_s=60,
         )
 
     def kill(self) -> None:
@@ -213,6 +217,39 @@ async def test_ten_database_outages_the_process_never_exits(
     assert snapshot == reference
     _assert_recovered(health, metrics, up.log.read_text())
     assert up.log.read_text().count("store write failed") >= 1  # the outages did hit the writes
+
+
+async def test_up_started_before_its_database_waits_for_it(tmp_path: Path) -> None:
+    """A database not there yet when ``up`` starts (a host still booting, a container restarting) is
+    waited for, then used: the process does not exit, and what was published meanwhile is stored."""
+    seed = _seed()
+    async with own_postgres() as pg:
+        await asyncio.to_thread(pg.stop)
+        with running_mosquitto(workdir=tmp_path) as url:
+            up = Up(tmp_path, pg.url, url, seed)
+            try:
+                up.launch()
+                await eventually(
+                    lambda: "waiting for the database" in up.log.read_text(),
+                    f"up says it waits; {up.why()}",
+                    timeout_s=60,
+                )
+                up.assert_alive()
+                await asyncio.to_thread(pg.start)
+                running = f"up running; {up.why()}"
+                await eventually(lambda: RUNNING in up.log.read_text(), running, timeout_s=60)
+                await publish_all(url, batches(0, 20))  # 20 messages of 10 readings
+                store = await Store.connect(pg.url)
+                try:
+                    await eventually(lambda: _count(store, 200), f"readings stored; {up.why()}", timeout_s=60)
+                finally:
+                    await store.close()
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{up.api_port}", timeout=10) as api:
+                    await eventually(lambda: _healthy(api), f"/healthz ok; {up.why()}", timeout_s=60)
+                up.assert_alive()
+            finally:
+                up.stop()
+    assert "Traceback" not in up.log.read_text()
 
 
 async def test_chaos_drill(tmp_path: Path, reference: dict[Any, Any]) -> None:
