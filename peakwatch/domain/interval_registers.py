@@ -8,8 +8,6 @@ to drop duplicates, back to ``floor_ts``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from peakwatch.domain.models import MeterFlag
 from peakwatch.domain.outcomes import (
     ACCEPTED,
@@ -20,15 +18,13 @@ from peakwatch.domain.outcomes import (
     OUT_OF_ORDER,
     Note,
     Outcome,
+    RegisterState,
 )
 from peakwatch.domain.spreading import interval_window_ms
 
-if TYPE_CHECKING:
-    from peakwatch.domain.energy import MeterRegister
-
 
 def account_interval(
-    register: MeterRegister, ts: int, value: float, pending: dict[int, float], size_ms: int, notes: list[Note]
+    register: RegisterState, ts: int, value: float, pending: dict[int, float], size_ms: int, notes: list[Note]
 ) -> Outcome:
     """One interval amount: to the window it measured, unless a duplicate, too old or implausible."""
     recent = register.recent

@@ -8,7 +8,7 @@ readings around it; the live path stores it and asks for a re-derivation (``old_
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import Final, Protocol
 
 from peakwatch.domain.models import MeterFlag
 
@@ -75,3 +75,16 @@ def old_reading(ts: int, value: float, ref_ts: int, ref: float, what: str, notes
         )
     )
     return OUT_OF_ORDER
+
+
+class RegisterState(Protocol):
+    """What the power and interval rules read and move of a meter's register: the part of
+    ``peakwatch.domain.energy.MeterRegister`` they need, so they depend on this module, not on it."""
+
+    last_ts: int
+    last_value: float | None
+    rated: float | None
+    rate_cap: float
+    cap_per_ms: float
+    recent: dict[int, float]
+    floor_ts: int

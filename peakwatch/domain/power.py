@@ -9,14 +9,17 @@ Energy is integrated by the trapezoid rule between successive samples, ``(p0 + p
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from peakwatch.domain.models import MeterFlag
-from peakwatch.domain.outcomes import ACCEPTED, GLITCH_MARGIN, MS_PER_HOUR, Note, Outcome, old_reading
+from peakwatch.domain.outcomes import (
+    ACCEPTED,
+    GLITCH_MARGIN,
+    MS_PER_HOUR,
+    Note,
+    Outcome,
+    RegisterState,
+    old_reading,
+)
 from peakwatch.domain.spreading import spread
-
-if TYPE_CHECKING:
-    from peakwatch.domain.energy import MeterRegister
 
 MAX_POWER_GAP_MS = 15 * 60_000
 """Power samples further apart than this are not integrated: a straight line over a longer silence
@@ -29,7 +32,7 @@ def trapezoid_kwh(p0_kw: float, p1_kw: float, dt_ms: int) -> float:
 
 
 def account_power(
-    register: MeterRegister, ts: int, value: float, pending: dict[int, float], size_ms: int, notes: list[Note]
+    register: RegisterState, ts: int, value: float, pending: dict[int, float], size_ms: int, notes: list[Note]
 ) -> Outcome:
     """One power sample: the trapezoid since the last one, unless a glitch or a gap says nothing."""
     last_value = register.last_value
