@@ -8,7 +8,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.schemas.common import Instant, InstantIn, InstantModel, month_text, parse_month
+from api.schemas.common import Instant, InstantIn, InstantModel, Twin, month_text, parse_month, twin
 from peakwatch.domain.models import MeterReplacement
 from peakwatch.store.inputs import GreenInstrument, InstrumentKind, ValueAdded
 from peakwatch.store.records import RestatementRequest
@@ -26,11 +26,15 @@ class RestatementPublic(InstantModel):
         description="Set when the meter's intervals are re-derived from its readings."
     )
     from_: Instant = Field(alias="from")
+    from_ms: Twin = twin()
     to: Instant
+    to_ms: Twin = twin()
     reason: str = Field(examples=["meter_replacement"])
     detail: str
     requested_at: Instant
+    requested_ms: Twin = twin()
     done_at: Instant | None
+    done_ms: Twin | None = twin()
     status: Literal["pending", "failing", "done"] = Field(
         description="failing: pending after a failed attempt (`error`); the processor retries it with "
         "backoff and works the other requests meanwhile."
@@ -95,6 +99,7 @@ class ReplacementPublic(InstantModel):
     site_id: str
     meter_id: str
     ts: Instant
+    ts_ms: Twin = twin()
     old_final: float = Field(description="In the canonical unit (`unit`).")
     new_initial: float = Field(description="In the canonical unit (`unit`).")
     unit: str = Field(examples=["kWh"], description="Canonical unit of the meter's quantity.")
@@ -153,6 +158,7 @@ class GreenInstrumentPublic(InstantModel):
     kwh: float
     reference: str
     recorded_at: Instant
+    recorded_ms: Twin = twin()
 
     @classmethod
     def from_instrument(cls, g: GreenInstrument) -> GreenInstrumentPublic:
@@ -184,6 +190,7 @@ class ValueAddedPublic(InstantModel):
     value_cny: float
     value_added_10k_cny: float = Field(description="value_cny ÷ 10,000 (the unit of energy intensity).")
     recorded_at: Instant
+    recorded_ms: Twin = twin()
 
     @classmethod
     def from_value(cls, v: ValueAdded) -> ValueAddedPublic:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from api.schemas.common import Instant, InstantModel
+from api.schemas.common import Instant, InstantModel, Twin, twin
 from peakwatch.store.records import AlertRecord
 
 AlertStateName = Literal["pending", "firing", "resolved"]
@@ -22,10 +22,15 @@ class AlertPublic(InstantModel):
     summary: str
     value: float | None
     started_at: Instant = Field(description="Start of the first breaching window.")
+    started_ms: Twin = twin()
     fired_at: Instant | None = Field(description="When the alert went from pending to firing.")
+    fired_ms: Twin | None = twin()
     resolved_at: Instant | None
+    resolved_ms: Twin | None = twin()
     updated_at: Instant
+    updated_ms: Twin = twin()
     acknowledged_at: Instant | None = Field(description="When an operator took the alert on.")
+    acknowledged_ms: Twin | None = twin()
     acknowledged_by: str | None = Field(description="Who acknowledged it.")
     labels: dict[str, str] = Field(
         examples=[{"alertname": "pue_high", "site": "dc-xiangjiang", "severity": "critical"}],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import SITES_DOC, Instant, InstantModel
+from api.schemas.common import SITES_DOC, Instant, InstantModel, Twin, twin
 from peakwatch.domain.access import AccessRole, Credential, CredentialKind, Principal
 
 
@@ -39,6 +39,7 @@ class SessionPublic(InstantModel):
         description="Bearer token of the session (also set as the session cookie). Shown once."
     )
     expires_at: Instant
+    expires_ms: Twin = twin()
     principal: PrincipalPublic
 
 
@@ -67,9 +68,13 @@ class CredentialPublic(InstantModel):
     role: AccessRole
     sites: list[str] | None = Field(description=SITES_DOC)
     created_at: Instant
+    created_ms: Twin = twin()
     expires_at: Instant | None
+    expires_ms: Twin | None = twin()
     revoked_at: Instant | None
+    revoked_ms: Twin | None = twin()
     last_used_at: Instant | None
+    last_used_ms: Twin | None = twin()
 
     @classmethod
     def from_credential(cls, c: Credential) -> CredentialPublic:

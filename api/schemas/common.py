@@ -1,9 +1,10 @@
 """What every resource's schemas share: the error body, months, and the instant type.
 
 Every instant of a response is given twice: RFC 3339 UTC (``started_at``) for people and epoch
-milliseconds (``started_ms``) for scripts, which then need no date parsing. A model declares the instant
-once, as an ``Instant`` field of an ``InstantModel``; the model writes both forms, in the wire order the
-API has always had (the twin right after its field), into bodies and into the OpenAPI document alike.
+milliseconds (``started_ms``) for scripts, which then need no date parsing. A model declares the pair
+(``started_at: Instant`` and, where the wire puts it, ``started_ms: Twin``) and is given the value once:
+``InstantModel`` fills the twin from the instant and refuses, when the class is made, an instant
+without its twin.
 """
 
 from __future__ import annotations
@@ -13,18 +14,8 @@ import types
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Final, get_args
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    Field,
-    GetJsonSchemaHandler,
-    PlainSerializer,
-    SerializerFunctionWrapHandler,
-    model_serializer,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 from pydantic.fields import FieldInfo
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
 
 from peakwatch.domain.instants import parse_instant, to_datetime
 
@@ -58,11 +49,18 @@ def month_text(month: date) -> str:
 # ------------------------------------------------------------------------------------------ instants
 
 
-class _InstantMark:
-    """Tags an ``Instant`` annotation so ``InstantModel`` finds its fields (a type alias has no name)."""
+class _Mark:
+    """Tags an annotation so ``InstantModel`` finds its fields (a type alias has no name)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
 
 
-_INSTANT: Final = _InstantMark()
+_INSTANT: Final = _Mark("Instant")
+_TWIN: Final = _Mark("Twin")
 
 
 def _as_datetime(ms: int) -> datetime:
@@ -71,9 +69,29 @@ def _as_datetime(ms: int) -> datetime:
 
 
 Instant = Annotated[int, PlainSerializer(_as_datetime, return_type=datetime), _INSTANT]
-"""An instant of a response, held as epoch milliseconds: written as an RFC 3339 date-time under the
-field's name (pydantic's form: ``2024-06-01T00:03:12.512000Z``) and as the integer under its twin (see
-``twin_name``). Only ``InstantModel`` writes the twin."""
+"""An instant of a response, held as epoch milliseconds and written as an RFC 3339 date-time
+(pydantic's form: ``2024-06-01T00:03:12.512000Z``). Its integer form is its ``Twin``."""
+
+Twin = Annotated[int, _TWIN]
+"""The integer form of the ``Instant`` it is named after (``started_at`` -> ``started_ms``, see
+``twin_name``): declared where the wire puts it (right after its instant) as ``started_ms: Twin =
+twin()``, never given: ``InstantModel`` copies the instant into it, so the two forms cannot disagree."""
+
+
+def twin() -> Any:
+    """A twin's default, so a constructor (and mypy) does not ask for it; it is always filled."""
+    return Field(default=None)
+
+
+def _twins_required(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """In the OpenAPI document a twin is what it is on the wire: always there, no default."""
+    twins = {twin for _, _, twin in getattr(cls, "instant_twins", ())}
+    if not twins:
+        return
+    for name in twins:
+        schema["properties"][name].pop("default", None)
+    required = set(schema.get("required", ())) | twins
+    schema["required"] = [key for key in schema["properties"] if key in required]
 
 
 def _parsed(value: int | str) -> int:
@@ -92,85 +110,52 @@ def twin_name(name: str) -> str:
     return (base[: -len("_at")] if base.endswith("_at") else base) + "_ms"
 
 
-def _is_instant(field: FieldInfo) -> bool:
-    """``Instant`` (pydantic moves the mark into the field's metadata) or ``Instant | None``."""
-    return _INSTANT in field.metadata or any(
-        _INSTANT in getattr(arg, "__metadata__", ()) for arg in get_args(field.annotation)
+def _marked(field: FieldInfo, mark: _Mark) -> bool:
+    """``X`` (pydantic moves the mark into the field's metadata) or ``X | None``."""
+    return mark in field.metadata or any(
+        mark in getattr(arg, "__metadata__", ()) for arg in get_args(field.annotation)
     )
 
 
-class TwinAfter:
-    """Writes an instant's twin after another field instead of right after its own: the KPI window has
-    always given ``window_start, window_end, window_start_ms, window_end_ms``."""
-
-    def __init__(self, field: str) -> None:
-        self.field = field
-
-
-def _twin_schema(name: str, nullable: bool) -> JsonSchemaValue:
-    """The property pydantic would write for ``<twin>: int`` (or ``int | None``), key for key."""
-    title = name.replace("_", " ").title()
-    if nullable:
-        return {"anyOf": [{"type": "integer"}, {"type": "null"}], "title": title}
-    return {"title": title, "type": "integer"}
+def _nullable(field: FieldInfo) -> bool:
+    return types.NoneType in get_args(field.annotation)
 
 
 class InstantModel(BaseModel):
-    """A response body with ``Instant`` fields: each is followed by its integer twin, in bodies and in
-    the JSON schema. The twin is derived, never stored, so the two forms cannot disagree."""
+    """A response body with ``Instant`` fields, each with its ``Twin``. The twins are ordinary fields,
+    so bodies and the OpenAPI document are written by pydantic itself (no Python per key), and filled
+    here from their instants whatever the caller passes."""
 
-    instant_twins: ClassVar[dict[str, list[tuple[str, str, bool]]]] = {}
-    """Serialised key (name or alias) -> the twins written after it: (attribute, twin key, nullable),
-    in field order. Filled per subclass from its ``Instant`` fields."""
+    model_config = ConfigDict(json_schema_extra=_twins_required)
+
+    instant_twins: ClassVar[tuple[tuple[str, str | None, str], ...]] = ()
+    """(instant, its alias, its twin) of every ``Instant`` field, checked when the class is made."""
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        twins: dict[str, list[tuple[str, str, bool]]] = {}
+        twins = []
         for name, field in cls.model_fields.items():
-            if not _is_instant(field):
+            if not _marked(field, _INSTANT):
                 continue
-            nullable = types.NoneType in get_args(field.annotation)
-            after = next((m.field for m in field.metadata if isinstance(m, TwinAfter)), name)
-            anchor = cls.model_fields[after]
-            twin = (name, twin_name(name), nullable)
-            twins.setdefault(after, []).append(twin)
-            if anchor.alias and anchor.alias != after:
-                twins.setdefault(anchor.alias, []).append(twin)
-        cls.instant_twins = twins
+            twin = cls.model_fields.get(twin_name(name))
+            if twin is None or not _marked(twin, _TWIN) or _nullable(twin) != _nullable(field):
+                optional = " | None" if _nullable(field) else ""
+                raise TypeError(
+                    f"{cls.__name__}.{name}: declare its twin `{twin_name(name)}: Twin{optional}`"
+                )
+            twins.append((name, field.alias, twin_name(name)))
+        cls.instant_twins = tuple(twins)
 
-    @model_serializer(mode="wrap")
-    def _with_twins(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if not isinstance(data, dict):
-            return data
-        written: dict[str, Any] = {}
-        for key, value in data.items():
-            written[key] = value
-            for name, twin, _ in self.instant_twins.get(key, ()):
-                written[twin] = getattr(self, name)
-        return written
-
+    @model_validator(mode="before")
     @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        # The wrap serialiser returns Any, which would describe the body as ``{}``: describe the fields
-        # instead, then add each twin after its instant, as a declared ``int`` field would be.
-        fields_only = {k: v for k, v in core_schema.items() if k != "serialization"}
-        json_schema = handler(fields_only)
-        if handler.mode != "serialization":
-            return json_schema
-        target = handler.resolve_ref_schema(json_schema)
-        properties: dict[str, Any] = {}
-        for key, value in target["properties"].items():
-            properties[key] = value
-            for _, twin, nullable in cls.instant_twins.get(key, ()):
-                properties[twin] = _twin_schema(twin, nullable)
-        target["properties"] = properties
-        required: list[str] = []
-        for key in target.get("required", []):
-            required.append(key)
-            required.extend(twin for _, twin, _ in cls.instant_twins.get(key, ()))
-        target["required"] = required
-        return json_schema
+    def _fill_twins(cls, data: Any) -> Any:
+        if not cls.instant_twins or not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        for name, alias, twin in cls.instant_twins:
+            if name in filled:
+                filled[twin] = filled[name]
+            elif alias is not None and alias in filled:
+                filled[twin] = filled[alias]
+        return filled

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from api.payloads import Encoding, preview_payload
-from api.schemas.common import Instant, InstantModel
+from api.schemas.common import Instant, InstantModel, Twin, twin
 from peakwatch.store.records import DeadLetterRecord
 
 
 class DeadLetterPublic(InstantModel):
     id: int
     received_at: Instant
+    received_ms: Twin = twin()
     source: str = Field(examples=["telemetry/dc-xiangjiang/it"])
     reason: str = Field(examples=["malformed_json"])
     detail: str
@@ -58,7 +59,9 @@ class SiteReasonCountPublic(BaseModel):
 
 class DeadLetterCountsPublic(InstantModel):
     from_: Instant | None = Field(alias="from", description="The range's start, if given.")
+    from_ms: Twin | None = twin()
     to: Instant | None
+    to_ms: Twin | None = twin()
     total: int
     by_reason: list[ReasonCountPublic] = Field(description="Most first.")
     by_site: list[SiteCountPublic] = Field(description="Most first.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import Instant, InstantModel
+from api.schemas.common import Instant, InstantModel, Twin, twin
 from peakwatch.domain.devices import Device, DeviceKind
 from peakwatch.domain.devices import topics as device_topics
 
@@ -28,8 +28,11 @@ class DevicePublic(InstantModel):
     meters: list[str]
     topics: list[str] = Field(description="Topic filters it may publish to (a collector: read).")
     created_at: Instant
+    created_ms: Twin = twin()
     rotated_at: Instant | None
+    rotated_ms: Twin | None = twin()
     revoked_at: Instant | None
+    revoked_ms: Twin | None = twin()
 
     @classmethod
     def from_device(cls, d: Device, prefix: str) -> DevicePublic:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.accounting import RestatementPublic
-from api.schemas.common import Instant, InstantModel
+from api.schemas.common import Instant, InstantModel, Twin, twin
 from peakwatch.domain.factors import Factor, FactorSet, Status
 
 
@@ -24,6 +24,7 @@ class FactorPublic(InstantModel):
         description="verified: official text or two agreeing copies; single_source; unverified."
     )
     recorded_at: Instant | None = Field(description="When this version was added; null for shipped defaults.")
+    recorded_ms: Twin | None = twin()
 
     @classmethod
     def from_factor(cls, f: Factor) -> FactorPublic:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import Instant, InstantModel, TwinAfter
+from api.schemas.common import Instant, InstantModel, Twin, twin
 from peakwatch.domain.components import encode_components
 from peakwatch.domain.models import KpiWindow, Site, SiteKind
 from peakwatch.domain.periods import Period
@@ -42,8 +42,10 @@ class KpiWindowPublic(InstantModel):
 
     site_id: str
     period: Period = Field(description="1m, 15m, 1h, 1d (local day), 1mo (local calendar month), 12mo.")
-    window_start: Annotated[Instant, TwinAfter("window_end")]
+    window_start: Instant
     window_end: Instant
+    window_start_ms: Twin = twin()
+    window_end_ms: Twin = twin()
     # --- energies
     electricity_kwh: float = Field(description="Electricity consumed on site, kWh (energy balance).")
     facility_kwh: float | None = Field(description="Sum of facility_total meters, kWh; null if none.")
@@ -253,6 +255,7 @@ class KpiRevisionPublic(InstantModel):
         "before causes were recorded)."
     )
     replaced_at: Instant
+    replaced_ms: Twin = twin()
     previous: KpiWindowPublic = Field(description="The window as it was before this restatement.")
 
     @classmethod

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from api.schemas.common import Instant, InstantModel
+from api.schemas.common import Instant, InstantModel, Twin, twin
 from peakwatch.domain.models import Carrier, Register, Role
 from peakwatch.store.records import MeterStatus
 
@@ -25,7 +25,9 @@ class MeterPublic(InstantModel):
     unit: str = Field(examples=["kWh"])
     register_max: float | None
     last_seen: Instant | None = Field(description="Wall-clock time the last reading was received.")
+    last_seen_ms: Twin | None = twin()
     last_reading_ts: Instant | None = Field(description="Event time (meter clock) of the last reading.")
+    last_reading_ts_ms: Twin | None = twin()
     last_value: float | None = Field(
         description="Last accepted register value, in the canonical unit of the meter's quantity."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from api.schemas.common import Instant, InstantModel
+from api.schemas.common import Instant, InstantModel, Twin, twin
 from peakwatch.store.records import Delivery
 
 
@@ -13,6 +13,7 @@ class DeliveryPublic(InstantModel):
 
     id: int
     at: Instant
+    at_ms: Twin = twin()
     receiver: str = Field(examples=["oncall"])
     channel: str = Field(description="The receiver's channel (`oncall/wecom`).", examples=["oncall/wecom"])
     group_key: str = Field(description="The alert group the message was about.")

@@ -6,7 +6,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.schemas.common import Instant, InstantIn, InstantModel
+from api.schemas.common import Instant, InstantIn, InstantModel, Twin, twin
 from peakwatch.domain.routing import Matcher
 from peakwatch.store.records import SilenceRecord
 
@@ -76,10 +76,13 @@ class SilencePublic(InstantModel):
         description="active: muting now; pending: starts later; expired: ended (or expired early)."
     )
     starts_at: Instant
+    starts_ms: Twin = twin()
     ends_at: Instant
+    ends_ms: Twin = twin()
     created_by: str
     comment: str
     created_at: Instant
+    created_ms: Twin = twin()
     expired_by: str | None = Field(description="Who ended it early; `null` if it ran (or runs) its course.")
 
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import Instant, InstantModel
+from api.schemas.common import Instant, InstantModel, Twin, twin
 from peakwatch.domain.targets import Target, TargetKind, TargetProgress, TargetStatus
 
 
@@ -53,7 +53,9 @@ class SpanPublic(InstantModel):
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
     from_: Instant = Field(alias="from")
+    from_ms: Twin = twin()
     to: Instant
+    to_ms: Twin = twin()
 
     @classmethod
     def of(cls, from_ms: int, to_ms: int) -> SpanPublic:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import SITES_DOC, Instant, InstantModel
+from api.schemas.common import SITES_DOC, Instant, InstantModel, Twin, twin
 from peakwatch.domain.access import AccessRole, AuditEntry, User
 
 NAME_FIELD = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -43,7 +43,9 @@ class UserPublic(InstantModel):
     sites: list[str] | None = Field(description=SITES_DOC)
     must_change_password: bool
     created_at: Instant
+    created_ms: Twin = twin()
     disabled_at: Instant | None
+    disabled_ms: Twin | None = twin()
 
     @classmethod
     def from_user(cls, u: User) -> UserPublic:
@@ -67,6 +69,7 @@ class UserCreatedPublic(BaseModel):
 class AuditEntryPublic(InstantModel):
     id: int
     at: Instant
+    at_ms: Twin = twin()
     actor: str
     via: str
     action: str

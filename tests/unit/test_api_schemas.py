@@ -1,13 +1,14 @@
-"""The shared instant type: one declaration, both wire forms, in bodies and in the JSON schema."""
+"""The shared instant type: given once, both wire forms, in bodies and in the JSON schema."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.schemas.common import Instant, InstantIn, InstantModel, TwinAfter, twin_name
+from api.schemas.common import Instant, InstantIn, InstantModel, Twin, twin, twin_name
 
 # 1_717_200_192_512 ms = 1_717_200_192 s + 512 ms = 2024-06-01T00:03:12.512Z
 MS = 1_717_200_192_512
@@ -18,13 +19,17 @@ class Event(InstantModel):
 
     id: int
     started_at: Instant = Field(description="When it started.")
+    started_ms: Twin = twin()
     from_: Instant | None = Field(alias="from")
+    from_ms: Twin | None = twin()
     note: str
 
 
 class Window(InstantModel):
-    start: Annotated[Instant, TwinAfter("end")]
+    start: Instant
     end: Instant
+    start_ms: Twin = twin()
+    end_ms: Twin = twin()
     value: float
 
 
@@ -69,6 +74,18 @@ def test_python_dumps_give_datetimes_and_follow_by_alias() -> None:
     assert dumped["started_at"].isoformat() == "1970-01-01T00:00:00+00:00"
     assert dumped["from_"].isoformat() == "1970-01-01T00:01:00+00:00"
     assert (dumped["started_ms"], dumped["from_ms"]) == (0, 60_000)
+
+
+def test_a_twin_given_anyway_is_its_instant() -> None:
+    # the two forms cannot disagree: the twin is always copied from the instant
+    assert Event(id=1, started_at=MS, started_ms=5, from_=None, note="").started_ms == MS
+
+
+def test_an_instant_without_its_twin_is_refused_when_the_class_is_made() -> None:
+    with pytest.raises(TypeError, match=re.escape("declare its twin `seen_ms: Twin | None`")):
+
+        class Bad(InstantModel):
+            seen_at: Instant | None
 
 
 def test_a_twin_can_follow_another_field() -> None:
