@@ -16,9 +16,10 @@ decodes, whichever version wrote it (keys were only ever added).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -37,30 +38,49 @@ _ZONE_TOTAL: Final = ":total_kwh"
 _ZONE_IT: Final = ":it_kwh"
 
 
+@functools.lru_cache(maxsize=4096)
 def _fuel_key(fuel: Fuel) -> str:
     return f"{fuel.use.value}:{fuel.carrier.value}:{fuel.quantity.value}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _output_key(quantity: Quantity) -> str:
     return _OUTPUT + quantity.value
 
 
+@functools.lru_cache(maxsize=4096)
 def _zone_total_key(zone: str) -> str:
     return f"{_ZONE}{zone}{_ZONE_TOTAL}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _zone_it_key(zone: str) -> str:
     return f"{_ZONE}{zone}{_ZONE_IT}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _jsonb_order(key: str) -> tuple[int, str]:
+    """PostgreSQL ``jsonb`` key order: shorter (in bytes) first, then bytewise (which, for UTF-8, is
+    code point order)."""
+    return len(key.encode()), key
+
+
+_SCALARS_IN_JSONB_ORDER: Final = tuple(
+    (name, SCALARS.index(name)) for name in sorted(SCALARS, key=_jsonb_order)
+)
+
+
+def _has_maps(components: Components) -> bool:
+    return bool(components.fuels or components.outputs or components.zone_total_kwh or components.zone_it_kwh)
 
 
 def encode_components(components: Components) -> dict[str, float]:
     """The flat form, keys in PostgreSQL ``jsonb`` order (shorter first, then bytewise), so a window
     reads the same whether it was stored or computed for the request."""
-    flat = {
-        name: value
-        for name, value in zip(SCALARS, msgspec.structs.astuple(components), strict=False)
-        if value is not None
-    }
+    values = msgspec.structs.astuple(components)
+    flat = {name: values[i] for name, i in _SCALARS_IN_JSONB_ORDER if values[i] is not None}
+    if not _has_maps(components):
+        return flat  # already in order: the usual window of a site without fuels, outputs or zones
     for fuel, amount in components.fuels.items():
         flat[_fuel_key(fuel)] = amount
     for quantity, amount in components.outputs.items():
@@ -72,32 +92,35 @@ def encode_components(components: Components) -> dict[str, float]:
     return {key: flat[key] for key in sorted(flat, key=_jsonb_order)}
 
 
-def _jsonb_order(key: str) -> tuple[int, bytes]:
-    encoded = key.encode()
-    return len(encoded), encoded
-
-
 def decode_components(flat: Mapping[str, float]) -> Components:
     """``Components`` from the flat form (a stored row, a revision's document); map entries keep the
     flat form's order. An unknown key is an error: dropping it would silently change a window."""
-    scalars: dict[str, float] = {}
-    fuels: dict[Fuel, float] = {}
-    outputs: dict[Quantity, float] = {}
-    zone_total: dict[str, float] = {}
-    zone_it: dict[str, float] = {}
+    try:
+        fixed = msgspec.convert(flat, Components)  # the fixed components, in C; map keys are passed over
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"not KPI components: {exc}") from None
+    present = len(SCALARS) - msgspec.structs.astuple(fixed)[: len(SCALARS)].count(None)
+    if present == len(flat) and not _has_maps(fixed):
+        return fixed
+    maps: dict[str, dict[Any, float]] = {name: {} for name in _MAPS}
     for key, value in flat.items():
-        amount = float(value)
-        if key in _SCALAR_SET:
-            scalars[key] = amount
-        elif key.startswith(_ZONE) and key.endswith(_ZONE_TOTAL):
-            zone_total[key[len(_ZONE) : -len(_ZONE_TOTAL)]] = amount
-        elif key.startswith(_ZONE) and key.endswith(_ZONE_IT):
-            zone_it[key[len(_ZONE) : -len(_ZONE_IT)]] = amount
-        elif key.startswith(_OUTPUT):
-            outputs[Quantity(key[len(_OUTPUT) :])] = amount
-        else:
-            fuels[_parse_fuel(key)] = amount
-    return Components(**scalars, fuels=fuels, outputs=outputs, zone_total_kwh=zone_total, zone_it_kwh=zone_it)
+        if key not in _SCALAR_SET:
+            field, entry = _map_entry(key)
+            maps[field][entry] = float(value)
+    return msgspec.structs.replace(fixed, **maps)
+
+
+@functools.lru_cache(maxsize=4096)
+def _map_entry(key: str) -> tuple[str, Any]:
+    """The map a flat key belongs in (``Components`` field) and its entry there; keys repeat from
+    window to window, so each is parsed once."""
+    if key.startswith(_ZONE) and key.endswith(_ZONE_TOTAL):
+        return "zone_total_kwh", key[len(_ZONE) : -len(_ZONE_TOTAL)]
+    if key.startswith(_ZONE) and key.endswith(_ZONE_IT):
+        return "zone_it_kwh", key[len(_ZONE) : -len(_ZONE_IT)]
+    if key.startswith(_OUTPUT):
+        return "outputs", Quantity(key[len(_OUTPUT) :])
+    return "fuels", _parse_fuel(key)
 
 
 def _parse_fuel(key: str) -> Fuel:
