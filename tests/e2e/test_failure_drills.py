@@ -5,7 +5,7 @@ run over the same input (``reference``).
 * Broker restart: mosquitto (persistence on, as shipped in deploy/) is stopped while it still holds
   messages it acknowledged to the publisher but has not yet delivered to the collector, and started
   again on the same port. The collector reconnects to its persistent session and gets them.
-* Database down (``PEAKWATCH_TEST_DB_OUTAGE_S``, default 60 s): PostgreSQL is stopped while readings
+* Database down (``PEAKWATCH_TEST_DB_OUTAGE_S``, default 30 s): PostgreSQL is stopped while readings
   keep arriving. They go to the on-disk spool; when the spool is full the collector stops
   acknowledging and the broker keeps the rest; /healthz says degraded, and why. PostgreSQL is started
   again and everything is stored.
@@ -63,7 +63,9 @@ MESSAGES = 600
 """Messages of the KPI drills: 6,000 readings, 50 minutes of event time for two meters."""
 COMPARED = {"1m": (T0, T0 + 50 * MIN), "15m": (T0, T0 + 45 * MIN)}
 """Windows wholly inside the drill's data (later ones depend on how long each run idles)."""
-OUTAGE_S = float(os.environ.get("PEAKWATCH_TEST_DB_OUTAGE_S", "60"))
+OUTAGE_S = float(os.environ.get("PEAKWATCH_TEST_DB_OUTAGE_S", "30"))
+"""Longer than the connect timeout (10 s) and several of the processor's write retries (backoff up to 5 s);
+200 messages of 10 readings (248 KB in the spool) fill its 64 KiB whatever the length."""
 MAX_AGE_MS = 10 * 365 * 86_400_000
 """The drill's readings are stamped 2026-01."""
 
