@@ -57,19 +57,22 @@ DEFAULT_GB40879_THRESHOLDS: tuple[float, float, float] = (1.20, 1.30, 1.50)
 """Upper limits of the electric energy ratio for GB 40879-2021 grades 1, 2 and 3 (grade 3 is the legal
 limit). Commonly quoted values; the standard's table is not verified (domain.md §2), so configurable."""
 
-_ELECTRIC_LOADS = frozenset(
-    {
-        Role.IT_LOAD,
-        Role.COOLING,
-        Role.LIGHTING,
-        Role.UPS_LOSSES,
-        Role.PROCESS_LOAD,
-        Role.HEAT_PUMP,
-        Role.OTHER_LOAD,
-        Role.PROCESS_HEAT,
-        Role.BOILER,
-    }
+_ELECTRIC_LOAD_ORDER = (
+    Role.IT_LOAD,
+    Role.COOLING,
+    Role.LIGHTING,
+    Role.UPS_LOSSES,
+    Role.PROCESS_LOAD,
+    Role.HEAT_PUMP,
+    Role.OTHER_LOAD,
+    Role.PROCESS_HEAT,
+    Role.BOILER,
 )
+"""The loads, in the order their electricity is added up: a fixed order, because a set of roles is
+iterated in an order that changes with each process's hash seed, and float addition is not associative
+(0.1 + 0.2 + 0.3 + 0.7 is 1.3 in one order and 1.2999999999999998 in another), so a minute computed live
+and the same minute rebuilt by another process would differ in the last bit."""
+_ELECTRIC_LOADS = frozenset(_ELECTRIC_LOAD_ORDER)
 _ZONE_LOADS = frozenset({Role.IT_LOAD, Role.COOLING, Role.LIGHTING, Role.UPS_LOSSES, Role.OTHER_LOAD})
 
 
@@ -206,7 +209,7 @@ def minute_components(
             - minute.kwh(Role.STORAGE_CHARGE)
         )
     else:
-        electricity = minute.kwh(*_ELECTRIC_LOADS)
+        electricity = minute.kwh(*_ELECTRIC_LOAD_ORDER)
     electricity = max(electricity, 0.0)
     renewable_consumed = min(max(renewable_generation - grid_export, 0.0), electricity)
     if Role.GRID_IMPORT in metered:
