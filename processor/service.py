@@ -138,6 +138,8 @@ class Processor:
         self._accountant_wake = asyncio.Event()
         self._written = asyncio.Condition()
         self._started = False
+        self._restore_failing_since_ms: int | None = None
+        """Since when the database keeps ``start`` from restoring (``None``: it does not; health reads it)."""
         self._fatal: BaseException | None = None
         """A failure of a side task (the accountant fenced off) that ends ``run``."""
         self._ownership = SiteOwnership(bus.shared)
@@ -169,6 +171,10 @@ class Processor:
     def health(self) -> ComponentStatus:
         """Whether the database takes the processor's writes; while it does not, for how long (the
         readings wait in the bus and are retried)."""
+        if self._restore_failing_since_ms is not None:
+            away_s = (now_ms() - self._restore_failing_since_ms) / 1000
+            detail = f"waiting {away_s:.0f} s for the database to restore its state; readings wait in the bus"
+            return ComponentStatus(name="processor", ok=False, detail=detail)
         failing = self.write_failing_since_ms
         return ComponentStatus(
             name="processor",
@@ -238,9 +244,15 @@ class Processor:
                 initial_s=self._retry_initial_s,
                 max_s=self._retry_max_s,
                 stop=self._stop,
-                on_retry=_start_failed,
+                on_retry=self._start_failed,
             )
+            self._restore_failing_since_ms = None
             self._started = True
+
+    def _start_failed(self, exc: Exception, delay_s: float) -> None:
+        if self._restore_failing_since_ms is None:
+            self._restore_failing_since_ms = now_ms()
+        log.warning("restoring the processor's state failed (retrying in %.1f s): %s", delay_s, exc)
 
     async def _restore(self) -> None:
         await restore(
@@ -478,7 +490,3 @@ class Processor:
 
 def _claim_failed(exc: Exception, delay_s: float) -> None:
     log.warning("restoring the sites given by the bus failed (retrying in %.1f s): %s", delay_s, exc)
-
-
-def _start_failed(exc: Exception, delay_s: float) -> None:
-    log.warning("restoring the processor's state failed (retrying in %.1f s): %s", delay_s, exc)

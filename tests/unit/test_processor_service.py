@@ -163,9 +163,11 @@ class RestoreFails(FakeStore):
     def __init__(self) -> None:
         super().__init__()
         self.restore_failures: list[StoreError] = []
+        self.failed = asyncio.Event()
 
     async def load_open_alerts(self) -> list[AlertRecord]:
         if self.restore_failures:
+            self.failed.set()
             raise self.restore_failures.pop(0)
         return await super().load_open_alerts()
 
@@ -182,6 +184,19 @@ async def test_database_lost_during_start_is_waited_for_and_nothing_restored_twi
     # six 10-s ticks per window (9.6 kWh facility, 6 kWh IT): the open amounts were restored once
     assert [w.facility_kwh for w in store.windows_of("dc")] == pytest.approx([9.6] * 4)
     assert [w.it_kwh for w in store.windows_of("dc")] == pytest.approx([6.0] * 4)
+
+
+async def test_health_says_the_processor_waits_for_the_database_at_start() -> None:
+    bus, store, clock = MemoryBus(), RestoreFails(), Clock(W0)
+    store.restore_failures = [StoreError("connection lost", retryable=True)] * 2
+    proc = processor(bus, store, clock, retry_initial_s=0.05)
+    starting = asyncio.create_task(proc.start())
+    await store.failed.wait()  # the first attempt failed; the second waits 0.05 s
+    waiting = proc.health()
+    assert not waiting.ok
+    assert waiting.detail.startswith("waiting 0 s for the database to restore its state")
+    await starting
+    assert proc.health().ok
 
 
 async def test_a_wrong_store_at_start_is_not_retried() -> None:
