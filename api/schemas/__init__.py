@@ -4,6 +4,6 @@
 Responses are built from store and domain values by ``from_*`` classmethods, so handlers stay one-liners
 and the wire format is defined in one place. Every instant is given once and written twice, RFC 3339
 UTC (``Instant``) and epoch milliseconds (its ``Twin``, filled from it: ``api.schemas.common``).
-Months are ``"YYYY-MM"`` in the site's time zone. Import from the resource's module: this package re-exports nothing, so a route's
-imports say which resource's bodies it speaks.
+Months are ``"YYYY-MM"`` in the site's time zone. Import from the resource's module: this package
+re-exports nothing, so a route's imports say which resource's bodies it speaks.
 """
