@@ -13,11 +13,11 @@ import os
 import re
 import zoneinfo
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
-from peakwatch.channels import Channel, channel_problem, channel_tag
+from peakwatch.channels import CHANNELS, Channel, channel_problem, channel_tag
 from peakwatch.config_problems import Problems, convert, items, named
 from peakwatch.domain.notifications import Language
 from peakwatch.domain.routing import (
@@ -126,16 +126,19 @@ def parse_notifications(raw: Mapping[str, Any]) -> Notifications | None:
     receivers: dict[str, Receiver] = {}
     for i, raw_receiver in items(expanded, "receivers", "", problems):
         where = named("receiver", raw_receiver, "name", i, quote=True)
-        r = convert(raw_receiver, _ReceiverDoc, where, problems)
+        r = convert(raw_receiver, _ReceiverDoc, where, problems, skip=_CHANNELS)
         if r is None:
             continue
         if r.name in receivers:
             problems.add(where, "defined twice")
-        for n, channel in enumerate(r.channels):
-            if (problem := channel_problem(channel)) is not None:
-                problems.add(f"{where} channel {n}", problem)
+        channels = [
+            channel
+            for n, raw_channel in items(raw_receiver, "channels", where, problems)
+            if (channel := _channel(raw_channel, f"{where} channel {n}", problems)) is not None
+        ]
         language = r.language or (doc.language if doc is not None else "zh-CN")
-        receivers[r.name] = Receiver(name=r.name, channels=tuple(r.channels), language=language)
+        # a receiver with a wrong channel still exists: the route naming it is not wrong too
+        receivers[r.name] = Receiver(name=r.name, channels=tuple(channels), language=language)
     inhibit_rules = [
         _inhibit_rule(doc_i, f"inhibit rule #{i + 1}", problems)
         for i, raw_i in items(expanded, "inhibit_rules", "", problems)
@@ -176,6 +179,25 @@ def parse_notifications(raw: Mapping[str, Any]) -> Notifications | None:
 
 
 _LISTS = frozenset({"receivers", "inhibit_rules", "maintenance"})
+_CHANNELS = frozenset({"channels"})
+_CHANNEL_TYPES: Final = {str(row.config.__struct_config__.tag): row.config for row in CHANNELS}
+"""Each channel's struct by the `type:` it is written with (`webhook`), in the table's order."""
+
+
+def _channel(raw: Any, where: str, problems: Problems) -> Channel | None:
+    """One ``channels:`` entry as its channel's struct, each wrong field named (a typo such as
+    ``sceret:`` is an error, not a silently unsigned robot), then the channel's own check."""
+    kind = raw.get("type") if isinstance(raw, Mapping) else None
+    config = _CHANNEL_TYPES.get(kind) if isinstance(kind, str) else None
+    if config is None:
+        known = ", ".join(_CHANNEL_TYPES)
+        what = "type is missing" if kind is None else f"unknown type {kind!r}"
+        problems.add(where, f"{what}; one of: {known}")
+        return None
+    channel: Channel | None = convert({k: v for k, v in raw.items() if k != "type"}, config, where, problems)
+    if channel is not None and (problem := channel_problem(channel)) is not None:
+        problems.add(where, problem)
+    return channel
 
 
 def _inhibit_rule(doc: _InhibitDoc, where: str, problems: Problems) -> InhibitRule | None:

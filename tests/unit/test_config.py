@@ -422,6 +422,29 @@ def test_a_channel_that_cannot_deliver_stops_the_load(channel: str, reason: str)
         Registry.from_text(text)
 
 
+def test_a_misspelt_channel_option_is_an_error_and_every_channel_is_checked() -> None:
+    # `sceret` would leave a signed DingTalk robot unsigned (it refuses every message): a typo is an error
+    text = (
+        "sites: []\nnotifications:\n  receivers: [{name: r, channels: ["
+        "{type: dingtalk, access_token: t, sceret: s}, {type: wecom, key: k, mentioned: 5}, "
+        "{type: webhok}]}]\n"
+        "  route: {receiver: r}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        Registry.from_text(text)
+    problems = caught.value.problems
+    assert problems[0].startswith(
+        "notifications: receiver 'r' channel 0: unknown field 'sceret'; known: access_token"
+    )
+    assert problems[1].startswith(
+        "notifications: receiver 'r' channel 1: unknown field 'mentioned'; known: key"
+    )
+    assert problems[2].startswith(
+        "notifications: receiver 'r' channel 2: unknown type 'webhok'; one of: webhook"
+    )
+    assert len(problems) == 3  # the receiver exists: the route naming it is not reported as wrong too
+
+
 # ------------------------------------------------------------------ every error at once, by name (#14)
 
 SEVERAL_MISTAKES = """\

@@ -11,7 +11,7 @@ from peakwatch.channels.checks import scheme
 from peakwatch.redaction import url_tokens
 
 
-class AppriseChannel(msgspec.Struct, frozen=True, kw_only=True, tag="apprise"):
+class AppriseChannel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="apprise"):
     """Any of apprise's services by URL (``tgram://``, ``msteams://``, ``ntfy://`` ...), for what the
     other channels do not cover."""
 

@@ -8,7 +8,7 @@ from peakwatch.channels.checks import http_url_problem, timeout_problem
 from peakwatch.redaction import url_secrets
 
 
-class DingTalkChannel(msgspec.Struct, frozen=True, kw_only=True, tag="dingtalk"):
+class DingTalkChannel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="dingtalk"):
     """A DingTalk (钉钉) custom robot; ``secret`` enables its signed-request mode (HMAC-SHA256)."""
 
     access_token: str

@@ -10,7 +10,7 @@ import msgspec
 from peakwatch.channels.checks import timeout_problem
 
 
-class EmailChannel(msgspec.Struct, frozen=True, kw_only=True, tag="email"):
+class EmailChannel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="email"):
     to: tuple[str, ...]
     sender: str
     host: str

@@ -8,7 +8,7 @@ from peakwatch.channels.checks import http_url_problem, timeout_problem
 from peakwatch.redaction import url_secrets
 
 
-class FeishuChannel(msgspec.Struct, frozen=True, kw_only=True, tag="feishu"):
+class FeishuChannel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="feishu"):
     """A Feishu / Lark (飞书) custom bot; ``secret`` enables its signature check."""
 
     hook: str

@@ -8,7 +8,7 @@ from peakwatch.channels.checks import http_url_problem, timeout_problem
 from peakwatch.redaction import url_tokens
 
 
-class SlackChannel(msgspec.Struct, frozen=True, kw_only=True, tag="slack"):
+class SlackChannel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="slack"):
     webhook_url: str
     timeout_s: float = 10.0
 

@@ -8,7 +8,7 @@ from peakwatch.channels.checks import http_url_problem, timeout_problem
 from peakwatch.redaction import url_secrets
 
 
-class WebhookChannel(msgspec.Struct, frozen=True, kw_only=True, tag="webhook"):
+class WebhookChannel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="webhook"):
     """POST of Alertmanager's webhook JSON (version 4), so anything that takes Alertmanager's webhook
     (PagerDuty bridges, OnCall, a custom script) takes peakwatch's."""
 

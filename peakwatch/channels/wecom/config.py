@@ -8,7 +8,7 @@ from peakwatch.channels.checks import http_url_problem, timeout_problem
 from peakwatch.redaction import url_secrets
 
 
-class WeComChannel(msgspec.Struct, frozen=True, kw_only=True, tag="wecom"):
+class WeComChannel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="wecom"):
     """A WeCom (企业微信) group robot. ``url`` can point at a relay or a private deployment (plant
     networks often reach the internet only through one)."""
 
