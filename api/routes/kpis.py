@@ -292,7 +292,9 @@ def _is_number(annotation: object) -> bool:
 CSV_FIELDS: Final[tuple[str, ...]] = tuple(
     name
     for name, field in KpiWindowPublic.model_fields.items()
-    if name not in _NOT_KPIS and _is_number(field.annotation)
+    if name not in _NOT_KPIS
+    and name not in {twin for _, _, twin in KpiWindowPublic.instant_twins}  # a window's times are no KPI
+    and _is_number(field.annotation)
 )
 """Every number of ``KpiWindowPublic`` in its declared order: the default CSV columns after the two
 timestamps. Derived from the model, so a KPI added to the JSON route is exported the same day."""
