@@ -60,12 +60,16 @@ async def bearer(
 
 
 async def eventually(
-    check: Callable[[], Any | Awaitable[Any]], what: str = "condition", *, timeout_s: float = 30.0
+    check: Callable[[], Any | Awaitable[Any]],
+    what: str | Callable[[], str] = "condition",
+    *,
+    timeout_s: float = 30.0,
 ) -> Any:
     """Poll ``check`` (sync or async) until it returns something truthy, and return that.
 
     For states that offer no event to await (a row in another process's database, an HTTP answer).
-    Assertion and HTTP errors count as "not yet"; the last one is reported when the deadline passes.
+    Assertion and HTTP errors count as "not yet"; the last one is reported when the deadline passes,
+    after ``what`` (a callable is asked only then, e.g. for the logs of the processes involved).
     """
     deadline = time.monotonic() + timeout_s
     last: Any = None
@@ -80,7 +84,8 @@ async def eventually(
         except (AssertionError, httpx.HTTPError) as exc:
             last = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout_s} s; last: {last!r}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"{said}: not reached within {timeout_s} s; last: {last!r}")
         await asyncio.sleep(0.02)
 
 

@@ -177,6 +177,15 @@ class Cluster:
         with self.log(name).open("ab") as out:
             self.procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
+    def why(self) -> str:
+        """The end of every process's log, for a failure message: what each was doing."""
+        tails = []
+        for name in sorted({*self.procs, *(p.stem for p in self.tmp.glob("*.log"))}):
+            log = self.log(name)
+            text = log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
+            tails.append(f"--- {name} ---\n{text}")
+        return "\n".join(tails)
+
     async def started(self, name: str) -> None:
         await eventually(lambda: "running:" in self.log(name).read_text(), f"{name} started", timeout_s=60)
 
@@ -230,7 +239,11 @@ async def test_killing_a_processor_and_a_collector_loses_nothing_and_counts_noth
     conn = await asyncpg.connect(database_url)
     try:
         await publish_all(cluster.mqtt_url, first)
-        await eventually(lambda: _stored(store, 10 * len(first)), "the first part stored", timeout_s=120)
+        await eventually(
+            lambda: _stored(store, 10 * len(first)),
+            lambda: f"the first part stored\n{cluster.why()}",
+            timeout_s=120,
+        )
         owners = await _owners(conn)
         assert set(owners) == set(SITES)
         assert len(set(owners.values())) == 2, owners  # the sites are shared
@@ -245,7 +258,9 @@ async def test_killing_a_processor_and_a_collector_loses_nothing_and_counts_noth
         cluster.start("collector-1")  # same client id: its persistent session holds what it missed
         await cluster.started("collector-1")
         await eventually(
-            lambda: _stored(store, 10 * (len(first) + len(second))), "the second part stored", timeout_s=120
+            lambda: _stored(store, 10 * (len(first) + len(second))),
+            lambda: f"the second part stored\n{cluster.why()}",
+            timeout_s=120,
         )
         survivor = (await _owners(conn))[next(iter(victim_sites))]
         assert f":{victim_pid}:" not in survivor  # the dead processor's sites moved
@@ -254,7 +269,9 @@ async def test_killing_a_processor_and_a_collector_loses_nothing_and_counts_noth
         cluster.start("processor-1")
         await publish_all(cluster.mqtt_url, third)
         total = 10 * PER_SITE * len(SITES)
-        await eventually(lambda: _stored(store, total), "every reading stored", timeout_s=180)
+        await eventually(
+            lambda: _stored(store, total), lambda: f"every reading stored\n{cluster.why()}", timeout_s=180
+        )
         assert sum([await store.count_readings(site) for site in SITES]) == total
         assert await kpi_snapshot(store) == reference
         assert len(set((await _owners(conn)).values())) == 2  # shared again
