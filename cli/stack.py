@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from api.app import create_app
@@ -37,7 +37,7 @@ from collector.mqtt import MqttSource
 from collector.service import Collector
 from notifier.service import Notifier, NotifierMetrics
 from peakwatch.accounts import ensure_first_admin
-from peakwatch.bus import Bus, SpoolBus, open_bus
+from peakwatch.bus import Bus, open_bus
 from peakwatch.clock import now_ms
 from peakwatch.config import Registry, Settings
 from peakwatch.embedded.mqtt import EmbeddedBroker
@@ -146,24 +146,6 @@ class Stack:
         self._tasks.clear()
 
 
-def _spool_metrics(bus: SpoolBus, registry: CollectorRegistry) -> None:
-    """Spool depth as gauges read at scrape time (nothing on the hot path)."""
-    Gauge("peakwatch_spool_bytes", "Uncommitted bytes in the on-disk spool.", registry=registry).set_function(
-        lambda: bus.depth_bytes
-    )
-    Gauge(
-        "peakwatch_spool_items", "Uncommitted batches in the on-disk spool.", registry=registry
-    ).set_function(lambda: bus.depth_items)
-    Gauge("peakwatch_spool_capacity_bytes", "The spool's bound (max_bytes).", registry=registry).set_function(
-        lambda: bus.capacity_bytes
-    )
-    Gauge(
-        "peakwatch_spool_full",
-        "1 while the spool is full and the collector stops acknowledging (back-pressure).",
-        registry=registry,
-    ).set_function(lambda: int(bus.full))
-
-
 def _log_end(task: asyncio.Task[Any]) -> None:
     if task.cancelled():
         return
@@ -242,8 +224,7 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
     settings, registry = stack.settings, stack.registry
     bus = await asyncio.to_thread(open_bus, settings.bus_url, default_dir=settings.data_dir / "spool")
     stack.bus = bus
-    if isinstance(bus, SpoolBus):
-        _spool_metrics(bus, stack.metrics)
+    bus.register_metrics(stack.metrics)
     await bus.start()
     if bus.shared:  # closed last (stoppers run in reverse): the collector's records are sent by then
         stack.on_stop("bus", bus.close)
@@ -276,8 +257,9 @@ async def _start_pipeline(stack: Stack, *, collector: bool, processor: bool) -> 
             proc.stop()
             await bus.close()
             await asyncio.wait_for(asyncio.shield(task), timeout=30)
-            if bus.lag and isinstance(bus, SpoolBus):
-                log.warning("%d spooled item(s) are processed at the next start", bus.depth_items)
+            kept = bus.kept_at_stop()
+            if bus.lag and kept is not None:
+                log.warning("%d spooled item(s) are processed at the next start", kept)
             elif bus.lag:
                 # Already acknowledged to the broker, so never silently: say what was not processed.
                 log.error(

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
+
 from peakwatch.domain.models import DeadLetter, ReadingBatch
 from peakwatch.health import ComponentStatus
 
@@ -100,3 +102,13 @@ class Bus(abc.ABC):
         """What ``/healthz`` shows of the bus: its lag. A bus that can refuse writes (the spool) says
         why instead."""
         return ComponentStatus(name="bus", ok=True, detail=f"lag={self.lag}")
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Gauges of the bus's own state in ``registry``, read at scrape time (the spool's depth and
+        bound); none for a bus that has no state of its own to show."""
+        del registry  # nothing of its own: the lag is in health() and the services' metrics
+
+    def kept_at_stop(self) -> int | None:
+        """What a stop leaves in the bus for the next start (the spool keeps it on disk); ``None``: a bus
+        that keeps nothing of its own, so what is left unprocessed at a stop is reported lost."""
+        return None

@@ -255,7 +255,8 @@ SPOOL_ROOMS = {
     "records": set(),  # the on-disk format stands alone
     "files": set(),
     "recovery": {"files", "records"},
-    "bus": {"files", "records", "recovery"},
+    "metrics": set(),  # the gauges read the spool through a protocol
+    "bus": {"files", "records", "recovery", "metrics"},
 }
 
 

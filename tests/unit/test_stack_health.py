@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+from prometheus_client import CollectorRegistry
+
 from cli.stack import Stack
 from collector.mqtt import MqttSource
 from notifier.service import Notifier
@@ -93,3 +95,27 @@ def test_the_processor_says_how_long_database_writes_have_failed() -> None:
         ok=False,
         detail="database writes failing for 42 s; readings are kept in the spool and retried",
     )
+
+
+async def test_the_spool_shows_its_depth_as_gauges_and_keeps_what_a_stop_leaves(tmp_path: Path) -> None:
+    spool = SpoolBus(tmp_path, max_bytes=65_536)
+    registry = CollectorRegistry()
+    spool.register_metrics(registry)
+    try:
+        await spool.publish(
+            ReadingBatch("park-1", [Reading(site_id="park-1", meter_id="m0", ts_ms=0, energy_kwh=1.0)])
+        )
+        # one batch published, none committed: one item kept on disk for the next start
+        assert registry.get_sample_value("peakwatch_spool_items") == 1.0
+        assert registry.get_sample_value("peakwatch_spool_capacity_bytes") == 65_536.0
+        assert registry.get_sample_value("peakwatch_spool_full") == 0.0
+        assert spool.kept_at_stop() == 1
+    finally:
+        await spool.close()
+
+
+def test_a_memory_bus_has_no_gauges_of_its_own_and_keeps_nothing() -> None:
+    bus, registry = MemoryBus(), CollectorRegistry()
+    bus.register_metrics(registry)
+    assert [m.name for m in registry.collect()] == []
+    assert bus.kept_at_stop() is None

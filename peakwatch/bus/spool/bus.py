@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
+from prometheus_client import CollectorRegistry
 
 from peakwatch.bus.base import Bus, Polled
 from peakwatch.bus.spool.files import LOCK, Files, Segment, fsync_and_close, fsync_dir, persist_commit
+from peakwatch.bus.spool.metrics import register_spool_metrics
 from peakwatch.bus.spool.records import (
     GIB,
     MIB,
@@ -191,6 +193,12 @@ class SpoolBus(Bus):
             + ("; full: readings wait on the broker (not acknowledged)" if self.full else "")
             + (f"; {refusing}: readings wait on the broker (not acknowledged)" if refusing else ""),
         )
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        register_spool_metrics(self, registry)
+
+    def kept_at_stop(self) -> int:
+        return self.depth_items  # on disk: the next start delivers what was not committed
 
     # ------------------------------------------------------------------ publish
 
