@@ -47,8 +47,10 @@ class Receiver(msgspec.Struct, frozen=True, kw_only=True):
 
 class _ReceiverDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str
-    channels: list[Channel] = []
-    """None: a receiver that drops what is routed to it (route the alerts nobody should hear of here)."""
+    channels: list[Any] = []
+    """None: a receiver that drops what is routed to it (route the alerts nobody should hear of here).
+    Never decoded here (``parse_notifications`` skips it): each entry is checked on its own by
+    ``_channel``, so one wrong channel is named and the others still are checked."""
     language: Language | None = None
 
 
