@@ -43,6 +43,12 @@ class CollectorMetrics:
             namespace=namespace,
             registry=registry,
         )
+        self.mqtt_qos0_lost = Counter(
+            "mqtt_qos0_lost",
+            "QoS 0 messages lost because handing them to the bus failed (the broker cannot send them again)",
+            namespace=namespace,
+            registry=registry,
+        )
         self.handler_failures = Counter(
             "handler_failures",
             "Messages left unacknowledged because handing them to the bus failed",

@@ -2,7 +2,7 @@
 
 Modules: ``source`` (``MqttSource``: the session, its reconnects and the hand-over), ``broker``
 (address, protocol probe, subscription filter, back-off; its error is ``peakwatch.errors.MqttError``),
-``grouped_acks`` (the QoS 1 fast path) and ``gmqtt_client`` (every use of gmqtt's private parts, and
+``grouped_acks`` (the fast path, QoS 0 and 1) and ``gmqtt_client`` (every use of gmqtt's private parts, and
 why).
 
 Delivery contract (docs/ingest.md, "Delivery"):
@@ -19,12 +19,15 @@ Delivery contract (docs/ingest.md, "Delivery"):
   ``receive_maximum`` (unacknowledged messages the broker may send ahead); on MQTT 3.1.1 the broker's
   own setting applies (mosquitto ``max_inflight_messages``, 20 by default).
 
-Grouped acknowledgements: when ``handler`` is the ``handle`` of an object that also offers
-``submit(topic, payload, received_ms) -> Future`` (``collector.Collector``, see ``Batching``), QoS 1
-messages skip gmqtt's task per message: each one is submitted as it is parsed, and when the future of
-its group completes (the bus accepted the group) the PUBACKs of the whole group leave in one write,
-in arrival order, on the connection the messages came on (a connection lost meanwhile gets none: the
-broker re-delivers them on the next). A failed group is not acknowledged, exactly as above. Other
+Grouped hand-over: when ``handler`` is the ``handle`` of an object that also offers
+``submit(topic, payload, received_ms) -> Future`` (``collector.Collector``, see ``Batching``),
+messages skip gmqtt's task per message: each one is submitted as it is parsed. QoS 1 messages come
+through the parser hook (``gmqtt_client.take_qos1``); when the future of their group completes (the
+bus accepted the group) the PUBACKs of the whole group leave in one write, in arrival order, on the
+connection the messages came on (a connection lost meanwhile gets none: the broker re-delivers them
+on the next). A failed group is not acknowledged, exactly as above. QoS 0 messages (sent at QoS 0, or
+QoS 0 subscribed or granted) reach gmqtt's ``on_message``, which here is a plain function that gmqtt
+calls inline; they have nothing to acknowledge, and those of a refused group are counted lost. Other
 handlers (plain coroutine functions) keep gmqtt's path: one task, then one PUBACK, per message.
 
 Protocol version: ``"auto"`` (default) asks the broker first (``probe_protocol``: one throw-away

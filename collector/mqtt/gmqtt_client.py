@@ -18,7 +18,9 @@ at all, is open). So:
 * ``send_pubacks`` writes the PUBACKs of a group in one ``send_package`` on the client's private
   ``_connection``, and only if that connection is still the open one (a PUBACK on a new connection
   would acknowledge a packet id the broker gave to another message);
-* ``drop_connection`` closes ``_connection`` as a network failure would.
+* ``drop_connection`` closes ``_connection`` as a network failure would;
+* ``hold_reading`` pauses (and resumes) reading the socket of ``_connection`` (its ``_transport``):
+  QoS 0 has no in-flight window, so when the bus falls behind TCP is what holds the broker back.
 
 Tied to gmqtt 0.8 (pyproject: ``gmqtt>=0.8,<0.9``; read in 0.8.0's ``gmqtt/mqtt/handler.py`` and
 ``gmqtt/client.py``). ``tests/unit/test_collector_gmqtt_client.py`` fails when any of these parts
@@ -74,6 +76,16 @@ class Client(gmqtt.Client):  # type: ignore[misc]  # gmqtt ships no type hints
             return False
         connection.send_package(b"".join([PUBACK + mid.to_bytes(2, "big") for mid in packet_ids]))
         return True
+
+    def hold_reading(self, connection: Any, hold: bool) -> None:
+        """Pause (``hold``) or resume reading ``connection``'s socket; nothing if it is closed."""
+        transport = getattr(connection, "_transport", None)
+        if transport is None or transport.is_closing():
+            return
+        if hold:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     async def reconnect(self, delay: bool = False) -> None:
         if delay:

@@ -101,7 +101,12 @@ class MqttSource:
         self._inflight: set[asyncio.Task[Any]] = set()
         owner = getattr(handler, "__self__", None)
         self._grouped: GroupedAcks | None = (
-            GroupedAcks(owner, failed=self._handover_failed, acknowledged=self._redelivery_backoff.reset)
+            GroupedAcks(
+                owner,
+                failed=self._handover_failed,
+                acknowledged=self._redelivery_backoff.reset,
+                lost=self._qos0_lost,
+            )
             if isinstance(owner, Batching) and getattr(handler, "__name__", "") == "handle"
             else None
         )
@@ -122,10 +127,11 @@ class MqttSource:
 
     @property
     def grouped_acks(self) -> bool:
-        """Whether QoS 1 messages take the grouped path (no task per message; one PUBACK write per
-        hand-over group): the handler is a ``Batching`` object's ``handle`` and gmqtt offers the hook."""
+        """Whether messages take the grouped path (no task per message; for QoS 1 one PUBACK write per
+        hand-over group): the handler is a ``Batching`` object's ``handle`` and, when QoS 1 is
+        subscribed, gmqtt offers the QoS 1 hook."""
         client = self._client
-        return self._grouped is not None and (client is None or client.takes_qos1)
+        return self._grouped is not None and (client is None or self._qos == 0 or client.takes_qos1)
 
     @property
     def connected(self) -> bool:
@@ -261,8 +267,12 @@ class MqttSource:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        if self._grouped is not None and self._qos == 1 and not client.take_qos1(self._on_qos1):
-            log.info("this gmqtt offers no QoS 1 hook: one task per message")
+        if self._grouped is not None:
+            if self._qos == 0 or client.take_qos1(self._on_qos1):
+                # only QoS 0 messages still reach on_message, and gmqtt calls a plain function inline
+                client.on_message = self._on_qos0
+            else:
+                log.info("this gmqtt offers no QoS 1 hook: one task per message")
         return client
 
     def _set_ready(self, ready: bool) -> None:
@@ -346,6 +356,21 @@ class MqttSource:
     def _on_qos1(self, mid: int, topic: str | bytes, payload: bytes) -> None:
         assert self._grouped is not None
         self._grouped.take(self._client, mid, topic, payload)
+
+    def _on_qos0(
+        self, client: Client, topic: str | bytes, payload: bytes, qos: int, properties: dict[str, Any]
+    ) -> None:
+        """A QoS 0 message (gmqtt's ``on_message`` when QoS 1 takes the hook, or QoS 0 is subscribed):
+        a plain function, which gmqtt's parser calls inline, so no task per message either."""
+        assert self._grouped is not None
+        self._grouped.take(self._client, None, topic, payload)
+
+    def _qos0_lost(self, count: int) -> None:
+        if self._metrics is not None:
+            self._metrics.mqtt_qos0_lost.inc(count)
+        log.warning(
+            "%d QoS 0 message(s) lost: the bus refused them and the broker cannot send them again", count
+        )
 
     def _handover_failed(self, count: bool) -> None:
         """A hand-over failed: count it (unless the collector did, or the source is stopping) and have

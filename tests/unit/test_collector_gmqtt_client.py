@@ -81,3 +81,49 @@ def test_pubacks_of_a_group_leave_in_one_write_on_the_open_connection_only() -> 
     open_one.closing = True
     assert not client.send_pubacks(open_one, [4])
     assert len(open_one.writes) == 1
+
+
+def test_a_qos0_publish_reaches_a_plain_on_message_inline() -> None:
+    """The QoS 0 grouped path relies on gmqtt calling a plain (non-coroutine) ``on_message`` right in
+    the parser, without a task: the message is taken before ``_handle_publish_packet`` returns."""
+    client = make_client()
+    taken: list[tuple[str | bytes, bytes, int]] = []
+
+    def on_message(_client: Any, topic: str | bytes, payload: bytes, qos: int, _properties: Any) -> None:
+        taken.append((topic, payload, qos))
+
+    client.on_message = on_message
+    handler: Any = client._package_handler
+    topic = b"telemetry/park-1/m0"
+    # PUBLISH, QoS 0 (fixed header 0x30): topic length + topic, no packet id, properties length 0, payload
+    handler._handle_publish_packet(0x30, len(topic).to_bytes(2, "big") + topic + b"\x00" + b'{"kwh":2}')
+    assert taken == [("telemetry/park-1/m0", b'{"kwh":2}', 0)]
+
+
+class FakeTransport:
+    def __init__(self, closing: bool = False) -> None:
+        self.closing = closing
+        self.calls: list[str] = []
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause")
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume")
+
+
+def test_hold_reading_pauses_and_resumes_the_connection_transport() -> None:
+    assert "self._transport = transport" in inspect.getsource(MQTTConnection.__init__)
+    client = make_client()
+    connection, transport = FakeConnection(), FakeTransport()
+    connection._transport = transport  # type: ignore[attr-defined]  # gmqtt's attribute name
+    client.hold_reading(connection, True)
+    client.hold_reading(connection, False)
+    assert transport.calls == ["pause", "resume"]
+    transport.closing = True
+    client.hold_reading(connection, True)  # a closed socket: nothing to hold
+    client.hold_reading(None, True)
+    assert transport.calls == ["pause", "resume"]
