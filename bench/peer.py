@@ -29,6 +29,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,11 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import nodered
-from bench.broker import BenchBroker
-from bench.children import Load, children, spawn_publishers
+from bench.broker import BenchBroker, BrokerStats
+from bench.children import Child, Load, children, spawn_publishers
 from bench.database import Database
 from bench.e2e import ModeConfig, run_mode
-from bench.machine import cpu_between, describe_machine, snapshot
+from bench.machine import CpuUse, cpu_between, describe_machine, snapshot
 from bench.results import save_results
 
 MODES = ("qos0-single", "qos0-batched", "qos1-single", "qos1-batched")
@@ -107,48 +108,77 @@ async def run_node_red(
                 broker.url, cfg.sites, cfg.meters, cfg.steps, start_ms, (*options, "--qos", str(cfg.qos))
             )
             publishers = await spawn_publishers(spawned, load, cfg.publishers)
-            await nodered.wait_connected(red, 60)
-            for pub in publishers:
-                await pub.wait_for("ready", 600)
-            await asyncio.sleep(0.5)  # the SUBSCRIBE sent right after the CONNACK is surely in
-            pids = {
-                "node-red": [red.proc.pid],
-                "publishers": [p.proc.pid for p in publishers],
-                "mosquitto": [broker.pid] if broker.pid else [],
-                "postgres": db.server_pids(),
-            }
-            before = snapshot(pids)
-            for pub in publishers:
-                pub.send("go")
-            done = [await pub.wait_for("done", cfg.drain_timeout_s + 600) for pub in publishers]
-            published = sum(int(d["readings_acked"]) for d in done)
-            stored_at = await nodered.wait_stored(red, published, idle_s=10, timeout_s=cfg.drain_timeout_s)
-            pids["postgres"] = db.server_pids()
-            cpu = cpu_between(before, snapshot(pids))
-            stored, rows = await nodered.count_stored(db_url)
-            stats = await broker.stats()
-            await nodered.stop(red)
-            for pub in publishers:
-                await pub.finish()
+            measured = await _measure(cfg, red, publishers, broker, db, db_url)
     finally:
         broker.stop()
-    first_s = min(float(d["first_publish_s"]) for d in done)
-    end_s = stored_at or nodered.last_commit_s(red) or time.time()
+    return _result(cfg, flow, measured)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one Node-RED run observed."""
+
+    done: list[dict[str, Any]]
+    """The publishers' ``done`` events."""
+    stored_at: float | None
+    """When the INSERT holding the last published reading committed (``None``: not in time)."""
+    last_commit_s: float | None
+    stored: int
+    rows: int
+    stats: BrokerStats
+    cpu: CpuUse
+
+
+async def _measure(
+    cfg: ModeConfig, red: Child, publishers: list[Child], broker: BenchBroker, db: Database, db_url: str
+) -> Measured:
+    """Once all are ready: publish, wait until the flow stored the last reading, count, stop."""
+    await nodered.wait_connected(red, 60)
+    for pub in publishers:
+        await pub.wait_for("ready", 600)
+    await asyncio.sleep(0.5)  # the SUBSCRIBE sent right after the CONNACK is surely in
+    pids = {
+        "node-red": [red.proc.pid],
+        "publishers": [p.proc.pid for p in publishers],
+        "mosquitto": [broker.pid] if broker.pid else [],
+        "postgres": db.server_pids(),
+    }
+    before = snapshot(pids)
+    for pub in publishers:
+        pub.send("go")
+    done = [await pub.wait_for("done", cfg.drain_timeout_s + 600) for pub in publishers]
+    published = sum(int(d["readings_acked"]) for d in done)
+    stored_at = await nodered.wait_stored(red, published, idle_s=10, timeout_s=cfg.drain_timeout_s)
+    pids["postgres"] = db.server_pids()
+    cpu = cpu_between(before, snapshot(pids))
+    stored, rows = await nodered.count_stored(db_url)
+    stats = await broker.stats()
+    await nodered.stop(red)
+    for pub in publishers:
+        await pub.finish()
+    return Measured(done, stored_at, nodered.last_commit_s(red), stored, rows, stats, cpu)
+
+
+def _result(cfg: ModeConfig, flow: nodered.FlowConfig, m: Measured) -> dict[str, Any]:
+    published = sum(int(d["readings_acked"]) for d in m.done)
+    first_s = min(float(d["first_publish_s"]) for d in m.done)
+    end_s = m.stored_at or m.last_commit_s or time.time()
     wall_s = end_s - first_s
-    messages = sum(int(d["messages_acked"]) for d in done)
+    messages = sum(int(d["messages_acked"]) for d in m.done)
+    cpu = m.cpu
     return {
         "mode": cfg.mode,
         "qos": cfg.qos,
         "readings_per_message": cfg.batch,
         "messages_published": messages,
         "readings_published": published,
-        "readings_stored": stored,
-        "rows_stored": rows,
-        "readings_lost": published - stored,
-        "broker_dropped": stats.dropped,
-        "drained": stored_at is not None,
+        "readings_stored": m.stored,
+        "rows_stored": m.rows,
+        "readings_lost": published - m.stored,
+        "broker_dropped": m.stats.dropped,
+        "drained": m.stored_at is not None,
         "wall_s": wall_s,
-        "readings_per_s": stored / wall_s if wall_s > 0 else 0.0,
+        "readings_per_s": m.stored / wall_s if wall_s > 0 else 0.0,
         "messages_per_s": messages / wall_s if wall_s > 0 else 0.0,
         "cpu_s": cpu.by_role,
         "cpu_share_of_wall": {role: s / wall_s for role, s in cpu.by_role.items()} if wall_s > 0 else {},
