@@ -31,14 +31,19 @@ class Child:
 
     @classmethod
     async def spawn(cls, name: str, *args: str) -> Child:
+        """``python -m <args>`` with this interpreter."""
+        return await cls.exec(name, sys.executable, "-m", *args)
+
+    @classmethod
+    async def exec(cls, name: str, *argv: str, env: dict[str, str] | None = None) -> Child:
+        """Any program that writes JSON lines among others (bench.peer's Node-RED): the rest is skipped."""
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            *args,
+            *argv,
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=1 << 20,
+            env=env,
         )
         child = cls(name, proc)
         child.reader = asyncio.create_task(child._read())
@@ -50,6 +55,8 @@ class Child:
             try:
                 event = json.loads(line)
             except ValueError:
+                continue
+            if not isinstance(event, dict):
                 continue
             self.events.append(event)
             self.changed.set()

@@ -66,6 +66,8 @@ class ModeConfig:
     uvloop: bool
     serial_processor: bool
     bus: str = "spool"
+    qos: int = 1
+    """The publishers' QoS (the collector subscribes at 1; the broker delivers the lower)."""
 
     @property
     def steps(self) -> int:
@@ -162,7 +164,7 @@ async def _start(
         flags=flags,
     )
     options = ("--batch", str(cfg.batch), "--step-ms", str(cfg.step_ms), "--window", str(cfg.window))
-    load = Load(broker_url, cfg.sites, cfg.meters, cfg.steps, start_ms, options)
+    load = Load(broker_url, cfg.sites, cfg.meters, cfg.steps, start_ms, (*options, "--qos", str(cfg.qos)))
     publishers = await spawn_publishers(spawned, load, cfg.publishers)
     ready = await pipeline.wait_for("ready", 120)
     built = [await pub.wait_for("ready", 600) for pub in publishers]
@@ -208,6 +210,7 @@ def _result(cfg: ModeConfig, m: Measured, start_ms: int, last_ms: int) -> dict[s
     result: dict[str, Any] = {
         "mode": cfg.mode,
         "readings_per_message": cfg.batch,
+        "qos": cfg.qos,
         "sites": cfg.sites,
         "meters_per_site": cfg.meters,
         "publishers": cfg.publishers,
@@ -403,6 +406,7 @@ async def _main(args: argparse.Namespace) -> int:
                 uvloop=args.uvloop,
                 serial_processor=args.serial_processor,
                 bus=args.bus,
+                qos=args.qos,
             )
             results.append(await run_mode(cfg, db, workdir, memory_limit=args.broker_memory_mb << 20))
     finally:
@@ -462,6 +466,7 @@ def main() -> None:
     parser.add_argument(
         "--bus", choices=("spool", "memory"), default="spool", help="spool (as peakwatch up) or memory (A/B)"
     )
+    parser.add_argument("--qos", type=int, choices=(0, 1), default=1, help="publishers' QoS (0: no acks)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir / external databases")
     args = parser.parse_args()
     raise SystemExit(asyncio.run(_main(args)))

@@ -1,4 +1,4 @@
-"""Load generator of the end-to-end bench: a minimal MQTT 3.1.1 QoS 1 publisher, in its own process.
+"""Load generator of the end-to-end bench: a minimal MQTT 3.1.1 QoS 1 (or 0) publisher, in its own process.
 
     python -m bench.publisher --url mqtt://127.0.0.1:1883 --sites 10 --meters 20 --steps 500 \
         --batch 1 --part 0/1 --start-ms 1700000000000
@@ -10,6 +10,12 @@ built *before* the clock starts, in the simulators' payload format, and the time
 pre-encoded PUBLISH packets and counts PUBACKs. It is still a real QoS 1 client: each message has a
 packet id, stays "in flight" until the broker acknowledges it, at most ``--window`` are in flight,
 and only acknowledged messages count as published.
+
+With ``--qos 0`` the PUBLISH packets carry no packet id and nothing is acknowledged: they are written
+as fast as TCP flow control lets them (or paced with ``--rate``), then a PINGREQ follows. The broker
+handles one connection's packets in order, so its PINGRESP proves it has read every PUBLISH before
+it: at QoS 0, "published" (``readings_acked``, ``messages_acked``) is everything sent once the
+PINGRESP arrived (nothing if it did not within two minutes), and ``last_ack_s`` is when it did.
 
 Readings: the synthetic fleet of ``simulators.fleet`` (sites ``load-site-0001`` ..., meters
 ``load-0001`` ...); each meter reports a cumulative kWh register and its power once per second of
@@ -67,8 +73,8 @@ class Plan:
         return ids[self.part :: self.parts]
 
 
-def build_messages(plan: Plan) -> tuple[list[bytes], list[int]]:
-    """PUBLISH packets (QoS 1, packet ids 1..65535 in turn) and the readings each carries.
+def build_messages(plan: Plan, qos: int = 1) -> tuple[list[bytes], list[int]]:
+    """PUBLISH packets (QoS 1: packet ids 1..65535 in turn; QoS 0: none) and the readings each carries.
 
     Order: event time first, then site, then meter, as a fleet reporting in real time would send
     them; with batches, a meter's message leaves when its batch is full.
@@ -97,12 +103,16 @@ def build_messages(plan: Plan) -> tuple[list[bytes], list[int]]:
                 ts = plan.start_ms + step * plan.step_ms
                 objects.append(f'{{"ts":{ts},"energy_kwh":{state[1]:.4f},"power_kw":{kw:.4f}}}')
             payload = (objects[0] if len(objects) == 1 else "[" + ",".join(objects) + "]").encode()
-            packets.append(publish_packet(topic, payload, len(packets) % _MAX_ID + 1))
+            packets.append(publish_packet(topic, payload, len(packets) % _MAX_ID + 1 if qos else 0))
             counts.append(len(objects))
     return packets, counts
 
 
 def publish_packet(topic: bytes, payload: bytes, packet_id: int) -> bytes:
+    """A QoS 1 PUBLISH; with ``packet_id`` 0 a QoS 0 one (which has no packet id)."""
+    if not packet_id:
+        body = len(topic).to_bytes(2, "big") + topic + payload
+        return bytes([0x30]) + _varint(len(body)) + body
     body = len(topic).to_bytes(2, "big") + topic + packet_id.to_bytes(2, "big") + payload
     return bytes([0x32]) + _varint(len(body)) + body
 
@@ -131,6 +141,7 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.connack = asyncio.get_running_loop().create_future()
         self.closed = asyncio.get_running_loop().create_future()
+        self.pingresp = asyncio.get_running_loop().create_future()
         self.space = asyncio.Event()
         self.writable = asyncio.Event()
         self.writable.set()
@@ -151,6 +162,8 @@ class _Protocol(asyncio.Protocol):
             self.connack.set_exception(ConnectionError(f"broker closed the connection: {exc}"))
         if not self.closed.done():
             self.closed.set_result(exc)
+        if not self.pingresp.done():
+            self.pingresp.set_result(0.0)  # no PINGRESP
         self.space.set()
         self.writable.set()
 
@@ -162,8 +175,10 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buf = self._buffer + data if self._buffer else data
-        packet_ids, connack, used = read_acks(buf)
+        packet_ids, connack, pings, used = read_packets(buf)
         self._buffer = buf[used:]
+        if pings and not self.pingresp.done():
+            self.pingresp.set_result(time.time())
         if connack is not None:
             if connack != 0:
                 self.connack.set_exception(ConnectionError(f"CONNACK return code {connack}"))
@@ -188,10 +203,18 @@ class _Protocol(asyncio.Protocol):
 
 def read_acks(buf: bytes) -> tuple[list[int], int | None, int]:
     """The packet ids of the PUBACKs in ``buf``, the return code of its CONNACK (``None``: none) and
-    how many bytes they took; the rest is a packet not yet complete, for the next read. Every packet a
-    QoS 1 publisher receives is short (one length byte), which keeps this loop cheap per PUBACK."""
+    how many bytes they took; the rest is a packet not yet complete, for the next read."""
+    packet_ids, connack, _, used = read_packets(buf)
+    return packet_ids, connack, used
+
+
+def read_packets(buf: bytes) -> tuple[list[int], int | None, int, int]:
+    """``read_acks`` and the number of PINGRESPs (the QoS 0 publisher's proof that the broker read
+    everything it sent). Every packet a publisher receives is short (one length byte), which keeps
+    this loop cheap per PUBACK."""
     packet_ids: list[int] = []
     connack: int | None = None
+    pings = 0
     pos, end = 0, len(buf)
     while pos + 2 <= end:
         kind, length = buf[pos] & 0xF0, buf[pos + 1]
@@ -201,8 +224,10 @@ def read_acks(buf: bytes) -> tuple[list[int], int | None, int]:
             packet_ids.append((buf[pos + 2] << 8) | buf[pos + 3])
         elif kind == _CONNACK:
             connack = buf[pos + 3]
+        elif kind == _PINGRESP:
+            pings += 1
         pos += 2 + length
-    return packet_ids, connack, pos
+    return packet_ids, connack, pings, pos
 
 
 PACE_SLICE_S = 0.005
@@ -216,9 +241,11 @@ async def publish(
     window: int,
     chunk: int = 256,
     rate: float = 0.0,
+    qos: int = 1,
 ) -> dict[str, float | int | bool]:
-    """Send ``packets`` with at most ``window`` unacknowledged and, when ``rate`` > 0, no more readings
-    than ``rate`` per second since the first publish; returns the timing and the counts."""
+    """Send ``packets`` with at most ``window`` unacknowledged (QoS 1; at QoS 0 as TCP flow control
+    allows, then a PINGREQ) and, when ``rate`` > 0, no more readings than ``rate`` per second since
+    the first publish; returns the timing and the counts."""
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_connection(
@@ -226,6 +253,8 @@ async def publish(
     )
     transport.write(connect_packet(f"bench-pub-{random.getrandbits(40):010x}"))
     await asyncio.wait_for(proto.connack, 10)
+    if qos == 0:
+        return await _publish_qos0(transport, proto, packets, counts, chunk, rate)
     proto.limit = window
     index = proto.inflight_index
     total = len(packets)
@@ -243,15 +272,10 @@ async def publish(
             await proto.space.wait()
             continue
         if rate > 0:
-            due = rate * (time.monotonic() - start) - sent_readings
-            allowed = 0
-            while allowed < room and counts[i + allowed] <= due:
-                due -= counts[i + allowed]
-                allowed += 1
-            if not allowed:
+            room = _due(counts, i, room, rate * (time.monotonic() - start) - sent_readings)
+            if not room:
                 await asyncio.sleep(PACE_SLICE_S)
                 continue
-            room = allowed
         n = 0
         for k in range(i, i + room):
             packet_id = k % _MAX_ID + 1
@@ -290,6 +314,67 @@ async def publish(
     }
 
 
+def _due(counts: Sequence[int], i: int, room: int, due: float) -> int:
+    """How many of the next ``room`` messages (from ``i``) fit in ``due`` readings (paced mode)."""
+    allowed = 0
+    while allowed < room and counts[i + allowed] <= due:
+        due -= counts[i + allowed]
+        allowed += 1
+    return allowed
+
+
+async def _publish_qos0(
+    transport: asyncio.Transport,
+    proto: _Protocol,
+    packets: list[bytes],
+    counts: list[int],
+    chunk: int,
+    rate: float,
+) -> dict[str, float | int | bool]:
+    """QoS 0: write every packet (flow control and ``rate`` permitting), then PINGREQ; what was sent
+    counts as published once the PINGRESP is back (the broker read it all: it works in order)."""
+    total = len(packets)
+    first_s = time.time()
+    start = time.monotonic()
+    sent_readings = 0
+    i = 0
+    while i < total and not proto.closed.done():
+        if not proto.writable.is_set():
+            await proto.writable.wait()
+            continue
+        room = min(chunk, total - i)
+        if rate > 0:
+            room = _due(counts, i, room, rate * (time.monotonic() - start) - sent_readings)
+            if not room:
+                await asyncio.sleep(PACE_SLICE_S)
+                continue
+            sent_readings += sum(counts[i : i + room])
+        transport.write(b"".join(packets[i : i + room]))
+        i += room
+        await asyncio.sleep(0)  # let pause_writing in
+    sent_s = time.time()
+    pong_s = 0.0
+    if not proto.closed.done():
+        transport.write(b"\xc0\x00")  # PINGREQ
+        with contextlib.suppress(TimeoutError):
+            pong_s = await asyncio.wait_for(proto.pingresp, 120)
+    if not proto.closed.done():
+        transport.write(b"\xe0\x00")  # DISCONNECT
+        transport.close()
+    readings = sum(counts[:i])
+    return {
+        "first_publish_s": first_s,
+        "last_write_s": sent_s,
+        "last_ack_s": pong_s,
+        "messages_sent": i,
+        "messages_acked": i if pong_s else 0,
+        "readings_acked": readings if pong_s else 0,
+        "readings_sent": readings,
+        "unacknowledged": 0 if pong_s else i,
+        "qos": 0,
+    }
+
+
 async def _main(args: argparse.Namespace) -> None:
     part, parts = (int(x) for x in args.part.split("/"))
     plan = Plan(
@@ -305,7 +390,7 @@ async def _main(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     t0 = time.perf_counter()
-    packets, counts = build_messages(plan)
+    packets, counts = build_messages(plan, args.qos)
     ready = {
         "ev": "ready",
         "messages": len(packets),
@@ -316,7 +401,7 @@ async def _main(args: argparse.Namespace) -> None:
     print(json.dumps(ready), flush=True)
     await asyncio.to_thread(sys.stdin.readline)
     cpu0 = time.process_time()
-    result = await publish(args.url, packets, counts, args.window, rate=args.rate)
+    result = await publish(args.url, packets, counts, args.window, rate=args.rate, qos=args.qos)
     print(json.dumps({"ev": "done", **result, "cpu_s": time.process_time() - cpu0}), flush=True)
     await asyncio.to_thread(sys.stdin.read)  # stay until the parent measured our CPU (EOF)
 
@@ -336,6 +421,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=4000, help="QoS 1 messages in flight (max)")
     parser.add_argument(
         "--rate", type=float, default=0.0, help="readings/s, paced (default 0: as fast as possible)"
+    )
+    parser.add_argument(
+        "--qos", type=int, choices=(0, 1), default=1, help="0: no acks; published once a PINGRESP is back"
     )
     parser.add_argument("--topic-prefix", default="telemetry")
     parser.add_argument("--seed", type=int, default=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bench.database import with_database
 from bench.machine import CpuUse, cpu_used
-from bench.publisher import read_acks
+from bench.publisher import publish_packet, read_acks, read_packets
 
 
 def test_read_acks_splits_pubacks_and_connack_and_keeps_the_tail() -> None:
@@ -19,6 +19,18 @@ def test_read_acks_splits_pubacks_and_connack_and_keeps_the_tail() -> None:
 def test_read_acks_skips_other_short_packets() -> None:
     # PINGRESP (0xD0, length 0) between two PUBACKs: 2 + 4 + 4 = 10 bytes.
     assert read_acks(b"\x40\x02\xff\xff\xd0\x00\x40\x02\x00\x07") == ([65535, 7], None, 10)
+
+
+def test_read_packets_counts_pingresps_for_the_qos0_publisher() -> None:
+    # CONNACK, PINGRESP, PUBACK id 7, PINGRESP: 4 + 2 + 4 + 2 = 12 bytes, 2 PINGRESPs.
+    assert read_packets(b"\x20\x02\x00\x00\xd0\x00\x40\x02\x00\x07\xd0\x00") == ([7], 0, 2, 12)
+    assert read_packets(b"\xd0") == ([], None, 0, 0)  # half a PINGRESP waits for the next read
+
+
+def test_publish_packet_at_qos0_has_no_packet_id() -> None:
+    # fixed header 0x30 (QoS 0), length 2 + 3 (topic) + 2 (payload) = 7; QoS 1 adds the 2-byte id.
+    assert publish_packet(b"t/a", b"{}", 0) == b"\x30\x07\x00\x03t/a{}"
+    assert publish_packet(b"t/a", b"{}", 258) == b"\x32\x09\x00\x03t/a\x01\x02{}"
 
 
 def test_with_database_swaps_the_path_and_keeps_the_query() -> None:
