@@ -66,6 +66,8 @@ class ModeConfig:
     uvloop: bool
     serial_processor: bool
     bus: str = "spool"
+    publisher_options: tuple[str, ...] = ()
+    """Further ``bench.publisher`` options (bench.scaling paces its real-time runs with ``--rate``)."""
 
     @property
     def steps(self) -> int:
@@ -162,7 +164,7 @@ async def _start(
         flags=flags,
     )
     options = ("--batch", str(cfg.batch), "--step-ms", str(cfg.step_ms), "--window", str(cfg.window))
-    load = Load(broker_url, cfg.sites, cfg.meters, cfg.steps, start_ms, options)
+    load = Load(broker_url, cfg.sites, cfg.meters, cfg.steps, start_ms, options + cfg.publisher_options)
     publishers = await spawn_publishers(spawned, load, cfg.publishers)
     ready = await pipeline.wait_for("ready", 120)
     built = [await pub.wait_for("ready", 600) for pub in publishers]
