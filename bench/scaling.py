@@ -44,8 +44,11 @@ METERS_PER_SITE = 100
 BATCH = 50
 """Readings per message in the backfill."""
 BYTES_PER_READING = {1: 160, BATCH: 70}
-"""What a publisher holds per pre-built reading (packet, bytes object, list slots), measured roughly:
-the guard against building more than the machine can hold."""
+"""What a publisher holds per pre-built reading (packet, bytes object, list slots): 24M single readings
+took 2 × 1.9 GB of publisher RSS."""
+BROKER_BYTES_PER_MESSAGE = 400
+"""What mosquitto holds per queued message beyond its payload, roughly: the publishers outrun the
+pipeline, and at 100k meters (24M single messages) its RSS reached 9.5 GB."""
 console = Console()
 
 
@@ -101,16 +104,21 @@ def _cfg(
     )
 
 
-def check_memory(runs: list[Run]) -> None:
-    """Refuse a run whose pre-built messages would not fit in memory (the publishers build every
-    message before the clock starts): better a clear message than the OOM killer mid-bench."""
+def check_memory(runs: list[Run], broker_limit: int) -> None:
+    """Refuse a run whose pre-built messages, plus the broker's queue of those the pipeline has not
+    taken yet, would not fit in memory: better a clear message than the OOM killer mid-bench (other
+    processes share the machine)."""
     available = psutil.virtual_memory().available
     for run in runs:
-        need = run.cfg.steps * run.cfg.sites * run.cfg.meters * BYTES_PER_READING.get(run.cfg.batch, 70)
-        if need > 0.6 * available:
+        readings = run.cfg.steps * run.cfg.sites * run.cfg.meters
+        messages = readings // run.cfg.batch
+        built = readings * BYTES_PER_READING.get(run.cfg.batch, 70)
+        queued = min(broker_limit, built + messages * BROKER_BYTES_PER_MESSAGE)
+        if built + queued > 0.8 * available:
             raise SystemExit(
-                f"{run.label}: the publishers would hold about {need / 2**30:.1f} GiB of pre-built messages, "
-                f"{available / 2**30:.1f} GiB is available; use fewer meters, hours or days"
+                f"{run.label}: the publishers would hold about {built / 2**30:.1f} GiB of pre-built messages "
+                f"and mosquitto up to {queued / 2**30:.1f} GiB of queued ones; {available / 2**30:.1f} GiB "
+                "is available: use fewer meters, hours or days (or a smaller --broker-memory-mb)"
             )
 
 
@@ -190,11 +198,24 @@ def figures(result: dict[str, Any], sampler: MemorySampler, sizes: dict[str, int
     }
 
 
+def summary(f: dict[str, Any]) -> str:
+    """One line per finished run, so a long bench shows its figures as it goes."""
+    cpu, rss = f["cpu_us_per_reading"], f["rss_peak_mib"]
+    return (
+        f"{f['readings_stored']:,} stored, {f['readings_lost']:,} lost, "
+        f"{f['readings_per_s']:,.0f} readings/s; "
+        f"CPU µs/reading pipeline {cpu['pipeline']:.1f} (step {cpu['processor_step']:.1f}), "
+        f"PostgreSQL {cpu['postgres']:.1f}; peak MiB pipeline {rss.get('pipeline', 0):,.0f}, "
+        f"PostgreSQL {rss.get('postgres', 0):,.0f}; "
+        f"KPI windows {f['kpi_windows']:,}/{f['kpi_windows_expected']:,}"
+    )
+
+
 async def _main(args: argparse.Namespace) -> int:
     runs = plan_runs(args)
     if not runs:
         raise SystemExit("nothing to run: give --fleets or --backfill-days")
-    check_memory(runs)
+    check_memory(runs, args.broker_memory_mb << 20)
     machine = describe_machine()
     workdir = Path(tempfile.mkdtemp(prefix="peakwatch-scaling-"))
     db = Database(workdir, args.database_url, fast=args.fast_db)
@@ -205,6 +226,7 @@ async def _main(args: argparse.Namespace) -> int:
             readings = run.cfg.steps * run.cfg.sites * run.cfg.meters
             console.print(f"[bold]{run.label}[/bold]: {readings:,} readings ({run.cfg.steps:,} per meter)")
             done.append(await measure(run, db, workdir, args.broker_memory_mb << 20))
+            console.print(f"[dim]{summary(done[-1]['figures'])}[/dim]")
     finally:
         await db.stop(keep=False)
         shutil.rmtree(workdir, ignore_errors=True)
