@@ -97,10 +97,11 @@ def _panel(ax: Any, runs: list[dict[str, Any]], title: str, series: dict[str, An
     if not runs:
         return
     meters = [r["meters"] for r in runs]
-    for name, value in series.items():
+    for i, (name, value) in enumerate(series.items()):  # colour by position: a role keeps its colour
         ys = [value(r["figures"]) for r in runs]
         if any(y > 0 for y in ys):
-            ax.plot(meters, [y if y > 0 else float("nan") for y in ys], style, marker="o", label=name)
+            ys = [y if y > 0 else float("nan") for y in ys]
+            ax.plot(meters, ys, style, color=f"C{i}", marker="o", label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("meters")
