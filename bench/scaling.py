@@ -143,8 +143,9 @@ async def measure(run: Run, db: Database, workdir: Path, memory_limit: int) -> d
 
 
 async def database_sizes(db: Database, name: str) -> dict[str, int]:
-    """Bytes of the run's database (less the empty template it was copied from) and of ``readings``
-    with its indexes (all chunks when it is a hypertable); then the database is dropped (disk)."""
+    """Bytes of the run's database (less the empty template it was copied from), of ``readings`` with
+    its indexes (all chunks when it is a hypertable) and of the largest tables (where the rest goes);
+    then the database is dropped (disk)."""
     conn = await asyncpg.connect(with_database(db.admin_url, name))
     try:
         await conn.execute("CHECKPOINT")
@@ -155,6 +156,12 @@ async def database_sizes(db: Database, name: str) -> dict[str, int]:
             "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
         ) and await conn.fetchval("SELECT hypertable_size('readings')")
         kpi = int(await conn.fetchval("SELECT pg_total_relation_size('kpi_windows')"))
+        largest = await conn.fetch(
+            "SELECT c.relname, pg_total_relation_size(c.oid) AS bytes FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "ORDER BY 2 DESC LIMIT 8"
+        )
     finally:
         await conn.close()
     admin = await asyncpg.connect(db.admin_url)
@@ -166,6 +173,7 @@ async def database_sizes(db: Database, name: str) -> dict[str, int]:
         "database_bytes": total - template,
         "readings_bytes": int(hypertable) if hypertable else readings,
         "kpi_windows_table_bytes": kpi,
+        **{f"table_bytes:{row['relname']}": int(row["bytes"]) for row in largest},
     }
 
 
