@@ -144,7 +144,8 @@ async def measure(run: Run, db: Database, workdir: Path, memory_limit: int) -> d
 
 async def database_sizes(db: Database, name: str) -> dict[str, int]:
     """Bytes of the run's database (less the empty template it was copied from), of ``readings`` with
-    its indexes (all chunks when it is a hypertable) and of the largest tables (where the rest goes);
+    its indexes (all chunks when it is a hypertable) and of the largest tables (where the rest goes),
+    and the rows each table had inserted and updated (what PostgreSQL's CPU per reading is spent on);
     then the database is dropped (disk)."""
     conn = await asyncpg.connect(with_database(db.admin_url, name))
     try:
@@ -162,6 +163,10 @@ async def database_sizes(db: Database, name: str) -> dict[str, int]:
             "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
             "ORDER BY 2 DESC LIMIT 8"
         )
+        written = await conn.fetch(
+            "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE n_tup_ins + n_tup_upd > 0 ORDER BY n_tup_ins + n_tup_upd DESC LIMIT 8"
+        )
     finally:
         await conn.close()
     admin = await asyncpg.connect(db.admin_url)
@@ -174,6 +179,11 @@ async def database_sizes(db: Database, name: str) -> dict[str, int]:
         "readings_bytes": int(hypertable) if hypertable else readings,
         "kpi_windows_table_bytes": kpi,
         **{f"table_bytes:{row['relname']}": int(row["bytes"]) for row in largest},
+        **{
+            f"rows_{kind}:{row['relname']}": int(row[f"n_tup_{kind}"])
+            for row in written
+            for kind in ("ins", "upd", "hot_upd")
+        },
     }
 
 
