@@ -254,7 +254,9 @@ async def _main(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     plot(done, stamp, console)
     save_results("scaling", {"machine": machine, "database": database, "runs": done}, console)
-    return 0 if all(r["figures"]["readings_lost"] == 0 and r["figures"]["drained"] for r in done) else 1
+    # lost < 0: more stored than acknowledged (messages the broker took before it closed a publisher
+    # at its memory limit, their PUBACKs never read): nothing lost
+    return 0 if all(r["figures"]["readings_lost"] <= 0 and r["figures"]["drained"] for r in done) else 1
 
 
 def main() -> None:
