@@ -68,6 +68,8 @@ class ModeConfig:
     bus: str = "spool"
     qos: int = 1
     """The publishers' QoS (the collector subscribes at 1; the broker delivers the lower)."""
+    publisher_options: tuple[str, ...] = ()
+    """Further ``bench.publisher`` options (bench.scaling paces its real-time runs with ``--rate``)."""
 
     @property
     def steps(self) -> int:
@@ -163,8 +165,9 @@ async def _start(
         bus=f"spool://{mode_dir / 'spool'}" if cfg.bus == "spool" else "memory://",
         flags=flags,
     )
-    options = ("--batch", str(cfg.batch), "--step-ms", str(cfg.step_ms), "--window", str(cfg.window))
-    load = Load(broker_url, cfg.sites, cfg.meters, cfg.steps, start_ms, (*options, "--qos", str(cfg.qos)))
+    options: tuple[str, ...] = ("--batch", str(cfg.batch), "--step-ms", str(cfg.step_ms))
+    options += ("--window", str(cfg.window), "--qos", str(cfg.qos), *cfg.publisher_options)
+    load = Load(broker_url, cfg.sites, cfg.meters, cfg.steps, start_ms, options)
     publishers = await spawn_publishers(spawned, load, cfg.publishers)
     ready = await pipeline.wait_for("ready", 120)
     built = [await pub.wait_for("ready", 600) for pub in publishers]
