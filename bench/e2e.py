@@ -404,7 +404,7 @@ async def _main(args: argparse.Namespace) -> int:
                 meters=args.meters,
                 publishers=args.publishers,
                 window=args.window,
-                step_ms=1000,
+                step_ms=args.step_ms,
                 drain_timeout_s=args.drain_timeout,
                 uvloop=args.uvloop,
                 serial_processor=args.serial_processor,
@@ -453,6 +453,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50, help="readings per message in batched mode")
     parser.add_argument("--sites", type=int, default=10)
     parser.add_argument("--meters", type=int, default=20, help="meters per site")
+    parser.add_argument("--step-ms", type=int, default=1000, help="event time between a meter's readings")
     parser.add_argument("--publishers", type=int, default=1, help="publisher processes (sites are split)")
     parser.add_argument("--window", type=int, default=4000, help="QoS 1 messages in flight per publisher")
     parser.add_argument("--database-url", default=None, help="external server (a fresh database is created)")

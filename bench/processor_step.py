@@ -2,9 +2,12 @@
 KPIs + rules (``Processor.step``), no bus and no store. Prints readings/s.
 
     .venv/bin/python -m bench.processor_step [--readings 1000000] [--sites 20] [--meters 50] [--batch 50]
+        [--every-ms 1000]
 
-Each meter reports a cumulative kWh register once per second; batches hold ``--batch`` readings of
-one site; one step takes ``--step`` readings (like one bus poll). Windows close as event time moves.
+Each meter reports a cumulative kWh register every ``--every-ms`` of event time (15000 with sites of
+100 meters is the scaling bench's fleet: compare the readings/s of ``--sites 10`` and ``--sites 1000``);
+batches hold ``--batch`` readings of one site; one step takes ``--step`` readings (like one bus poll).
+Windows close as event time moves.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def build(sites: int, meters: int) -> Registry:
 
 
 def make_polls(
-    n: int, sites: int, meters: int, batch: int, step: int, start_ms: int
+    n: int, sites: int, meters: int, batch: int, step: int, start_ms: int, every_ms: int = 1000
 ) -> tuple[list[Polled], list[int]]:
     """Polls of ``step`` readings and the event time (ms) each one reaches."""
     polls: list[Polled] = []
@@ -50,7 +53,7 @@ def make_polls(
     made = 0
     second = 0
     while made < n:
-        ts = start_ms + second * 1000
+        ts = start_ms + second * every_ms
         for i in range(sites):
             site_id = f"s{i}"
             readings = [
@@ -69,7 +72,7 @@ def make_polls(
         second += 1
     if current:
         polls.append(Polled(batches=current))
-        clock.append(start_ms + second * 1000)
+        clock.append(start_ms + second * every_ms)
     return polls, clock
 
 
@@ -82,12 +85,15 @@ def main() -> None:
     parser.add_argument("--meters", type=int, default=50)
     parser.add_argument("--batch", type=int, default=50, help="readings per ReadingBatch")
     parser.add_argument("--step", type=int, default=50_000, help="readings per poll")
+    parser.add_argument("--every-ms", type=int, default=1000, help="event time between a meter's readings")
     args = parser.parse_args()
 
     registry = build(args.sites, args.meters)
     settings = Settings(window_ms=60_000, allowed_lateness_ms=10_000, idle_close_ms=5_000)
     start_ms = 1_700_000_000_000
-    polls, clock = make_polls(args.readings, args.sites, args.meters, args.batch, args.step, start_ms)
+    polls, clock = make_polls(
+        args.readings, args.sites, args.meters, args.batch, args.step, start_ms, args.every_ms
+    )
     processor = Processor(MemoryBus(), _NoStore(), registry, settings)  # type: ignore[arg-type]
     total = sum(p.reading_count for p in polls)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import string
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from peakwatch.config import Registry
@@ -26,6 +26,7 @@ from peakwatch.domain.rules import (
     staleness,
 )
 from processor.rejudge import Tracked, advance, judged, rejudge_from, rejudged_state, remember_change
+from processor.silence import NO_DUE, SeenMs, SilenceSchedule, Watched, silent_due_ms
 
 if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs the record's shape
     from peakwatch.store.records import AlertRecord
@@ -123,16 +124,16 @@ class RuleEngine:
             site.id: tuple(r for r in threshold if r.applies_to(site.id, site.kind, site.labels))
             for site in registry.sites.values()
         }
-        self._watched: list[tuple[StalenessRule, Meter]] = [
-            (rule, meter)
+        self._watch: list[Watched] = [
+            Watched(rule, meter.site_id, meter, (), fingerprint(rule.name, meter.site_id, meter.id))
             for rule in stale
             if rule.per == "meter"
             for meter in registry.meters.values()
             if (site := registry.sites.get(meter.site_id)) is not None
             and rule.applies_to(site.id, site.kind, meter.role.value, site.labels)
         ]
-        self._watched_sites: list[tuple[StalenessRule, Site, tuple[Meter, ...]]] = [
-            (rule, site, meters)
+        self._watch += [
+            Watched(rule, site.id, None, meters, fingerprint(rule.name, site.id))
             for rule in stale
             if rule.per == "site"
             for site in registry.sites.values()
@@ -144,6 +145,7 @@ class RuleEngine:
                 )
             )
         ]
+        self._silence = SilenceSchedule()
         for rule in rules:
             if not template_is_safe(rule.summary):
                 log.warning(
@@ -156,8 +158,7 @@ class RuleEngine:
     def _current(self) -> set[str]:
         """Fingerprints the configured rules can produce."""
         current = {fingerprint(r.name, site_id) for site_id, rules in self._by_site.items() for r in rules}
-        current |= {fingerprint(r.name, m.site_id, m.id) for r, m in self._watched}
-        current |= {fingerprint(r.name, site.id) for r, site, _ in self._watched_sites}
+        current |= {watched.fingerprint for watched in self._watch}
         return current
 
     def reload(self, rules: Iterable[ThresholdRule | StalenessRule]) -> None:
@@ -185,6 +186,7 @@ class RuleEngine:
         longer applies (a rule removed or rescoped, a meter or site gone) would stay open for ever:
         it is resolved at the first step."""
         current = self._current()
+        self._silence.invalidate()
         for a in alerts:
             try:
                 state = AlertState(a.state)
@@ -312,39 +314,46 @@ class RuleEngine:
         changes, self._rejudged = self._rejudged, []
         return changes
 
-    def evaluate_staleness(
-        self, now_ms: int, seen_ms: Callable[[str, str], int | None], *, backlog: bool = False
-    ) -> list[AlertChange]:
+    def evaluate_staleness(self, now_ms: int, seen_ms: SeenMs, *, backlog: bool = False) -> list[AlertChange]:
         """Staleness rules on the clock. ``seen_ms(site, meter)``: when the meter last reported (``None``:
-        not since watching began). Not while the processor is catching up on a backlog: readings that
-        wait in the spool are not silence."""
+        not since watching began); it goes back only if the clock does. Not while the processor is
+        catching up on a backlog: readings that wait in the spool are not silence. Only the open alerts
+        are judged until a quiet meter may have fallen silent (``processor/silence.py``)."""
         if self._watch_started_ms is None:
             self._watch_started_ms = now_ms
+        schedule = self._silence
+        schedule.clock(now_ms)
         changes = self._resolve_orphans(now_ms)
-        if backlog or not (self._watched or self._watched_sites):
+        if backlog or not self._watch:
             return changes
         if self._last_staleness_ms is not None and now_ms - self._last_staleness_ms < STALENESS_EVERY_MS:
             return changes  # the orphans closed above still go out
         self._last_staleness_ms = now_ms
-        for rule, meter in self._watched:
-            fp = fingerprint(rule.name, meter.site_id, meter.id)
-            tracked = self._tracked.get(fp)
+        started = self._watch_started_ms
+        full, positions = schedule.entries(now_ms, len(self._watch))
+        hot: list[int] = []
+        due = NO_DUE
+        high: int | None = None
+        for at in positions:
+            watched = self._watch[at]
+            rule = watched.rule
+            seen = watched.seen(seen_ms)
+            tracked = self._tracked.get(watched.fingerprint)
             old = RuleState() if tracked is None else tracked.state
-            new = staleness(rule, old, seen_ms(meter.site_id, meter.id), now_ms, self._watch_started_ms)
-            if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
-                continue
-            self._tracked[fp] = Tracked(new, now_ms)
-            changes.append(self._note(self._stale_change(rule, meter.site_id, meter, new, now_ms)))
-        for rule, site, meters in self._watched_sites:
-            fp = fingerprint(rule.name, site.id)
-            tracked = self._tracked.get(fp)
-            old = RuleState() if tracked is None else tracked.state
-            seen = [t for m in meters if (t := seen_ms(site.id, m.id)) is not None]
-            new = staleness(rule, old, max(seen, default=None), now_ms, self._watch_started_ms)
-            if new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED):
-                continue
-            self._tracked[fp] = Tracked(new, now_ms)
-            changes.append(self._note(self._stale_change(rule, site.id, None, new, now_ms)))
+            new = staleness(rule, old, seen, now_ms, started)
+            state = old.state
+            if not (new.state is old.state or (old.state in _CLOSED and new.state in _CLOSED)):
+                self._tracked[watched.fingerprint] = Tracked(new, now_ms)
+                change = self._stale_change(rule, watched.site_id, watched.meter, new, now_ms)
+                changes.append(self._note(change))
+                state = new.state
+            if state in _CLOSED:
+                due = min(due, silent_due_ms(rule, seen, started))
+            else:
+                hot.append(at)
+            if seen is not None and (high is None or seen > high):
+                high = seen
+        schedule.scanned(full, hot, due, high)
         return changes
 
     def _note(self, change: AlertChange) -> AlertChange:
