@@ -51,7 +51,14 @@ def test_realtime_pace_is_meters_over_15_per_second_split_between_publishers() -
 def test_backfill_is_a_month_of_50_reading_batches_with_the_lateness_a_batch_spans() -> None:
     backfill = plan_runs(_args(fleets=""))[0].cfg
     assert (backfill.batch, backfill.steps, backfill.sites) == (50, 30 * 5760, 10)
-    assert backfill.allowed_lateness_ms == 10_000 + 49 * 15_000
+    assert backfill.allowed_lateness_ms == 10_000 + 50 * 15_000
+
+
+def test_lateness_covers_the_interval_a_single_15_s_reading_reaches_back() -> None:
+    """A 15-s reading feeds the window its interval began in, 15 s before its timestamp: 10 s of
+    lateness let the round's first reading (or the idle advance) close that window first."""
+    for run in plan_runs(_args(fleets="1000", backfill_days=0)):
+        assert run.cfg.allowed_lateness_ms == 10_000 + 15_000
 
 
 def test_small_fleet_is_one_site() -> None:

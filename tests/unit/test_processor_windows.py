@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from peakwatch.domain.models import KpiWindow
 from processor.windows import SiteWindows, site_inputs
 from tests.unit.fakes import make_registry
 
@@ -13,14 +14,14 @@ LATENESS = 10_000
 IDLE = 5_000
 
 
-def dc_windows() -> SiteWindows:
+def dc_windows(lateness_ms: int = LATENESS) -> SiteWindows:
     reg = make_registry()
     return SiteWindows(
         reg.sites["dc"],
         reg.site_meters("dc"),
         site_inputs(reg, reg.factors, reg.sites["dc"]),
         window_ms=MIN,
-        allowed_lateness_ms=LATENESS,
+        allowed_lateness_ms=lateness_ms,
         idle_close_ms=IDLE,
     )
 
@@ -135,3 +136,59 @@ def test_no_idle_close_while_readings_are_still_queued() -> None:
     assert sw.close_ready() == []
     sw.tick(60_000 + IDLE + 41_000)
     assert [w.start_ms for w in sw.close_ready()] == [W0]
+
+
+ROUND = 15_000
+"""Both meters of the site report every 15 s, with the same timestamp (one round)."""
+
+
+@pytest.mark.parametrize(
+    ("before_end_ms", "lateness_ms", "late"),
+    [
+        # 2 s before the boundary: the idle advance through the 12 s of silence between rounds
+        # reaches end + 10 s just before the next round, which then finds the window closed
+        pytest.param(2_000, LATENESS, ["facility", "it"], id="10s-closed-by-idle-advance"),
+        # 4 s before: the idle advance stops 2 s short, but the round's first reading (14 - 4 = 11 s
+        # past the end) closes the window its own interval fed, before the second meter's reading
+        pytest.param(4_000, LATENESS, ["it"], id="10s-closed-by-first-reading"),
+        pytest.param(2_000, LATENESS + ROUND, [], id="25s-in-time"),
+        pytest.param(4_000, LATENESS + ROUND, [], id="25s-in-time-4s"),
+    ],
+)
+def test_15_s_rounds_at_real_time_are_late_only_when_lateness_is_below_the_interval(
+    before_end_ms: int, lateness_ms: int, late: list[str]
+) -> None:
+    """bench.scaling's real-time runs, in small: round j stamped ``ts_j`` reaches the processor at wall
+    15 j s (facility) and 15 j + 2.9 s (it), each meter counting 1 kWh per round; steps every 100 ms as
+    in ``StepState.step``: place the amounts, observe, tick, close. The round after ``ts_1`` (2 or 4 s
+    before W0's end) feeds W0 with the share of its interval before the boundary."""
+    sw = dc_windows(lateness_ms)
+    end = W0 + MIN
+    ts = [end - before_end_ms + ROUND * (j - 1) for j in range(5)]  # ts_0 = end - x - 15 s, in W0
+    arrivals = sorted(
+        (ROUND * j + (0 if meter == "facility" else 2_900), j, meter)
+        for j in range(5)
+        for meter in ("facility", "it")
+    )
+    refused: list[str] = []
+    closed: list[KpiWindow] = []
+    for now in range(0, ROUND * 5, 100):
+        while arrivals and arrivals[0][0] <= now:
+            _, j, meter = arrivals.pop(0)
+            if j:  # a round's reading closes the interval [ts_(j-1), ts_j)
+                share = min(max(end - ts[j - 1], 0), ROUND) / ROUND
+                accepted = [
+                    sw.add(meter, start, amount)
+                    for start, amount in ((W0, share), (end, 1 - share))
+                    if amount
+                ]
+                if not all(accepted):
+                    refused.append(meter)
+            sw.observe(ts[j], now)
+        sw.tick(now)
+        closed.extend(sw.close_ready())
+    assert refused == late
+    [w0] = [w for w in closed if w.start_ms == W0]
+    # W0 holds round 1 whole and round 2's share, 2 or 4 of its 15 s, unless that share came too late
+    facility_share = 0.0 if "facility" in late else before_end_ms / ROUND
+    assert w0.facility_kwh == pytest.approx(1.0 + facility_share)
