@@ -202,9 +202,12 @@ class Registry:
         self.factors: FactorLibrary = factors or FactorLibrary()
         self.gb40879_thresholds: tuple[float, float, float] = gb40879_thresholds
         """Upper limits of the electric energy ratio for GB 40879-2021 grades 1, 2 and 3."""
-        self._by_site: dict[str, tuple[Meter, ...]] = {
-            sid: tuple(m for m in self.meters.values() if m.site_id == sid) for sid in self.sites
-        }
+        by_site: dict[str, list[Meter]] = {sid: [] for sid in self.sites}
+        for meter in self.meters.values():  # one pass: a scan per site was sites x meters (100M at 100k)
+            bucket = by_site.get(meter.site_id)
+            if bucket is not None:
+                bucket.append(meter)
+        self._by_site: dict[str, tuple[Meter, ...]] = {sid: tuple(ms) for sid, ms in by_site.items()}
 
     def meter(self, site_id: str, meter_id: str) -> Meter | None:
         return self.meters.get((site_id, meter_id))
