@@ -73,7 +73,7 @@ class GroupedAcks:
         self._batching = batching
         self._max_outstanding = max_outstanding
         self._outstanding = 0  # messages submitted whose group is not done yet
-        self._held: Any = None  # the connection whose reading is paused
+        self._held: tuple[Client, Any] | None = None  # the client and connection whose reading is paused
         self._failed = failed
         self._acknowledged = acknowledged
         self._lost = lost
@@ -116,9 +116,12 @@ class GroupedAcks:
         else:
             acks.packet_ids.append(mid)
         self._outstanding += 1
-        if self._outstanding >= self._max_outstanding and client is not None and self._held is not connection:
+        held = self._held
+        # a new connection (after a reconnect) is held anew
+        fresh = held is None or held[1] is not connection
+        if self._outstanding >= self._max_outstanding and client is not None and fresh:
             client.hold_reading(connection, True)
-            self._held = connection
+            self._held = (client, connection)
 
     def _group_done(self, acks: _Acks) -> None:
         self._pending.discard(acks)
@@ -126,8 +129,8 @@ class GroupedAcks:
             self._acks = None
         self._outstanding -= acks.qos0 + len(acks.packet_ids)
         if self._held is not None and self._outstanding <= self._max_outstanding // 2:
-            if acks.client is not None:
-                acks.client.hold_reading(self._held, False)
+            client, connection = self._held  # not acks.client: a group taken while stopping has none
+            client.hold_reading(connection, False)
             self._held = None
         done = acks.done
         if done.cancelled() or done.exception() is not None:

@@ -120,3 +120,18 @@ async def test_too_many_waiting_messages_pause_reading_until_half_are_on_the_bus
     first.set_result(None)
     await asyncio.sleep(0)
     assert client.holds == [(connection, True), (connection, False)]  # 2 waiting = half the limit
+
+
+async def test_a_group_taken_while_stopping_still_resumes_the_held_connection() -> None:
+    """The resume goes to the client that held the connection, not to the finishing group's client
+    (``None`` for a QoS 0 message taken while the source was stopping)."""
+    groups, told, client = Groups(), Told(), FakeClient()
+    acks = told.acks(groups, max_outstanding=2)
+    acks.take(None, None, "t/a/m0", b"x")  # taken while stopping: no client
+    stopping_group = groups.close()
+    acks.take(client, None, "t/a/m1", b"x")  # type: ignore[arg-type]
+    connection = client.current_connection
+    assert client.holds == [(connection, True)]  # 2 waiting
+    stopping_group.set_result(None)
+    await asyncio.sleep(0)
+    assert client.holds == [(connection, True), (connection, False)]  # 1 waiting = half the limit
