@@ -11,7 +11,8 @@ clock starts) and the same readings. peakwatch runs exactly as in ``bench.e2e`` 
 collector + processor, every KPI computed).
 
 Modes: ``qos<0|1>-<single|batched>``: the publisher's QoS (peakwatch subscribes at QoS 1 as
-always, Node-RED at the mode's QoS; the broker delivers the lower, so both receive the mode's QoS) and one reading per message or ``--batch`` (50). Per mode, each round runs
+always, Node-RED at the mode's QoS; the broker delivers the lower, so both receive the mode's QoS)
+and one reading per message or ``--batch`` (50). Per mode, each round runs
 peakwatch then Node-RED (A B A B ...), so machine noise hits both. Measured for both: readings
 published, stored (``count(*)``), lost, wall time from the first publish to the commit holding the
 last published reading, readings/s over it; for peakwatch also the KPI windows written vs due.
