@@ -160,6 +160,27 @@ async def test_concurrent_migrations_apply_each_file_once(blank_database_url: st
     assert sorted(applied) == sorted(names)
 
 
+async def test_per_meter_tables_keep_room_for_in_place_updates(blank_database_url: str) -> None:
+    """``meter_state`` and ``meter_intervals`` are updated by every transaction holding a reading of the
+    meter; with free room on their pages (migration 015) PostgreSQL updates them in place (HOT)."""
+    store = await Store.connect(blank_database_url)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+    conn = await asyncpg.connect(blank_database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('meter_state', 'meter_intervals')"
+        )
+    finally:
+        await conn.close()
+    assert {r["relname"]: r["reloptions"] for r in rows} == {
+        "meter_state": ["fillfactor=50"],
+        "meter_intervals": ["fillfactor=70"],
+    }
+
+
 async def test_migrated_template_reports_nothing_to_do(store: Store) -> None:
     assert await store.migrate(policy=TimescalePolicy(enabled=store.timescale)) == []
     assert await store.count_readings() == 0
