@@ -25,6 +25,7 @@ from gmqtt.storage import PersistentStorage
 
 from peakwatch.clock import now_ms
 from peakwatch.errors import ConfigError, SimulationError
+from peakwatch.mqtt_probe import probe_protocol
 from peakwatch.mqtt_url import BrokerAddress
 from peakwatch.retry import pause
 from simulators.encoding import Batcher, Message
@@ -232,14 +233,13 @@ async def _connect(address: BrokerAddress, options: SimulationOptions) -> tuple[
     client.on_connect = on_connect
     if address.username:
         client.set_auth_credentials(address.username, address.password)
-    # gmqtt falls back from MQTT 5 to 3.1.1 (e.g. amqtt, the embedded broker) by reconnecting after
-    # ``reconnect_delay``, 6 s by default: too long for the demo's start.
+    # gmqtt's own fall-back from MQTT 5 to 3.1.1 (e.g. amqtt, the embedded broker) logs a CONNACK
+    # warning and reconnects after a delay: ask the broker first (peakwatch/mqtt_probe.py)
     client.reconnect_delay = 0.5
     try:
-        await asyncio.wait_for(
-            client.connect(address.host, address.port, ssl=address.tls, keepalive=30),
-            options.connect_timeout_s,
-        )
+        async with asyncio.timeout(options.connect_timeout_s):
+            version = await probe_protocol(address)
+            await client.connect(address.host, address.port, ssl=address.tls, keepalive=30, version=version)
     except Exception as exc:  # gmqtt raises OSError, MQTTConnectError and friends
         with contextlib.suppress(Exception):
             await client.disconnect()
