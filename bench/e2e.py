@@ -130,7 +130,7 @@ async def run_mode(cfg: ModeConfig, db: Database, workdir: Path, *, memory_limit
     """One mode: a fresh database and broker, the pipeline and the publishers, then the figures."""
     mode_dir = workdir / cfg.mode
     mode_dir.mkdir(parents=True, exist_ok=True)
-    start_ms, last_ms = _event_times(cfg)
+    start_ms, last_ms = event_times(cfg)
     fleet = build_fleet(FleetSpec(sites=cfg.sites, synthetic_meters=cfg.meters))
     registry_file = mode_dir / "registry.yaml"
     registry_file.write_text(registry_yaml(fleet), encoding="utf-8")
@@ -146,12 +146,19 @@ async def run_mode(cfg: ModeConfig, db: Database, workdir: Path, *, memory_limit
     return _result(cfg, measured, start_ms, last_ms)
 
 
-def _event_times(cfg: ModeConfig) -> tuple[int, int]:
+def event_times(cfg: ModeConfig) -> tuple[int, int]:
     """The first and last readings' event time: the history ends two minutes ago, on a whole second."""
     now_ms = time.time_ns() // 1_000_000
     start_ms = now_ms - cfg.steps * cfg.step_ms - 120_000
     start_ms -= start_ms % 1000
     return start_ms, start_ms + (cfg.steps - 1) * cfg.step_ms
+
+
+def publisher_load(cfg: ModeConfig, broker_url: str, start_ms: int) -> Load:
+    """What the publishers send in this mode (bench.peer feeds Node-RED the very same)."""
+    options: tuple[str, ...] = ("--batch", str(cfg.batch), "--step-ms", str(cfg.step_ms))
+    options += ("--window", str(cfg.window), "--qos", str(cfg.qos), *cfg.publisher_options)
+    return Load(broker_url, cfg.sites, cfg.meters, cfg.steps, start_ms, options)
 
 
 async def _start(
@@ -169,10 +176,7 @@ async def _start(
         bus=f"spool://{mode_dir / 'spool'}" if cfg.bus == "spool" else "memory://",
         flags=flags,
     )
-    options: tuple[str, ...] = ("--batch", str(cfg.batch), "--step-ms", str(cfg.step_ms))
-    options += ("--window", str(cfg.window), "--qos", str(cfg.qos), *cfg.publisher_options)
-    load = Load(broker_url, cfg.sites, cfg.meters, cfg.steps, start_ms, options)
-    publishers = await spawn_publishers(spawned, load, cfg.publishers)
+    publishers = await spawn_publishers(spawned, publisher_load(cfg, broker_url, start_ms), cfg.publishers)
     ready = await pipeline.wait_for("ready", 120)
     built = [await pub.wait_for("ready", 600) for pub in publishers]
     console.print(

@@ -40,9 +40,9 @@ from rich.table import Table
 
 from bench import nodered
 from bench.broker import BenchBroker, BrokerStats
-from bench.children import Child, Load, children, spawn_publishers
+from bench.children import Child, children, spawn_publishers
 from bench.database import Database
-from bench.e2e import ModeConfig, run_mode
+from bench.e2e import ModeConfig, event_times, publisher_load, run_mode
 from bench.machine import CpuUse, cpu_between, describe_machine, snapshot
 from bench.results import save_results
 
@@ -86,9 +86,7 @@ async def run_node_red(
     memory_limit: int,
 ) -> dict[str, Any]:
     """One run of the peer: fresh broker and database, Node-RED and the publisher, then the figures."""
-    now_ms = time.time_ns() // 1_000_000
-    start_ms = now_ms - cfg.steps * cfg.step_ms - 120_000
-    start_ms -= start_ms % 1000  # as bench.e2e: the history ends two minutes ago
+    start_ms, _ = event_times(cfg)  # as bench.e2e: the history ends two minutes ago
     db_url = await db.fresh(f"peer_bench_{cfg.mode}_{uuid.uuid4().hex[:8]}")
     await nodered.create_table(db_url)
     broker = BenchBroker(run_dir / "mosquitto", memory_limit_bytes=memory_limit)
@@ -104,10 +102,7 @@ async def run_node_red(
                 database_url=db_url,
                 flow=flow,
             )
-            options = ("--batch", str(cfg.batch), "--step-ms", str(cfg.step_ms), "--window", str(cfg.window))
-            load = Load(
-                broker.url, cfg.sites, cfg.meters, cfg.steps, start_ms, (*options, "--qos", str(cfg.qos))
-            )
+            load = publisher_load(cfg, broker.url, start_ms)
             publishers = await spawn_publishers(spawned, load, cfg.publishers)
             measured = await _measure(cfg, red, publishers, broker, db, db_url)
     finally:
