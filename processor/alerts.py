@@ -23,10 +23,11 @@ from peakwatch.domain.rules import (
     StalenessRule,
     ThresholdRule,
     gated,
+    silent_due_ms,
     staleness,
 )
 from processor.rejudge import Tracked, advance, judged, rejudge_from, rejudged_state, remember_change
-from processor.silence import NO_DUE, SeenMs, SilenceSchedule, Watched, silent_due_ms
+from processor.silence import NO_DUE, SeenMs, SilenceSchedule, Watched
 
 if TYPE_CHECKING:  # the store package imports asyncpg; the processor only needs the record's shape
     from peakwatch.store.records import AlertRecord

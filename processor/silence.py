@@ -58,12 +58,6 @@ class Watched:
         return max((t for m in self.meters if (t := seen_ms(self.site_id, m.id)) is not None), default=None)
 
 
-def silent_due_ms(rule: StalenessRule, seen: int | None, watching_since_ms: int) -> int:
-    """When ``staleness`` turns a quiet entry to firing if nothing is reported until then."""
-    basis = seen if seen is not None and seen > watching_since_ms else watching_since_ms
-    return basis + rule.silent_ms
-
-
 class SilenceSchedule:
     """The bound and the entries with an open alert, from the last scan. A fresh one (rules configured
     or restored) asks for a full scan."""

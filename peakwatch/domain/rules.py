@@ -214,6 +214,15 @@ def _has_labels(labels: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in wanted.items())
 
 
+def silent_due_ms(rule: StalenessRule, last_seen_ms: int | None, watching_since_ms: int) -> int:
+    """When a quiet meter counts as silent if nothing is reported until then: ``silent_ms`` after the
+    later of its last report and the start of watching (``staleness``; the processor's scan also
+    bounds its work with it, processor/silence.py)."""
+    reported = last_seen_ms is not None and last_seen_ms > watching_since_ms
+    basis = last_seen_ms if reported and last_seen_ms is not None else watching_since_ms
+    return basis + rule.silent_ms
+
+
 def staleness(
     rule: StalenessRule, current: RuleState, last_seen_ms: int | None, now_ms: int, watching_since_ms: int
 ) -> RuleState:
@@ -225,9 +234,10 @@ def staleness(
     reported = last_seen_ms is not None and last_seen_ms > watching_since_ms
     if current.state is AlertState.FIRING and not reported:
         return current
-    basis = last_seen_ms if reported and last_seen_ms is not None else watching_since_ms
-    if now_ms - basis >= rule.silent_ms:
-        return RuleState(state=AlertState.FIRING, since_ms=basis if last_seen_ms is None else last_seen_ms)
+    due_ms = silent_due_ms(rule, last_seen_ms, watching_since_ms)
+    if now_ms >= due_ms:
+        since_ms = watching_since_ms if last_seen_ms is None else last_seen_ms
+        return RuleState(state=AlertState.FIRING, since_ms=since_ms)
     if current.state is AlertState.FIRING:
         return RuleState(state=AlertState.RESOLVED, since_ms=current.since_ms)
     return RuleState(state=AlertState.INACTIVE)
