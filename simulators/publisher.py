@@ -233,11 +233,12 @@ async def _connect(address: BrokerAddress, options: SimulationOptions) -> tuple[
     client.on_connect = on_connect
     if address.username:
         client.set_auth_credentials(address.username, address.password)
-    # gmqtt's own fall-back from MQTT 5 to 3.1.1 (e.g. amqtt, the embedded broker) logs a CONNACK
-    # warning and reconnects after a delay: ask the broker first (peakwatch/mqtt_probe.py)
+    # gmqtt's own reconnect after a lost connection waits 6 s by default: too long for the demo
     client.reconnect_delay = 0.5
     try:
         async with asyncio.timeout(options.connect_timeout_s):
+            # gmqtt's own fall-back from MQTT 5 to 3.1.1 (e.g. amqtt, the embedded broker) logs a CONNACK
+            # warning and reconnects after that delay: ask the broker first (peakwatch/mqtt_probe.py)
             version = await probe_protocol(address)
             await client.connect(address.host, address.port, ssl=address.tls, keepalive=30, version=version)
     except Exception as exc:  # gmqtt raises OSError, MQTTConnectError and friends

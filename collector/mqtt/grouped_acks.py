@@ -116,12 +116,11 @@ class GroupedAcks:
         else:
             acks.packet_ids.append(mid)
         self._outstanding += 1
-        held = self._held
-        # a new connection (after a reconnect) is held anew
-        fresh = held is None or held[1] is not connection
-        if self._outstanding >= self._max_outstanding and client is not None and fresh:
-            client.hold_reading(connection, True)
-            self._held = (client, connection)
+        if self._outstanding >= self._max_outstanding and client is not None:
+            held = self._held
+            if held is None or held[1] is not connection:  # a new connection (a reconnect) is held anew
+                client.hold_reading(connection, True)
+                self._held = (client, connection)
 
     def _group_done(self, acks: _Acks) -> None:
         self._pending.discard(acks)
